@@ -1,0 +1,34 @@
+// swift-tools-version:5.10
+import PackageDescription
+
+let package = Package(
+    name: "Percept",
+    products: [
+        .library(name: "Percept", targets: ["Core", "Datasets", "Tasks"]),
+        .executable(name: "percept", targets: ["PerceptCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libopenblas-dev, libhdf5-dev, libpng-dev).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16",
+                       providers: [.apt(["libpng-dev"])]),
+
+        .target(name: "Core", dependencies: ["CBLAS"], linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG"]),
+        .target(name: "Tasks", dependencies: ["Core", "Datasets"]),
+        .executableTarget(
+            name: "PerceptCLI",
+            dependencies: ["Core", "Datasets", "Tasks",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core"]),
+        .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
+    ]
+)

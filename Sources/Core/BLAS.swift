@@ -1,0 +1,19 @@
+import CBLAS
+
+/// C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, row-major, single-threaded OpenBLAS.
+@inlinable
+public func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                 alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+                 _ b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0 else {
+        // BLAS leaves C untouched for k == 0 only when beta == 1; make the empty sum explicit.
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
+                transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                beta, c, Int32(ldc))
+}

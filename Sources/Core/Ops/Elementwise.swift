@@ -1,0 +1,179 @@
+import Foundation
+
+// Elementwise ops: one tight loop each over contiguous storage, with the pullback beside the
+// forward. Binary ops require equal shapes; per-channel bias is its own op (`addingChannelBias`).
+
+extension Tensor {
+    /// Applies `f` to every element into a new untracked tensor of the same shape.
+    @inlinable
+    func mapped(_ f: (Float) -> Float) -> Tensor {
+        let out = Tensor.uninitialized(shape)
+        let x = pointer, y = out.pointer
+        for i in 0..<count { y[i] = f(x[i]) }
+        return out
+    }
+
+    /// Untracked `self + other` (used by pullbacks to sum gradient contributions).
+    public func summed(with other: Tensor) -> Tensor {
+        checkShape(count == other.count, "add \(shape) + \(other.shape)")
+        let out = Tensor.uninitialized(shape)
+        let a = pointer, b = other.pointer, y = out.pointer
+        for i in 0..<count { y[i] = a[i] + b[i] }
+        return out
+    }
+
+    /// Untracked `self * scale`.
+    public func scaled(by scale: Float) -> Tensor { mapped { $0 * scale } }
+
+    /// `self + other` (same shape): residual joins.
+    public static func + (lhs: Tensor, rhs: Tensor) -> Tensor {
+        checkShape(lhs.shape == rhs.shape, "add \(lhs.shape) + \(rhs.shape)")
+        return record(lhs.detached.summed(with: rhs), inputs: [lhs, rhs]) { g in [g, g] }
+    }
+
+    /// `self - other` (same shape).
+    public static func - (lhs: Tensor, rhs: Tensor) -> Tensor {
+        checkShape(lhs.shape == rhs.shape, "subtract \(lhs.shape) - \(rhs.shape)")
+        let out = Tensor.uninitialized(lhs.shape)
+        let a = lhs.pointer, b = rhs.pointer, y = out.pointer
+        for i in 0..<out.count { y[i] = a[i] - b[i] }
+        return record(out, inputs: [lhs, rhs]) { g in [g, g.scaled(by: -1)] }
+    }
+
+    /// Elementwise product (same shape).
+    public static func * (lhs: Tensor, rhs: Tensor) -> Tensor {
+        checkShape(lhs.shape == rhs.shape, "multiply \(lhs.shape) * \(rhs.shape)")
+        let out = Tensor.uninitialized(lhs.shape)
+        let a = lhs.pointer, b = rhs.pointer, y = out.pointer
+        for i in 0..<out.count { y[i] = a[i] * b[i] }
+        return record(out, inputs: [lhs, rhs]) { g in
+            let ga = Tensor.uninitialized(lhs.shape), gb = Tensor.uninitialized(rhs.shape)
+            let gp = g.pointer
+            for i in 0..<g.count { ga.pointer[i] = gp[i] * b[i]; gb.pointer[i] = gp[i] * a[i] }
+            return [ga, gb]
+        }
+    }
+
+    /// Multiplication by a constant.
+    public static func * (lhs: Tensor, rhs: Float) -> Tensor {
+        record(lhs.scaled(by: rhs), inputs: [lhs]) { g in [g.scaled(by: rhs)] }
+    }
+
+    /// max(x, 0).
+    public func relu() -> Tensor {
+        let out = mapped { max($0, 0) }
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.uninitialized(g.shape)
+            let y = out.pointer, gp = g.pointer, d = dx.pointer
+            for i in 0..<g.count { d[i] = y[i] > 0 ? gp[i] : 0 }
+            return [dx]
+        }
+    }
+
+    /// x for x > 0, slope * x otherwise.
+    public func leakyRelu(slope: Float = 0.01) -> Tensor {
+        let x = self
+        let out = mapped { $0 > 0 ? $0 : slope * $0 }
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.uninitialized(g.shape)
+            let xp = x.pointer, gp = g.pointer, d = dx.pointer
+            for i in 0..<g.count { d[i] = xp[i] > 0 ? gp[i] : slope * gp[i] }
+            return [dx]
+        }
+    }
+
+    /// 1 / (1 + exp(-x)), computed without overflow for large |x|.
+    public func sigmoid() -> Tensor {
+        let out = mapped { stableSigmoid($0) }
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.uninitialized(g.shape)
+            let y = out.pointer, gp = g.pointer, d = dx.pointer
+            for i in 0..<g.count { d[i] = gp[i] * y[i] * (1 - y[i]) }
+            return [dx]
+        }
+    }
+
+    public func tanh() -> Tensor {
+        let out = mapped { Foundation.tanh($0) }
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.uninitialized(g.shape)
+            let y = out.pointer, gp = g.pointer, d = dx.pointer
+            for i in 0..<g.count { d[i] = gp[i] * (1 - y[i] * y[i]) }
+            return [dx]
+        }
+    }
+
+    /// Sum of all elements, as a scalar tensor.
+    public func sum() -> Tensor {
+        var total: Double = 0
+        for i in 0..<count { total += Double(pointer[i]) }
+        let shape = self.shape
+        return Tensor.record(Tensor(Float(total)), inputs: [self]) { g in
+            [Tensor(shape: shape, repeating: g.scalar)]
+        }
+    }
+
+    /// Mean of all elements, as a scalar tensor.
+    public func mean() -> Tensor { sum() * (1 / Float(Swift.max(count, 1))) }
+
+    /// Same elements, new shape (one dimension may be -1). Shares storage.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var target = newShape
+        if let inferred = target.firstIndex(of: -1) {
+            let known = target.enumerated().filter { $0.offset != inferred }.map(\.element).reduce(1, *)
+            checkShape(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            target[inferred] = count / known
+        }
+        checkShape(target.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        let oldShape = shape
+        return Tensor.record(Tensor(shape: target, storage: storage), inputs: [self]) { g in
+            [Tensor(shape: oldShape, storage: g.storage)]
+        }
+    }
+
+    /// [N, ...] -> [N, product of the rest].
+    public func flattened() -> Tensor {
+        checkShape(rank >= 1, "flatten of a scalar")
+        return reshaped([shape[0], count / Swift.max(shape[0], 1)])
+    }
+}
+
+@inlinable func stableSigmoid(_ x: Float) -> Float {
+    x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
+}
+
+/// Concatenates NCHW (or [N, C]) tensors along the channel axis 1.
+public func concatChannels(_ parts: [Tensor]) -> Tensor {
+    precondition(!parts.isEmpty, "concat of no tensors")
+    let first = parts[0].shape
+    let n = first[0]
+    let inner = first.count > 2 ? first[2...].reduce(1, *) : 1
+    for p in parts {
+        checkShape(p.rank == first.count && p.shape[0] == n && (p.rank <= 2 || Array(p.shape[2...]) == Array(first[2...])),
+                   "concat channels: \(parts.map(\.shape))")
+    }
+    let channels = parts.map { $0.shape[1] }
+    let total = channels.reduce(0, +)
+    var outShape = first
+    outShape[1] = total
+    let out = Tensor.uninitialized(outShape)
+    for b in 0..<n {
+        var offset = 0
+        for (p, c) in zip(parts, channels) {
+            (out.pointer + (b * total + offset) * inner).update(from: p.pointer + b * c * inner, count: c * inner)
+            offset += c
+        }
+    }
+    return Tensor.record(out, inputs: parts) { g in
+        var offset = 0
+        return zip(parts, channels).map { p, c in
+            let gp = Tensor.uninitialized(p.shape)
+            for b in 0..<n {
+                gp.pointer.advanced(by: b * c * inner)
+                    .update(from: g.pointer + (b * total + offset) * inner, count: c * inner)
+            }
+            offset += c
+            return gp
+        }
+    }
+}
