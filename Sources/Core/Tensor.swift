@@ -12,12 +12,7 @@ public final class TensorStorage {
     public init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative storage size \(count)")
         self.count = count
-        var raw: UnsafeMutableRawPointer?
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
-        }
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = BufferPool.shared.take(count)
     }
 
     /// Zero-filled storage for `count` floats.
@@ -26,7 +21,7 @@ public final class TensorStorage {
         pointer.initialize(repeating: 0, count: count)
     }
 
-    deinit { free(pointer) }
+    deinit { BufferPool.shared.give(pointer, count: count) }
 
     @inlinable public var buffer: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(start: pointer, count: count)

@@ -36,66 +36,108 @@ struct ConvGeometry {
         return (lo, hi)
     }
 
-    /// Writes the column matrix of `image` ([channels, height, width]) into `col`, whose rows
-    /// are `ld` floats apart (so several images can sit side by side in one matrix).
-    func im2col(_ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, ld: Int) {
+    /// Output rows [oy0, oy1) whose input row `oy * stride - padding + ky` lies inside.
+    @inline(__always)
+    func validRows(_ ky: Int) -> (Int, Int) {
+        let shift = ky - padding
+        var lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride
+        var hi = height - shift <= 0 ? 0 : (height - shift + stride - 1) / stride
+        lo = min(lo, outHeight); hi = min(max(hi, lo), outHeight)
+        return (lo, hi)
+    }
+
+    /// Stride 1 with output as wide as the input ("same" convolutions): each kernel tap is a
+    /// shifted copy of the whole plane, so rows need not be handled one at a time.
+    var isContiguousShift: Bool { stride == 1 && outWidth == width }
+
+    /// Writes the column matrix of `image` ([channels, height, width]) for the output pixels
+    /// `pixels` into `col`: column j holds pixel `pixels.lowerBound + j`, rows are `ld` floats
+    /// apart (so a tile of pixels, or several images side by side, form one GEMM operand).
+    func im2col(_ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, ld: Int,
+                pixels: Range<Int>? = nil) {
+        let (t0, t1) = pixels.map { ($0.lowerBound, $0.upperBound) } ?? (0, outPixels)
         for c in 0..<channels {
             let plane = image + c * imagePixels
             for ky in 0..<kernelH {
+                let (oy0, oy1) = validRows(ky)
                 for kx in 0..<kernelW {
-                    let row = col + ((c * kernelH + ky) * kernelW + kx) * ld
+                    // row[d] is output pixel d, for d in t0..<t1.
+                    let row = col + ((c * kernelH + ky) * kernelW + kx) * ld - t0
                     let (lo, hi) = validColumns(kx)
-                    for oy in 0..<outHeight {
-                        let dst = row + oy * outWidth
-                        let iy = oy * stride - padding + ky
-                        if iy < 0 || iy >= height || lo >= hi {
-                            dst.update(repeating: 0, count: outWidth)
-                            continue
+                    let first = max(oy0 * outWidth + lo, t0), last = min((oy1 - 1) * outWidth + hi, t1)
+                    if oy0 >= oy1 || lo >= hi || first >= last {
+                        (row + t0).update(repeating: 0, count: t1 - t0)
+                        continue
+                    }
+                    if first > t0 { (row + t0).update(repeating: 0, count: first - t0) }
+                    if last < t1 { (row + last).update(repeating: 0, count: t1 - last) }
+                    if isContiguousShift {
+                        // row[d] = plane[d + offset] over [first, last): every read lies inside
+                        // the plane. Then blank the padded columns the copy ran over.
+                        let offset = (ky - padding) * width + (kx - padding)
+                        (row + first).update(from: plane + first + offset, count: last - first)
+                        if lo > 0 || hi < outWidth {
+                            for oy in (first / outWidth)...((last - 1) / outWidth) {
+                                let base = oy * outWidth
+                                for ox in 0..<lo where base + ox >= first && base + ox < last { row[base + ox] = 0 }
+                                for ox in hi..<outWidth where base + ox >= first && base + ox < last { row[base + ox] = 0 }
+                            }
                         }
-                        let src = plane + iy * width + kx - padding
-                        if lo > 0 { dst.update(repeating: 0, count: lo) }
-                        if stride == 1 {
-                            (dst + lo).update(from: src + lo, count: hi - lo)
-                        } else {
-                            for ox in lo..<hi { dst[ox] = src[ox * stride] }
-                        }
-                        if hi < outWidth { (dst + hi).update(repeating: 0, count: outWidth - hi) }
+                        continue
+                    }
+                    for oy in (first / outWidth)...((last - 1) / outWidth) {
+                        let base = oy * outWidth
+                        let a = max(first - base, 0), b = min(last - base, outWidth)
+                        let dst = row + base
+                        let src = plane + (oy * stride - padding + ky) * width + kx - padding
+                        for ox in a..<max(a, min(lo, b)) { dst[ox] = 0 }
+                        for ox in max(a, lo)..<max(min(hi, b), max(a, lo)) { dst[ox] = src[ox * stride] }
+                        for ox in max(a, hi)..<max(b, max(a, hi)) { dst[ox] = 0 }
                     }
                 }
             }
         }
     }
 
-    /// Adds the column matrix `col` back into `image` (the adjoint of `im2col`).
-    func col2imAdd(_ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>) {
+    /// Adds the column matrix `col` (laid out as `im2col` writes it) back into `image`: the
+    /// adjoint of `im2col`. `col` is scratch: entries that fall on padding are zeroed.
+    func col2imAdd(_ col: UnsafeMutablePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>,
+                   pixels: Range<Int>? = nil) {
+        let (t0, t1) = pixels.map { ($0.lowerBound, $0.upperBound) } ?? (0, outPixels)
         for c in 0..<channels {
             let plane = image + c * imagePixels
             for ky in 0..<kernelH {
+                let (oy0, oy1) = validRows(ky)
                 for kx in 0..<kernelW {
-                    let row = col + ((c * kernelH + ky) * kernelW + kx) * ld
+                    let row = col + ((c * kernelH + ky) * kernelW + kx) * ld - t0
                     let (lo, hi) = validColumns(kx)
-                    guard lo < hi else { continue }
-                    for oy in 0..<outHeight {
-                        let iy = oy * stride - padding + ky
-                        if iy < 0 || iy >= height { continue }
-                        let src = row + oy * outWidth
-                        let dst = plane + iy * width + kx - padding
-                        if stride == 1 {
-                            for ox in lo..<hi { dst[ox] += src[ox] }
-                        } else {
-                            for ox in lo..<hi { dst[ox * stride] += src[ox] }
+                    let first = max(oy0 * outWidth + lo, t0), last = min((oy1 - 1) * outWidth + hi, t1)
+                    guard oy0 < oy1, lo < hi, first < last else { continue }
+                    if isContiguousShift {
+                        if lo > 0 || hi < outWidth {
+                            for oy in (first / outWidth)...((last - 1) / outWidth) {
+                                let base = oy * outWidth
+                                for ox in 0..<lo where base + ox >= first && base + ox < last { row[base + ox] = 0 }
+                                for ox in hi..<outWidth where base + ox >= first && base + ox < last { row[base + ox] = 0 }
+                            }
                         }
+                        let offset = (ky - padding) * width + (kx - padding)
+                        let src = row + first, dst = plane + first + offset
+                        for i in 0..<(last - first) { dst[i] += src[i] }
+                        continue
+                    }
+                    for oy in (first / outWidth)...((last - 1) / outWidth) {
+                        let base = oy * outWidth
+                        let a = max(first - base, lo), b = min(last - base, hi)
+                        guard a < b else { continue }
+                        let src = row + base
+                        let dst = plane + (oy * stride - padding + ky) * width + kx - padding
+                        for ox in a..<b { dst[ox * stride] += src[ox] }
                     }
                 }
             }
         }
     }
-}
-
-/// How many images share one GEMM so that its column count reaches a efficient width.
-@usableFromInline
-func imagesPerGEMM(outPixels: Int, batch: Int) -> Int {
-    max(1, min(batch, 512 / max(outPixels, 1)))
 }
 
 extension Tensor {
@@ -149,65 +191,102 @@ extension Tensor {
     }
 }
 
-/// The work of one convolution over a batch, split into GEMMs over groups of images.
+/// The work of one convolution over a batch, as GEMMs on cache-sized column matrices.
+///
+/// Large outputs are cut into tiles of pixels whose column matrix stays in L2 (the im2col
+/// matrix of a whole 32x32 image with 144 rows would not), and each tile's GEMM reads it while
+/// it is hot. Small outputs (8x8, 16x16) put several images side by side in one GEMM instead,
+/// so the GEMM is wide enough to run efficiently.
 struct ConvPlan {
     let batch: Int, groups: Int, outChannels: Int
     let geometry: ConvGeometry
 
     var inChannels: Int { geometry.channels * groups }
     var outPerGroup: Int { outChannels / groups }
-    var imagesPerGroup: Int { imagesPerGEMM(outPixels: geometry.outPixels, batch: batch) }
+
+    /// Column-matrix width (floats per row) aimed for: about 256 KiB of columns.
+    var targetColumns: Int {
+        let k = geometry.patchSize
+        return max(64, min(1024, (65_536 / max(k, 1) + 15) / 16 * 16))
+    }
+    /// Images per GEMM (> 1 only when one image's output is narrower than the target).
+    var imagesPerGEMM: Int {
+        let p = geometry.outPixels
+        return p >= targetColumns / 2 ? 1 : max(1, min(batch, targetColumns / max(p, 1)))
+    }
+    /// Pixels per tile when images are processed one at a time.
+    var tileWidth: Int { geometry.isPointwise ? geometry.outPixels : min(geometry.outPixels, targetColumns) }
+
+    func image(_ base: UnsafePointer<Float>, _ index: Int, group: Int) -> UnsafePointer<Float> {
+        base + (index * inChannels + group * geometry.channels) * geometry.imagePixels
+    }
 
     func forward(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  output: UnsafeMutablePointer<Float>) {
         let geo = geometry
         let k = geo.patchSize, p = geo.outPixels
-        let per = imagesPerGroup
+        let per = imagesPerGEMM
+        if per == 1 {
+            let tile = tileWidth
+            parallelFor(batch) { images in
+                let col = geo.isPointwise ? nil : TensorStorage(uninitializedCount: k * tile)
+                for i in images {
+                    for g in 0..<groups {
+                        let src = image(input, i, group: g)
+                        let dst = output + (i * outChannels + g * outPerGroup) * p
+                        if let bias {
+                            for o in 0..<outPerGroup { (dst + o * p).update(repeating: bias[g * outPerGroup + o], count: p) }
+                        }
+                        let wg = weight + g * outPerGroup * k
+                        for t0 in stride(from: 0, to: p, by: tile) {
+                            let width = min(tile, p - t0)
+                            if let col {
+                                geo.im2col(src, col.pointer, ld: tile, pixels: t0..<(t0 + width))
+                                gemm(m: outPerGroup, n: width, k: k, wg, lda: k, col.pointer, ldb: tile,
+                                     beta: bias == nil ? 0 : 1, dst + t0, ldc: p)
+                            } else {
+                                gemm(m: outPerGroup, n: width, k: k, wg, lda: k, src + t0, ldb: p,
+                                     beta: bias == nil ? 0 : 1, dst + t0, ldc: p)
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
         let chunks = (batch + per - 1) / per
         parallelFor(chunks) { range in
             let cols = per * p
-            let col = geo.isPointwise && per == 1 ? nil : TensorStorage(uninitializedCount: k * cols)
-            let staging = per == 1 ? nil : TensorStorage(uninitializedCount: outPerGroup * cols)
+            let col = TensorStorage(uninitializedCount: k * cols)
+            let staging = TensorStorage(uninitializedCount: outPerGroup * cols)
             for chunk in range {
                 let first = chunk * per, count = min(per, batch - first)
                 let width = count * p
                 for g in 0..<groups {
-                    // Column matrix [k, count * p] of this group's input channels.
-                    let b: UnsafePointer<Float>
-                    if let col {
-                        for i in 0..<count {
-                            let image = input + ((first + i) * inChannels + g * geo.channels) * geo.imagePixels
-                            if geo.isPointwise {
-                                for r in 0..<k { (col.pointer + r * width + i * p).update(from: image + r * p, count: p) }
-                            } else {
-                                geo.im2col(image, col.pointer + i * p, ld: width)
-                            }
+                    // Column matrix [k, count * p]: the images side by side.
+                    for i in 0..<count { fillColumns(image(input, first + i, group: g), col.pointer + i * p, ld: width) }
+                    gemm(m: outPerGroup, n: width, k: k, weight + g * outPerGroup * k, lda: k,
+                         col.pointer, ldb: width, staging.pointer, ldc: width)
+                    for i in 0..<count {
+                        for o in 0..<outPerGroup {
+                            let dst = output + ((first + i) * outChannels + g * outPerGroup + o) * p
+                            let src = staging.pointer + o * width + i * p
+                            let shift = bias?[g * outPerGroup + o] ?? 0
+                            for j in 0..<p { dst[j] = src[j] + shift }
                         }
-                        b = UnsafePointer(col.pointer)
-                    } else {
-                        b = input + (first * inChannels + g * geo.channels) * geo.imagePixels
-                    }
-                    let wg = weight + g * outPerGroup * k
-                    if let staging {
-                        gemm(m: outPerGroup, n: width, k: k, wg, lda: k, b, ldb: width, staging.pointer, ldc: width)
-                        for i in 0..<count {
-                            for o in 0..<outPerGroup {
-                                let dst = output + ((first + i) * outChannels + g * outPerGroup + o) * p
-                                let src = staging.pointer + o * width + i * p
-                                let shift = bias?[g * outPerGroup + o] ?? 0
-                                for j in 0..<p { dst[j] = src[j] + shift }
-                            }
-                        }
-                    } else {
-                        let dst = output + (first * outChannels + g * outPerGroup) * p
-                        if let bias {
-                            for o in 0..<outPerGroup { (dst + o * p).update(repeating: bias[g * outPerGroup + o], count: p) }
-                        }
-                        gemm(m: outPerGroup, n: p, k: k, wg, lda: k, b, ldb: p,
-                             beta: bias == nil ? 0 : 1, dst, ldc: p)
                     }
                 }
             }
+        }
+    }
+
+    /// im2col of one whole image, or a plain copy for pointwise convolutions.
+    func fillColumns(_ src: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, ld: Int) {
+        if geometry.isPointwise {
+            let p = geometry.outPixels
+            for r in 0..<geometry.patchSize { (col + r * ld).update(from: src + r * p, count: p) }
+        } else {
+            geometry.im2col(src, col, ld: ld)
         }
     }
 
@@ -217,54 +296,83 @@ struct ConvPlan {
                   inputGradient: UnsafeMutablePointer<Float>?, weightGradient: UnsafeMutablePointer<Float>?) {
         let geo = geometry
         let k = geo.patchSize, p = geo.outPixels
-        let per = imagesPerGroup
-        let chunks = (batch + per - 1) / per
-        let weightCount = outChannels * k
         // Each chunk of work accumulates its own weight gradient; they are summed at the end.
-        let partials = ChunkPartials(length: weightCount)
-        parallelFor(chunks) { range in
-            let cols = per * p
-            let col = TensorStorage(uninitializedCount: k * cols)
-            let gradCols = TensorStorage(uninitializedCount: outPerGroup * cols)
-            let dw = weightGradient == nil ? nil : partials.make(for: range.lowerBound)
-            for chunk in range {
-                let first = chunk * per, count = min(per, batch - first)
-                let width = count * p
-                for g in 0..<groups {
-                    // Gather this group's output gradient as [outPerGroup, count * p].
-                    for i in 0..<count {
-                        for o in 0..<outPerGroup {
-                            (gradCols.pointer + o * width + i * p)
-                                .update(from: outputGradient + ((first + i) * outChannels + g * outPerGroup + o) * p, count: p)
-                        }
-                    }
-                    let wg = weight + g * outPerGroup * k
-                    if let dw {
-                        for i in 0..<count {
-                            let image = input + ((first + i) * inChannels + g * geo.channels) * geo.imagePixels
-                            if geo.isPointwise {
-                                for r in 0..<k { (col.pointer + r * width + i * p).update(from: image + r * p, count: p) }
-                            } else {
-                                geo.im2col(image, col.pointer + i * p, ld: width)
+        let partials = ChunkPartials(length: outChannels * k)
+        let per = imagesPerGEMM
+        if per == 1 {
+            let tile = tileWidth
+            parallelFor(batch) { images in
+                let col = TensorStorage(uninitializedCount: k * tile)
+                let dw = weightGradient == nil ? nil : partials.make(for: images.lowerBound)
+                for i in images {
+                    for g in 0..<groups {
+                        let src = image(input, i, group: g)
+                        let gy = outputGradient + (i * outChannels + g * outPerGroup) * p
+                        let wg = weight + g * outPerGroup * k
+                        for t0 in stride(from: 0, to: p, by: tile) {
+                            let width = min(tile, p - t0), pixels = t0..<(t0 + width)
+                            if let dw {
+                                // dW[o, r] += sum_j dY[o, j] * col[r, j]
+                                let b: UnsafePointer<Float>, ldb: Int
+                                if geo.isPointwise { (b, ldb) = (src + t0, p) } else {
+                                    geo.im2col(src, col.pointer, ld: tile, pixels: pixels)
+                                    (b, ldb) = (UnsafePointer(col.pointer), tile)
+                                }
+                                gemm(transposeB: true, m: outPerGroup, n: k, k: width, gy + t0, lda: p,
+                                     b, ldb: ldb, beta: 1, dw + g * outPerGroup * k, ldc: k)
+                            }
+                            if let dx = inputGradient {
+                                // dCol[r, j] = sum_o W[o, r] * dY[o, j], scattered back to pixels.
+                                let dst = dx + (i * inChannels + g * geo.channels) * geo.imagePixels
+                                if geo.isPointwise {
+                                    gemm(transposeA: true, m: k, n: width, k: outPerGroup, wg, lda: k,
+                                         gy + t0, ldb: p, beta: 1, dst + t0, ldc: p)
+                                } else {
+                                    gemm(transposeA: true, m: k, n: width, k: outPerGroup, wg, lda: k,
+                                         gy + t0, ldb: p, col.pointer, ldc: tile)
+                                    geo.col2imAdd(col.pointer, ld: tile, dst, pixels: pixels)
+                                }
                             }
                         }
-                        // dW[o, r] += sum_j dY[o, j] * col[r, j]
-                        gemm(transposeB: true, m: outPerGroup, n: k, k: width, gradCols.pointer, lda: width,
-                             col.pointer, ldb: width, beta: 1, dw + g * outPerGroup * k, ldc: k)
                     }
-                    if let dx = inputGradient {
-                        // dCol[r, j] = sum_o W[o, r] * dY[o, j], then scattered back to pixels.
-                        gemm(transposeA: true, m: k, n: width, k: outPerGroup, wg, lda: k,
-                             gradCols.pointer, ldb: width, col.pointer, ldc: width)
+                }
+            }
+        } else {
+            let chunks = (batch + per - 1) / per
+            parallelFor(chunks) { range in
+                let cols = per * p
+                let col = TensorStorage(uninitializedCount: k * cols)
+                let gradCols = TensorStorage(uninitializedCount: outPerGroup * cols)
+                let dw = weightGradient == nil ? nil : partials.make(for: range.lowerBound)
+                for chunk in range {
+                    let first = chunk * per, count = min(per, batch - first)
+                    let width = count * p
+                    for g in 0..<groups {
+                        // Gather this group's output gradient as [outPerGroup, count * p].
                         for i in 0..<count {
-                            let image = dx + ((first + i) * inChannels + g * geo.channels) * geo.imagePixels
-                            if geo.isPointwise {
-                                for r in 0..<k {
-                                    let src = col.pointer + r * width + i * p, dst = image + r * p
-                                    for j in 0..<p { dst[j] += src[j] }
+                            for o in 0..<outPerGroup {
+                                (gradCols.pointer + o * width + i * p)
+                                    .update(from: outputGradient + ((first + i) * outChannels + g * outPerGroup + o) * p, count: p)
+                            }
+                        }
+                        if let dw {
+                            for i in 0..<count { fillColumns(image(input, first + i, group: g), col.pointer + i * p, ld: width) }
+                            gemm(transposeB: true, m: outPerGroup, n: k, k: width, gradCols.pointer, lda: width,
+                                 col.pointer, ldb: width, beta: 1, dw + g * outPerGroup * k, ldc: k)
+                        }
+                        if let dx = inputGradient {
+                            gemm(transposeA: true, m: k, n: width, k: outPerGroup, weight + g * outPerGroup * k, lda: k,
+                                 gradCols.pointer, ldb: width, col.pointer, ldc: width)
+                            for i in 0..<count {
+                                let dst = dx + ((first + i) * inChannels + g * geo.channels) * geo.imagePixels
+                                if geo.isPointwise {
+                                    for r in 0..<k {
+                                        let s = col.pointer + r * width + i * p, d = dst + r * p
+                                        for j in 0..<p { d[j] += s[j] }
+                                    }
+                                } else {
+                                    geo.col2imAdd(col.pointer + i * p, ld: width, dst)
                                 }
-                            } else {
-                                geo.col2imAdd(col.pointer + i * p, ld: width, image)
                             }
                         }
                     }

@@ -1,0 +1,175 @@
+import Core
+
+/// A feature extractor shared by every task head. It knows nothing about tasks.
+public protocol Backbone: Layer {
+    /// Channels of the last feature map.
+    var outChannels: Int { get }
+    /// Total downsampling factor of the last feature map.
+    var outStride: Int { get }
+    /// Feature maps from shallow to deep ([N, C_i, H / s_i, W / s_i]); the last is `callAsFunction`'s.
+    func featureMaps(_ x: Tensor) -> [Tensor]
+    /// The description this backbone was built from (saved inside model files).
+    var configuration: BackboneConfiguration { get }
+}
+
+extension Backbone {
+    public func callAsFunction(_ x: Tensor) -> Tensor { featureMaps(x).last! }
+}
+
+/// Everything needed to rebuild a backbone: saved as JSON inside model files.
+public struct BackboneConfiguration: Codable, Equatable, Sendable {
+    /// "plain" (conv3x3 + ReLU + maxpool2 per width, the W1 shape) or "resnet" (basic blocks).
+    public var kind: String
+    public var inputChannels: Int
+    /// Channels per stage.
+    public var widths: [Int]
+    /// ResNet basic blocks per stage (ignored by "plain").
+    public var blocks: [Int]
+    /// Stride of the ResNet stem convolution (2 halves the cost of every later layer).
+    public var stemStride: Int
+
+    public init(kind: String, inputChannels: Int, widths: [Int], blocks: [Int] = [], stemStride: Int = 1) {
+        self.kind = kind; self.inputChannels = inputChannels; self.widths = widths
+        self.blocks = blocks; self.stemStride = stemStride
+    }
+
+    /// Named presets: "plain" (32, 64), "resnet8", "resnet14", "resnet20" (16, 32, 64).
+    public static func preset(_ name: String, inputChannels: Int, stemStride: Int = 1) -> BackboneConfiguration? {
+        switch name {
+        case "plain", "cnn": return .init(kind: "plain", inputChannels: inputChannels, widths: [32, 64])
+        case "resnet8": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [1, 1, 1], stemStride: stemStride)
+        case "resnet14": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [2, 2, 2], stemStride: stemStride)
+        case "resnet20": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [3, 3, 3], stemStride: stemStride)
+        default: return nil
+        }
+    }
+
+    public static let presetNames = ["plain", "resnet8", "resnet14", "resnet20"]
+
+    /// Builds the backbone with freshly initialised weights.
+    public func make(using rng: inout some RandomNumberGenerator) throws -> any Backbone {
+        guard !widths.isEmpty, widths.allSatisfy({ $0 > 0 }), inputChannels > 0 else {
+            throw ModelError("backbone needs positive input channels and widths, got \(self)")
+        }
+        switch kind {
+        case "plain": return PlainCNN(self, using: &rng)
+        case "resnet":
+            guard blocks.count == widths.count, blocks.allSatisfy({ $0 > 0 }), stemStride >= 1 else {
+                throw ModelError("resnet backbone needs one positive block count per width, got \(blocks) for \(widths)")
+            }
+            return ResNet(self, using: &rng)
+        default: throw ModelError("unknown backbone kind '\(kind)' (known: plain, resnet)")
+        }
+    }
+}
+
+/// conv3x3 + ReLU + maxpool2 per stage: the classic small CNN (W1 with widths [32, 64]).
+public final class PlainCNN: Backbone {
+    public let convs: [Conv2D]
+    public let configuration: BackboneConfiguration
+
+    public init(_ configuration: BackboneConfiguration, using rng: inout some RandomNumberGenerator) {
+        var channels = configuration.inputChannels
+        var convs: [Conv2D] = []
+        for width in configuration.widths {
+            convs.append(Conv2D(channels, width, kernel: 3, padding: 1, using: &rng))
+            channels = width
+        }
+        self.convs = convs
+        self.configuration = configuration
+    }
+
+    public var outChannels: Int { convs.last!.outChannels }
+    public var outStride: Int { 1 << convs.count }
+
+    public func featureMaps(_ x: Tensor) -> [Tensor] {
+        var maps: [Tensor] = []
+        var h = x
+        for conv in convs {
+            // maxpool(relu(x)) == relu(maxpool(x)): pooling first runs ReLU on a quarter of the values.
+            h = conv(h).maxPool2D(kernel: 2, stride: 2, padding: 0).relu()
+            maps.append(h)
+        }
+        return maps
+    }
+}
+
+/// ResNet basic block: two 3x3 conv + BN, identity or 1x1 projection shortcut, ReLU after the sum.
+public final class BasicBlock: Layer {
+    public let conv1: Conv2D, bn1: BatchNorm2D
+    public let conv2: Conv2D, bn2: BatchNorm2D
+    public let projection: Conv2D?, projectionNorm: BatchNorm2D?
+
+    public init(_ inChannels: Int, _ outChannels: Int, stride: Int, using rng: inout some RandomNumberGenerator) {
+        conv1 = Conv2D(inChannels, outChannels, kernel: 3, stride: stride, padding: 1, bias: false, using: &rng)
+        bn1 = BatchNorm2D(outChannels)
+        conv2 = Conv2D(outChannels, outChannels, kernel: 3, padding: 1, bias: false, using: &rng)
+        bn2 = BatchNorm2D(outChannels)
+        if stride != 1 || inChannels != outChannels {
+            projection = Conv2D(inChannels, outChannels, kernel: 1, stride: stride, bias: false, using: &rng)
+            projectionNorm = BatchNorm2D(outChannels)
+        } else {
+            projection = nil
+            projectionNorm = nil
+        }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = bn2(conv2(bn1(conv1(x)).relu()))
+        let shortcut = projection.map { projectionNorm!($0(x)) } ?? x
+        return (y + shortcut).relu()
+    }
+}
+
+/// A stage of basic blocks; the first may downsample.
+public final class ResNetStage: Layer {
+    public let blocks: [BasicBlock]
+    init(_ blocks: [BasicBlock]) { self.blocks = blocks }
+    public func callAsFunction(_ x: Tensor) -> Tensor { blocks.reduce(x) { $1($0) } }
+}
+
+/// Small-image ResNet (He et al. 2016, CIFAR variant): stem conv3x3 + BN + ReLU, then stages of
+/// basic blocks, every stage after the first halving the resolution.
+public final class ResNet: Backbone {
+    public let stem: Conv2D, stemNorm: BatchNorm2D
+    public let stages: [ResNetStage]
+    public let configuration: BackboneConfiguration
+
+    public init(_ configuration: BackboneConfiguration, using rng: inout some RandomNumberGenerator) {
+        let widths = configuration.widths
+        stem = Conv2D(configuration.inputChannels, widths[0], kernel: 3, stride: configuration.stemStride,
+                      padding: 1, bias: false, using: &rng)
+        stemNorm = BatchNorm2D(widths[0])
+        var stages: [ResNetStage] = []
+        var channels = widths[0]
+        for (i, width) in widths.enumerated() {
+            var blocks: [BasicBlock] = []
+            for b in 0..<configuration.blocks[i] {
+                blocks.append(BasicBlock(channels, width, stride: i > 0 && b == 0 ? 2 : 1, using: &rng))
+                channels = width
+            }
+            stages.append(ResNetStage(blocks))
+        }
+        self.stages = stages
+        self.configuration = configuration
+    }
+
+    public var outChannels: Int { configuration.widths.last! }
+    public var outStride: Int { configuration.stemStride << (configuration.widths.count - 1) }
+
+    public func featureMaps(_ x: Tensor) -> [Tensor] {
+        var h = stemNorm(stem(x)).relu()
+        var maps: [Tensor] = []
+        for stage in stages {
+            h = stage(h)
+            maps.append(h)
+        }
+        return maps
+    }
+}
+
+/// A model description or weight file that does not fit.
+public struct ModelError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

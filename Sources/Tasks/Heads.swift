@@ -1,0 +1,56 @@
+import Core
+
+/// How a head turns the last feature map into one vector per image.
+public enum Pooling: String, Codable, Sendable {
+    /// Global average pool: any input size, few parameters (ResNets).
+    case global
+    /// Flatten C x H x W: fixed input size, a fully connected layer sees positions (the W1 shape).
+    case flatten
+}
+
+/// Everything needed to rebuild a head: saved as JSON inside model files.
+public struct HeadConfiguration: Codable, Equatable, Sendable {
+    public var pooling: Pooling
+    /// Input features after pooling (C, or C * H * W for flatten).
+    public var inFeatures: Int
+    /// Width of the hidden fully connected layer; 0 for a single linear layer.
+    public var hidden: Int
+    public var dropout: Float
+    public var outputs: Int
+
+    public init(pooling: Pooling, inFeatures: Int, hidden: Int = 0, dropout: Float = 0, outputs: Int) {
+        self.pooling = pooling; self.inFeatures = inFeatures; self.hidden = hidden
+        self.dropout = dropout; self.outputs = outputs
+    }
+}
+
+/// Pooling + (hidden FC + ReLU) + dropout + linear: [N, C, H, W] -> [N, outputs] logits.
+/// Shared by the classification and multi-label heads, which differ only in loss and decoding.
+public final class VectorHead: Layer {
+    public let hiddenLayer: Linear?
+    public let dropout: Dropout?
+    public let output: Linear
+    public let configuration: HeadConfiguration
+
+    public init(_ configuration: HeadConfiguration, seed: UInt64, using rng: inout some RandomNumberGenerator) {
+        var features = configuration.inFeatures
+        if configuration.hidden > 0 {
+            hiddenLayer = Linear(features, configuration.hidden, using: &rng)
+            features = configuration.hidden
+        } else {
+            hiddenLayer = nil
+        }
+        dropout = configuration.dropout > 0 ? Dropout(probability: configuration.dropout, seed: seed) : nil
+        output = Linear(features, configuration.outputs, initializer: .xavierUniform, using: &rng)
+        self.configuration = configuration
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var h = configuration.pooling == .global ? x.globalAveragePool() : x.flattened()
+        checkShape(h.shape[1] == configuration.inFeatures,
+                   "head expects \(configuration.inFeatures) features, got \(h.shape) from \(x.shape)")
+        if let hiddenLayer { h = hiddenLayer(h).relu() }
+        if let dropout { h = dropout(h) }
+        return output(h)
+    }
+}
