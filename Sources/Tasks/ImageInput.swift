@@ -1,0 +1,49 @@
+import Core
+import Datasets
+import Foundation
+
+/// PNG files named on the command line: files as given, directories searched recursively.
+public func collectImagePaths(_ arguments: [String]) throws -> [String] {
+    var paths: [String] = []
+    let fm = FileManager.default
+    for argument in arguments {
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: argument, isDirectory: &isDirectory) else {
+            throw DatasetError(argument, "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            guard let entries = fm.enumerator(atPath: argument)?.allObjects as? [String] else {
+                throw DatasetError(argument, "cannot list directory")
+            }
+            let found = entries.filter { $0.lowercased().hasSuffix(".png") }
+                .map { (argument as NSString).appendingPathComponent($0) }
+            guard !found.isEmpty else { throw DatasetError(argument, "directory holds no .png images") }
+            paths += found.sorted()
+        } else {
+            paths.append(argument)
+        }
+    }
+    return paths
+}
+
+/// Reads PNGs into one normalised [N, C, H, W] tensor of the model's input size: channels are
+/// converted and images of another size are resized (bilinear).
+public func loadImages(_ paths: [String], for configuration: ModelConfiguration) throws -> Tensor {
+    let (c, h, w) = (configuration.inputChannels, configuration.inputHeight, configuration.inputWidth)
+    let out = Tensor.uninitialized([paths.count, c, h, w])
+    let plane = h * w
+    for (i, path) in paths.enumerated() {
+        var image = try PNG.read(path: path, channels: c)
+        if image.width != w || image.height != h { image = image.resized(width: w, height: h) }
+        image.pixels.withUnsafeBufferPointer { pixels in
+            // Interleaved HWC bytes -> planar, normalised floats.
+            let base = out.pointer + i * c * plane
+            for ch in 0..<c {
+                let scale = 1 / (255 * configuration.std[ch]), shift = configuration.mean[ch] / configuration.std[ch]
+                let dst = base + ch * plane
+                for p in 0..<plane { dst[p] = Float(pixels[p * c + ch]) * scale - shift }
+            }
+        }
+    }
+    return out
+}

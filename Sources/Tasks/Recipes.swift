@@ -1,0 +1,70 @@
+import Core
+import Datasets
+import Foundation
+
+/// The tuned defaults of each task: what a user who passes no flags trains.
+public struct Recipe: Sendable {
+    public var backbone: String
+    public var stemStride: Int
+    public var options: TrainingOptions
+    public var labelSmoothing: Float
+
+    /// Fashion-MNIST-sized classification (see models/README.md for the measured result).
+    public static var classification: Recipe {
+        var o = TrainingOptions()
+        o.epochs = 12; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        return Recipe(backbone: "resnet8", stemStride: 1, options: o, labelSmoothing: 0.1)
+    }
+
+    /// Multi-item canvases: a stride-2 stem halves the cost of every layer, buying epochs.
+    public static var tagging: Recipe {
+        var o = TrainingOptions()
+        o.epochs = 20; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        return Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0)
+    }
+}
+
+/// Per-channel mean and standard deviation of value / 255 over up to `limit` images.
+public func channelStatistics(_ dataset: ImageDataset, limit: Int = 10_000) throws -> (mean: [Float], std: [Float]) {
+    let n = min(dataset.count, limit)
+    let bytes = try dataset.readImages(0..<n)
+    let c = dataset.channels, plane = dataset.height * dataset.width
+    var sum = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
+    bytes.withUnsafeBufferPointer { p in
+        for i in 0..<n {
+            for ch in 0..<c {
+                let base = (i * c + ch) * plane
+                var s = 0.0, q = 0.0
+                for j in 0..<plane { let v = Double(p[base + j]) / 255; s += v; q += v * v }
+                sum[ch] += s; squares[ch] += q
+            }
+        }
+    }
+    let count = Double(n * plane)
+    let mean = sum.map { $0 / count }
+    let std = zip(squares, mean).map { max(($0 / count - $1 * $1).squareRoot(), 1e-3) }
+    return (mean.map(Float.init), std.map(Float.init))
+}
+
+/// A model configuration for `dataset` with the named backbone preset.
+public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone name: String, stemStride: Int,
+                              outputs: Int, loss: String, labelSmoothing: Float,
+                              mean: [Float], std: [Float]) throws -> ModelConfiguration {
+    guard let backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
+        throw ModelError("unknown backbone '\(name)' (known: \(BackboneConfiguration.presetNames.joined(separator: ", ")))")
+    }
+    let head: HeadConfiguration
+    if backbone.kind == "plain" {
+        let stride = 1 << backbone.widths.count
+        guard dataset.height % stride == 0, dataset.width % stride == 0 else {
+            throw ModelError("the plain backbone needs image sides divisible by \(stride), the dataset has \(dataset.height)x\(dataset.width)")
+        }
+        head = HeadConfiguration(pooling: .flatten, inFeatures: backbone.widths.last! * (dataset.height / stride) * (dataset.width / stride),
+                                 hidden: 128, outputs: outputs)
+    } else {
+        head = HeadConfiguration(pooling: .global, inFeatures: backbone.widths.last!, outputs: outputs)
+    }
+    return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
+                              inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone, head: head,
+                              loss: loss, labelSmoothing: labelSmoothing, mean: mean, std: std)
+}
