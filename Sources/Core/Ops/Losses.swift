@@ -1,0 +1,278 @@
+import Foundation
+
+// Losses reduce to a scalar (rank-0) tensor with mean reduction. Partial sums are taken over
+// fixed blocks of samples and added in block order, so the loss does not depend on the number
+// of threads or on which thread ran which block.
+
+/// Samples per block of a loss reduction.
+private let lossBlock = 1_024
+
+/// Sums `body(range)` over consecutive blocks of `0..<count`, in parallel, in block order.
+private func blockSum(_ count: Int, _ body: (Range<Int>) -> Double) -> Double {
+    let blocks = (count + lossBlock - 1) / lossBlock
+    guard blocks > 0 else { return 0 }
+    let partials = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+    defer { partials.deallocate() }
+    parallelFor(blocks) { range in
+        for block in range {
+            let start = block * lossBlock
+            partials[block] = body(start..<Swift.min(start + lossBlock, count))
+        }
+    }
+    var total: Double = 0
+    for block in 0..<blocks { total += partials[block] }
+    return total
+}
+
+/// Runs `body` over blocks of `0..<count` in parallel (for pullbacks that write disjoint ranges).
+private func blockFor(_ count: Int, _ body: (Range<Int>) -> Void) {
+    let blocks = (count + lossBlock - 1) / lossBlock
+    parallelFor(blocks) { range in
+        for block in range {
+            let start = block * lossBlock
+            body(start..<Swift.min(start + lossBlock, count))
+        }
+    }
+}
+
+/// Stable log(1 + exp(-|x|)) + max(-x, 0) = log(1 + exp(-x)).
+@inline(__always)
+private func softplusOfNegative(_ x: Float) -> Float {
+    Foundation.log1p(Foundation.exp(-Swift.abs(x))) + Swift.max(-x, 0)
+}
+
+/// Softmax cross-entropy (fused log-softmax + NLL, PyTorch `F.cross_entropy` semantics), mean
+/// over counted targets: logits [N, C] with N labels, or [N, C, H, W] with N * H * W labels in
+/// (n, h, w) order -> scalar.
+///
+/// Labels equal to `ignoreIndex` add nothing and are left out of the mean (the loss is 0, not
+/// NaN, when every label is ignored). `classWeights` [C] weight each target's term and the mean
+/// divides by the summed weights of counted targets. `labelSmoothing` e mixes the one-hot target
+/// with the uniform distribution: (1 - e) * nll + e / C * sum over classes of w_c * (-log p_c).
+/// Gradients flow to the logits only.
+public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: Int32? = nil,
+                                classWeights: Tensor? = nil, labelSmoothing: Float = 0) -> Tensor {
+    checkShape(logits.rank >= 2, "softmaxCrossEntropy: logits \(logits.shape) need a class axis 1")
+    let (n, classes) = (logits.shape[0], logits.shape[1])
+    let inner = logits.shape[2...].reduce(1, *)
+    let samples = n * inner
+    checkShape(labels.count == samples, "softmaxCrossEntropy: logits \(logits.shape) need \(samples) labels, got \(labels.count)")
+    checkShape(classes > 0, "softmaxCrossEntropy: logits \(logits.shape) have no classes")
+    if let classWeights {
+        checkShape(classWeights.shape == [classes], "softmaxCrossEntropy: class weights \(classWeights.shape) for \(classes) classes")
+    }
+    precondition(labelSmoothing >= 0 && labelSmoothing <= 1, "softmaxCrossEntropy: label smoothing \(labelSmoothing) outside [0, 1]")
+    for label in labels where label != ignoreIndex && (label < 0 || Int(label) >= classes) {
+        preconditionFailure("softmaxCrossEntropy: label \(label) out of range for \(classes) classes")
+    }
+
+    let weights = classWeights?.pointer
+    // Validation above rejected Int32.min unless it is the ignore index, so it can stand for "none".
+    let ignored = ignoreIndex ?? Int32.min
+    var weightSum: Float = Float(classes)
+    if let weights { weightSum = 0; for k in 0..<classes { weightSum += weights[k] } }
+    let smoothing = labelSmoothing, target = 1 - labelSmoothing
+    let uniform = smoothing / Float(classes)
+    // Per sample: the largest logit and log(sum(exp(x - largest))), kept for the pullback's
+    // probabilities. Shifted logits are used throughout, so large logits lose no precision.
+    let peaks = TensorStorage(uninitializedCount: samples)
+    let logSums = TensorStorage(uninitializedCount: samples)
+    let x = logits.pointer
+    var counted: Double = 0
+    var total: Double = 0
+    labels.withUnsafeBufferPointer { labelsPointer in
+        let label = labelsPointer.baseAddress!
+        counted = blockSum(samples) { range in
+            var weight: Double = 0
+            for s in range where label[s] != ignored {
+                weight += Double(weights?[Int(label[s])] ?? 1)
+            }
+            return weight
+        }
+        total = blockSum(samples) { range in
+            var sum: Double = 0
+            for s in range {
+                let (o, i) = s.quotientAndRemainder(dividingBy: inner)
+                let row = x + o * classes * inner + i
+                var peak = row[0]
+                for k in 1..<classes where row[k * inner] > peak { peak = row[k * inner] }
+                var expSum: Float = 0
+                for k in 0..<classes { expSum += Foundation.exp(row[k * inner] - peak) }
+                let logSum = Foundation.log(expSum)
+                peaks.pointer[s] = peak
+                logSums.pointer[s] = logSum
+                guard label[s] != ignored else { continue }
+                let y = Int(label[s])
+                // -log p_k = log(sum) - (x_k - max).
+                var term = target * (weights?[y] ?? 1) * (logSum - (row[y * inner] - peak))
+                if smoothing > 0 {
+                    var spread: Float = 0
+                    if let weights {
+                        for k in 0..<classes { spread += weights[k] * (logSum - (row[k * inner] - peak)) }
+                    } else {
+                        for k in 0..<classes { spread += logSum - (row[k * inner] - peak) }
+                    }
+                    term += uniform * spread
+                }
+                sum += Double(term)
+            }
+            return sum
+        }
+    }
+    let normaliser = counted > 0 ? Float(1 / counted) : 0
+    let loss = Tensor(counted > 0 ? Float(total / counted) : 0)
+    let shape = logits.shape
+    // Pullbacks hold tensors, not their pointers: the tensors keep the storage alive until backward.
+    return Tensor.record(loss, inputs: [logits]) { g in
+        let dx = Tensor.uninitialized(shape)
+        let scale = g.scalar * normaliser
+        let x = logits.pointer, weights = classWeights?.pointer
+        labels.withUnsafeBufferPointer { labelsPointer in
+            let label = labelsPointer.baseAddress!
+            blockFor(samples) { range in
+                for s in range {
+                    let (o, i) = s.quotientAndRemainder(dividingBy: inner)
+                    let offset = o * classes * inner + i
+                    let row = x + offset, d = dx.pointer + offset
+                    guard label[s] != ignored else {
+                        for k in 0..<classes { d[k * inner] = 0 }
+                        continue
+                    }
+                    let y = Int(label[s])
+                    let peak = peaks.pointer[s], logSum = logSums.pointer[s]
+                    // d/dx_k = (1 - e) w_y (p_k - [k = y]) + e / C (p_k sum(w) - w_k), over the weight sum.
+                    let hard = target * (weights?[y] ?? 1)
+                    let perProbability = hard + uniform * weightSum
+                    for k in 0..<classes {
+                        let p = Foundation.exp((row[k * inner] - peak) - logSum)
+                        d[k * inner] = scale * (perProbability * p - uniform * (weights?[k] ?? 1))
+                    }
+                    d[y * inner] -= scale * hard
+                }
+            }
+        }
+        return [dx]
+    }
+}
+
+/// Binary cross-entropy on logits (PyTorch `binary_cross_entropy_with_logits`), mean over all
+/// elements: logits and targets (values in [0, 1]) of the same shape -> scalar.
+///
+/// `positiveWeight` [C] scales the positive term per class along axis 1 (PyTorch's pos_weight
+/// for [N, C]; for NCHW it corresponds to a pos_weight of shape [C, 1, 1]). Computed as
+/// (1 - t) x + (1 + (w - 1) t) log(1 + exp(-x)) with a stable softplus; gradients flow to the
+/// logits and to the targets.
+public func binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, positiveWeight: Tensor? = nil) -> Tensor {
+    checkShape(logits.shape == targets.shape, "binaryCrossEntropyWithLogits: logits \(logits.shape) vs targets \(targets.shape)")
+    let count = logits.count
+    let channels = logits.rank >= 2 ? logits.shape[1] : 1
+    let inner = logits.rank >= 2 ? logits.shape[2...].reduce(1, *) : 1
+    if let positiveWeight {
+        checkShape(logits.rank >= 2 && positiveWeight.shape == [channels],
+                   "binaryCrossEntropyWithLogits: positive weight \(positiveWeight.shape) for logits \(logits.shape) (expects [C] along axis 1)")
+    }
+    let posWeight = positiveWeight?.pointer
+    let x = logits.pointer, t = targets.pointer
+    let total = blockSum(count) { range in
+        var sum: Double = 0
+        for j in range {
+            let w = posWeight?[(j / inner) % channels] ?? 1
+            let logWeight = 1 + (w - 1) * t[j]
+            sum += Double((1 - t[j]) * x[j] + logWeight * softplusOfNegative(x[j]))
+        }
+        return sum
+    }
+    let scale = 1 / Float(Swift.max(count, 1))
+    let loss = Tensor(Float(total) * scale)
+    let shape = logits.shape
+    return Tensor.record(loss, inputs: [logits, targets]) { g in
+        let seed = g.scalar * scale
+        let posWeight = positiveWeight?.pointer
+        let x = logits.pointer, t = targets.pointer
+        let dx = logits.isTracked ? Tensor.uninitialized(shape) : nil
+        let dt = targets.isTracked ? Tensor.uninitialized(shape) : nil
+        blockFor(count) { range in
+            for j in range {
+                let w = posWeight?[(j / inner) % channels] ?? 1
+                let logWeight = 1 + (w - 1) * t[j]
+                // d/dx = (1 - t) + logWeight (sigmoid(x) - 1); d/dt = -x + (w - 1) softplus(-x).
+                if let dx { dx.pointer[j] = seed * ((1 - t[j]) + logWeight * (stableSigmoid(x[j]) - 1)) }
+                if let dt { dt.pointer[j] = seed * (-x[j] + (w - 1) * softplusOfNegative(x[j])) }
+            }
+        }
+        return [dx, dt]
+    }
+}
+
+/// Multi-class hinge loss in PyTorch's `MultiMarginLoss` form (p = 1): for logits [N, C] and N
+/// labels, mean over samples of sum over j != y of max(0, margin - x_y + x_j) / C -> scalar.
+public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float = 1) -> Tensor {
+    checkShape(logits.rank == 2, "multiClassHingeLoss: logits \(logits.shape) are not [N, C]")
+    let (n, classes) = (logits.shape[0], logits.shape[1])
+    checkShape(labels.count == n, "multiClassHingeLoss: logits \(logits.shape) need \(n) labels, got \(labels.count)")
+    for label in labels where label < 0 || Int(label) >= classes {
+        preconditionFailure("multiClassHingeLoss: label \(label) out of range for \(classes) classes")
+    }
+    let x = logits.pointer
+    let total = labels.withUnsafeBufferPointer { labelsPointer in
+        let label = labelsPointer.baseAddress!
+        return blockSum(n) { range in
+            var sum: Double = 0
+            for s in range {
+                let row = x + s * classes, y = Int(label[s])
+                var rowSum: Float = 0
+                for j in 0..<classes where j != y { rowSum += Swift.max(0, margin - row[y] + row[j]) }
+                sum += Double(rowSum)
+            }
+            return sum
+        }
+    }
+    let scale = 1 / Float(Swift.max(n * classes, 1))
+    let loss = Tensor(Float(total) * scale)
+    let shape = logits.shape
+    return Tensor.record(loss, inputs: [logits]) { g in
+        let dx = Tensor.uninitialized(shape)
+        let step = g.scalar * scale
+        let x = logits.pointer
+        labels.withUnsafeBufferPointer { labelsPointer in
+            let label = labelsPointer.baseAddress!
+            blockFor(n) { range in
+                for s in range {
+                    let row = x + s * classes, d = dx.pointer + s * classes, y = Int(label[s])
+                    var active: Float = 0
+                    for j in 0..<classes {
+                        let violated = j != y && margin - row[y] + row[j] > 0
+                        d[j] = violated ? step : 0
+                        if violated { active += 1 }
+                    }
+                    d[y] = -step * active
+                }
+            }
+        }
+        return [dx]
+    }
+}
+
+/// Mean of (prediction - target)^2 over all elements, same shapes -> scalar.
+public func meanSquaredError(_ prediction: Tensor, _ target: Tensor) -> Tensor {
+    checkShape(prediction.shape == target.shape, "meanSquaredError: prediction \(prediction.shape) vs target \(target.shape)")
+    let count = prediction.count
+    let a = prediction.pointer, b = target.pointer
+    let total = blockSum(count) { range in
+        var sum: Float = 0
+        for j in range {
+            let d = a[j] - b[j]
+            sum += d * d
+        }
+        return Double(sum)
+    }
+    let scale = 1 / Float(Swift.max(count, 1))
+    let shape = prediction.shape
+    return Tensor.record(Tensor(Float(total) * scale), inputs: [prediction, target]) { g in
+        let dp = Tensor.uninitialized(shape)
+        let factor = 2 * g.scalar * scale
+        let a = prediction.pointer, b = target.pointer
+        for j in 0..<count { dp.pointer[j] = factor * (a[j] - b[j]) }
+        return [dp, target.isTracked ? dp.scaled(by: -1) : nil]
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+// Batch normalisation as one primitive: the forward keeps per-channel mean and 1/std, and the
+// pullback uses the closed-form gradient instead of differentiating a chain of elementwise ops.
+// Every reduction runs over one channel inside one loop iteration, so results do not depend on
+// how parallelFor splits the channels.
+
+extension Tensor {
+    /// Batch norm over axis 1 of [N, C, H, W] (or [N, C], BatchNorm1D) with gamma, beta,
+    /// running statistics [C] -> same shape as the input.
+    ///
+    /// Training normalises with the batch mean and biased variance, and replaces
+    /// `runningMean.value` / `runningVar.value` with `(1 - momentum) * running + momentum * batch`
+    /// (unbiased variance there, as PyTorch does). The Buffer objects are updated; tensors read
+    /// from them earlier keep their old values. Inference normalises with the running statistics
+    /// and leaves the buffers alone. Gradients flow to the input, gamma and beta.
+    public func batchNorm2D(gamma: Tensor, beta: Tensor, runningMean: Buffer, runningVar: Buffer,
+                            momentum: Float = 0.1, epsilon: Float = 1e-5, training: Bool) -> Tensor {
+        checkShape(rank == 4 || rank == 2, "batchNorm2D: input \(shape) is neither [N, C, H, W] nor [N, C]")
+        let (n, c) = (shape[0], shape[1])
+        let inner = rank == 4 ? shape[2] * shape[3] : 1
+        checkShape(gamma.shape == [c] && beta.shape == [c], "batchNorm2D: gamma \(gamma.shape), beta \(beta.shape) for input \(shape)")
+        checkShape(runningMean.value.shape == [c] && runningVar.value.shape == [c],
+                   "batchNorm2D: running mean \(runningMean.value.shape), running var \(runningVar.value.shape) for input \(shape)")
+        let valuesPerChannel = n * inner
+        let mean = Tensor.uninitialized([c]), inverseStd = Tensor.uninitialized([c])
+        let x = self
+        let grain = Swift.max(1, 16_384 / Swift.max(valuesPerChannel, 1))
+
+        if training {
+            checkShape(valuesPerChannel > 1, "batchNorm2D: training needs more than one value per channel, input \(shape)")
+            let variance = Tensor.uninitialized([c])
+            parallelFor(c, grain: grain) { channels in
+                for channel in channels {
+                    let (mu, v) = channelMoments(x.pointer, batch: n, channels: c, inner: inner, channel: channel)
+                    mean.pointer[channel] = mu
+                    variance.pointer[channel] = v
+                    inverseStd.pointer[channel] = 1 / (v + epsilon).squareRoot()
+                }
+            }
+            let newMean = Tensor.uninitialized([c]), newVar = Tensor.uninitialized([c])
+            let unbiased = Float(valuesPerChannel) / Float(valuesPerChannel - 1)
+            let oldMean = runningMean.value.pointer, oldVar = runningVar.value.pointer
+            for channel in 0..<c {
+                newMean.pointer[channel] = (1 - momentum) * oldMean[channel] + momentum * mean.pointer[channel]
+                newVar.pointer[channel] = (1 - momentum) * oldVar[channel] + momentum * variance.pointer[channel] * unbiased
+            }
+            // Replaced rather than overwritten: a checkpoint snapshot may share the old storage.
+            runningMean.value = newMean
+            runningVar.value = newVar
+        } else {
+            let runMean = runningMean.value.pointer, runVar = runningVar.value.pointer
+            for channel in 0..<c {
+                mean.pointer[channel] = runMean[channel]
+                inverseStd.pointer[channel] = 1 / (runVar[channel] + epsilon).squareRoot()
+            }
+        }
+
+        let out = Tensor.uninitialized(shape)
+        parallelFor(n * c, grain: Swift.max(1, 16_384 / Swift.max(inner, 1))) { planes in
+            for plane in planes {
+                let channel = plane % c
+                let scale = gamma.pointer[channel] * inverseStd.pointer[channel]
+                let shift = beta.pointer[channel] - mean.pointer[channel] * scale
+                let src = x.pointer + plane * inner, dst = out.pointer + plane * inner
+                for i in 0..<inner { dst[i] = src[i] * scale + shift }
+            }
+        }
+
+        return Tensor.record(out, inputs: [x, gamma, beta]) { g in
+            let gammaGrad = Tensor.uninitialized([c]), betaGrad = Tensor.uninitialized([c])
+            let dx = x.isTracked ? Tensor.uninitialized(x.shape) : nil
+            let count = Float(valuesPerChannel)
+            parallelFor(c, grain: grain) { channels in
+                for channel in channels {
+                    let mu = mean.pointer[channel], invStd = inverseStd.pointer[channel]
+                    // sum(g) and sum(g * xhat) per channel, accumulated per plane in Float then in Double.
+                    var sumG: Double = 0, sumGX: Double = 0
+                    for b in 0..<n {
+                        let offset = (b * c + channel) * inner
+                        let gp = g.pointer + offset, xp = x.pointer + offset
+                        var planeG: Float = 0, planeGX: Float = 0
+                        for i in 0..<inner {
+                            planeG += gp[i]
+                            planeGX += gp[i] * (xp[i] - mu)
+                        }
+                        sumG += Double(planeG)
+                        sumGX += Double(planeGX)
+                    }
+                    let dBeta = Float(sumG), dGamma = Float(sumGX) * invStd
+                    betaGrad.pointer[channel] = dBeta
+                    gammaGrad.pointer[channel] = dGamma
+                    guard let dx else { continue }
+                    let scale = gamma.pointer[channel] * invStd
+                    if training {
+                        // Batch statistics depend on every input: dx = scale * (g - mean(g) - xhat * mean(g * xhat)).
+                        let meanG = dBeta / count, meanGX = dGamma / count
+                        for b in 0..<n {
+                            let offset = (b * c + channel) * inner
+                            let gp = g.pointer + offset, xp = x.pointer + offset, d = dx.pointer + offset
+                            for i in 0..<inner {
+                                let xhat = (xp[i] - mu) * invStd
+                                d[i] = scale * (gp[i] - meanG - xhat * meanGX)
+                            }
+                        }
+                    } else {
+                        for b in 0..<n {
+                            let offset = (b * c + channel) * inner
+                            let gp = g.pointer + offset, d = dx.pointer + offset
+                            for i in 0..<inner { d[i] = scale * gp[i] }
+                        }
+                    }
+                }
+            }
+            return [dx, gammaGrad, betaGrad]
+        }
+    }
+}
+
+/// Mean and biased variance of one channel (two passes: stable for large offsets).
+private func channelMoments(_ x: UnsafePointer<Float>, batch: Int, channels: Int, inner: Int,
+                            channel: Int) -> (mean: Float, variance: Float) {
+    var total: Double = 0
+    for b in 0..<batch {
+        let p = x + (b * channels + channel) * inner
+        var s: Float = 0
+        for i in 0..<inner { s += p[i] }
+        total += Double(s)
+    }
+    let count = Double(batch * inner)
+    let mean = Float(total / count)
+    var squares: Double = 0
+    for b in 0..<batch {
+        let p = x + (b * channels + channel) * inner
+        var s: Float = 0
+        for i in 0..<inner {
+            let d = p[i] - mean
+            s += d * d
+        }
+        squares += Double(s)
+    }
+    return (mean, Float(squares / count))
+}

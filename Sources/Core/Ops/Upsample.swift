@@ -1,0 +1,139 @@
+import Foundation
+
+// Spatial resizing of NCHW planes. Pullbacks scatter each output gradient back to the input
+// pixels it was read from; planes are independent, so the scatter needs no synchronisation.
+
+/// For each output coordinate along one axis: the two input neighbours and the weight of the
+/// upper one, with PyTorch's align_corners = false sampling.
+private final class LinearSampling {
+    let count: Int
+    let lower: UnsafeMutablePointer<Int>
+    let upper: UnsafeMutablePointer<Int>
+    let upperWeight: UnsafeMutablePointer<Float>
+
+    init(inputSize: Int, outputSize: Int) {
+        count = outputSize
+        lower = .allocate(capacity: Swift.max(outputSize, 1))
+        upper = .allocate(capacity: Swift.max(outputSize, 1))
+        upperWeight = .allocate(capacity: Swift.max(outputSize, 1))
+        let scale = Float(inputSize) / Float(outputSize)
+        for o in 0..<outputSize {
+            // Pixel centres line up: source = (o + 0.5) * in / out - 0.5, clamped at the left edge.
+            let source = Swift.max(scale * (Float(o) + 0.5) - 0.5, 0)
+            let i0 = Swift.min(Int(source), inputSize - 1)
+            lower[o] = i0
+            upper[o] = i0 < inputSize - 1 ? i0 + 1 : i0
+            upperWeight[o] = source - Float(i0)
+        }
+    }
+
+    deinit {
+        lower.deallocate(); upper.deallocate(); upperWeight.deallocate()
+    }
+}
+
+private func resizeGrain(_ planeSize: Int) -> Int { Swift.max(1, 16_384 / Swift.max(planeSize, 1)) }
+
+extension Tensor {
+    /// Bilinear resize (PyTorch align_corners = false): [N, C, H, W] -> [N, C, height, width].
+    public func resizedBilinear(height: Int, width: Int) -> Tensor {
+        checkShape(rank == 4 && shape[2] > 0 && shape[3] > 0, "resizedBilinear: input \(shape) is not a non-empty NCHW tensor")
+        checkShape(height >= 1 && width >= 1, "resizedBilinear: target \(height)x\(width) for input \(shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let rows = LinearSampling(inputSize: h, outputSize: height)
+        let columns = LinearSampling(inputSize: w, outputSize: width)
+        let out = Tensor.uninitialized([n, c, height, width])
+        let inPlane = h * w, outPlane = height * width
+        let x = pointer, y = out.pointer
+        parallelFor(n * c, grain: resizeGrain(outPlane)) { planes in
+            for plane in planes {
+                let src = x + plane * inPlane, dst = y + plane * outPlane
+                for oy in 0..<height {
+                    let top = src + rows.lower[oy] * w, bottom = src + rows.upper[oy] * w
+                    let wy = rows.upperWeight[oy], wy0 = 1 - wy
+                    let row = dst + oy * width
+                    for ox in 0..<width {
+                        let a = columns.lower[ox], b = columns.upper[ox]
+                        let wx = columns.upperWeight[ox], wx0 = 1 - wx
+                        row[ox] = wy0 * (wx0 * top[a] + wx * top[b]) + wy * (wx0 * bottom[a] + wx * bottom[b])
+                    }
+                }
+            }
+        }
+        let inputShape = shape
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inputShape)
+            let gp = g.pointer, d = dx.pointer
+            parallelFor(n * c, grain: resizeGrain(outPlane)) { planes in
+                for plane in planes {
+                    let src = gp + plane * outPlane, dst = d + plane * inPlane
+                    for oy in 0..<height {
+                        let top = dst + rows.lower[oy] * w, bottom = dst + rows.upper[oy] * w
+                        let wy = rows.upperWeight[oy], wy0 = 1 - wy
+                        let row = src + oy * width
+                        for ox in 0..<width {
+                            let a = columns.lower[ox], b = columns.upper[ox]
+                            let wx = columns.upperWeight[ox], wx0 = 1 - wx
+                            let upperShare = wy * row[ox], lowerShare = wy0 * row[ox]
+                            top[a] += wx0 * lowerShare
+                            top[b] += wx * lowerShare
+                            bottom[a] += wx0 * upperShare
+                            bottom[b] += wx * upperShare
+                        }
+                    }
+                }
+            }
+            return [dx]
+        }
+    }
+
+    /// Bilinear upsampling by an integer factor (align_corners = false): [N, C, H, W] -> [N, C, H * scale, W * scale].
+    public func upsampleBilinear(scale: Int) -> Tensor {
+        checkShape(rank == 4 && scale >= 1, "upsampleBilinear: input \(shape), scale \(scale)")
+        return resizedBilinear(height: shape[2] * scale, width: shape[3] * scale)
+    }
+
+    /// Nearest-neighbour upsampling by an integer factor: [N, C, H, W] -> [N, C, H * scale, W * scale].
+    public func upsampleNearest(scale: Int) -> Tensor {
+        checkShape(rank == 4 && scale >= 1, "upsampleNearest: input \(shape), scale \(scale)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (height, width) = (h * scale, w * scale)
+        let out = Tensor.uninitialized([n, c, height, width])
+        let inPlane = h * w, outPlane = height * width
+        let x = pointer, y = out.pointer
+        parallelFor(n * c, grain: resizeGrain(outPlane)) { planes in
+            for plane in planes {
+                let src = x + plane * inPlane, dst = y + plane * outPlane
+                for iy in 0..<h {
+                    // Widen one input row, then copy it to the remaining rows of its block.
+                    let first = dst + iy * scale * width, row = src + iy * w
+                    for ix in 0..<w { (first + ix * scale).update(repeating: row[ix], count: scale) }
+                    for r in 1..<scale { (first + r * width).update(from: first, count: width) }
+                }
+            }
+        }
+        let inputShape = shape
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.uninitialized(inputShape)
+            let gp = g.pointer, d = dx.pointer
+            parallelFor(n * c, grain: resizeGrain(outPlane)) { planes in
+                for plane in planes {
+                    let src = gp + plane * outPlane, dst = d + plane * inPlane
+                    for iy in 0..<h {
+                        let row = dst + iy * w
+                        row.update(repeating: 0, count: w)
+                        for r in 0..<scale {
+                            let block = src + (iy * scale + r) * width
+                            for ix in 0..<w {
+                                var total: Float = 0
+                                for s in 0..<scale { total += block[ix * scale + s] }
+                                row[ix] += total
+                            }
+                        }
+                    }
+                }
+            }
+            return [dx]
+        }
+    }
+}
