@@ -6,5 +6,5 @@ struct Percept: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "percept",
         abstract: "Multi-task computer vision: classification, tagging, detection, segmentation.",
-        subcommands: [])
+        subcommands: [Convert.self, Inspect.self])
 }
