@@ -268,7 +268,7 @@ final class BatchChannel: @unchecked Sendable {
 }
 
 /// Iterates the batches of one epoch, optionally read ahead on a background thread.
-public final class BatchIterator: IteratorProtocol {
+public final class BatchIterator: IteratorProtocol, Sequence {
     private let plan: EpochPlan
     private let channel: BatchChannel?
     private var finished = false
