@@ -30,7 +30,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
     ]
 )

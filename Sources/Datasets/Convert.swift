@@ -470,8 +470,8 @@ enum CSV {
         }
         guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(path, "not UTF-8 text") }
         var rows: [Row] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine[...]
+        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline }).enumerated() {
+            let line = rawLine
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
             var fields: [String] = []
             var field = ""
@@ -534,8 +534,7 @@ struct COCOFile {
             }
         }
         func integer(_ object: [String: Any], _ key: String, _ place: String) throws -> Int64 {
-            guard let number = object[key] as? NSNumber, !(object[key] is Bool),
-                  number.doubleValue == number.doubleValue.rounded() else {
+            guard let number = object[key] as? NSNumber, number.doubleValue == number.doubleValue.rounded() else {
                 throw DatasetError(path, "\(place): '\(key)' missing or not an integer")
             }
             return number.int64Value
