@@ -20,7 +20,9 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
 
         .target(name: "Core", dependencies: ["CBLAS"], linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG"]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG", "CZlib"]),
         .target(name: "Tasks", dependencies: ["Core", "Datasets"]),
         .executableTarget(
             name: "PerceptCLI",
@@ -28,7 +30,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
     ]
 )

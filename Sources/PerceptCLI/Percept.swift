@@ -6,5 +6,6 @@ struct Percept: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "percept",
         abstract: "Multi-task computer vision: classification, tagging, detection, segmentation.",
-        subcommands: [Bench.self, Probe.self])
+        discussion: "Commands are shaped `percept TASK MODE`, e.g. `percept classify train --data train.h5 -o model.h5`.",
+        subcommands: [Classify.self, Tag.self, Convert.self, Inspect.self, Bench.self])
 }

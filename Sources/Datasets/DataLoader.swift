@@ -1,0 +1,316 @@
+import Core
+import Foundation
+
+/// Random training-time transforms, applied identically to an image and its mask or boxes.
+public struct Augmentation: Sendable {
+    /// Random crop of the original size from the image padded by this many pixels (0: none).
+    public var cropPadding: Int
+    /// Mirror left-right with probability 1/2.
+    public var horizontalFlip: Bool
+
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false) {
+        self.cropPadding = cropPadding
+        self.horizontalFlip = horizontalFlip
+    }
+
+    /// No augmentation.
+    public static let none = Augmentation()
+}
+
+/// One mini-batch: images as floats plus the targets of the dataset's task.
+public struct Batch {
+    /// `[B, C, H, W]`, value/255, then `(x - mean[c]) / std[c]` when the loader normalises.
+    public var images: Tensor
+    /// Row of each image in the file.
+    public var indices: [Int]
+    /// Classification labels (empty for other tasks).
+    public var labels: [Int32]
+    /// Tagging targets `[B, K]` of 0 and 1 (nil for other tasks).
+    public var tags: Tensor?
+    /// Segmentation targets `[B, H, W]` flattened row-major; 255 marks ignored pixels.
+    public var masks: [Int32]
+    /// Detection targets per image, in pixels of the (augmented) batch image.
+    public var boxes: [[DetectionBox]]
+
+    /// Number of images.
+    public var count: Int { indices.count }
+}
+
+/// Reads shuffled mini-batches from a dataset file with bounded memory.
+///
+/// Each epoch visits the file's chunks (`blockRows` rows each) in a seeded random order,
+/// reads a window of chunks by hyperslab, shuffles the rows inside the window and emits
+/// batches; memory stays at one window plus two batches however large the file is. A
+/// background thread prepares the next batch while the caller computes on the current one.
+public final class DataLoader: Sequence {
+    public let dataset: ImageDataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    /// Drop the last batch when it is smaller than `batchSize`.
+    public let dropLast: Bool
+    public let augmentation: Augmentation
+    /// Per-channel mean and standard deviation applied after scaling to [0, 1].
+    public let mean: [Float], std: [Float]
+    public let seed: UInt64
+    /// Rows shuffled together: larger windows mix better and cost more memory.
+    public let windowRows: Int
+    /// Whether a background thread reads one batch ahead.
+    public let prefetch: Bool
+    /// Epoch used by the next `makeIterator()`.
+    public var nextEpoch = 0
+
+    /// A loader over `dataset`; `mean`/`std` (one value per channel) default to no normalisation.
+    public init(_ dataset: ImageDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
+                augmentation: Augmentation = .none, mean: [Float]? = nil, std: [Float]? = nil,
+                seed: UInt64 = 0, windowRows: Int = 16384, prefetch: Bool = true) {
+        precondition(batchSize > 0, "batch size must be positive")
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.augmentation = augmentation
+        self.mean = mean ?? [Float](repeating: 0, count: dataset.channels)
+        self.std = std ?? [Float](repeating: 1, count: dataset.channels)
+        precondition(self.mean.count == dataset.channels && self.std.count == dataset.channels,
+                     "mean and std need one value per channel (\(dataset.channels))")
+        self.seed = seed
+        self.windowRows = Swift.max(windowRows, 1)
+        self.prefetch = prefetch
+    }
+
+    /// Batches per epoch.
+    public var batchCount: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// The batches of epoch `epoch`: the same seed and epoch give the same batches.
+    public func batches(epoch: Int) -> BatchIterator {
+        BatchIterator(plan: EpochPlan(loader: self, epoch: epoch), prefetch: prefetch)
+    }
+
+    /// Iterates the next epoch (`nextEpoch`, then increments it). A read error mid-epoch
+    /// stops the program; use `batches(epoch:)` and `nextBatch()` to handle it.
+    public func makeIterator() -> BatchIterator {
+        defer { nextEpoch += 1 }
+        return batches(epoch: nextEpoch)
+    }
+}
+
+/// Produces the batches of one epoch, in order, on the calling thread.
+final class EpochPlan {
+    let loader: DataLoader
+    let dataset: ImageDataset
+    var generator: SeededGenerator
+    /// Row ranges of the blocks still to read, window by window.
+    var windows: [[Range<Int>]] = []
+    var windowIndex = 0
+    var blocks: [DatasetRows] = []
+    /// (block, row within block) in visiting order for the current window.
+    var order: [(Int, Int)] = []
+    var orderIndex = 0
+    var emitted = 0
+    let total: Int
+
+    init(loader: DataLoader, epoch: Int) {
+        self.loader = loader
+        let dataset = loader.dataset
+        self.dataset = dataset
+        generator = SeededGenerator(seed: loader.seed &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
+        let blockRows = dataset.blockRows
+        var ranges = stride(from: 0, to: dataset.count, by: blockRows).map { $0..<min($0 + blockRows, dataset.count) }
+        if loader.shuffle { ranges.shuffle(using: &generator) }
+        let perWindow = max(1, loader.windowRows / blockRows)
+        windows = stride(from: 0, to: ranges.count, by: perWindow).map { Array(ranges[$0..<min($0 + perWindow, ranges.count)]) }
+        total = loader.dropLast ? dataset.count / loader.batchSize * loader.batchSize : dataset.count
+    }
+
+    private func loadWindow() throws -> Bool {
+        guard windowIndex < windows.count else { return false }
+        blocks = try windows[windowIndex].map { try dataset.read(rows: $0) }
+        windowIndex += 1
+        order.removeAll(keepingCapacity: true)
+        for (block, rows) in blocks.enumerated() {
+            for row in 0..<rows.rows.count { order.append((block, row)) }
+        }
+        if loader.shuffle { order.shuffle(using: &generator) }
+        orderIndex = 0
+        return true
+    }
+
+    /// The next batch, or nil at the end of the epoch.
+    func next() throws -> Batch? {
+        guard emitted < total else { return nil }
+        let size = min(loader.batchSize, total - emitted)
+        let channels = dataset.channels, height = dataset.height, width = dataset.width
+        let plane = height * width
+        let images = Tensor.uninitialized([size, channels, height, width])
+        var indices: [Int] = []
+        indices.reserveCapacity(size)
+        var labels: [Int32] = []
+        var tags: Tensor? = dataset.task == .tagging ? Tensor.zeros([size, dataset.tagCount]) : nil
+        var masks: [Int32] = dataset.task == .segmentation ? [Int32](repeating: 0, count: size * plane) : []
+        var boxes: [[DetectionBox]] = []
+        let padding = loader.augmentation.cropPadding
+        let scale = loader.std.map { 1 / (255 * $0) }
+        let shift = zip(loader.mean, loader.std).map { -$0 / $1 }
+
+        for slot in 0..<size {
+            while orderIndex >= order.count {
+                guard try loadWindow() else { throw DatasetError(dataset.path, "ran out of rows before the epoch ended") }
+            }
+            let (blockIndex, row) = order[orderIndex]
+            orderIndex += 1
+            let block = blocks[blockIndex]
+            indices.append(block.rows.lowerBound + row)
+            let flip = loader.augmentation.horizontalFlip && generator.next() & 1 == 1
+            let offsetX = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+            let offsetY = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+
+            // Output pixel (y, x) reads source (y + offsetY, sourceX(x)); outside is padding.
+            block.images.withUnsafeBufferPointer { source in
+                let image = source.baseAddress! + row * channels * plane
+                let out = images.pointer + slot * channels * plane
+                for channel in 0..<channels {
+                    let input = image + channel * plane
+                    let output = out + channel * plane
+                    let padValue = shift[channel]
+                    for y in 0..<height {
+                        let sourceY = y + offsetY
+                        let outRow = output + y * width
+                        if sourceY < 0 || sourceY >= height {
+                            outRow.update(repeating: padValue, count: width)
+                            continue
+                        }
+                        let inRow = input + sourceY * width
+                        for x in 0..<width {
+                            let sourceX = (flip ? width - 1 - x : x) + offsetX
+                            outRow[x] = sourceX >= 0 && sourceX < width
+                                ? Float(inRow[sourceX]) * scale[channel] + shift[channel] : padValue
+                        }
+                    }
+                }
+            }
+            switch dataset.task {
+            case .classification:
+                labels.append(block.labels[row])
+            case .tagging:
+                let count = dataset.tagCount
+                block.tags.withUnsafeBufferPointer { source in
+                    for k in 0..<count { tags!.pointer[slot * count + k] = Float(source[row * count + k]) }
+                }
+            case .segmentation:
+                block.masks.withUnsafeBufferPointer { source in
+                    masks.withUnsafeMutableBufferPointer { out in
+                        let mask = source.baseAddress! + row * plane
+                        for y in 0..<height {
+                            let sourceY = y + offsetY
+                            for x in 0..<width {
+                                let sourceX = (flip ? width - 1 - x : x) + offsetX
+                                out[slot * plane + y * width + x] = sourceY >= 0 && sourceY < height && sourceX >= 0 && sourceX < width
+                                    ? Int32(mask[sourceY * width + sourceX]) : Int32(DatasetLayout.ignoreIndex)
+                            }
+                        }
+                    }
+                }
+            case .detection:
+                var imageBoxes: [DetectionBox] = []
+                for box in block.boxOffsets[row]..<block.boxOffsets[row + 1] {
+                    var x1 = block.boxes[4 * box] - Float(offsetX), x2 = block.boxes[4 * box + 2] - Float(offsetX)
+                    let y1 = max(0, min(Float(height), block.boxes[4 * box + 1] - Float(offsetY)))
+                    let y2 = max(0, min(Float(height), block.boxes[4 * box + 3] - Float(offsetY)))
+                    x1 = max(0, min(Float(width), x1)); x2 = max(0, min(Float(width), x2))
+                    if flip { (x1, x2) = (Float(width) - x2, Float(width) - x1) }
+                    // Boxes cropped away entirely have no area left to learn from.
+                    if x2 > x1 && y2 > y1 {
+                        imageBoxes.append(DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: block.boxLabels[box]))
+                    }
+                }
+                boxes.append(imageBoxes)
+            }
+        }
+        emitted += size
+        return Batch(images: images, indices: indices, labels: labels, tags: tags, masks: masks, boxes: boxes)
+    }
+}
+
+/// A one-slot hand-over between the reading thread and the consumer.
+final class BatchChannel: @unchecked Sendable {
+    let condition = NSCondition()
+    var slot: Result<Batch?, Error>?
+    var cancelled = false
+
+    func put(_ value: Result<Batch?, Error>) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while slot != nil && !cancelled { condition.wait() }
+        if cancelled { return false }
+        slot = value
+        condition.broadcast()
+        return true
+    }
+
+    func take() -> Result<Batch?, Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while slot == nil { condition.wait() }
+        let value = slot!
+        slot = nil
+        condition.broadcast()
+        return value
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// Iterates the batches of one epoch, optionally read ahead on a background thread.
+public final class BatchIterator: IteratorProtocol, Sequence {
+    private let plan: EpochPlan
+    private let channel: BatchChannel?
+    private var finished = false
+
+    init(plan: EpochPlan, prefetch: Bool) {
+        self.plan = plan
+        if prefetch {
+            let channel = BatchChannel()
+            self.channel = channel
+            let thread = Thread { [plan] in
+                while true {
+                    let result = Result { try plan.next() }
+                    guard channel.put(result) else { return }
+                    if case .success(let batch) = result, batch == nil { return }
+                    if case .failure = result { return }
+                }
+            }
+            thread.name = "percept.dataloader"
+            thread.start()
+        } else {
+            channel = nil
+        }
+    }
+
+    /// The next batch, nil at the end of the epoch; throws when the file cannot be read.
+    public func nextBatch() throws -> Batch? {
+        guard !finished else { return nil }
+        let result = channel.map { $0.take() } ?? Result { try plan.next() }
+        switch result {
+        case .success(let batch):
+            if batch == nil { finished = true }
+            return batch
+        case .failure(let error):
+            finished = true
+            throw error
+        }
+    }
+
+    /// The next batch; a read error stops the program with the error's message.
+    public func next() -> Batch? {
+        do { return try nextBatch() } catch { fatalError("\(error)") }
+    }
+
+    deinit { channel?.cancel() }
+}

@@ -1,0 +1,20 @@
+import Foundation
+
+/// A failure reading or writing a dataset, model or image file; the message names the file,
+/// the object or record inside it, and the problem, on one line.
+public struct DatasetError: Error, CustomStringConvertible, Equatable {
+    /// The file the problem is in (or about).
+    public let file: String
+    /// What went wrong, including the object, line or record where that helps.
+    public let problem: String
+
+    public init(_ file: String, _ problem: String) {
+        self.file = file
+        self.problem = problem
+    }
+
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// The file name without its directory, for messages about files inside a known folder.
+func lastComponent(_ path: String) -> String { (path as NSString).lastPathComponent }

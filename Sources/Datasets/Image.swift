@@ -1,0 +1,188 @@
+import Foundation
+
+/// An 8-bit image with interleaved channels (`[H, W, C]`, as PNG stores it).
+public struct Image: Equatable, Sendable {
+    public var width: Int
+    public var height: Int
+    public var channels: Int
+    /// `height * width * channels` bytes, row by row, channels interleaved.
+    public var pixels: [UInt8]
+
+    /// An image from interleaved pixels.
+    public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * channels,
+                     "\(width)x\(height)x\(channels) image needs \(width * height * channels) bytes, got \(pixels.count)")
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.pixels = pixels
+    }
+
+    /// A black image.
+    public init(width: Int, height: Int, channels: Int) {
+        self.init(width: width, height: height, channels: channels,
+                  pixels: [UInt8](repeating: 0, count: width * height * channels))
+    }
+
+    /// Copies the pixels planar (`[C, H, W]`, the layout of the `images` datasets) into `destination`.
+    public func copyPlanar(into destination: UnsafeMutablePointer<UInt8>) {
+        let plane = width * height
+        pixels.withUnsafeBufferPointer { source in
+            if channels == 1 { destination.update(from: source.baseAddress!, count: plane); return }
+            for index in 0..<plane {
+                for channel in 0..<channels {
+                    destination[channel * plane + index] = source[index * channels + channel]
+                }
+            }
+        }
+    }
+
+    /// An image from planar `[C, H, W]` bytes.
+    public init(planar source: UnsafePointer<UInt8>, width: Int, height: Int, channels: Int) {
+        let plane = width * height
+        var pixels = [UInt8](repeating: 0, count: plane * channels)
+        pixels.withUnsafeMutableBufferPointer { destination in
+            for index in 0..<plane {
+                for channel in 0..<channels {
+                    destination[index * channels + channel] = source[channel * plane + index]
+                }
+            }
+        }
+        self.init(width: width, height: height, channels: channels, pixels: pixels)
+    }
+
+    /// The image resized to `width` x `height`: bilinear when enlarging, averaging over the
+    /// covered area when shrinking (a triangle filter widened by the scale, so large
+    /// reductions do not alias).
+    public func resized(width newWidth: Int, height newHeight: Int) -> Image {
+        if newWidth == width && newHeight == height { return self }
+        let horizontal = ResamplingWeights(source: width, destination: newWidth)
+        let vertical = ResamplingWeights(source: height, destination: newHeight)
+        // Horizontal pass into floats, then vertical pass with rounding.
+        var intermediate = [Float](repeating: 0, count: height * newWidth * channels)
+        var output = [UInt8](repeating: 0, count: newHeight * newWidth * channels)
+        let channels = self.channels
+        pixels.withUnsafeBufferPointer { source in
+            intermediate.withUnsafeMutableBufferPointer { middle in
+                for y in 0..<height {
+                    let row = source.baseAddress! + y * width * channels
+                    let out = middle.baseAddress! + y * newWidth * channels
+                    for x in 0..<newWidth {
+                        let first = horizontal.first[x]
+                        for channel in 0..<channels {
+                            var sum: Float = 0
+                            for k in 0..<horizontal.count[x] {
+                                sum += horizontal.weights[horizontal.offset[x] + k] * Float(row[(first + k) * channels + channel])
+                            }
+                            out[x * channels + channel] = sum
+                        }
+                    }
+                }
+            }
+        }
+        intermediate.withUnsafeBufferPointer { middle in
+            output.withUnsafeMutableBufferPointer { out in
+                let rowLength = newWidth * channels
+                for y in 0..<newHeight {
+                    let first = vertical.first[y]
+                    let destination = out.baseAddress! + y * rowLength
+                    for i in 0..<rowLength {
+                        var sum: Float = 0
+                        for k in 0..<vertical.count[y] {
+                            sum += vertical.weights[vertical.offset[y] + k] * middle[(first + k) * rowLength + i]
+                        }
+                        destination[i] = UInt8(max(0, min(255, sum.rounded())))
+                    }
+                }
+            }
+        }
+        return Image(width: newWidth, height: newHeight, channels: channels, pixels: output)
+    }
+
+    /// The image resized by nearest neighbour: for index masks, whose values must not blend.
+    public func resizedNearest(width newWidth: Int, height newHeight: Int) -> Image {
+        if newWidth == width && newHeight == height { return self }
+        var output = [UInt8](repeating: 0, count: newWidth * newHeight * channels)
+        let sourceX = (0..<newWidth).map { min(width - 1, Int((Double($0) + 0.5) * Double(width) / Double(newWidth))) }
+        pixels.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { out in
+                for y in 0..<newHeight {
+                    let sy = min(height - 1, Int((Double(y) + 0.5) * Double(height) / Double(newHeight)))
+                    for x in 0..<newWidth {
+                        for channel in 0..<channels {
+                            out[(y * newWidth + x) * channels + channel] = source[(sy * width + sourceX[x]) * channels + channel]
+                        }
+                    }
+                }
+            }
+        }
+        return Image(width: newWidth, height: newHeight, channels: channels, pixels: output)
+    }
+
+    /// The image with `channels` channels: gray replicated to RGB, RGB to gray by luma
+    /// (ITU-R BT.601 weights), alpha dropped.
+    public func converted(toChannels target: Int) -> Image {
+        precondition(target == 1 || target == 3, "channels must be 1 or 3, got \(target)")
+        if target == channels { return self }
+        let plane = width * height
+        var output = [UInt8](repeating: 0, count: plane * target)
+        let channels = self.channels
+        pixels.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { out in
+                for index in 0..<plane {
+                    let pixel = source.baseAddress! + index * channels
+                    if target == 3 {
+                        if channels >= 3 {
+                            out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[1]; out[index * 3 + 2] = pixel[2]
+                        } else {
+                            out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[0]; out[index * 3 + 2] = pixel[0]
+                        }
+                    } else {
+                        if channels >= 3 {
+                            let luma = 0.299 * Float(pixel[0]) + 0.587 * Float(pixel[1]) + 0.114 * Float(pixel[2])
+                            out[index] = UInt8(min(255, luma.rounded()))
+                        } else {
+                            out[index] = pixel[0]
+                        }
+                    }
+                }
+            }
+        }
+        return Image(width: width, height: height, channels: target, pixels: output)
+    }
+}
+
+/// Per-output-pixel source ranges and weights of a separable triangle filter.
+struct ResamplingWeights {
+    var first: [Int] = []
+    var count: [Int] = []
+    var offset: [Int] = []
+    var weights: [Float] = []
+
+    init(source: Int, destination: Int) {
+        let scale = Double(source) / Double(destination)
+        // Widening the triangle by the reduction factor makes it average the covered area.
+        let support = max(scale, 1)
+        for x in 0..<destination {
+            let center = (Double(x) + 0.5) * scale
+            let low = max(0, Int((center - support).rounded(.down)))
+            let high = min(source, Int((center + support).rounded(.up)))
+            var row: [Double] = []
+            for i in low..<high {
+                let distance = abs((Double(i) + 0.5 - center) / support)
+                row.append(max(0, 1 - distance))
+            }
+            var total = row.reduce(0, +)
+            if total <= 0 {
+                // Degenerate case (a single source pixel at the edge): nearest neighbour.
+                row = row.map { _ in 0 }
+                row[min(row.count - 1, max(0, Int(center) - low))] = 1
+                total = 1
+            }
+            first.append(low)
+            count.append(row.count)
+            offset.append(weights.count)
+            weights.append(contentsOf: row.map { Float($0 / total) })
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import CPNG
+import Foundation
+
+/// How a PNG file stores its pixels (read from its header).
+public struct PNGInfo: Sendable {
+    public let width: Int
+    public let height: Int
+    /// Channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (palette images report 3 or 4).
+    public let channels: Int
+    public let isPalette: Bool
+    public let is16Bit: Bool
+}
+
+/// PNG reading and writing through libpng's simplified `png_image` API, which keeps libpng's
+/// longjmp error handling inside C.
+public enum PNG {
+    /// Reads the header of the PNG at `path`.
+    public static func info(path: String) throws -> PNGInfo {
+        let bytes = try readBytes(path)
+        var image = png_image()
+        return try bytes.withUnsafeBytes { raw in
+            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
+                throw DatasetError(path, "not a valid PNG (\(message(image)))")
+            }
+            defer { png_image_free(&image) }
+            return info(of: image)
+        }
+    }
+
+    static func info(of image: png_image) -> PNGInfo {
+        let format = image.format
+        let color = format & percept_png_format_rgb() != 0
+        let alpha = format & percept_png_format_gray_alpha() != 0
+        return PNGInfo(width: Int(image.width), height: Int(image.height),
+                       channels: (color ? 3 : 1) + (alpha ? 1 : 0),
+                       isPalette: format & percept_png_format_rgb_colormap() & ~percept_png_format_rgb() != 0,
+                       is16Bit: format & percept_png_format_linear_gray() != 0)
+    }
+
+    static func message(_ image: png_image) -> String {
+        var copy = image.message
+        return withUnsafeBytes(of: &copy) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    static func readBytes(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
+        }
+        return [UInt8](data)
+    }
+
+    /// Reads any PNG (8/16-bit gray, gray+alpha, RGB, RGBA, palette) as 8-bit pixels with
+    /// `channels` channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Alpha dropped by the
+    /// conversion is composited onto black; 16-bit samples are scaled to 8 bits.
+    public static func read(path: String, channels: Int) throws -> Image {
+        try read(bytes: readBytes(path), path: path, channels: channels)
+    }
+
+    /// Decodes PNG bytes held in memory; `path` only names the source in errors.
+    public static func read(bytes: [UInt8], path: String, channels: Int) throws -> Image {
+        let formats: [UInt32] = [percept_png_format_gray(), percept_png_format_gray_alpha(),
+                                 percept_png_format_rgb(), percept_png_format_rgba()]
+        precondition((1...4).contains(channels), "PNG channels must be 1...4, got \(channels)")
+        var image = png_image()
+        return try bytes.withUnsafeBytes { raw in
+            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
+                throw DatasetError(path, "not a valid PNG (\(message(image)))")
+            }
+            // 16-bit images are taken as sRGB-encoded so 8-bit output is value / 257.
+            percept_png_assume_16bit_srgb(&image)
+            let width = Int(image.width), height = Int(image.height)
+            var pixels = [UInt8](repeating: 0, count: width * height * channels)
+            let ok = pixels.withUnsafeMutableBytes { buffer in
+                percept_png_finish_read(&image, formats[channels - 1], buffer.baseAddress, nil)
+            }
+            guard ok != 0 else {
+                let text = message(image)
+                png_image_free(&image)
+                throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+            }
+            return Image(width: width, height: height, channels: channels, pixels: pixels)
+        }
+    }
+
+    /// Reads an index mask: palette and gray PNGs keep their raw index values (no colour
+    /// conversion); 16-bit gray values above 255 are an error.
+    public static func readIndexMask(path: String) throws -> Image {
+        let bytes = try readBytes(path)
+        var image = png_image()
+        return try bytes.withUnsafeBytes { raw in
+            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
+                throw DatasetError(path, "not a valid PNG (\(message(image)))")
+            }
+            let info = info(of: image)
+            let width = info.width, height = info.height
+            var indices = [UInt8](repeating: 0, count: width * height)
+            if info.isPalette {
+                // Colormapped output keeps the file's palette, so indices pass through unchanged.
+                var colormap = [UInt8](repeating: 0, count: 256 * 4)
+                let ok = indices.withUnsafeMutableBytes { buffer in
+                    colormap.withUnsafeMutableBytes { map in
+                        percept_png_finish_read(&image, percept_png_format_rgba_colormap(), buffer.baseAddress, map.baseAddress)
+                    }
+                }
+                guard ok != 0 else {
+                    let text = message(image)
+                    png_image_free(&image)
+                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+                }
+            } else if info.channels <= 2 && info.is16Bit {
+                var wide = [UInt16](repeating: 0, count: width * height)
+                let ok = wide.withUnsafeMutableBytes { buffer in
+                    percept_png_finish_read(&image, percept_png_format_linear_gray(), buffer.baseAddress, nil)
+                }
+                guard ok != 0 else {
+                    let text = message(image)
+                    png_image_free(&image)
+                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+                }
+                for index in 0..<wide.count {
+                    guard wide[index] <= 255 else {
+                        throw DatasetError(path, "mask value \(wide[index]) at pixel (\(index % width), \(index / width)) does not fit 8 bits")
+                    }
+                    indices[index] = UInt8(wide[index])
+                }
+            } else if info.channels <= 2 {
+                let ok = indices.withUnsafeMutableBytes { buffer in
+                    percept_png_finish_read(&image, percept_png_format_gray(), buffer.baseAddress, nil)
+                }
+                guard ok != 0 else {
+                    let text = message(image)
+                    png_image_free(&image)
+                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+                }
+            } else {
+                png_image_free(&image)
+                throw DatasetError(path, "an index mask must be a palette or gray PNG, this one is \(info.channels == 3 ? "RGB" : "RGBA")")
+            }
+            return Image(width: width, height: height, channels: 1, pixels: indices)
+        }
+    }
+
+    /// Encodes an 8-bit gray (1 channel) or RGB (3 channels) image; 2 and 4 channels write
+    /// gray+alpha and RGBA. With `palette` (RGB triples) a 1-channel image is written as a
+    /// palette PNG whose indices are the pixel values.
+    public static func encode(_ image: Image, palette: [UInt8]? = nil, path: String = "<memory>") throws -> [UInt8] {
+        let formats: [UInt32] = [percept_png_format_gray(), percept_png_format_gray_alpha(),
+                                 percept_png_format_rgb(), percept_png_format_rgba()]
+        var format = formats[image.channels - 1]
+        var entries: UInt32 = 0
+        if let palette {
+            precondition(image.channels == 1 && palette.count % 3 == 0 && palette.count / 3 <= 256, "palette needs RGB triples for a 1-channel image")
+            format = percept_png_format_rgb_colormap()
+            entries = UInt32(palette.count / 3)
+        }
+        var output: UnsafeMutableRawPointer?
+        var size = 0
+        var text = [CChar](repeating: 0, count: 128)
+        let ok = image.pixels.withUnsafeBytes { pixels in
+            (palette ?? []).withUnsafeBytes { map in
+                percept_png_write_to_memory(UInt32(image.width), UInt32(image.height), format, pixels.baseAddress,
+                                            palette == nil ? nil : map.baseAddress, entries, &output, &size, &text, 128)
+            }
+        }
+        guard ok != 0, let output else { throw DatasetError(path, "cannot encode PNG (\(String(cString: text)))") }
+        defer { free(output) }
+        return [UInt8](UnsafeRawBufferPointer(start: output, count: size))
+    }
+
+    /// Encodes 16-bit linear samples (1...4 channels); used to produce 16-bit test files.
+    public static func encode16(width: Int, height: Int, channels: Int, samples: [UInt16]) throws -> [UInt8] {
+        let formats: [UInt32] = [percept_png_format_linear_gray(), percept_png_format_linear_gray_alpha(),
+                                 percept_png_format_linear_rgb(), percept_png_format_linear_rgb_alpha()]
+        precondition(samples.count == width * height * channels)
+        var output: UnsafeMutableRawPointer?
+        var size = 0
+        var text = [CChar](repeating: 0, count: 128)
+        let ok = samples.withUnsafeBytes { pixels in
+            percept_png_write_to_memory(UInt32(width), UInt32(height), formats[channels - 1], pixels.baseAddress,
+                                        nil, 0, &output, &size, &text, 128)
+        }
+        guard ok != 0, let output else { throw DatasetError("<memory>", "cannot encode PNG (\(String(cString: text)))") }
+        defer { free(output) }
+        return [UInt8](UnsafeRawBufferPointer(start: output, count: size))
+    }
+
+    /// Writes an image as a PNG file atomically (temp file in the same directory, then rename).
+    public static func write(_ image: Image, to path: String, palette: [UInt8]? = nil) throws {
+        let bytes = try encode(image, palette: palette, path: path)
+        try AtomicOutput.write(Data(bytes), to: path)
+    }
+}

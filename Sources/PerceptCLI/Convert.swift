@@ -1,0 +1,158 @@
+import ArgumentParser
+import Datasets
+import Foundation
+
+/// Options every `percept convert` subcommand takes.
+struct ConversionOptionGroup: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Output HDF5 file.")
+    var output: String
+
+    @Option(help: ArgumentHelp("Resize images (and masks and boxes) to WxH.", valueName: "WxH"),
+            transform: { text in
+                guard let size = ImageSize(parsing: text) else { throw ValidationError("--size must look like 32x32, got '\(text)'") }
+                return size
+            })
+    var size: ImageSize?
+
+    @Option(help: "Channels to store: 1 (gray) or 3 (RGB).")
+    var channels: Int?
+
+    @Flag(help: "Overwrite the output file if it exists.")
+    var force = false
+
+    @Flag(help: "Do not print progress.")
+    var quiet = false
+
+    func validate() throws {
+        if let channels, channels != 1 && channels != 3 { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+    }
+
+    /// The library options, with progress on stderr about once a second.
+    func options(_ progress: ProgressLine) -> ConversionOptions {
+        ConversionOptions(size: size, channels: channels, overwrite: force, progress: quiet ? nil : progress.report)
+    }
+}
+
+/// A progress counter on stderr, rewritten in place about once a second.
+final class ProgressLine {
+    private var lastReport = Date()
+    /// Whether a progress line is on screen without its newline.
+    private(set) var isOpen = false
+
+    func report(done: Int, total: Int) {
+        let now = Date()
+        guard now.timeIntervalSince(lastReport) >= 1 || done == total else { return }
+        lastReport = now
+        isOpen = done != total
+        FileHandle.standardError.write("\rconverted \(done)/\(total)\(done == total ? "\n" : "")".data(using: .utf8)!)
+    }
+}
+
+/// Runs a conversion, printing its summary or a one-line error (exit code 1).
+func runConversion(_ body: (ProgressLine) throws -> ConversionSummary) throws {
+    let progress = ProgressLine()
+    do {
+        let start = Date()
+        let summary = try body(progress)
+        print(summary)
+        print(String(format: "took %.1f s", Date().timeIntervalSince(start)))
+    } catch let error as DatasetError {
+        FileHandle.standardError.write("\(progress.isOpen ? "\n" : "")error: \(error)\n".data(using: .utf8)!)
+        throw ExitCode.failure
+    }
+}
+
+/// Splits a comma-separated list option.
+func commaList(_ text: String?) -> [String]? {
+    text.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+}
+
+/// `percept convert`: turns common dataset formats into Percept HDF5 files.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a dataset to a Percept HDF5 file.",
+        subcommands: [ConvertIDX.self, ConvertFolder.self, ConvertTags.self, ConvertCOCO.self, ConvertMasks.self])
+}
+
+/// `percept convert idx`: MNIST-style IDX files.
+struct ConvertIDX: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "idx",
+        abstract: "Convert IDX images and labels (gzipped or raw, e.g. Fashion-MNIST) to a classification file.")
+
+    @Option(help: "IDX image file (idx3-ubyte, optionally .gz).") var images: String
+    @Option(help: "IDX label file (idx1-ubyte, optionally .gz).") var labels: String
+    @Option(help: "Comma-separated class names, in label order.") var classes: String?
+    @OptionGroup var common: ConversionOptionGroup
+
+    func run() throws {
+        try runConversion { progress in
+            try Converter.idx(images: images, labels: labels, classes: commaList(classes), output: common.output,
+                              options: common.options(progress))
+        }
+    }
+}
+
+/// `percept convert folder`: ImageFolder layout.
+struct ConvertFolder: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "folder",
+        abstract: "Convert a folder with one sub-folder of PNG images per class to a classification file.")
+
+    @Argument(help: "Folder holding one sub-folder per class.") var directory: String
+    @OptionGroup var common: ConversionOptionGroup
+
+    func run() throws {
+        try runConversion { progress in try Converter.folder(directory, output: common.output, options: common.options(progress)) }
+    }
+}
+
+/// `percept convert tags`: images plus an `image,tags` CSV.
+struct ConvertTags: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tags",
+        abstract: "Convert PNG images and a CSV ('image,tags', tags space separated) to a tagging file.")
+
+    @Option(help: "Folder of PNG images.") var images: String
+    @Option(help: "CSV file with header 'image,tags'.") var csv: String
+    @Option(help: "Comma-separated tag names; other tags are an error (default: every tag used).") var tags: String?
+    @OptionGroup var common: ConversionOptionGroup
+
+    func run() throws {
+        try runConversion { progress in
+            try Converter.tags(images: images, csv: csv, declaredTags: commaList(tags), output: common.output,
+                               options: common.options(progress))
+        }
+    }
+}
+
+/// `percept convert coco`: COCO detection JSON.
+struct ConvertCOCO: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "coco",
+        abstract: "Convert PNG images and COCO detection JSON to a detection file (ids kept).")
+
+    @Option(help: "Folder of PNG images named as in the JSON's file_name.") var images: String
+    @Option(help: "COCO instances JSON file.") var annotations: String
+    @OptionGroup var common: ConversionOptionGroup
+
+    func run() throws {
+        try runConversion { progress in
+            try Converter.coco(images: images, annotations: annotations, output: common.output, options: common.options(progress))
+        }
+    }
+}
+
+/// `percept convert masks`: images plus index-mask PNGs.
+struct ConvertMasks: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "masks",
+        abstract: "Convert PNG images and index-mask PNGs of the same names to a segmentation file.")
+
+    @Option(help: "Folder of PNG images.") var images: String
+    @Option(help: "Folder of index-mask PNGs (palette or gray), same file names.") var masks: String
+    @Option(help: "Comma-separated class names, in index order (255 = ignore).") var classes: String?
+    @OptionGroup var common: ConversionOptionGroup
+
+    func run() throws {
+        try runConversion { progress in
+            try Converter.masks(images: images, masks: masks, classes: commaList(classes), output: common.output,
+                                options: common.options(progress))
+        }
+    }
+}

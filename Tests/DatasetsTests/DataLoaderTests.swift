@@ -1,0 +1,118 @@
+import Core
+import XCTest
+@testable import Datasets
+
+final class DataLoaderTests: XCTestCase {
+    /// A classification file whose image i is filled with value i and labelled i % 3.
+    func makeClassification(_ directory: TemporaryDirectory, count: Int = 23, width: Int = 3) throws -> String {
+        let path = directory.file("loader.h5")
+        let writer = try DatasetWriter(path: path, task: .classification, channels: 2, height: 2, width: width, source: "test")
+        for index in 0..<count {
+            try writer.append(image: Image(width: width, height: 2, channels: 2,
+                                           pixels: [UInt8](repeating: UInt8(index), count: 4 * width)), label: index % 3)
+        }
+        try writer.finish(classNames: ["a", "b", "c"])
+        return path
+    }
+
+    func testShuffledEpochVisitsEveryRowOnceWithMatchingLabels() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try ClassificationDataset(path: makeClassification(directory))
+        // Small window and chunked reads: several windows per epoch.
+        let loader = DataLoader(dataset, batchSize: 5, shuffle: true, seed: 7, windowRows: 4)
+        var seen: [Int] = []
+        for batch in loader.batches(epoch: 0) {
+            XCTAssertEqual(batch.images.shape, [batch.count, 2, 2, 3])
+            for (slot, index) in batch.indices.enumerated() {
+                XCTAssertEqual(batch.labels[slot], Int32(index % 3))
+                XCTAssertEqual(batch.images.pointer[slot * 12], Float(index) / 255, accuracy: 1e-6)
+            }
+            seen += batch.indices
+        }
+        XCTAssertEqual(seen.count, 23)
+        XCTAssertEqual(seen.sorted(), Array(0..<23))
+        XCTAssertNotEqual(seen, Array(0..<23), "shuffle left the order unchanged")
+        XCTAssertEqual(loader.batchCount, 5)
+    }
+
+    func testSameSeedAndEpochGiveSameBatchesWithOrWithoutPrefetch() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try ClassificationDataset(path: makeClassification(directory))
+        let augmentation = Augmentation(cropPadding: 1, horizontalFlip: true)
+        let first = DataLoader(dataset, batchSize: 4, augmentation: augmentation, seed: 3, prefetch: true)
+        let second = DataLoader(dataset, batchSize: 4, augmentation: augmentation, seed: 3, prefetch: false)
+        let a = Array(first.batches(epoch: 2)), b = Array(second.batches(epoch: 2))
+        XCTAssertEqual(a.map(\.indices), b.map(\.indices))
+        XCTAssertEqual(a.map(\.images.scalars), b.map(\.images.scalars))
+        XCTAssertNotEqual(Array(first.batches(epoch: 3)).map(\.indices), a.map(\.indices))
+    }
+
+    func testUnshuffledDropLastAndNormalisation() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try ClassificationDataset(path: makeClassification(directory))
+        let loader = DataLoader(dataset, batchSize: 5, shuffle: false, dropLast: true, mean: [0.5, 0], std: [0.25, 1])
+        let batches = Array(loader)
+        XCTAssertEqual(batches.count, 4)
+        XCTAssertEqual(batches.flatMap(\.indices), Array(0..<20))
+        let value = Float(7) / 255
+        XCTAssertEqual(batches[1].images.pointer[2 * 12], (value - 0.5) / 0.25, accuracy: 1e-5)
+        XCTAssertEqual(batches[1].images.pointer[2 * 12 + 6], value, accuracy: 1e-6)
+    }
+
+    func testFlipAndCropMoveMasksWithImages() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("seg.h5")
+        let writer = try DatasetWriter(path: path, task: .segmentation, channels: 1, height: 3, width: 4, source: "test")
+        // The mask equals the image, so any augmentation must keep them equal (padding aside).
+        let pixels: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        for _ in 0..<6 {
+            try writer.append(image: Image(width: 4, height: 3, channels: 1, pixels: pixels),
+                              mask: Image(width: 4, height: 3, channels: 1, pixels: pixels))
+        }
+        try writer.finish(classNames: (0..<12).map { "c\($0)" })
+        let dataset = try SegmentationDataset(path: path)
+        let loader = DataLoader(dataset, batchSize: 6, augmentation: Augmentation(cropPadding: 2, horizontalFlip: true), seed: 1)
+        let batch = try XCTUnwrap(Array(loader).first)
+        var flipped = 0, padded = 0
+        for index in 0..<(6 * 12) {
+            let mask = batch.masks[index], image = batch.images.pointer[index] * 255
+            if mask == 255 { XCTAssertEqual(image, 0); padded += 1 } else { XCTAssertEqual(image, Float(mask), accuracy: 1e-3) }
+        }
+        for slot in 0..<6 where batch.masks[slot * 12] != 255 && batch.masks[slot * 12 + 1] != 255 {
+            if batch.masks[slot * 12] > batch.masks[slot * 12 + 1] { flipped += 1 }
+        }
+        XCTAssertGreaterThan(padded, 0)
+        XCTAssertGreaterThan(flipped, 0)
+    }
+
+    func testFlipMovesBoxes() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("det.h5")
+        let writer = try DatasetWriter(path: path, task: .detection, channels: 1, height: 4, width: 10, source: "test")
+        try writer.append(image: Image(width: 10, height: 4, channels: 1), boxes: [DetectionBox(x1: 1, y1: 0, x2: 3, y2: 2, label: 0)],
+                          imageID: 5, originalWidth: 10, originalHeight: 4)
+        try writer.finish(classNames: ["thing"], categoryIDs: [9])
+        let dataset = try DetectionDataset(path: path)
+        var sawFlip = false, sawPlain = false
+        for epoch in 0..<12 {
+            let loader = DataLoader(dataset, batchSize: 1, augmentation: Augmentation(horizontalFlip: true), seed: 11)
+            let box = try XCTUnwrap(Array(loader.batches(epoch: epoch)).first?.boxes.first?.first)
+            if box == DetectionBox(x1: 7, y1: 0, x2: 9, y2: 2, label: 0) { sawFlip = true }
+            else if box == DetectionBox(x1: 1, y1: 0, x2: 3, y2: 2, label: 0) { sawPlain = true }
+            else { XCTFail("unexpected box \(box)") }
+        }
+        XCTAssertTrue(sawFlip && sawPlain)
+    }
+
+    func testTaggingBatchesCarryMultiHotTensors() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("tags.h5")
+        let writer = try DatasetWriter(path: path, task: .tagging, channels: 1, height: 1, width: 1, tagCount: 3, source: "test")
+        try writer.append(image: Image(width: 1, height: 1, channels: 1), tagIndices: [0, 2])
+        try writer.append(image: Image(width: 1, height: 1, channels: 1), tagIndices: [1])
+        try writer.finish(classNames: ["x", "y", "z"])
+        let batch = try XCTUnwrap(Array(DataLoader(try TaggingDataset(path: path), batchSize: 2, shuffle: false)).first)
+        XCTAssertEqual(batch.tags?.shape, [2, 3])
+        XCTAssertEqual(batch.tags?.scalars, [1, 0, 1, 0, 1, 0])
+    }
+}
