@@ -18,10 +18,11 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16",
                        providers: [.apt(["libpng-dev"])]),
-
-        .target(name: "Core", dependencies: ["CBLAS"], linkerSettings: [.linkedLibrary("m")]),
+        // zlib reads gzipped IDX files (Debian: zlib1g-dev, pulled in by libhdf5-dev).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "Core", dependencies: ["CBLAS"], linkerSettings: [.linkedLibrary("m")]),
         .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG", "CZlib"]),
         .target(name: "Tasks", dependencies: ["Core", "Datasets"]),
         .executableTarget(

@@ -52,17 +52,20 @@ public final class DataLoader: Sequence {
     /// Per-channel mean and standard deviation applied after scaling to [0, 1].
     public let mean: [Float], std: [Float]
     public let seed: UInt64
-    /// Rows shuffled together: larger windows mix better and cost more memory.
+    /// Rows read and shuffled together: larger windows mix better and cost more memory.
     public let windowRows: Int
+    /// Default window: this many bytes of stored images.
+    public static let defaultWindowBytes = 64 << 20
     /// Whether a background thread reads one batch ahead.
     public let prefetch: Bool
     /// Epoch used by the next `makeIterator()`.
     public var nextEpoch = 0
 
-    /// A loader over `dataset`; `mean`/`std` (one value per channel) default to no normalisation.
+    /// A loader over `dataset`; `mean`/`std` (one value per channel) default to no
+    /// normalisation; `windowRows` defaults to 64 MiB worth of images.
     public init(_ dataset: ImageDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
                 augmentation: Augmentation = .none, mean: [Float]? = nil, std: [Float]? = nil,
-                seed: UInt64 = 0, windowRows: Int = 16384, prefetch: Bool = true) {
+                seed: UInt64 = 0, windowRows: Int? = nil, prefetch: Bool = true) {
         precondition(batchSize > 0, "batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize
@@ -74,7 +77,8 @@ public final class DataLoader: Sequence {
         precondition(self.mean.count == dataset.channels && self.std.count == dataset.channels,
                      "mean and std need one value per channel (\(dataset.channels))")
         self.seed = seed
-        self.windowRows = Swift.max(windowRows, 1)
+        let rowBytes = dataset.channels * dataset.height * dataset.width
+        self.windowRows = Swift.max(windowRows ?? DataLoader.defaultWindowBytes / Swift.max(rowBytes, 1), 1)
         self.prefetch = prefetch
     }
 
@@ -126,6 +130,7 @@ final class EpochPlan {
 
     private func loadWindow() throws -> Bool {
         guard windowIndex < windows.count else { return false }
+        blocks = []  // release the old window before reading the next: one window in memory
         blocks = try windows[windowIndex].map { try dataset.read(rows: $0) }
         windowIndex += 1
         order.removeAll(keepingCapacity: true)
