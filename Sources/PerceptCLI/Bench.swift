@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Seconds each timed measurement runs.")
     var minTime: Double = 3
 
+    @Option(name: .long, help: "What to time: train, inference or both.")
+    var mode: String = "both"
+
     @Flag(name: .long, help: "Print one JSON object per line instead of a table.")
     var json = false
 
@@ -30,6 +33,9 @@ struct Bench: ParsableCommand {
         }
         for w in workload.split(separator: ",") where BenchmarkWorkload(rawValue: String(w).uppercased()) == nil {
             throw ValidationError("--workload: unknown workload '\(w)' (known: \(BenchmarkWorkload.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard ["train", "inference", "both"].contains(mode) else {
+            throw ValidationError("--mode must be train, inference or both, got '\(mode)'")
         }
         guard minTime > 0 else { throw ValidationError("--min-time must be positive") }
     }
@@ -42,7 +48,7 @@ struct Bench: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         for w in workloads {
             for t in threadCounts {
-                for training in [true, false] {
+                for training in [true, false] where mode == "both" || (mode == "train") == training {
                     let r = runBenchmark(w, training: training, threads: t, minTime: minTime)
                     if json {
                         print(String(decoding: try encoder.encode(r), as: UTF8.self))
