@@ -41,10 +41,10 @@ private func softplusOfNegative(_ x: Float) -> Float {
     Foundation.log1p(Foundation.exp(-Swift.abs(x))) + Swift.max(-x, 0)
 }
 
-/// Softmax cross-entropy (fused log-softmax + NLL, PyTorch `F.cross_entropy` semantics), mean
-/// over counted targets: logits [N, C] with N labels, or [N, C, H, W] with N * H * W labels in
-/// (n, h, w) order -> scalar.
+/// Softmax cross-entropy, mean over counted targets: logits [N, C] + N labels, or [N, C, H, W] + N*H*W labels -> scalar.
 ///
+/// Fused log-softmax and NLL with PyTorch `F.cross_entropy` semantics; per-pixel labels are in
+/// (n, h, w) order.
 /// Labels equal to `ignoreIndex` add nothing and are left out of the mean (the loss is 0, not
 /// NaN, when every label is ignored). `classWeights` [C] weight each target's term and the mean
 /// divides by the summed weights of counted targets. `labelSmoothing` e mixes the one-hot target
@@ -155,9 +155,9 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     }
 }
 
-/// Binary cross-entropy on logits (PyTorch `binary_cross_entropy_with_logits`), mean over all
-/// elements: logits and targets (values in [0, 1]) of the same shape -> scalar.
+/// Binary cross-entropy on logits, mean over all elements: logits and targets in [0, 1] of the same shape -> scalar.
 ///
+/// PyTorch `binary_cross_entropy_with_logits` semantics.
 /// `positiveWeight` [C] scales the positive term per class along axis 1 (PyTorch's pos_weight
 /// for [N, C]; for NCHW it corresponds to a pos_weight of shape [C, 1, 1]). Computed as
 /// (1 - t) x + (1 + (w - 1) t) log(1 + exp(-x)) with a stable softplus; gradients flow to the
@@ -204,8 +204,10 @@ public func binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, positi
     }
 }
 
-/// Multi-class hinge loss in PyTorch's `MultiMarginLoss` form (p = 1): for logits [N, C] and N
-/// labels, mean over samples of sum over j != y of max(0, margin - x_y + x_j) / C -> scalar.
+/// Multi-class hinge loss: logits [N, C] + N labels -> scalar mean of sum_{j != y} max(0, margin - x_y + x_j) / C.
+///
+/// This is PyTorch's `MultiMarginLoss` (p = 1, no weights), not Crammer-Singer's max over j,
+/// so that results compare directly with PyTorch.
 public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float = 1) -> Tensor {
     checkShape(logits.rank == 2, "multiClassHingeLoss: logits \(logits.shape) are not [N, C]")
     let (n, classes) = (logits.shape[0], logits.shape[1])
