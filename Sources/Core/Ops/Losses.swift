@@ -45,6 +45,7 @@ private func softplusOfNegative(_ x: Float) -> Float {
 ///
 /// Fused log-softmax and NLL with PyTorch `F.cross_entropy` semantics; per-pixel labels are in
 /// (n, h, w) order.
+///
 /// Labels equal to `ignoreIndex` add nothing and are left out of the mean (the loss is 0, not
 /// NaN, when every label is ignored). `classWeights` [C] weight each target's term and the mean
 /// divides by the summed weights of counted targets. `labelSmoothing` e mixes the one-hot target
@@ -81,7 +82,8 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     var counted: Double = 0
     var total: Double = 0
     labels.withUnsafeBufferPointer { labelsPointer in
-        let label = labelsPointer.baseAddress!
+        // An empty batch has no base address and nothing to add.
+        guard let label = labelsPointer.baseAddress else { return }
         counted = blockSum(samples) { range in
             var weight: Double = 0
             for s in range where label[s] != ignored {
@@ -128,7 +130,7 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
         let scale = g.scalar * normaliser
         let x = logits.pointer, weights = classWeights?.pointer
         labels.withUnsafeBufferPointer { labelsPointer in
-            let label = labelsPointer.baseAddress!
+            guard let label = labelsPointer.baseAddress else { return }
             blockFor(samples) { range in
                 for s in range {
                     let (o, i) = s.quotientAndRemainder(dividingBy: inner)
@@ -216,8 +218,8 @@ public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float =
         preconditionFailure("multiClassHingeLoss: label \(label) out of range for \(classes) classes")
     }
     let x = logits.pointer
-    let total = labels.withUnsafeBufferPointer { labelsPointer in
-        let label = labelsPointer.baseAddress!
+    let total = labels.withUnsafeBufferPointer { labelsPointer -> Double in
+        guard let label = labelsPointer.baseAddress else { return 0 }
         return blockSum(n) { range in
             var sum: Double = 0
             for s in range {
@@ -237,7 +239,7 @@ public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float =
         let step = g.scalar * scale
         let x = logits.pointer
         labels.withUnsafeBufferPointer { labelsPointer in
-            let label = labelsPointer.baseAddress!
+            guard let label = labelsPointer.baseAddress else { return }
             blockFor(n) { range in
                 for s in range {
                     let row = x + s * classes, d = dx.pointer + s * classes, y = Int(label[s])
