@@ -5,9 +5,12 @@ import XCTest
 struct ConvCase: CustomStringConvertible {
     var batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
     var kernel: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1, bias: Bool = true
+    /// Kernel width when it differs from the height.
+    var kernelWidth: Int? = nil
+    var kw: Int { kernelWidth ?? kernel }
 
     var description: String {
-        "N\(batch) Cin\(inChannels) Cout\(outChannels) \(height)x\(width) k\(kernel) s\(stride) p\(padding) g\(groups) bias \(bias)"
+        "N\(batch) Cin\(inChannels) Cout\(outChannels) \(height)x\(width) k\(kernel)x\(kw) s\(stride) p\(padding) g\(groups) bias \(bias)"
     }
 }
 
@@ -63,12 +66,17 @@ final class GradientCheckConvTests: XCTestCase {
         ConvCase(batch: 5, inChannels: 2, outChannels: 3, height: 5, width: 5, kernel: 3),
         ConvCase(batch: 2, inChannels: 1, outChannels: 2, height: 16, width: 17, kernel: 3, padding: 1),
         ConvCase(batch: 2, inChannels: 1, outChannels: 2, height: 16, width: 17, kernel: 1, bias: false),
+        // Non-square kernels, a kernel wider than the input, grouped on the one-image path.
+        ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 4, width: 5, kernel: 1, padding: 0, kernelWidth: 3),
+        ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 5, width: 3, kernel: 3, stride: 2, padding: 1, kernelWidth: 2),
+        ConvCase(batch: 2, inChannels: 1, outChannels: 2, height: 3, width: 2, kernel: 5, padding: 2),
+        ConvCase(batch: 1, inChannels: 2, outChannels: 2, height: 16, width: 17, kernel: 3, padding: 1, groups: 2),
     ]
 
     private func tensors(for c: ConvCase, seed: UInt64) -> [Tensor] {
         var inputs = [
             uniformTensor([c.batch, c.inChannels, c.height, c.width], seed: seed),
-            uniformTensor([c.outChannels, c.inChannels / c.groups, c.kernel, c.kernel], seed: seed + 1),
+            uniformTensor([c.outChannels, c.inChannels / c.groups, c.kernel, c.kw], seed: seed + 1),
         ]
         if c.bias { inputs.append(uniformTensor([c.outChannels], seed: seed + 2)) }
         return inputs
@@ -91,7 +99,7 @@ final class GradientCheckConvTests: XCTestCase {
             let out = t[0].conv2D(t[1], bias: bias, stride: c.stride, padding: c.padding, groups: c.groups)
             let expected = referenceConv2D(t[0], t[1], bias: bias, stride: c.stride, padding: c.padding, groups: c.groups)
             let ho = (c.height + 2 * c.padding - c.kernel) / c.stride + 1
-            let wo = (c.width + 2 * c.padding - c.kernel) / c.stride + 1
+            let wo = (c.width + 2 * c.padding - c.kw) / c.stride + 1
             XCTAssertEqual(out.shape, [c.batch, c.outChannels, ho, wo], "\(c)")
             assertClose(out.scalars, expected, tolerance: 1e-5, "\(c)")
         }

@@ -189,3 +189,12 @@ final class GradientCheckLossTests: XCTestCase {
         XCTAssertNil(meanSquaredError(logits, targets).node)
     }
 }
+
+final class GradientCheckEmptyBatchTests: XCTestCase {
+    func testLossesOfAnEmptyBatchAreZero() {
+        let empty = Tensor.zeros([0, 3]).trackingGradient()
+        XCTAssertEqual(softmaxCrossEntropy(logits: empty, labels: []).scalar, 0)
+        XCTAssertEqual(multiClassHingeLoss(logits: empty, labels: []).scalar, 0)
+        XCTAssertEqual(softmaxCrossEntropy(logits: empty, labels: []).backward()[empty]?.shape, [0, 3])
+    }
+}

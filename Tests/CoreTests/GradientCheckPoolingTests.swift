@@ -93,10 +93,18 @@ final class GradientCheckPoolingTests: XCTestCase {
         ])
     }
 
-    func testMaxPoolTiesGoToFirstElement() {
-        let x = Tensor(shape: [1, 1, 2, 2], repeating: 3).trackingGradient()
-        let grads = x.maxPool2D(kernel: 2).sum().backward()
-        XCTAssertEqual(grads[x]?.scalars, [1, 0, 0, 0])
+    func testMaxPoolTiesGoToFirstElementInRowMajorOrder() {
+        // PyTorch scans each window row by row and keeps the first maximum.
+        let flat = Tensor(shape: [1, 1, 2, 2], repeating: 3).trackingGradient()
+        XCTAssertEqual(flat.maxPool2D(kernel: 2).sum().backward()[flat]?.scalars, [1, 0, 0, 0])
+        // Top-right beats bottom-left: a column-first scan would pick the other one.
+        let diagonal = Tensor(shape: [1, 1, 2, 2], scalars: [0, 5, 5, 0]).trackingGradient()
+        XCTAssertEqual(diagonal.maxPool2D(kernel: 2).sum().backward()[diagonal]?.scalars, [0, 1, 0, 0])
+        let lower = Tensor(shape: [1, 1, 2, 2], scalars: [0, 1, 5, 5]).trackingGradient()
+        XCTAssertEqual(lower.maxPool2D(kernel: 2).sum().backward()[lower]?.scalars, [0, 0, 1, 0])
+        // The same on the general path.
+        let window = Tensor(shape: [1, 1, 3, 3], scalars: [1, 0, 7, 7, 0, 0, 0, 7, 0]).trackingGradient()
+        XCTAssertEqual(window.maxPool2D(kernel: 3, stride: 1).sum().backward()[window]?.scalars, [0, 0, 1, 0, 0, 0, 0, 0, 0])
     }
 
     func testAvgPoolCountsPadding() {

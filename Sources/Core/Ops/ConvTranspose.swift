@@ -5,8 +5,10 @@ import Foundation
 // input pixels H x W. Forward is a GEMM followed by col2im; backward is im2col followed by GEMMs.
 
 extension Tensor {
-    /// Transposed 2-D convolution (groups = 1): [N, Cin, H, W] with weight [Cin, Cout, kh, kw]
-    /// (+ bias [Cout]) -> [N, Cout, Ho, Wo], Ho = (H - 1) stride - 2 padding + kh + outputPadding.
+    /// Transposed conv: [N, Cin, H, W] * weight [Cin, Cout, kh, kw] (+ bias [Cout]) -> [N, Cout, (H - 1) stride - 2 padding + kh + outputPadding, ...].
+    ///
+    /// PyTorch `conv_transpose2d` semantics with groups = 1 and dilation = 1; outputPadding must
+    /// be below stride and only adds rows and columns at the bottom and right.
     public func convTranspose2D(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
                                 outputPadding: Int = 0) -> Tensor {
         checkShape(rank == 4 && weight.rank == 4 && weight.shape[0] == shape[1],

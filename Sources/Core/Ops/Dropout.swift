@@ -1,9 +1,9 @@
 import Foundation
 
 extension Tensor {
-    /// Inverted dropout, same shape: in training each element is zeroed with `probability` and
-    /// survivors are scaled by 1 / (1 - probability); in inference the input is returned as is.
+    /// Inverted dropout, any shape -> same shape: zero with `probability`, scale survivors by 1 / (1 - probability).
     ///
+    /// In inference (or with probability 0) the input itself is returned.
     /// The mask is drawn from `rng` (one uniform per element, in row-major order), so a seeded
     /// generator reproduces it; the pullback reuses the same mask.
     public func dropout(probability: Float, training: Bool, using rng: inout some RandomNumberGenerator) -> Tensor {

@@ -41,9 +41,10 @@ private func softplusOfNegative(_ x: Float) -> Float {
     Foundation.log1p(Foundation.exp(-Swift.abs(x))) + Swift.max(-x, 0)
 }
 
-/// Softmax cross-entropy (fused log-softmax + NLL, PyTorch `F.cross_entropy` semantics), mean
-/// over counted targets: logits [N, C] with N labels, or [N, C, H, W] with N * H * W labels in
-/// (n, h, w) order -> scalar.
+/// Softmax cross-entropy, mean over counted targets: logits [N, C] + N labels, or [N, C, H, W] + N*H*W labels -> scalar.
+///
+/// Fused log-softmax and NLL with PyTorch `F.cross_entropy` semantics; per-pixel labels are in
+/// (n, h, w) order.
 ///
 /// Labels equal to `ignoreIndex` add nothing and are left out of the mean (the loss is 0, not
 /// NaN, when every label is ignored). `classWeights` [C] weight each target's term and the mean
@@ -81,7 +82,8 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     var counted: Double = 0
     var total: Double = 0
     labels.withUnsafeBufferPointer { labelsPointer in
-        let label = labelsPointer.baseAddress!
+        // An empty batch has no base address and nothing to add.
+        guard let label = labelsPointer.baseAddress else { return }
         counted = blockSum(samples) { range in
             var weight: Double = 0
             for s in range where label[s] != ignored {
@@ -128,7 +130,7 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
         let scale = g.scalar * normaliser
         let x = logits.pointer, weights = classWeights?.pointer
         labels.withUnsafeBufferPointer { labelsPointer in
-            let label = labelsPointer.baseAddress!
+            guard let label = labelsPointer.baseAddress else { return }
             blockFor(samples) { range in
                 for s in range {
                     let (o, i) = s.quotientAndRemainder(dividingBy: inner)
@@ -155,9 +157,9 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     }
 }
 
-/// Binary cross-entropy on logits (PyTorch `binary_cross_entropy_with_logits`), mean over all
-/// elements: logits and targets (values in [0, 1]) of the same shape -> scalar.
+/// Binary cross-entropy on logits, mean over all elements: logits and targets in [0, 1] of the same shape -> scalar.
 ///
+/// PyTorch `binary_cross_entropy_with_logits` semantics.
 /// `positiveWeight` [C] scales the positive term per class along axis 1 (PyTorch's pos_weight
 /// for [N, C]; for NCHW it corresponds to a pos_weight of shape [C, 1, 1]). Computed as
 /// (1 - t) x + (1 + (w - 1) t) log(1 + exp(-x)) with a stable softplus; gradients flow to the
@@ -204,8 +206,10 @@ public func binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, positi
     }
 }
 
-/// Multi-class hinge loss in PyTorch's `MultiMarginLoss` form (p = 1): for logits [N, C] and N
-/// labels, mean over samples of sum over j != y of max(0, margin - x_y + x_j) / C -> scalar.
+/// Multi-class hinge loss: logits [N, C] + N labels -> scalar mean of sum_{j != y} max(0, margin - x_y + x_j) / C.
+///
+/// This is PyTorch's `MultiMarginLoss` (p = 1, no weights), not Crammer-Singer's max over j,
+/// so that results compare directly with PyTorch.
 public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float = 1) -> Tensor {
     checkShape(logits.rank == 2, "multiClassHingeLoss: logits \(logits.shape) are not [N, C]")
     let (n, classes) = (logits.shape[0], logits.shape[1])
@@ -214,8 +218,8 @@ public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float =
         preconditionFailure("multiClassHingeLoss: label \(label) out of range for \(classes) classes")
     }
     let x = logits.pointer
-    let total = labels.withUnsafeBufferPointer { labelsPointer in
-        let label = labelsPointer.baseAddress!
+    let total = labels.withUnsafeBufferPointer { labelsPointer -> Double in
+        guard let label = labelsPointer.baseAddress else { return 0 }
         return blockSum(n) { range in
             var sum: Double = 0
             for s in range {
@@ -235,7 +239,7 @@ public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float =
         let step = g.scalar * scale
         let x = logits.pointer
         labels.withUnsafeBufferPointer { labelsPointer in
-            let label = labelsPointer.baseAddress!
+            guard let label = labelsPointer.baseAddress else { return }
             blockFor(n) { range in
                 for s in range {
                     let row = x + s * classes, d = dx.pointer + s * classes, y = Int(label[s])

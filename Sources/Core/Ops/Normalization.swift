@@ -6,8 +6,7 @@ import Foundation
 // how parallelFor splits the channels.
 
 extension Tensor {
-    /// Batch norm over axis 1 of [N, C, H, W] (or [N, C], BatchNorm1D) with gamma, beta,
-    /// running statistics [C] -> same shape as the input.
+    /// Batch norm over axis 1: [N, C, H, W] or [N, C] with gamma, beta and running statistics [C] -> input shape.
     ///
     /// Training normalises with the batch mean and biased variance, and replaces
     /// `runningMean.value` / `runningVar.value` with `(1 - momentum) * running + momentum * batch`
@@ -78,12 +77,7 @@ extension Tensor {
                     var sumG: Double = 0, sumGX: Double = 0
                     for b in 0..<n {
                         let offset = (b * c + channel) * inner
-                        let gp = g.pointer + offset, xp = x.pointer + offset
-                        var planeG: Float = 0, planeGX: Float = 0
-                        for i in 0..<inner {
-                            planeG += gp[i]
-                            planeGX += gp[i] * (xp[i] - mu)
-                        }
+                        let (planeG, planeGX) = gradientSums(g.pointer + offset, x.pointer + offset, inner, mean: mu)
                         sumG += Double(planeG)
                         sumGX += Double(planeGX)
                     }
@@ -122,22 +116,64 @@ private func channelMoments(_ x: UnsafePointer<Float>, batch: Int, channels: Int
                             channel: Int) -> (mean: Float, variance: Float) {
     var total: Double = 0
     for b in 0..<batch {
-        let p = x + (b * channels + channel) * inner
-        var s: Float = 0
-        for i in 0..<inner { s += p[i] }
-        total += Double(s)
+        total += Double(laneSums(x + (b * channels + channel) * inner, inner, mean: nil).0)
     }
     let count = Double(batch * inner)
     let mean = Float(total / count)
     var squares: Double = 0
     for b in 0..<batch {
-        let p = x + (b * channels + channel) * inner
-        var s: Float = 0
-        for i in 0..<inner {
-            let d = p[i] - mean
-            s += d * d
-        }
-        squares += Double(s)
+        squares += Double(laneSums(x + (b * channels + channel) * inner, inner, mean: mean).1)
     }
     return (mean, Float(squares / count))
+}
+
+// Plane reductions with eight lanes in a fixed order: the compiler cannot vectorise a plain
+// float loop (it may not reorder the additions), and a fixed order keeps results deterministic.
+
+/// Sum of a plane, and (when `mean` is given) its sum of squared deviations from `mean`.
+@inline(__always)
+private func laneSums(_ p: UnsafePointer<Float>, _ count: Int, mean: Float?) -> (Float, Float) {
+    let raw = UnsafeRawPointer(p)
+    let stride = MemoryLayout<Float>.stride
+    var sums = SIMD8<Float>(repeating: 0)
+    var i = 0
+    if let mean {
+        let centre = SIMD8<Float>(repeating: mean)
+        while i + 8 <= count {
+            let d = raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self) - centre
+            sums += d * d
+            i += 8
+        }
+        var total = sums.sum()
+        while i < count { let d = p[i] - mean; total += d * d; i += 1 }
+        return (0, total)
+    }
+    while i + 8 <= count {
+        sums += raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self)
+        i += 8
+    }
+    var total = sums.sum()
+    while i < count { total += p[i]; i += 1 }
+    return (total, 0)
+}
+
+/// sum(g) and sum(g * (x - mean)) over one plane.
+@inline(__always)
+private func gradientSums(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int,
+                          mean: Float) -> (Float, Float) {
+    let rawG = UnsafeRawPointer(g), rawX = UnsafeRawPointer(x)
+    let stride = MemoryLayout<Float>.stride
+    let centre = SIMD8<Float>(repeating: mean)
+    var sumG = SIMD8<Float>(repeating: 0), sumGX = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        let gv = rawG.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self)
+        let xv = rawX.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self)
+        sumG += gv
+        sumGX += gv * (xv - centre)
+        i += 8
+    }
+    var totalG = sumG.sum(), totalGX = sumGX.sum()
+    while i < count { totalG += g[i]; totalGX += g[i] * (x[i] - mean); i += 1 }
+    return (totalG, totalGX)
 }

@@ -39,6 +39,21 @@ private final class IndexBuffer: @unchecked Sendable {
 @inline(__always)
 private func planeGrain(_ planeSize: Int) -> Int { Swift.max(1, 16_384 / Swift.max(planeSize, 1)) }
 
+/// Sum of `count` floats with eight lanes in a fixed order: vectorised yet deterministic.
+@inline(__always)
+private func laneSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+    let raw = UnsafeRawPointer(p)
+    var lanes = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        lanes += raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)
+        i += 8
+    }
+    var total = lanes.sum()
+    while i < count { total += p[i]; i += 1 }
+    return total
+}
+
 private func checkPooling(_ name: String, _ shape: [Int], kernel: Int, stride: Int, padding: Int) {
     checkShape(shape.count == 4, "\(name): input \(shape) is not NCHW")
     checkShape(kernel >= 1 && stride >= 1 && padding >= 0 && padding <= kernel / 2,
@@ -60,13 +75,16 @@ private func maxPoolPairwise(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
             let base = 2 * oy * w
             for ox in 0..<ow {
                 let c = 2 * ox
-                // Strict comparisons in scan order: the first maximum wins ties, as in PyTorch.
-                var best = top[c], at = c
-                if top[c + 1] > best { best = top[c + 1]; at = c + 1 }
-                if bottom[c] > best { best = bottom[c]; at = w + c }
-                if bottom[c + 1] > best { best = bottom[c + 1]; at = w + c + 1 }
-                row[ox] = best
-                rowIndices[ox] = Int32(base + at)
+                // Selects instead of branches (random data mispredicts half of them). Strict
+                // comparisons, left before right and top before bottom, pick the same winner as a
+                // row-major scan: the first maximum wins ties, as in PyTorch.
+                let a = top[c], b = top[c + 1], p = bottom[c], q = bottom[c + 1]
+                let topRight = b > a, bottomRight = q > p
+                let topBest = topRight ? b : a, bottomBest = bottomRight ? q : p
+                let useBottom = bottomBest > topBest
+                row[ox] = useBottom ? bottomBest : topBest
+                let right = useBottom ? bottomRight : topRight
+                rowIndices[ox] = Int32(base + (useBottom ? w : 0) + c + (right ? 1 : 0))
             }
         } else {
             for ox in 0..<ow {
@@ -77,29 +95,79 @@ private func maxPoolPairwise(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
     }
 }
 
-/// Any kernel, stride and padding; padded positions never win because they are skipped.
-private func maxPoolGeneral(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                            _ indices: UnsafeMutablePointer<Int32>?, _ geo: PoolGeometry) {
+/// 2x2 stride-2 mean over pairs of rows.
+private func avgPoolPairwise(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ geo: PoolGeometry) {
+    let w = geo.width, ow = geo.outWidth
+    for oy in 0..<geo.outHeight {
+        let top = x + 2 * oy * w, bottom = top + w
+        let row = y + oy * ow
+        for ox in 0..<ow {
+            let c = 2 * ox
+            row[ox] = 0.25 * ((top[c] + top[c + 1]) + (bottom[c] + bottom[c + 1]))
+        }
+    }
+}
+
+/// Max with argmax for any kernel, stride and padding; padded positions are skipped, so they
+/// never win. Scans each window in row-major order with strict comparisons (PyTorch's ties).
+private func maxPoolWithIndices(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                _ indices: UnsafeMutablePointer<Int32>, _ geo: PoolGeometry) {
     for oy in 0..<geo.outHeight {
         let (y0, y1) = geo.clipped(oy * geo.stride - geo.padding, geo.height)
         for ox in 0..<geo.outWidth {
             let (x0, x1) = geo.clipped(ox * geo.stride - geo.padding, geo.width)
             var best = -Float.infinity, at = y0 * geo.width + x0
             for iy in y0..<y1 {
-                let row = x + iy * geo.width
-                for ix in x0..<x1 where row[ix] > best {
-                    best = row[ix]; at = iy * geo.width + ix
+                let rowStart = iy * geo.width, row = x + rowStart
+                for ix in x0..<x1 {
+                    let v = row[ix], better = v > best
+                    best = better ? v : best
+                    at = better ? rowStart + ix : at
                 }
             }
             y[oy * geo.outWidth + ox] = best
-            indices?[oy * geo.outWidth + ox] = Int32(at)
+            indices[oy * geo.outWidth + ox] = Int32(at)
+        }
+    }
+}
+
+/// Max (or sum times `scale`) over every window of one plane in two passes: the window's rows
+/// are first reduced into `scratch` (one input row wide, contiguous and vectorisable), then each
+/// output reduces its columns of `scratch`. Windows are clipped to the plane, which for the sum
+/// equals adding padded zeros.
+private func separablePool(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ geo: PoolGeometry,
+                           scratch: UnsafeMutablePointer<Float>, maximum: Bool, scale: Float) {
+    let w = geo.width
+    for oy in 0..<geo.outHeight {
+        let (y0, y1) = geo.clipped(oy * geo.stride - geo.padding, geo.height)
+        scratch.update(from: x + y0 * w, count: w)
+        for iy in (y0 + 1)..<y1 {
+            let row = x + iy * w
+            if maximum {
+                for ix in 0..<w { scratch[ix] = Swift.max(scratch[ix], row[ix]) }
+            } else {
+                for ix in 0..<w { scratch[ix] += row[ix] }
+            }
+        }
+        let out = y + oy * geo.outWidth
+        for ox in 0..<geo.outWidth {
+            let (x0, x1) = geo.clipped(ox * geo.stride - geo.padding, w)
+            var value = scratch[x0]
+            if maximum {
+                for ix in (x0 + 1)..<x1 { value = Swift.max(value, scratch[ix]) }
+                out[ox] = value
+            } else {
+                for ix in (x0 + 1)..<x1 { value += scratch[ix] }
+                out[ox] = value * scale
+            }
         }
     }
 }
 
 extension Tensor {
-    /// Max pooling: [N, C, H, W] -> [N, C, Ho, Wo], Ho = (H + 2 padding - kernel) / stride + 1
-    /// (stride defaults to kernel; padding, at most kernel / 2, never wins).
+    /// Max pooling: [N, C, H, W] -> [N, C, Ho, Wo], Ho = (H + 2 padding - kernel) / stride + 1.
+    ///
+    /// Stride defaults to kernel; padding (at most kernel / 2, as in PyTorch) never wins.
     public func maxPool2D(kernel: Int, stride: Int? = nil, padding: Int = 0) -> Tensor {
         let stride = stride ?? kernel
         checkPooling("maxPool2D", shape, kernel: kernel, stride: stride, padding: padding)
@@ -110,13 +178,17 @@ extension Tensor {
         let indices = isTracked ? IndexBuffer(count: out.count) : nil
         let x = pointer, y = out.pointer
         parallelFor(n * c, grain: planeGrain(geo.planeSize)) { planes in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geo.width)
+            defer { scratch.deallocate() }
             for plane in planes {
                 let src = x + plane * geo.planeSize, dst = y + plane * geo.outPlaneSize
                 let at = indices.map { $0.pointer + plane * geo.outPlaneSize }
                 if geo.isPairwise {
                     maxPoolPairwise(src, dst, at, geo)
+                } else if let at {
+                    maxPoolWithIndices(src, dst, at, geo)
                 } else {
-                    maxPoolGeneral(src, dst, at, geo)
+                    separablePool(src, dst, geo, scratch: scratch, maximum: true, scale: 1)
                 }
             }
         }
@@ -136,8 +208,10 @@ extension Tensor {
         }
     }
 
-    /// Average pooling: [N, C, H, W] -> [N, C, Ho, Wo] as `maxPool2D`; padded zeros count in
-    /// the divisor (kernel * kernel), like PyTorch's default count_include_pad = true.
+    /// Average pooling: [N, C, H, W] -> [N, C, Ho, Wo], Ho = (H + 2 padding - kernel) / stride + 1.
+    ///
+    /// Padded zeros count in the divisor (kernel * kernel), like PyTorch's default
+    /// count_include_pad = true; stride defaults to kernel.
     public func avgPool2D(kernel: Int, stride: Int? = nil, padding: Int = 0) -> Tensor {
         let stride = stride ?? kernel
         checkPooling("avgPool2D", shape, kernel: kernel, stride: stride, padding: padding)
@@ -147,19 +221,14 @@ extension Tensor {
         let scale = 1 / Float(kernel * kernel)
         let x = pointer, y = out.pointer
         parallelFor(n * c, grain: planeGrain(geo.planeSize)) { planes in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geo.width)
+            defer { scratch.deallocate() }
             for plane in planes {
                 let src = x + plane * geo.planeSize, dst = y + plane * geo.outPlaneSize
-                for oy in 0..<geo.outHeight {
-                    let (y0, y1) = geo.clipped(oy * stride - padding, geo.height)
-                    for ox in 0..<geo.outWidth {
-                        let (x0, x1) = geo.clipped(ox * stride - padding, geo.width)
-                        var total: Float = 0
-                        for iy in y0..<y1 {
-                            let row = src + iy * geo.width
-                            for ix in x0..<x1 { total += row[ix] }
-                        }
-                        dst[oy * geo.outWidth + ox] = total * scale
-                    }
+                if geo.isPairwise {
+                    avgPoolPairwise(src, dst, geo)
+                } else {
+                    separablePool(src, dst, geo, scratch: scratch, maximum: false, scale: scale)
                 }
             }
         }
@@ -198,10 +267,7 @@ extension Tensor {
         let x = pointer, y = out.pointer
         parallelFor(n * c, grain: planeGrain(planeSize)) { planes in
             for plane in planes {
-                let src = x + plane * planeSize
-                var total: Float = 0
-                for i in 0..<planeSize { total += src[i] }
-                y[plane] = total * scale
+                y[plane] = laneSum(x + plane * planeSize, planeSize) * scale
             }
         }
         let inputShape = shape
