@@ -67,12 +67,12 @@ extension Tensor {
         guard let root = node else { return Gradients([:]) }
         let order = GraphNode.topologicalOrder(from: root)
         var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed.detached]
-        var leaves: [ObjectIdentifier: Tensor] = [:]
+        var leaves: [ObjectIdentifier: (node: GraphNode, gradient: Tensor)] = [:]
         for node in order.reversed() {
             let id = ObjectIdentifier(node)
             guard let gradient = pending.removeValue(forKey: id) else { continue }
             guard let pullback = node.pullback else {
-                leaves[id] = gradient
+                leaves[id] = (node, gradient)
                 continue
             }
             let inputGradients = pullback(gradient)
@@ -116,19 +116,25 @@ extension GraphNode {
 }
 
 /// Gradients of a loss with respect to the leaves of its graph, keyed by leaf identity.
+///
+/// Gradients are read-only results: two of them may share storage (the two inputs of an
+/// addition receive the same upstream gradient), so copy one before changing it in place.
 public struct Gradients {
-    var values: [ObjectIdentifier: Tensor]
-    init(_ values: [ObjectIdentifier: Tensor]) { self.values = values }
+    /// Each entry keeps its leaf alive, so a freed leaf's address can never be reused by an
+    /// unrelated tensor and then match its gradient.
+    var values: [ObjectIdentifier: (node: GraphNode, gradient: Tensor)]
+    init(_ values: [ObjectIdentifier: (node: GraphNode, gradient: Tensor)]) { self.values = values }
 
     /// The gradient for a tracked leaf tensor (see `Tensor.trackingGradient()`).
     public subscript(_ tensor: Tensor) -> Tensor? {
-        guard let node = tensor.node else { return nil }
-        return values[ObjectIdentifier(node)]
+        guard let node = tensor.node, let entry = values[ObjectIdentifier(node)], entry.node === node else { return nil }
+        return entry.gradient
     }
 
     /// The gradient for a parameter, nil when the loss does not depend on it.
     public subscript(_ parameter: Parameter) -> Tensor? {
-        values[ObjectIdentifier(parameter.leaf)]
+        guard let entry = values[ObjectIdentifier(parameter.leaf)], entry.node === parameter.leaf else { return nil }
+        return entry.gradient
     }
 
     public var count: Int { values.count }

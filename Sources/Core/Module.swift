@@ -59,7 +59,7 @@ extension Module {
     public func walk(_ visit: (String, AnyObject) -> Void) {
         var seen = Set<ObjectIdentifier>()
         func descend(_ value: Any, _ path: String) {
-            if let object = value as? AnyObject, object is Parameter || object is Buffer || object is Module {
+            if let object = value as AnyObject?, object is Parameter || object is Buffer || object is Module {
                 guard seen.insert(ObjectIdentifier(object)).inserted else { return }
                 visit(path, object)
                 if object is Module { children(of: value, path) }

@@ -91,7 +91,12 @@ struct ConvGeometry {
                         let dst = row + base
                         let src = plane + (oy * stride - padding + ky) * width + kx - padding
                         for ox in a..<max(a, min(lo, b)) { dst[ox] = 0 }
-                        for ox in max(a, lo)..<max(min(hi, b), max(a, lo)) { dst[ox] = src[ox * stride] }
+                        let c0 = max(a, lo), c1 = max(min(hi, b), c0)
+                        if stride == 2 {
+                            gatherEven(src + 2 * c0, into: dst + c0, count: c1 - c0)
+                        } else {
+                            for ox in c0..<c1 { dst[ox] = src[ox * stride] }
+                        }
                         for ox in max(a, hi)..<max(b, max(a, hi)) { dst[ox] = 0 }
                     }
                 }
@@ -122,8 +127,7 @@ struct ConvGeometry {
                             }
                         }
                         let offset = (ky - padding) * width + (kx - padding)
-                        let src = row + first, dst = plane + first + offset
-                        for i in 0..<(last - first) { dst[i] += src[i] }
+                        addInPlace(plane + first + offset, row + first, count: last - first)
                         continue
                     }
                     for oy in (first / outWidth)...((last - 1) / outWidth) {
@@ -132,7 +136,11 @@ struct ConvGeometry {
                         guard a < b else { continue }
                         let src = row + base
                         let dst = plane + (oy * stride - padding + ky) * width + kx - padding
-                        for ox in a..<b { dst[ox * stride] += src[ox] }
+                        if stride == 2 {
+                            scatterAddEven(src + a, into: dst + 2 * a, count: b - a)
+                        } else {
+                            for ox in a..<b { dst[ox * stride] += src[ox] }
+                        }
                     }
                 }
             }
@@ -366,10 +374,7 @@ struct ConvPlan {
                             for i in 0..<count {
                                 let dst = dx + ((first + i) * inChannels + g * geo.channels) * geo.imagePixels
                                 if geo.isPointwise {
-                                    for r in 0..<k {
-                                        let s = col.pointer + r * width + i * p, d = dst + r * p
-                                        for j in 0..<p { d[j] += s[j] }
-                                    }
+                                    for r in 0..<k { addInPlace(dst + r * p, col.pointer + r * width + i * p, count: p) }
                                 } else {
                                     geo.col2imAdd(col.pointer + i * p, ld: width, dst)
                                 }

@@ -18,7 +18,7 @@ extension Tensor {
         checkShape(count == other.count, "add \(shape) + \(other.shape)")
         let out = Tensor.uninitialized(shape)
         let a = pointer, b = other.pointer, y = out.pointer
-        for i in 0..<count { y[i] = a[i] + b[i] }
+        elementwise(count) { start, n in add(a + start, b + start, into: y + start, count: n) }
         return out
     }
 
@@ -61,11 +61,13 @@ extension Tensor {
 
     /// max(x, 0).
     public func relu() -> Tensor {
-        let out = mapped { max($0, 0) }
+        let out = Tensor.uninitialized(shape)
+        let x = pointer, y = out.pointer
+        elementwise(count) { start, n in reluForward(x + start, into: y + start, count: n) }
         return Tensor.record(out, inputs: [self]) { g in
             let dx = Tensor.uninitialized(g.shape)
             let y = out.pointer, gp = g.pointer, d = dx.pointer
-            for i in 0..<g.count { d[i] = y[i] > 0 ? gp[i] : 0 }
+            elementwise(g.count) { start, n in reluBackward(output: y + start, gradient: gp + start, into: d + start, count: n) }
             return [dx]
         }
     }
