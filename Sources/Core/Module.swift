@@ -62,7 +62,9 @@ extension Module {
             if let object = value as AnyObject?, object is Parameter || object is Buffer || object is Module {
                 guard seen.insert(ObjectIdentifier(object)).inserted else { return }
                 visit(path, object)
-                if object is Module { children(of: value, path) }
+                // Descend from the object, not from `value`: an Optional wrapper would lead back to
+                // the object just marked as seen and skip everything inside it.
+                if object is Module { children(of: object, path) }
                 return
             }
             children(of: value, path)

@@ -12,7 +12,7 @@ public struct Recipe: Sendable {
     /// Fashion-MNIST-sized classification (see models/README.md for the measured result).
     public static var classification: Recipe {
         var o = TrainingOptions()
-        o.epochs = 12; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        o.epochs = 10; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
         return Recipe(backbone: "resnet8", stemStride: 1, options: o, labelSmoothing: 0.1)
     }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on the shipped defaults: runs the models in models/ on the sample images in
+# samples/ and writes their predictions to out/ (needs the release build from scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+percept=.build/release/percept
+[ -x "$percept" ] || { echo "error: $percept not built; run scripts/setup.sh first" >&2; exit 1; }
+mkdir -p out
+
+"$percept" classify predict --model models/fashion-classifier.h5 samples/fashion -o out/fashion-predictions.csv
+echo "== Fashion-MNIST classifier on samples/fashion (out/fashion-predictions.csv)"
+cat out/fashion-predictions.csv
+
+if [ -f models/fashion-tagger.h5 ]; then
+    "$percept" tag predict --model models/fashion-tagger.h5 samples/canvases -o out/canvas-tags.csv
+    echo "== multi-item tagger on samples/canvases (out/canvas-tags.csv)"
+    cat out/canvas-tags.csv
+fi
