@@ -33,5 +33,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
+        // Runs the built `percept` executable; `swift test` builds it along with the tests.
+        .testTarget(name: "CLITests", dependencies: ["Tasks", "Datasets", "Core"]),
     ]
 )

@@ -1,0 +1,197 @@
+import Core
+import Datasets
+import Foundation
+import Tasks
+import XCTest
+
+/// What one run of the `percept` executable printed and returned.
+struct CommandResult {
+    var status: Int32
+    var standardOutput: String
+    var standardError: String
+    /// Lines of standard error that start with `error:`.
+    var errorLines: [String] { standardError.split(separator: "\n").map(String.init).filter { $0.hasPrefix("error:") } }
+}
+
+/// The command could not be run: no executable, or no file for its error output.
+struct CommandSetupError: Error, CustomStringConvertible { let description: String }
+
+/// The `percept` executable built beside this test bundle (`PERCEPT_EXECUTABLE` overrides).
+func perceptExecutable() throws -> URL {
+    if let path = ProcessInfo.processInfo.environment["PERCEPT_EXECUTABLE"] { return URL(fileURLWithPath: path) }
+    // SwiftPM puts products and the test bundle in the same directory (.build/<triple>/debug).
+    var candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+    if let executable = Bundle.main.executableURL { candidates.append(executable.deletingLastPathComponent()) }
+    for directory in candidates {
+        let url = directory.appendingPathComponent("percept")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    throw CommandSetupError(description: "no percept executable in \(candidates.map(\.path)); build it or set PERCEPT_EXECUTABLE")
+}
+
+/// Runs `percept` with `arguments` and collects its output.
+func percept(_ arguments: [String]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = try perceptExecutable()
+    process.arguments = arguments
+    // Standard error goes to a file so that reading standard output to its end cannot
+    // deadlock on a full error pipe.
+    let errorPath = NSTemporaryDirectory() + "percept-cli-stderr-\(UUID().uuidString)"
+    guard FileManager.default.createFile(atPath: errorPath, contents: nil) else { throw CommandSetupError(description: "cannot create \(errorPath)") }
+    defer { try? FileManager.default.removeItem(atPath: errorPath) }
+    let errorFile = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = errorFile
+    try process.run()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    try errorFile.close()
+    let errorData = FileManager.default.contents(atPath: errorPath) ?? Data()
+    return CommandResult(status: process.terminationStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
+                         standardError: String(decoding: errorData, as: UTF8.self))
+}
+
+/// A fresh temporary directory removed when the test ends.
+final class Scratch {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "percept-cli-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func file(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+final class CLITests: XCTestCase {
+    /// A tiny model file of `task` for 1 x 8 x 8 images and three classes.
+    func writeModel(_ path: String, task: TaskKind) throws {
+        let configuration = ModelConfiguration(
+            task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
+            backbone: BackboneConfiguration(kind: "plain", inputChannels: 1, widths: [2]),
+            head: HeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3),
+            loss: task == .tagging ? "binary_cross_entropy" : "cross_entropy", mean: [0.5], std: [0.25])
+        try Model(configuration, seed: 0).save(to: path)
+    }
+
+    /// A classification dataset of six 8 x 8 gray images.
+    func writeDataset(_ path: String) throws {
+        let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: 8, width: 8, source: "test")
+        for index in 0..<6 {
+            try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 7 + index * 40) % 256) }),
+                              label: index % 3)
+        }
+        try writer.finish(classNames: ["a", "b", "c"])
+    }
+
+    func testHelpListsEveryCommand() throws {
+        let result = try percept(["--help"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        for command in ["classify", "tag", "convert", "inspect", "bench", "compose"] {
+            XCTAssertTrue(result.standardOutput.range(of: "\n  \(command) ") != nil || result.standardOutput.contains("  \(command)\n"),
+                          "`percept --help` does not list \(command):\n\(result.standardOutput)")
+        }
+    }
+
+    func testClassifyTrainHelpMentionsEveryOption() throws {
+        let result = try percept(["classify", "train", "--help"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let options = ["--data", "--val", "--backbone", "--stem-stride", "--epochs", "--batch", "--lr", "--optimizer",
+                       "--weight-decay", "--augment", "--no-augment", "--seed", "--threads", "--resume", "--output",
+                       "--loss", "--label-smoothing"]
+        for option in options {
+            XCTAssertTrue(result.standardOutput.contains(option), "`classify train --help` does not mention \(option)")
+        }
+    }
+
+    func testComposeHelpMentionsEveryOption() throws {
+        let result = try percept(["compose", "--help"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        for option in ["--from", "--output", "--count", "--size", "--min-items", "--max-items", "--scale-min", "--scale-max",
+                       "--noise", "--max-overlap", "--seed", "--preview", "--force", "--quiet", "tagging", "detection", "segmentation"] {
+            XCTAssertTrue(result.standardOutput.contains(option), "`compose --help` does not mention \(option)")
+        }
+    }
+
+    func testUnknownFlagFails() throws {
+        let result = try percept(["classify", "train", "--data", "x.h5", "-o", "m.h5", "--no-such-flag"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.standardError.contains("--no-such-flag"), result.standardError)
+        XCTAssertTrue(result.standardError.lowercased().contains("error"), result.standardError)
+    }
+
+    func testEvalWithTheWrongModelOrAMissingFileFailsWithOneErrorLine() throws {
+        let scratch = Scratch()
+        try writeModel(scratch.file("tagger.h5"), task: .tagging)
+        try writeDataset(scratch.file("data.h5"))
+
+        let wrongTask = try percept(["classify", "eval", "--model", scratch.file("tagger.h5"), "--data", scratch.file("data.h5")])
+        XCTAssertEqual(wrongTask.status, 1)
+        XCTAssertEqual(wrongTask.errorLines.count, 1, wrongTask.standardError)
+        XCTAssertTrue(wrongTask.errorLines.first?.contains("tagger.h5") == true, wrongTask.standardError)
+        XCTAssertEqual(wrongTask.standardOutput, "")
+
+        let missing = try percept(["classify", "eval", "--model", scratch.file("nothing.h5"), "--data", scratch.file("data.h5")])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.errorLines.count, 1, missing.standardError)
+        XCTAssertTrue(missing.errorLines.first?.contains("nothing.h5") == true, missing.standardError)
+
+        // The right kind of model evaluates.
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        let good = try percept(["classify", "eval", "--model", scratch.file("classifier.h5"), "--data", scratch.file("data.h5"), "--json"])
+        XCTAssertEqual(good.status, 0, good.standardError)
+        XCTAssertTrue(good.standardOutput.contains("\"images\":6"), good.standardOutput)
+    }
+
+    func testPredictOnACorruptPNGFailsWithoutWritingCSV() throws {
+        let scratch = Scratch()
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        let good = scratch.file("good.png"), corrupt = scratch.file("corrupt.png")
+        try PNG.write(Image(width: 8, height: 8, channels: 1), to: good)
+        // A real PNG cut short: the signature and header survive, the image data does not.
+        let bytes = try PNG.encode(Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8($0 * 3) }))
+        XCTAssertTrue(FileManager.default.createFile(atPath: corrupt, contents: Data(bytes.prefix(bytes.count / 2))))
+
+        let csv = scratch.file("out.csv")
+        let result = try percept(["classify", "predict", "--model", scratch.file("classifier.h5"), good, corrupt, "-o", csv])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.errorLines.count, 1, result.standardError)
+        XCTAssertTrue(result.errorLines.first?.contains("corrupt.png") == true, result.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: csv), "a CSV was written despite the error")
+
+        let ok = try percept(["classify", "predict", "--model", scratch.file("classifier.h5"), good, "-o", csv])
+        XCTAssertEqual(ok.status, 0, ok.standardError)
+        let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.first, "image,label,score")
+        XCTAssertEqual(lines.count, 2)
+    }
+
+    func testComposeWritesADatasetAndReportsBadInputOnOneLine() throws {
+        let scratch = Scratch()
+        try writeDataset(scratch.file("items.h5"))
+        let output = scratch.file("canvases.h5")
+        let result = try percept(["compose", "detection", "--from", scratch.file("items.h5"), "-o", output, "--count", "5",
+                                  "--size", "20x16", "--seed", "4", "--quiet"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        XCTAssertTrue(result.standardOutput.contains("detection, 5 images of 1x16x20"), result.standardOutput)
+        let dataset = try DetectionDataset(path: output)
+        XCTAssertEqual(dataset.count, 5)
+        XCTAssertTrue(dataset.source.contains("seed 4"), dataset.source)
+
+        let exists = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", output, "--count", "5"])
+        XCTAssertEqual(exists.status, 1)
+        XCTAssertEqual(exists.errorLines.count, 1, exists.standardError)
+        XCTAssertTrue(exists.errorLines.first?.contains("canvases.h5") == true, exists.standardError)
+
+        let missing = try percept(["compose", "tagging", "--from", scratch.file("none.h5"), "-o", scratch.file("new.h5")])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.errorLines.count, 1, missing.standardError)
+        XCTAssertTrue(missing.errorLines.first?.contains("none.h5") == true, missing.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("new.h5")))
+
+        let badOption = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", scratch.file("new.h5"),
+                                     "--min-items", "3", "--max-items", "2"])
+        XCTAssertNotEqual(badOption.status, 0)
+        XCTAssertTrue(badOption.standardError.contains("--max-items"), badOption.standardError)
+    }
+}

@@ -1,0 +1,61 @@
+import Core
+import Datasets
+import Foundation
+import Tasks
+import XCTest
+
+/// Every layer of a model takes part in training and in its file: optional layers (the head's
+/// hidden layer, ResNet projection shortcuts) included.
+final class ModelStructureTests: XCTestCase {
+    func configuration(residual: Bool) -> ModelConfiguration {
+        let backbone = residual
+            ? BackboneConfiguration(kind: "resnet", inputChannels: 1, widths: [4, 8], blocks: [1, 1])
+            : BackboneConfiguration(kind: "plain", inputChannels: 1, widths: [4, 8])
+        let head = HeadConfiguration(pooling: residual ? .global : .flatten, inFeatures: residual ? 8 : 8 * 3 * 3,
+                                     hidden: 6, outputs: 3)
+        return ModelConfiguration(task: .classification, inputChannels: 1, inputHeight: 12, inputWidth: 12,
+                                  classes: ["a", "b", "c"], backbone: backbone, head: head, loss: "cross_entropy",
+                                  mean: [0.5], std: [0.25])
+    }
+
+    func testOptionalLayersAreAmongTheParametersAndBuffers() throws {
+        let plain = try Model(configuration(residual: false), seed: 3)
+        let plainPaths = Set(plain.namedParameters.map(\.path))
+        XCTAssertTrue(plainPaths.isSuperset(of: ["head.hiddenLayer.weight", "head.hiddenLayer.bias", "head.output.weight"]),
+                      "parameters found: \(plainPaths.sorted())")
+        // Counting by hand: conv 1->4 and 4->8 (3x3, bias), hidden 72->6, output 6->3.
+        XCTAssertEqual(plain.parameterCount, (4 * 9 + 4) + (8 * 4 * 9 + 8) + (72 * 6 + 6) + (6 * 3 + 3))
+
+        let residual = try Model(configuration(residual: true), seed: 3)
+        let residualPaths = Set(residual.namedParameters.map(\.path))
+        XCTAssertTrue(residualPaths.isSuperset(of: ["backbone.stages.1.blocks.0.projection.weight",
+                                                    "backbone.stages.1.blocks.0.projectionNorm.weight"]),
+                      "parameters found: \(residualPaths.sorted())")
+        let bufferPaths = Set(residual.namedBuffers.map(\.path))
+        XCTAssertTrue(bufferPaths.contains("backbone.stages.1.blocks.0.projectionNorm.runningMean"),
+                      "buffers found: \(bufferPaths.sorted())")
+    }
+
+    func testSavedModelsReloadWithIdenticalOutputs() throws {
+        let folder = TemporaryFolder()
+        var generator = SeededGenerator(seed: 9)
+        let images = Tensor.randomNormal([5, 1, 12, 12], using: &generator)
+        for residual in [false, true] {
+            // A seed other than the loader's 0, so nothing left out of the file can match by chance.
+            let model = try Model(configuration(residual: residual), seed: 7)
+            if residual {
+                // Move the batch-norm running statistics away from their initial values.
+                model.setMode(.training)
+                _ = model(images)
+            }
+            let path = folder.file("model-\(residual).h5")
+            try model.save(to: path, epoch: 2, step: 10, metadata: ["note": "test"])
+            let (reloaded, checkpoint) = try Model.load(path: path, expecting: .classification)
+            XCTAssertEqual([checkpoint.epoch, checkpoint.step], [2, 10])
+            XCTAssertEqual(checkpoint.metadata["note"], "test")
+            XCTAssertEqual(reloaded.configuration, model.configuration)
+            XCTAssertEqual(reloaded.predict(images).scalars, model.predict(images).scalars,
+                           residual ? "residual model" : "plain model with a hidden layer")
+        }
+    }
+}
