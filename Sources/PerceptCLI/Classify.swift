@@ -36,11 +36,10 @@ struct ClassifyTrain: ParsableCommand {
             var recipe = Recipe.classification
             if let labelSmoothing { recipe.labelSmoothing = labelSmoothing }
             if loss == "hinge" { recipe.labelSmoothing = 0 }
-            let objective = ClassificationObjective(classes: dataset.classNames.count, hinge: loss == "hinge",
-                                                    labelSmoothing: recipe.labelSmoothing)
             try runTraining(arguments, task: .classification, base: recipe, dataset: dataset, validation: validation,
                             outputs: dataset.classNames.count, loss: loss == "hinge" ? "hinge" : "cross_entropy",
-                            objective: objective)
+                            objective: { ClassificationObjective(classes: $0.classes.count, hinge: $0.loss == "hinge",
+                                                                 labelSmoothing: $0.labelSmoothing) })
         }
     }
 }

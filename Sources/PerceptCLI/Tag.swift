@@ -27,7 +27,7 @@ struct TagTrain: ParsableCommand {
             let validation = try arguments.val.map { try TaggingDataset(path: $0) }
             let tags = dataset.classNames.count
             try runTraining(arguments, task: .tagging, base: .tagging, dataset: dataset, validation: validation,
-                            outputs: tags, loss: "binary_cross_entropy", objective: TaggingObjective(tags: tags))
+                            outputs: tags, loss: "binary_cross_entropy", objective: { TaggingObjective(tags: $0.classes.count) })
             if let validation, tuneThresholds {
                 let (model, checkpoint) = try Model.load(path: arguments.output, expecting: .tagging)
                 let c = model.configuration

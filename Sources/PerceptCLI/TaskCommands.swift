@@ -18,6 +18,16 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Stride of the ResNet stem convolution, 1 or 2 (default: the task's recipe).")
     var stemStride: Int?
 
+    @Option(help: ArgumentHelp("Channels per backbone stage, e.g. 32,64,128 (default: the backbone's).", valueName: "C1,C2,..."),
+            transform: { text in
+                let values = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !values.isEmpty, values.count == text.split(separator: ",").count, values.allSatisfy({ $0 > 0 }) else {
+                    throw ValidationError("--widths must be positive integers separated by commas, got '\(text)'")
+                }
+                return values
+            })
+    var widths: [Int]?
+
     @Option(help: "Epochs (default: the task's recipe).")
     var epochs: Int?
 
@@ -36,8 +46,8 @@ struct TrainArguments: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Random crop and horizontal flip (default: on).")
     var augment: Bool?
 
-    @Option(help: "Random seed: the same seed and thread count give the same model.")
-    var seed: UInt64 = 0
+    @Option(help: "Random seed: the same seed and thread count give the same model (default: 0).")
+    var seed: UInt64?
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
@@ -68,13 +78,14 @@ struct TrainArguments: ParsableArguments {
         var r = base
         if let backbone { r.backbone = backbone }
         if let stemStride { r.stemStride = stemStride }
+        if let widths { r.widths = widths }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
         if let lr { r.options.learningRate = lr }
         if let optimizer { r.options.optimizer = optimizer }
         if let weightDecay { r.options.weightDecay = weightDecay }
         if let augment { r.options.augment = augment }
-        r.options.seed = seed
+        if let seed { r.options.seed = seed }
         return r
     }
 }
@@ -131,19 +142,36 @@ func csvField(_ text: String) -> String {
 
 /// Trains a model for `task` on `dataset` with the recipe and the command line's overrides.
 func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: ImageDataset, validation: ImageDataset?,
-                 outputs: Int, loss: String, objective: any TrainingObjective) throws {
+                 outputs: Int, loss: String, objective makeObjective: (ModelConfiguration) -> any TrainingObjective) throws {
     if let threads = args.threads { Threads.set(threads) }
-    let recipe = args.recipe(base)
-    if let validation, validation.channels != dataset.channels || validation.height != dataset.height || validation.width != dataset.width {
-        throw DatasetError(validation.path, "images are \(validation.channels)x\(validation.height)x\(validation.width), training images are \(dataset.channels)x\(dataset.height)x\(dataset.width)")
+    var recipe = args.recipe(base)
+    let configuration: ModelConfiguration
+    if let resume = args.resume {
+        // A resumed run continues with the model and settings it was started with (as
+        // Ultralytics does); flags that would change them are refused, not silently ignored.
+        let checkpoint = try ModelCheckpoint.read(path: resume)
+        guard let stored = checkpoint.metadata["training_options"],
+              let options = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)),
+              let saved = try? JSONDecoder().decode(ModelConfiguration.self, from: Data(checkpoint.architecture.utf8)) else {
+            throw DatasetError(resume, "is not a resumable training checkpoint (`train` writes one to MODEL.last.h5)")
+        }
+        if args.recipe(Recipe(backbone: "", stemStride: 0, options: options, labelSmoothing: 0)).options != options
+            || args.backbone != nil || args.stemStride != nil || args.widths != nil {
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
+        }
+        recipe.options = options
+        configuration = saved
+    } else {
+        let stats = try channelStatistics(dataset)
+        configuration = try makeConfiguration(task: task, dataset: dataset, backbone: recipe.backbone, stemStride: recipe.stemStride,
+                                              widths: recipe.widths, outputs: outputs, loss: loss,
+                                              labelSmoothing: recipe.labelSmoothing, mean: stats.mean, std: stats.std)
     }
-    if let validation, validation.classNames != dataset.classNames {
-        throw DatasetError(validation.path, "class names differ from the training set's")
+    guard configuration.inputChannels == dataset.channels, configuration.inputHeight == dataset.height,
+          configuration.inputWidth == dataset.width, configuration.classes == dataset.classNames else {
+        throw DatasetError(dataset.path, "does not match the images or classes of the model being resumed")
     }
-    let stats = try channelStatistics(dataset)
-    let configuration = try makeConfiguration(task: task, dataset: dataset, backbone: recipe.backbone, stemStride: recipe.stemStride,
-                                              outputs: outputs, loss: loss, labelSmoothing: recipe.labelSmoothing,
-                                              mean: stats.mean, std: stats.std)
+    let stats = (mean: configuration.mean, std: configuration.std)
     let model = try Model(configuration, seed: recipe.options.seed)
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
@@ -153,10 +181,10 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
         DataLoader($0, batchSize: 256, shuffle: false, mean: stats.mean, std: stats.std)
     }
     FileHandle.standardError.write(Data(("training \(task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
-        + "\(outputs) classes, backbone \(recipe.backbone) (stem stride \(recipe.stemStride)), \(model.parameterCount) parameters, "
+        + "\(outputs) classes, \(configuration.backbone.kind) backbone widths \(configuration.backbone.widths) stem stride \(configuration.backbone.stemStride), \(model.parameterCount) parameters, "
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer) lr \(recipe.options.peakLearningRate), "
         + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads\n").utf8))
-    let trainer = Trainer(model: model, objective: objective, train: loader, validation: validationLoader,
+    let trainer = Trainer(model: model, objective: makeObjective(configuration), train: loader, validation: validationLoader,
                           options: recipe.options, outputPath: args.output)
     try trainer.run(resume: args.resume)
     FileHandle.standardError.write(Data("wrote \(args.output) (resumable checkpoint: \(trainer.checkpointPath))\n".utf8))

@@ -6,8 +6,15 @@ import Foundation
 public struct Recipe: Sendable {
     public var backbone: String
     public var stemStride: Int
+    /// Channels per stage, overriding the backbone preset's.
+    public var widths: [Int]? = nil
     public var options: TrainingOptions
     public var labelSmoothing: Float
+
+    public init(backbone: String, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
+        self.backbone = backbone; self.stemStride = stemStride
+        self.options = options; self.labelSmoothing = labelSmoothing
+    }
 
     /// Fashion-MNIST-sized classification (see models/README.md for the measured result).
     public static var classification: Recipe {
@@ -48,10 +55,16 @@ public func channelStatistics(_ dataset: ImageDataset, limit: Int = 10_000) thro
 
 /// A model configuration for `dataset` with the named backbone preset.
 public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone name: String, stemStride: Int,
-                              outputs: Int, loss: String, labelSmoothing: Float,
+                              widths: [Int]? = nil, outputs: Int, loss: String, labelSmoothing: Float,
                               mean: [Float], std: [Float]) throws -> ModelConfiguration {
-    guard let backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
+    guard var backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
         throw ModelError("unknown backbone '\(name)' (known: \(BackboneConfiguration.presetNames.joined(separator: ", ")))")
+    }
+    if let widths {
+        guard widths.count == backbone.widths.count, widths.allSatisfy({ $0 > 0 }) else {
+            throw ModelError("--widths needs \(backbone.widths.count) positive channel counts for \(name), got \(widths)")
+        }
+        backbone.widths = widths
     }
     let head: HeadConfiguration
     if backbone.kind == "plain" {

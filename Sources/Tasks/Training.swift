@@ -3,7 +3,7 @@ import Datasets
 import Foundation
 
 /// Hyper-parameters of one training run. The defaults are the tuned recipe.
-public struct TrainingOptions: Sendable {
+public struct TrainingOptions: Codable, Equatable, Sendable {
     public var epochs = 10
     public var batchSize = 128
     /// "sgd" (momentum, Nesterov), "adam" or "adamw".
@@ -17,6 +17,13 @@ public struct TrainingOptions: Sendable {
     public var augment = true
     public var seed: UInt64 = 0
     public init() {}
+
+    /// These options as JSON (stored in checkpoints so a resumed run can be checked against them).
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
 
     public var peakLearningRate: Float { learningRate ?? (optimizer == "sgd" ? 0.1 : 0.002) }
 
@@ -86,6 +93,10 @@ public final class Trainer {
             do { try optimizer.loadState(state.tensors, step: checkpoint.step, of: model) } catch {
                 throw DatasetError(resume, "\(error)")
             }
+            if let stored = checkpoint.metadata["training_options"],
+               let previous = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)), previous != options {
+                throw DatasetError(resume, "was trained with other settings (\(stored)); resume with the same options")
+            }
             startEpoch = checkpoint.epoch
             best = Double(checkpoint.metadata["best_metric"] ?? "") ?? -Double.infinity
             log("resuming from \(resume) after epoch \(startEpoch), step \(checkpoint.step)")
@@ -137,7 +148,7 @@ public final class Trainer {
             log(line)
             if improved { try model.save(to: outputPath, epoch: epoch + 1, step: optimizer.step) }
             try model.save(to: checkpointPath, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
-                           metadata: ["best_metric": best.isFinite ? String(best) : ""])
+                           metadata: ["best_metric": best.isFinite ? String(best) : "", "training_options": options.json()])
         }
         return last
     }
