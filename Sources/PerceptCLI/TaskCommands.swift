@@ -28,6 +28,9 @@ struct TrainArguments: ParsableArguments {
             })
     var widths: [Int]?
 
+    @Option(help: "Head pooling for ResNet backbones: average or max over positions (default: the task's recipe).")
+    var pooling: String?
+
     @Option(help: "Epochs (default: the task's recipe).")
     var epochs: Int?
 
@@ -63,6 +66,7 @@ struct TrainArguments: ParsableArguments {
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let pooling, pooling != "average" && pooling != "max" { throw ValidationError("--pooling must be average or max, got '\(pooling)'") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
         if let optimizer, !["sgd", "adam", "adamw"].contains(optimizer) {
             throw ValidationError("--optimizer must be sgd, adam or adamw, got '\(optimizer)'")
@@ -79,6 +83,7 @@ struct TrainArguments: ParsableArguments {
         if let backbone { r.backbone = backbone }
         if let stemStride { r.stemStride = stemStride }
         if let widths { r.widths = widths }
+        if let pooling { r.pooling = pooling == "max" ? .globalMax : .global }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
         if let lr { r.options.learningRate = lr }
@@ -156,7 +161,7 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
             throw DatasetError(resume, "is not a resumable training checkpoint (`train` writes one to MODEL.last.h5)")
         }
         if args.recipe(Recipe(backbone: "", stemStride: 0, options: options, labelSmoothing: 0)).options != options
-            || args.backbone != nil || args.stemStride != nil || args.widths != nil {
+            || args.backbone != nil || args.stemStride != nil || args.widths != nil || args.pooling != nil {
             throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
@@ -164,7 +169,7 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
     } else {
         let stats = try channelStatistics(dataset)
         configuration = try makeConfiguration(task: task, dataset: dataset, backbone: recipe.backbone, stemStride: recipe.stemStride,
-                                              widths: recipe.widths, outputs: outputs, loss: loss,
+                                              widths: recipe.widths, pooling: recipe.pooling, outputs: outputs, loss: loss,
                                               labelSmoothing: recipe.labelSmoothing, mean: stats.mean, std: stats.std)
     }
     guard configuration.inputChannels == dataset.channels, configuration.inputHeight == dataset.height,

@@ -6,6 +6,8 @@ public enum Pooling: String, Codable, Sendable {
     case global
     /// Flatten C x H x W: fixed input size, a fully connected layer sees positions (the W1 shape).
     case flatten
+    /// Global max pool: "is it anywhere in the image", for tags of small objects.
+    case globalMax = "global_max"
 }
 
 /// Everything needed to rebuild a head: saved as JSON inside model files.
@@ -46,7 +48,12 @@ public final class VectorHead: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = configuration.pooling == .global ? x.globalAveragePool() : x.flattened()
+        var h: Tensor
+        switch configuration.pooling {
+        case .global: h = x.globalAveragePool()
+        case .globalMax: h = x.globalMaxPool()
+        case .flatten: h = x.flattened()
+        }
         checkShape(h.shape[1] == configuration.inFeatures,
                    "head expects \(configuration.inFeatures) features, got \(h.shape) from \(x.shape)")
         if let hiddenLayer { h = hiddenLayer(h).relu() }

@@ -59,7 +59,7 @@ public final class Model: Layer {
     func checkFeatureSize() throws {
         let stride = backbone.outStride
         let h = configuration.inputHeight, w = configuration.inputWidth
-        let features = configuration.head.pooling == .global
+        let features = configuration.head.pooling != .flatten
             ? backbone.outChannels
             : backbone.outChannels * ((h + stride - 1) / stride) * ((w + stride - 1) / stride)
         if configuration.head.pooling == .flatten && (h % stride != 0 || w % stride != 0) {

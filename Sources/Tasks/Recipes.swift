@@ -8,6 +8,8 @@ public struct Recipe: Sendable {
     public var stemStride: Int
     /// Channels per stage, overriding the backbone preset's.
     public var widths: [Int]? = nil
+    /// How ResNet heads pool the last feature map (average or max).
+    public var pooling: Pooling = .global
     public var options: TrainingOptions
     public var labelSmoothing: Float
 
@@ -16,18 +18,27 @@ public struct Recipe: Sendable {
         self.options = options; self.labelSmoothing = labelSmoothing
     }
 
-    /// Fashion-MNIST-sized classification (see models/README.md for the measured result).
+    /// Fashion-MNIST-sized classification (see models/README.md for the measured result): a
+    /// ResNet-8 twice as wide as the CIFAR one, with a stride-2 stem so it costs no more per
+    /// image than the narrow one at full resolution and fits 12 epochs in about 12 minutes on
+    /// two cores.
     public static var classification: Recipe {
         var o = TrainingOptions()
-        o.epochs = 10; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
-        return Recipe(backbone: "resnet8", stemStride: 1, options: o, labelSmoothing: 0.1)
+        o.epochs = 12; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        var r = Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0.1)
+        r.widths = [32, 64, 128]
+        return r
     }
 
-    /// Multi-item canvases: a stride-2 stem halves the cost of every layer, buying epochs.
+    /// Multi-item canvases: a stride-2 stem halves the cost of every layer, buying epochs, and
+    /// global max pooling asks "is this item anywhere" (measured: mAP 0.78 against 0.62 for
+    /// average pooling after 4 epochs).
     public static var tagging: Recipe {
         var o = TrainingOptions()
-        o.epochs = 20; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
-        return Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0)
+        o.epochs = 24; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        var r = Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0)
+        r.pooling = .globalMax
+        return r
     }
 }
 
@@ -55,7 +66,7 @@ public func channelStatistics(_ dataset: ImageDataset, limit: Int = 10_000) thro
 
 /// A model configuration for `dataset` with the named backbone preset.
 public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone name: String, stemStride: Int,
-                              widths: [Int]? = nil, outputs: Int, loss: String, labelSmoothing: Float,
+                              widths: [Int]? = nil, pooling: Pooling = .global, outputs: Int, loss: String, labelSmoothing: Float,
                               mean: [Float], std: [Float]) throws -> ModelConfiguration {
     guard var backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
         throw ModelError("unknown backbone '\(name)' (known: \(BackboneConfiguration.presetNames.joined(separator: ", ")))")
@@ -75,7 +86,7 @@ public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone na
         head = HeadConfiguration(pooling: .flatten, inFeatures: backbone.widths.last! * (dataset.height / stride) * (dataset.width / stride),
                                  hidden: 128, outputs: outputs)
     } else {
-        head = HeadConfiguration(pooling: .global, inFeatures: backbone.widths.last!, outputs: outputs)
+        head = HeadConfiguration(pooling: pooling == .flatten ? .global : pooling, inFeatures: backbone.widths.last!, outputs: outputs)
     }
     return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
                               inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone, head: head,

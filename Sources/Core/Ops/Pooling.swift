@@ -282,4 +282,34 @@ extension Tensor {
             return [dx]
         }
     }
+
+    /// Global max pooling: [N, C, H, W] -> [N, C], the largest value of each plane (the first
+    /// one on ties); the gradient goes to that position only.
+    public func globalMaxPool() -> Tensor {
+        checkShape(rank == 4, "globalMaxPool: input \(shape) is not NCHW")
+        let (n, c) = (shape[0], shape[1])
+        let planeSize = shape[2] * shape[3]
+        checkShape(planeSize > 0, "globalMaxPool: empty planes in \(shape)")
+        let out = Tensor.uninitialized([n, c])
+        var argmax = [Int32](repeating: 0, count: n * c)
+        let x = pointer, y = out.pointer
+        argmax.withUnsafeMutableBufferPointer { best in
+            let best = best.baseAddress!
+            parallelFor(n * c, grain: planeGrain(planeSize)) { planes in
+                for plane in planes {
+                    let p = x + plane * planeSize
+                    var index = 0
+                    for i in 1..<planeSize where p[i] > p[index] { index = i }
+                    best[plane] = Int32(index)
+                    y[plane] = p[index]
+                }
+            }
+        }
+        let inputShape = shape
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inputShape)
+            for plane in 0..<(n * c) { dx.pointer[plane * planeSize + Int(argmax[plane])] = g.pointer[plane] }
+            return [dx]
+        }
+    }
 }
