@@ -65,7 +65,9 @@ public class SlotOptimizer {
 
     public func loadState(_ tensors: [String: Tensor], step: Int, of model: Module) throws {
         let byPath = Dictionary(model.namedParameters.map { ($0.path, $0.parameter) }, uniquingKeysWith: { a, _ in a })
-        for name in slotNames { slots[name] = [:] }
+        // Check every key before touching the current state, so a bad file changes nothing.
+        var loaded: [String: [ObjectIdentifier: Tensor]] = [:]
+        for name in slotNames { loaded[name] = [:] }
         for (key, value) in tensors {
             guard let slash = key.firstIndex(of: "/") else {
                 throw OptimizerStateError(description: "optimizer state '\(key)' has no slot name")
@@ -80,8 +82,9 @@ public class SlotOptimizer {
             guard p.shape == value.shape else {
                 throw OptimizerStateError(description: "optimizer state '\(key)': shape \(value.shape), parameter has \(p.shape)")
             }
-            slots[slot]![ObjectIdentifier(p)] = value.copy()
+            loaded[slot]![ObjectIdentifier(p)] = value.copy()
         }
+        slots = loaded
         self.step = step
     }
 }

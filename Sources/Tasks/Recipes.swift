@@ -20,11 +20,11 @@ public struct Recipe: Sendable {
 
     /// Fashion-MNIST-sized classification (see models/README.md for the measured result): a
     /// ResNet-8 twice as wide as the CIFAR one, with a stride-2 stem so it costs no more per
-    /// image than the narrow one at full resolution and fits 12 epochs in about 12 minutes on
-    /// two cores.
+    /// image than the narrow one at full resolution and fits 14 epochs in under 13 minutes on
+    /// two cores (measured: 93.1% Fashion-MNIST test accuracy).
     public static var classification: Recipe {
         var o = TrainingOptions()
-        o.epochs = 12; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        o.epochs = 14; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
         var r = Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0.1)
         r.widths = [32, 64, 128]
         return r
