@@ -52,12 +52,8 @@ struct ClassifyEval: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            if let threads = arguments.threads { Threads.set(threads) }
-            let (model, _) = try Model.load(path: arguments.model, expecting: .classification)
-            let dataset = try ClassificationDataset(path: arguments.data)
-            try checkCompatible(dataset, model, modelPath: arguments.model)
+            let (model, _, loader) = try arguments.open(.classification, ClassificationDataset.init(path:))
             let c = model.configuration
-            let loader = DataLoader(dataset, batchSize: 256, shuffle: false, mean: c.mean, std: c.std)
             let metrics = try ClassificationMetrics.measure(model, loader)
             let perClass = metrics.perClass
             if arguments.json {

@@ -51,12 +51,9 @@ struct TagEval: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            if let threads = arguments.threads { Threads.set(threads) }
-            let (model, _) = try Model.load(path: arguments.model, expecting: .tagging)
-            let dataset = try TaggingDataset(path: arguments.data)
-            try checkCompatible(dataset, model, modelPath: arguments.model)
+            let (model, _, loader) = try arguments.open(.tagging, TaggingDataset.init(path:))
             let c = model.configuration
-            let metrics = try TaggingMetrics.measure(model, DataLoader(dataset, batchSize: 256, shuffle: false, mean: c.mean, std: c.std))
+            let metrics = try TaggingMetrics.measure(model, loader)
             let thresholds = c.thresholds ?? Array(repeating: 0.5, count: c.classes.count)
             let perTag = metrics.perTag(thresholds: thresholds)
             let summary: [String: Double] = [

@@ -107,6 +107,19 @@ struct EvalArguments: ParsableArguments {
     var threads: Int?
 }
 
+extension EvalArguments {
+    /// The model (checked to be of `task`), the dataset (checked to fit it) and an ordered,
+    /// normalised loader over it.
+    func open<D: ImageDataset>(_ task: TaskKind, _ openDataset: (String) throws -> D) throws -> (Model, D, DataLoader) {
+        if let threads { Threads.set(threads) }
+        let (model, _) = try Model.load(path: model, expecting: task)
+        let dataset = try openDataset(data)
+        try checkCompatible(dataset, model, modelPath: self.model)
+        let c = model.configuration
+        return (model, dataset, DataLoader(dataset, batchSize: 256, shuffle: false, mean: c.mean, std: c.std))
+    }
+}
+
 /// Options shared by the `predict` subcommands.
 struct PredictArguments: ParsableArguments {
     @Option(help: "Model file.")
