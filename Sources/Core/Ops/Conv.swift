@@ -215,7 +215,7 @@ struct ConvPlan {
     /// Column-matrix width (floats per row) aimed for: about 256 KiB of columns.
     var targetColumns: Int {
         let k = geometry.patchSize
-        return max(64, min(1024, (65_536 / max(k, 1) + 15) / 16 * 16))
+        return max(256, min(2048, (131_072 / max(k, 1) + 15) / 16 * 16))
     }
     /// Images per GEMM (> 1 only when one image's output is narrower than the target).
     var imagesPerGEMM: Int {
