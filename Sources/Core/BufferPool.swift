@@ -52,13 +52,4 @@ final class BufferPool: @unchecked Sendable {
         }
         Foundation.free(pointer)
     }
-
-    /// Returns every pooled buffer to the system.
-    func drain() {
-        pthread_mutex_lock(&lock)
-        for (_, list) in free { for p in list { Foundation.free(p) } }
-        free.removeAll()
-        pooledBytes = 0
-        pthread_mutex_unlock(&lock)
-    }
 }
