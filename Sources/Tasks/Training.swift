@@ -163,6 +163,17 @@ public func formatDuration(_ seconds: Double) -> String {
 }
 
 /// Softmax classification: cross-entropy (with label smoothing) or multi-class hinge; accuracy.
+extension Model {
+    /// Switches to inference and calls `body` with each batch of `loader` (epoch 0 order) and
+    /// the model's logits for it. The model stays in inference mode; `Trainer` switches back to
+    /// training at the start of every epoch.
+    public func forEachInference(over loader: DataLoader, _ body: (Batch, Tensor) throws -> Void) throws {
+        setMode(.inference)
+        let batches = loader.batches(epoch: 0)
+        while let batch = try batches.nextBatch() { try body(batch, self(batch.images)) }
+    }
+}
+
 public struct ClassificationObjective: TrainingObjective {
     public let classes: Int
     public let hinge: Bool
@@ -187,12 +198,8 @@ public struct ClassificationObjective: TrainingObjective {
 extension ClassificationMetrics {
     /// Runs `model` over every batch of `loader` in inference mode.
     public static func measure(_ model: Model, _ loader: DataLoader) throws -> ClassificationMetrics {
-        model.setMode(.inference)
-        defer { model.setMode(.training) }
         var metrics = ClassificationMetrics(classes: model.configuration.head.outputs, topK: 5)
-        let batches = loader.batches(epoch: 0)
-        while let batch = try batches.nextBatch() {
-            let logits = model(batch.images)
+        try model.forEachInference(over: loader) { batch, logits in
             metrics.add(scores: UnsafeBufferPointer(start: logits.pointer, count: logits.count), labels: batch.labels)
         }
         return metrics
@@ -222,12 +229,9 @@ public struct TaggingObjective: TrainingObjective {
 extension TaggingMetrics {
     /// Runs `model` over every batch of `loader` in inference mode, collecting probabilities.
     public static func measure(_ model: Model, _ loader: DataLoader) throws -> TaggingMetrics {
-        model.setMode(.inference)
-        defer { model.setMode(.training) }
         var metrics = TaggingMetrics(tags: model.configuration.head.outputs)
-        let batches = loader.batches(epoch: 0)
-        while let batch = try batches.nextBatch() {
-            let probabilities = model(batch.images).sigmoid()
+        try model.forEachInference(over: loader) { batch, logits in
+            let probabilities = logits.sigmoid()
             let targets = batch.tags!
             metrics.add(probabilities: UnsafeBufferPointer(start: probabilities.pointer, count: probabilities.count),
                         targets: UnsafeBufferPointer(start: targets.pointer, count: targets.count))
