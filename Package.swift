@@ -22,7 +22,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
-        .target(name: "Core", dependencies: ["CBLAS"], linkerSettings: [.linkedLibrary("m")]),
+        // Hand-written SIMD kernels (AVX2+FMA chosen at run time, portable C otherwise).
+        .target(name: "CKernels"),
+        .target(name: "Core", dependencies: ["CBLAS", "CKernels"], linkerSettings: [.linkedLibrary("m")]),
         .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG", "CZlib"]),
         .target(name: "Tasks", dependencies: ["Core", "Datasets"]),
         .executableTarget(
@@ -30,7 +32,7 @@ let package = Package(
             dependencies: ["Core", "Datasets", "Tasks",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
-        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
         // Runs the built `percept` executable; `swift test` builds it along with the tests.

@@ -161,6 +161,11 @@ extension Tensor {
         checkShape(stride >= 1 && padding >= 0 && h + 2 * padding >= kh && w + 2 * padding >= kw,
                    "conv2D: kernel \(kh)x\(kw) does not fit input \(shape) with padding \(padding)")
         if let bias { checkShape(bias.shape == [cout], "conv2D: bias \(bias.shape), expected [\(cout)]") }
+        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
+            let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
+                                kernelH: kh, kernelW: kw, padH: padding, padW: padding)
+            return gridConv2D(conv, weight: weight, bias: bias)
+        }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
                                stride: stride, padding: padding)
         let plan = ConvPlan(batch: n, groups: groups, outChannels: cout, geometry: geo)
@@ -177,6 +182,34 @@ extension Tensor {
                           inputGradient: dx?.pointer, weightGradient: dw?.pointer)
             grads[0] = dx
             grads[1] = dw
+            if let bias, bias.isTracked { grads[2] = g.channelSums() }
+            return Array(grads.prefix(inputs.count))
+        }
+    }
+
+    /// `conv2D` through `GridConv` (stride 1, one group).
+    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
+        let n = shape[0]
+        let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
+        let packed = conv.packWeights(weight.pointer)
+        conv.forward(pointer, batch: n, packedWeights: packed.pointer, bias: bias?.pointer, output: out.pointer)
+
+        let x = self
+        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        return Tensor.record(out, inputs: inputs) { g in
+            var grads: [Tensor?] = [nil, nil, nil]
+            if x.isTracked {
+                let adjoint = conv.adjoint
+                let flipped = adjoint.packWeights(weight.pointer, adjointOf: true)
+                let dx = Tensor.uninitialized(x.shape)
+                adjoint.forward(g.pointer, batch: n, packedWeights: flipped.pointer, bias: nil, output: dx.pointer)
+                grads[0] = dx
+            }
+            if weight.isTracked {
+                let dw = Tensor.uninitialized(weight.shape)
+                conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+                grads[1] = dw
+            }
             if let bias, bias.isTracked { grads[2] = g.channelSums() }
             return Array(grads.prefix(inputs.count))
         }

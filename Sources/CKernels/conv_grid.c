@@ -1,0 +1,182 @@
+// Direct stride-1 convolution kernels on zero-padded planes ("grid" convolution).
+//
+// A stride-1 convolution over a zero-padded image is, on the flattened padded grid, a sum of
+// shifted copies of the input: out[p] = sum_t w[t] * in[p + offset[t]]. Computing every grid
+// position (including the few junk columns at the end of each row) turns the kernel into long
+// unit-stride vector loops with no im2col matrix and no boundary tests. The AVX2 kernels keep a
+// 4-channel x 24-pixel output tile (forward) or a 4-channel x 3-tap gradient tile in twelve
+// registers, so each input vector loaded feeds four FMAs.
+#include "CKernels.h"
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PC_HAVE_X86 1
+#endif
+
+enum { CB = PC_CONV_CHANNEL_BLOCK, PB = PC_CONV_PIXEL_BLOCK, TB = PC_CONV_TAP_BLOCK };
+
+// MARK: - Portable versions
+
+static void conv_grid_portable(const float *input, long inStride, int inChannels,
+                               const float *weights, int outBlocks, const long *offsets, int taps,
+                               float *output, long outStride, long pixels) {
+    for (long p = 0; p < pixels; p += PB) {
+        for (int b = 0; b < outBlocks; b++) {
+            float acc[CB][PB];
+            memset(acc, 0, sizeof acc);
+            const float *w = weights + (long)b * inChannels * taps * CB;
+            for (int c = 0; c < inChannels; c++) {
+                const float *x = input + c * inStride + p;
+                for (int t = 0; t < taps; t++, w += CB) {
+                    const float *xt = x + offsets[t];
+                    for (int k = 0; k < CB; k++)
+                        for (int j = 0; j < PB; j++) acc[k][j] += w[k] * xt[j];
+                }
+            }
+            for (int k = 0; k < CB; k++) memcpy(output + (b * CB + k) * outStride + p, acc[k], sizeof acc[k]);
+        }
+    }
+}
+
+static void conv_grid_weight_grad_portable(const float *input, long inStride, long inImageStride, int inChannels,
+                                           const float *dOut, long outStride, long outImageStride, int outChannels,
+                                           int images, long pixels, const long *offsets, int taps, float *grad) {
+    for (int o = 0; o < outChannels; o++)
+        for (int c = 0; c < inChannels; c++)
+            for (int t = 0; t < taps; t++) {
+                float s = 0;
+                for (int i = 0; i < images; i++) {
+                    const float *x = input + i * inImageStride + c * inStride + offsets[t];
+                    const float *d = dOut + i * outImageStride + o * outStride;
+                    for (long p = 0; p < pixels; p++) s += d[p] * x[p];
+                }
+                grad[((long)o * inChannels + c) * taps + t] += s;
+            }
+}
+
+// MARK: - AVX2 + FMA versions
+
+#ifdef PC_HAVE_X86
+#define PC_AVX2 __attribute__((target("avx2,fma")))
+
+PC_AVX2 static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+PC_AVX2 static void conv_grid_avx2(const float *input, long inStride, int inChannels,
+                                   const float *weights, int outBlocks, const long *offsets, int taps,
+                                   float *output, long outStride, long pixels) {
+    for (long p = 0; p < pixels; p += PB) {
+        for (int b = 0; b < outBlocks; b++) {
+            // Eight accumulators, two inputs and one broadcast: clang keeps all in registers.
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+            __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            const float *w = weights + (long)b * inChannels * taps * CB;
+            for (int c = 0; c < inChannels; c++) {
+                const float *x = input + c * inStride + p;
+                for (int t = 0; t < taps; t++, w += CB) {
+                    const float *xt = x + offsets[t];
+                    __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8);
+                    __m256 v = _mm256_broadcast_ss(w);
+                    a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01);
+                    v = _mm256_broadcast_ss(w + 1);
+                    a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+                    v = _mm256_broadcast_ss(w + 2);
+                    a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21);
+                    v = _mm256_broadcast_ss(w + 3);
+                    a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31);
+                }
+            }
+            float *o = output + (long)b * CB * outStride + p;
+            _mm256_storeu_ps(o, a00); _mm256_storeu_ps(o + 8, a01); o += outStride;
+            _mm256_storeu_ps(o, a10); _mm256_storeu_ps(o + 8, a11); o += outStride;
+            _mm256_storeu_ps(o, a20); _mm256_storeu_ps(o + 8, a21); o += outStride;
+            _mm256_storeu_ps(o, a30); _mm256_storeu_ps(o + 8, a31);
+        }
+    }
+}
+
+PC_AVX2 static void conv_grid_weight_grad_avx2(const float *input, long inStride, long inImageStride, int inChannels,
+                                               const float *dOut, long outStride, long outImageStride, int outChannels,
+                                               int images, long pixels, const long *offsets, int taps, float *grad) {
+    for (int o = 0; o < outChannels; o += CB)
+        for (int c = 0; c < inChannels; c++)
+            for (int t = 0; t < taps; t += TB) {
+                const long s0 = offsets[t], s1 = offsets[t + 1], s2 = offsets[t + 2];
+                __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+                __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+                for (int i = 0; i < images; i++) {
+                    const float *x = input + i * inImageStride + c * inStride;
+                    const float *d = dOut + i * outImageStride + o * outStride;
+                    for (long p = 0; p < pixels; p += 8) {
+                        __m256 x0 = _mm256_loadu_ps(x + p + s0), x1 = _mm256_loadu_ps(x + p + s1);
+                        __m256 x2 = _mm256_loadu_ps(x + p + s2);
+                        __m256 v = _mm256_loadu_ps(d + p);
+                        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01); a02 = _mm256_fmadd_ps(v, x2, a02);
+                        v = _mm256_loadu_ps(d + outStride + p);
+                        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11); a12 = _mm256_fmadd_ps(v, x2, a12);
+                        v = _mm256_loadu_ps(d + 2 * outStride + p);
+                        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21); a22 = _mm256_fmadd_ps(v, x2, a22);
+                        v = _mm256_loadu_ps(d + 3 * outStride + p);
+                        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31); a32 = _mm256_fmadd_ps(v, x2, a32);
+                    }
+                }
+                float *g = grad + ((long)o * inChannels + c) * taps + t;
+                const long row = (long)inChannels * taps;
+                g[0] += hsum(a00); g[1] += hsum(a01); g[2] += hsum(a02); g += row;
+                g[0] += hsum(a10); g[1] += hsum(a11); g[2] += hsum(a12); g += row;
+                g[0] += hsum(a20); g[1] += hsum(a21); g[2] += hsum(a22); g += row;
+                g[0] += hsum(a30); g[1] += hsum(a31); g[2] += hsum(a32);
+            }
+}
+#endif
+
+// MARK: - Dispatch
+
+static int use_avx2 = -1;
+
+int pc_kernels_use_avx2(void) {
+    if (use_avx2 < 0) {
+#ifdef PC_HAVE_X86
+        __builtin_cpu_init();
+        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        use_avx2 = 0;
+#endif
+    }
+    return use_avx2;
+}
+
+void pc_kernels_force_portable(int portable) {
+    if (portable) use_avx2 = 0; else { use_avx2 = -1; (void)pc_kernels_use_avx2(); }
+}
+
+void pc_conv_grid(const float *input, long inStride, int inChannels,
+                  const float *weights, int outBlocks, const long *offsets, int taps,
+                  float *output, long outStride, long pixels) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx2()) {
+        conv_grid_avx2(input, inStride, inChannels, weights, outBlocks, offsets, taps, output, outStride, pixels);
+        return;
+    }
+#endif
+    conv_grid_portable(input, inStride, inChannels, weights, outBlocks, offsets, taps, output, outStride, pixels);
+}
+
+void pc_conv_grid_weight_grad(const float *input, long inStride, long inImageStride, int inChannels,
+                              const float *dOut, long outStride, long outImageStride, int outChannels,
+                              int images, long pixels, const long *offsets, int taps, float *grad) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx2()) {
+        conv_grid_weight_grad_avx2(input, inStride, inImageStride, inChannels, dOut, outStride, outImageStride,
+                                   outChannels, images, pixels, offsets, taps, grad);
+        return;
+    }
+#endif
+    conv_grid_weight_grad_portable(input, inStride, inImageStride, inChannels, dOut, outStride, outImageStride,
+                                   outChannels, images, pixels, offsets, taps, grad);
+}

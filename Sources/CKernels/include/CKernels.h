@@ -1,0 +1,49 @@
+#ifndef PERCEPT_CKERNELS_H
+#define PERCEPT_CKERNELS_H
+// Percept's hand-written SIMD kernels. Each has an AVX2+FMA version, chosen at run time when
+// the CPU has it, and a portable C version with the same results up to float rounding.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Output channels computed together by the convolution kernels; packed weights and gradient
+/// buffers are padded to a multiple of this.
+#define PC_CONV_CHANNEL_BLOCK 4
+/// Output pixels computed together by `pc_conv_grid`; `pixels` must be a multiple of it.
+#define PC_CONV_PIXEL_BLOCK 16
+/// Kernel taps a weight-gradient pass handles together; tap lists are padded to a multiple.
+#define PC_CONV_TAP_BLOCK 3
+
+/// Stride-1 convolution on the padded grid.
+///
+/// `input` holds `inChannels` planes `inStride` floats apart: a zero-padded image whose rows are
+/// `rowStride` floats long, followed by zeros. Output pixel `p` (row-major on the same grid, so
+/// the last columns of each row are junk) of channel `o` is
+///   out[o][p] = sum over c, t of weights[o / 4][c][t][o % 4] * input[c][p + offsets[t]],
+/// for p in [0, pixels); `pixels` is a multiple of PC_CONV_PIXEL_BLOCK, and `input` must be
+/// readable (and finite) up to the largest p + offsets[t]. `weights` is packed as
+/// [outBlocks][inChannels][taps][4]; `output` has outBlocks * 4 planes `outStride` floats apart.
+void pc_conv_grid(const float *input, long inStride, int inChannels,
+                  const float *weights, int outBlocks, const long *offsets, int taps,
+                  float *output, long outStride, long pixels);
+
+/// Weight gradient of `pc_conv_grid`, summed over `images`:
+///   grad[o][c][t] += sum over i, p of dOut[i][o][p] * input[i][c][p + offsets[t]]
+/// for p in [0, pixels), `pixels` a multiple of 8. `dOut` is zero on junk grid columns.
+/// Image i's planes start at input + i * inImageStride and dOut + i * outImageStride. `taps`
+/// is a multiple of PC_CONV_TAP_BLOCK and `outChannels` of PC_CONV_CHANNEL_BLOCK; `grad` is
+/// [outChannels][inChannels][taps].
+void pc_conv_grid_weight_grad(const float *input, long inStride, long inImageStride, int inChannels,
+                              const float *dOut, long outStride, long outImageStride, int outChannels,
+                              int images, long pixels, const long *offsets, int taps, float *grad);
+
+/// 1 when the AVX2+FMA kernels are in use.
+int pc_kernels_use_avx2(void);
+/// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports.
+void pc_kernels_force_portable(int portable);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
