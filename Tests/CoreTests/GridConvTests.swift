@@ -4,7 +4,7 @@ import XCTest
 
 /// The direct stride-1 convolution (`GridConv`): both kernel builds (AVX2 and portable C) against
 /// the direct-loop reference and each other, on shapes that leave partial channel blocks,
-/// partial tap blocks, non-square kernels and padding below and above half the kernel.
+/// partial tap blocks, non-square kernels, padding below and above half the kernel, stride 2.
 final class GridConvTests: XCTestCase {
     static let cases: [ConvCase] = [
         ConvCase(batch: 3, inChannels: 5, outChannels: 6, height: 9, width: 11, kernel: 3, padding: 1),
@@ -13,6 +13,13 @@ final class GridConvTests: XCTestCase {
         ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 5, width: 5, kernel: 3, padding: 0),
         ConvCase(batch: 2, inChannels: 2, outChannels: 4, height: 4, width: 5, kernel: 3, padding: 2),
         ConvCase(batch: 3, inChannels: 16, outChannels: 16, height: 32, width: 32, kernel: 3, padding: 1),
+        // Stride 2: phases of odd and even sizes, kernels with fewer taps in some phases.
+        ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 9, width: 8, kernel: 3, stride: 2, padding: 1),
+        ConvCase(batch: 2, inChannels: 2, outChannels: 3, height: 10, width: 7, kernel: 3, stride: 2, padding: 0),
+        ConvCase(batch: 1, inChannels: 2, outChannels: 4, height: 11, width: 12, kernel: 5, stride: 2, padding: 2),
+        ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 6, width: 9, kernel: 2, stride: 2, padding: 1, kernelWidth: 3),
+        ConvCase(batch: 1, inChannels: 1, outChannels: 2, height: 13, width: 13, kernel: 7, stride: 2, padding: 3),
+        ConvCase(batch: 4, inChannels: 16, outChannels: 32, height: 32, width: 32, kernel: 3, stride: 2, padding: 1),
     ]
 
     override func tearDown() { pc_kernels_force_portable(0) }
@@ -21,7 +28,7 @@ final class GridConvTests: XCTestCase {
         let x = uniformTensor([c.batch, c.inChannels, c.height, c.width], seed: seed).trackingGradient()
         let w = uniformTensor([c.outChannels, c.inChannels, c.kernel, c.kw], seed: seed + 1).trackingGradient()
         let b = uniformTensor([c.outChannels], seed: seed + 2).trackingGradient()
-        let y = x.conv2D(w, bias: b, padding: c.padding)
+        let y = x.conv2D(w, bias: b, stride: c.stride, padding: c.padding)
         let g = uniformTensor(y.shape, seed: seed + 3)
         let grads = y.backward(seed: g)
         return (y, grads[x]!, grads[w]!, grads[b]!, g)
@@ -29,7 +36,7 @@ final class GridConvTests: XCTestCase {
 
     func testBothKernelBuildsMatchReferenceAndEachOther() {
         for (i, c) in Self.cases.enumerated() {
-            XCTAssertTrue(GridConv.handles(kernelH: c.kernel, kernelW: c.kw, stride: 1, padding: c.padding, groups: 1), "\(c)")
+            XCTAssertTrue(GridConv.handles(kernelH: c.kernel, kernelW: c.kw, stride: c.stride, padding: c.padding, groups: 1), "\(c)")
             let seed = UInt64(700 + 10 * i)
             pc_kernels_force_portable(0)
             let fast = run(c, seed: seed)
@@ -40,7 +47,7 @@ final class GridConvTests: XCTestCase {
             let x = uniformTensor([c.batch, c.inChannels, c.height, c.width], seed: seed)
             let w = uniformTensor([c.outChannels, c.inChannels, c.kernel, c.kw], seed: seed + 1)
             let b = uniformTensor([c.outChannels], seed: seed + 2)
-            let expected = referenceConv2D(x, w, bias: b, stride: 1, padding: c.padding, groups: 1)
+            let expected = referenceConv2D(x, w, bias: b, stride: c.stride, padding: c.padding, groups: 1)
             assertClose(fast.y.scalars, expected, tolerance: 1e-4, "forward \(c)")
             assertClose(portable.y.scalars, expected, tolerance: 1e-4, "portable forward \(c)")
             assertClose(fast.dx.scalars, portable.dx.scalars, tolerance: 1e-4, "dx \(c)")
@@ -54,7 +61,7 @@ final class GridConvTests: XCTestCase {
             for n in 0..<c.batch { for o in 0..<c.outChannels { for oy in 0..<ho { for ox in 0..<wo {
                 let g = gs[((n * c.outChannels + o) * ho + oy) * wo + ox]
                 for ci in 0..<c.inChannels { for ky in 0..<c.kernel { for kx in 0..<c.kw {
-                    let iy = oy - c.padding + ky, ix = ox - c.padding + kx
+                    let iy = oy * c.stride - c.padding + ky, ix = ox * c.stride - c.padding + kx
                     guard iy >= 0, iy < c.height, ix >= 0, ix < c.width else { continue }
                     let xi = ((n * c.inChannels + ci) * c.height + iy) * c.width + ix
                     let wi = ((o * c.inChannels + ci) * c.kernel + ky) * c.kw + kx
@@ -67,8 +74,8 @@ final class GridConvTests: XCTestCase {
         }
     }
 
-    func testStridedAndGroupedConvolutionsUseTheGEMMPath() {
-        XCTAssertFalse(GridConv.handles(kernelH: 3, kernelW: 3, stride: 2, padding: 1, groups: 1))
+    func testGroupedPointwiseAndStride3ConvolutionsUseTheGEMMPath() {
+        XCTAssertFalse(GridConv.handles(kernelH: 3, kernelW: 3, stride: 3, padding: 1, groups: 1))
         XCTAssertFalse(GridConv.handles(kernelH: 3, kernelW: 3, stride: 1, padding: 1, groups: 2))
         XCTAssertFalse(GridConv.handles(kernelH: 1, kernelW: 1, stride: 1, padding: 0, groups: 1))
         XCTAssertFalse(GridConv.handles(kernelH: 3, kernelW: 3, stride: 1, padding: 3, groups: 1))

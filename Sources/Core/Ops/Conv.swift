@@ -163,7 +163,7 @@ extension Tensor {
         if let bias { checkShape(bias.shape == [cout], "conv2D: bias \(bias.shape), expected [\(cout)]") }
         if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
-                                kernelH: kh, kernelW: kw, padH: padding, padW: padding)
+                                kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
             return gridConv2D(conv, weight: weight, bias: bias)
         }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
@@ -187,7 +187,7 @@ extension Tensor {
         }
     }
 
-    /// `conv2D` through `GridConv` (stride 1, one group).
+    /// `conv2D` through `GridConv` (stride 1 or 2, one group).
     private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = shape[0]
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
@@ -199,10 +199,8 @@ extension Tensor {
         return Tensor.record(out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
             if x.isTracked {
-                let adjoint = conv.adjoint
-                let flipped = adjoint.packWeights(weight.pointer, adjointOf: true)
                 let dx = Tensor.uninitialized(x.shape)
-                adjoint.forward(g.pointer, batch: n, packedWeights: flipped.pointer, bias: nil, output: dx.pointer)
+                conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
                 grads[0] = dx
             }
             if weight.isTracked {

@@ -1,86 +1,129 @@
 import CKernels
 
-/// A stride-1 convolution computed directly on zero-padded planes, without an im2col matrix.
+/// A convolution computed directly on zero-padded planes, without an im2col matrix.
 ///
 /// On the flattened padded grid (rows `rowStride` floats long), output pixel `p` is the sum
 /// over input channels and kernel taps of `w[tap] * input[p + offset(tap)]`, so a tile of
 /// output channels and pixels is one run of FMAs over shifted input vectors (the C kernels in
-/// `CKernels/conv_grid.c`). The grid has `kernelW - 1` junk columns per row that the kernels
-/// compute and the copy-out drops. The input gradient is the same convolution of the padded
-/// output gradient with the kernel flipped and transposed; the weight gradient is a separate
-/// kernel that sums shifted products over pixels and images.
+/// `CKernels/conv_grid.c`). The grid has a few junk columns per row that the kernels compute
+/// and the copy-out drops.
+///
+/// Stride `s` > 1 splits each padded plane into its s x s phases (the pixels whose row and
+/// column leave remainders a and b modulo s), stored one after another per channel. Tap (ky, kx)
+/// then reads phase (ky % s, kx % s) shifted by (ky / s, kx / s): a stride-1 pattern again.
+///
+/// Gradients: the weight gradient is a kernel that sums shifted products over pixels and
+/// images. The input gradient is again a stride-1 grid convolution of the output gradient with
+/// the kernel flipped and transposed, once per phase when strided (`adjoint(phase:)`).
 struct GridConv {
     let inChannels: Int, outChannels: Int
     let height: Int, width: Int
     let kernelH: Int, kernelW: Int
     let padH: Int, padW: Int
+    var stride: Int = 1
 
-    var rowStride: Int { width + 2 * padW }
     var paddedHeight: Int { height + 2 * padH }
-    var outHeight: Int { paddedHeight - kernelH + 1 }
-    var outWidth: Int { rowStride - kernelW + 1 }
+    var paddedWidth: Int { width + 2 * padW }
+    /// Rows and columns of one phase plane (the whole padded plane at stride 1).
+    var phaseHeight: Int { (paddedHeight + stride - 1) / stride }
+    var rowStride: Int { (paddedWidth + stride - 1) / stride }
+    var outHeight: Int { (paddedHeight - kernelH) / stride + 1 }
+    var outWidth: Int { (paddedWidth - kernelW) / stride + 1 }
     var taps: Int { kernelH * kernelW }
     var outBlocks: Int { (outChannels + blockChannels - 1) / blockChannels }
     /// Grid positions that hold output rows.
     var gridPixels: Int { outHeight * rowStride }
     /// Grid positions the forward kernel computes (whole pixel blocks).
     var pixels: Int { roundUp(gridPixels, Int(PC_CONV_PIXEL_BLOCK)) }
-    /// Floats between padded input planes: the padded image plus the zeros that reads of the
-    /// last pixel block run into.
-    var planeStride: Int { roundUp(paddedHeight * rowStride + Int(PC_CONV_PIXEL_BLOCK) + kernelW + 8, 16) }
+    /// Floats between phase planes: the plane plus the zeros that reads of the last pixel
+    /// block run into.
+    var phaseStride: Int { roundUp(phaseHeight * rowStride + Int(PC_CONV_PIXEL_BLOCK) + kernelW + 8, 16) }
+    /// Floats between the padded planes of consecutive channels.
+    var planeStride: Int { stride * stride * phaseStride }
 
     private var blockChannels: Int { Int(PC_CONV_CHANNEL_BLOCK) }
 
-    /// Whether a convolution with these settings runs here (stride 1, one group, a kernel
-    /// larger than 1x1 and padding small enough that the input gradient is a convolution too).
+    /// Whether a convolution with these settings runs here: one group, a kernel larger than
+    /// 1x1, stride 1 or 2, and padding small enough that the input gradient is a convolution too.
     static func handles(kernelH: Int, kernelW: Int, stride: Int, padding: Int, groups: Int) -> Bool {
-        stride == 1 && groups == 1 && kernelH * kernelW > 1 && padding < kernelH && padding < kernelW
-    }
-
-    /// The convolution that computes this one's input gradient from its output gradient.
-    var adjoint: GridConv {
-        GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
-                 kernelH: kernelH, kernelW: kernelW, padH: kernelH - 1 - padH, padW: kernelW - 1 - padW)
+        (stride == 1 || stride == 2) && groups == 1 && kernelH * kernelW > 1
+            && padding < kernelH && padding < kernelW
     }
 
     /// Offsets of the kernel taps on the grid, row-major over (ky, kx), padded with zeros to
     /// `count` entries.
     func tapOffsets(count: Int? = nil) -> [Int] {
-        var offsets = (0..<kernelH).flatMap { ky in (0..<kernelW).map { kx in ky * rowStride + kx } }
+        var offsets = (0..<kernelH).flatMap { ky in
+            (0..<kernelW).map { kx in
+                ((ky % stride) * stride + kx % stride) * phaseStride + (ky / stride) * rowStride + kx / stride
+            }
+        }
         offsets += Array(repeating: 0, count: (count ?? taps) - taps)
         return offsets
     }
 
+    /// The stride-1 convolution that computes this one's input gradient from its output
+    /// gradient: for stride s, the gradient of input phase (a, b), whose taps are
+    /// (a + s i, b + s j); it yields `outHeight + taps down - 1` rows of phase rows.
+    func adjoint(phase a: Int = 0, _ b: Int = 0) -> GridConv? {
+        let rows = (kernelH - a + stride - 1) / stride, cols = (kernelW - b + stride - 1) / stride
+        guard rows > 0, cols > 0 else { return nil }
+        return GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
+                        kernelH: rows, kernelW: cols, padH: rows - 1, padW: cols - 1)
+    }
+
     /// Weights [outChannels, inChannels, kh, kw] packed as the kernel reads them:
     /// [outBlocks][inChannels][taps][4], zero for the channels that pad the last block.
-    /// `adjointOf: true` packs the flipped, transposed kernel of the input-gradient convolution
-    /// from the forward weights (then this geometry's out channels are the forward's in channels).
-    func packWeights(_ weight: UnsafePointer<Float>, adjointOf: Bool = false) -> TensorStorage {
+    func packWeights(_ weight: UnsafePointer<Float>) -> TensorStorage {
+        pack { o, c, tap in weight[(o * inChannels + c) * taps + tap] }
+    }
+
+    /// Packs this adjoint's kernel from the weights of `forward`, the convolution whose input
+    /// gradient (phase (a, b)) it computes: forward taps (a + s i, b + s j), transposed and flipped.
+    func packAdjointWeights(_ weight: UnsafePointer<Float>, of forward: GridConv, phase a: Int = 0, _ b: Int = 0) -> TensorStorage {
+        let s = forward.stride, fkh = forward.kernelH, fkw = forward.kernelW
+        return pack { o, c, tap in
+            let (i, j) = tap.quotientAndRemainder(dividingBy: kernelW)
+            let ky = a + s * (kernelH - 1 - i), kx = b + s * (kernelW - 1 - j)
+            return weight[((c * outChannels + o) * fkh + ky) * fkw + kx]
+        }
+    }
+
+    private func pack(_ value: (_ out: Int, _ in: Int, _ tap: Int) -> Float) -> TensorStorage {
         let block = blockChannels, t = taps
         let packed = TensorStorage(zeros: outBlocks * block * inChannels * t)
         for o in 0..<outChannels {
             let (b, k) = o.quotientAndRemainder(dividingBy: block)
             for c in 0..<inChannels {
                 let dst = packed.pointer + ((b * inChannels + c) * t) * block + k
-                if adjointOf {
-                    // Forward weight [c][o][t] (its out channel c, in channel o), taps reversed.
-                    let src = weight + (c * outChannels + o) * t
-                    for tap in 0..<t { dst[tap * block] = src[t - 1 - tap] }
-                } else {
-                    let src = weight + (o * inChannels + c) * t
-                    for tap in 0..<t { dst[tap * block] = src[tap] }
-                }
+                for tap in 0..<t { dst[tap * block] = value(o, c, tap) }
             }
         }
         return packed
     }
 
-    /// Copies image planes [channels, height, width] into the interior of zeroed padded planes.
+    /// Copies image planes [channels, height, width] into the interior of zeroed padded planes
+    /// (split into phases when strided).
     private func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
         for c in 0..<inChannels {
-            let plane = dst + c * planeStride + padH * rowStride + padW
             let source = src + c * height * width
-            for y in 0..<height { (plane + y * rowStride).update(from: source + y * width, count: width) }
+            if stride == 1 {
+                let plane = dst + c * planeStride + padH * rowStride + padW
+                for y in 0..<height { (plane + y * rowStride).update(from: source + y * width, count: width) }
+                continue
+            }
+            for y in 0..<height {
+                let (yq, a) = (y + padH).quotientAndRemainder(dividingBy: stride)
+                let row = source + y * width
+                for b in 0..<stride {
+                    // Columns x with (x + padW) % stride == b land in phase (a, b).
+                    let x0 = ((b - padW) % stride + stride) % stride
+                    guard x0 < width else { continue }
+                    let out = dst + c * planeStride + (a * stride + b) * phaseStride + yq * rowStride + (x0 + padW) / stride
+                    var x = x0, j = 0
+                    while x < width { out[j] = row[x]; x += stride; j += 1 }
+                }
+            }
         }
     }
 
@@ -103,6 +146,45 @@ struct GridConv {
                     for y in 0..<ho {
                         let s = grid.pointer + o * px + y * rs, d = dst + (o * ho + y) * wo
                         if shift == 0 { d.update(from: s, count: wo) } else { for x in 0..<wo { d[x] = s[x] + shift } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the input gradient [batch, inChannels, height, width] for `outputGradient`.
+    func inputGradient(_ outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>, batch: Int,
+                       into gradient: UnsafeMutablePointer<Float>) {
+        if stride == 1 {
+            // The full correlation, cropped to the unpadded input by reduced padding.
+            let adjoint = GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
+                                   kernelH: kernelH, kernelW: kernelW, padH: kernelH - 1 - padH, padW: kernelW - 1 - padW)
+            let packed = adjoint.packAdjointWeights(weight, of: self)
+            adjoint.forward(outputGradient, batch: batch, packedWeights: packed.pointer, bias: nil, output: gradient)
+            return
+        }
+        gradient.update(repeating: 0, count: batch * inChannels * height * width)
+        for a in 0..<stride {
+            for b in 0..<stride {
+                guard let adjoint = adjoint(phase: a, b) else { continue }
+                let packed = adjoint.packAdjointWeights(weight, of: self, phase: a, b)
+                let (ph, pw) = (adjoint.outHeight, adjoint.outWidth)
+                let phase = TensorStorage(uninitializedCount: batch * inChannels * ph * pw)
+                adjoint.forward(outputGradient, batch: batch, packedWeights: packed.pointer, bias: nil, output: phase.pointer)
+                // Input pixel (y, x) is phase pixel ((y + padH) / s, (x + padW) / s).
+                let y0 = ((a - padH) % stride + stride) % stride, x0 = ((b - padW) % stride + stride) % stride
+                parallelFor(batch * inChannels) { planes in
+                    for plane in planes {
+                        let src = phase.pointer + plane * ph * pw, dst = gradient + plane * height * width
+                        for y in Swift.stride(from: y0, to: height, by: stride) {
+                            let row = (y + padH) / stride
+                            guard row < ph else { break }
+                            var x = x0
+                            while x < width, (x + padW) / stride < pw {
+                                dst[y * width + x] = src[row * pw + (x + padW) / stride]
+                                x += stride
+                            }
+                        }
                     }
                 }
             }
