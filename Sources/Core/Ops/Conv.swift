@@ -198,12 +198,20 @@ extension Tensor {
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return Tensor.record(out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
-            if x.isTracked {
+            if x.isTracked, weight.isTracked {
+                let dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
+                if conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
+                                 inputGradient: dx.pointer, weightGradient: dw.pointer) {
+                    grads[0] = dx
+                    grads[1] = dw
+                }
+            }
+            if x.isTracked, grads[0] == nil {
                 let dx = Tensor.uninitialized(x.shape)
                 conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
                 grads[0] = dx
             }
-            if weight.isTracked {
+            if weight.isTracked, grads[1] == nil {
                 let dw = Tensor.uninitialized(weight.shape)
                 conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
                 grads[1] = dw

@@ -120,8 +120,8 @@ struct GridConv {
                     let x0 = ((b - padW) % stride + stride) % stride
                     guard x0 < width else { continue }
                     let out = dst + c * planeStride + (a * stride + b) * phaseStride + yq * rowStride + (x0 + padW) / stride
-                    var x = x0, j = 0
-                    while x < width { out[j] = row[x]; x += stride; j += 1 }
+                    let source = row + x0
+                    for j in 0..<((width - x0 + stride - 1) / stride) { out[j] = source[j * stride] }
                 }
             }
         }
@@ -132,22 +132,93 @@ struct GridConv {
     func forward(_ input: UnsafePointer<Float>, batch: Int, packedWeights: UnsafePointer<Float>,
                  bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
         let offsets = tapOffsets()
-        let (ho, wo, rs, px) = (outHeight, outWidth, rowStride, pixels)
         parallelFor(batch) { images in
             let padded = TensorStorage(zeros: inChannels * planeStride)
-            let grid = TensorStorage(uninitializedCount: outBlocks * blockChannels * px)
+            let grid = TensorStorage(uninitializedCount: outBlocks * blockChannels * pixels)
             for i in images {
                 pad(input + i * inChannels * height * width, into: padded.pointer)
-                pc_conv_grid(padded.pointer, planeStride, Int32(inChannels), packedWeights, Int32(outBlocks),
-                             offsets, Int32(taps), grid.pointer, px, px)
-                let dst = output + i * outChannels * ho * wo
-                for o in 0..<outChannels {
-                    let shift = bias?[o] ?? 0
-                    for y in 0..<ho {
-                        let s = grid.pointer + o * px + y * rs, d = dst + (o * ho + y) * wo
-                        if shift == 0 { d.update(from: s, count: wo) } else { for x in 0..<wo { d[x] = s[x] + shift } }
-                    }
+                convolve(padded.pointer, packedWeights: packedWeights, offsets: offsets, grid: grid.pointer, bias: bias,
+                         into: output + i * outChannels * outHeight * outWidth)
+            }
+        }
+    }
+
+    /// One image: runs the kernel over padded planes into `grid` and copies the valid pixels
+    /// (plus bias) out to `output` [outChannels, outHeight, outWidth].
+    private func convolve(_ padded: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, offsets: [Int],
+                          grid: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?,
+                          into output: UnsafeMutablePointer<Float>) {
+        let (ho, wo, rs, px) = (outHeight, outWidth, rowStride, pixels)
+        pc_conv_grid(padded, planeStride, Int32(inChannels), packedWeights, Int32(outBlocks),
+                     offsets, Int32(taps), grid, px, px)
+        for o in 0..<outChannels {
+            let shift = bias?[o] ?? 0
+            for y in 0..<ho {
+                let s = grid + o * px + y * rs, d = output + (o * ho + y) * wo
+                for x in 0..<wo { d[x] = s[x] + shift }
+            }
+        }
+    }
+
+    /// Both gradients of a stride-1 "same" convolution (2 padding + 1 = kernel) in one pass
+    /// over the batch: the padded output gradient that the input-gradient convolution reads is,
+    /// shifted by (padH, padW), the output gradient on this convolution's grid with zero junk
+    /// columns, which is what the weight-gradient kernel reads. Returns false (doing nothing)
+    /// for other geometries.
+    func backward(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                  batch: Int, inputGradient: UnsafeMutablePointer<Float>,
+                  weightGradient: UnsafeMutablePointer<Float>) -> Bool {
+        guard stride == 1, 2 * padH + 1 == kernelH, 2 * padW + 1 == kernelW else { return false }
+        let adjoint = GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
+                               kernelH: kernelH, kernelW: kernelW, padH: padH, padW: padW)
+        let flipped = adjoint.packAdjointWeights(weight, of: self)
+        let adjointOffsets = adjoint.tapOffsets()
+        let paddedTaps = roundUp(taps, Int(PC_CONV_TAP_BLOCK))
+        let offsets = tapOffsets(count: paddedTaps)
+        let channels = outBlocks * blockChannels
+        let (dStride, dShift, dPixels) = (adjoint.planeStride, padH * rowStride + padW, roundUp(gridPixels, 8))
+        let group = imagesPerGroup(batch: batch, bytesPerImage: (inChannels * planeStride + channels * dStride) * 4)
+        let length = channels * inChannels * paddedTaps
+        let partials = ChunkPartials(length: length)
+        parallelFor((batch + group - 1) / group) { range in
+            let sum = partials.make(for: range.lowerBound)
+            let padded = TensorStorage(zeros: group * inChannels * planeStride)
+            let dPadded = TensorStorage(zeros: group * channels * dStride)
+            let grid = TensorStorage(uninitializedCount: adjoint.outBlocks * blockChannels * adjoint.pixels)
+            for g in range {
+                let first = g * group, count = min(group, batch - first)
+                for j in 0..<count {
+                    let i = first + j
+                    pad(input + i * inChannels * height * width, into: padded.pointer + j * inChannels * planeStride)
+                    let d = dPadded.pointer + j * channels * dStride
+                    adjoint.pad(outputGradient + i * outChannels * outHeight * outWidth, into: d)
+                    adjoint.convolve(d, packedWeights: flipped.pointer, offsets: adjointOffsets, grid: grid.pointer,
+                                     bias: nil, into: inputGradient + i * inChannels * height * width)
                 }
+                pc_conv_grid_weight_grad(padded.pointer, planeStride, inChannels * planeStride, Int32(inChannels),
+                                         dPadded.pointer + dShift, dStride, channels * dStride, Int32(channels),
+                                         Int32(count), dPixels, offsets, Int32(paddedTaps), sum)
+            }
+        }
+        unpackWeightGradient(partials, paddedTaps: paddedTaps, into: weightGradient)
+        return true
+    }
+
+    /// Images per weight-gradient kernel call: enough to amortise its final reductions, few
+    /// enough that their planes stay in L2 while every (output block, input channel) pair
+    /// reads them.
+    private func imagesPerGroup(batch: Int, bytesPerImage: Int) -> Int {
+        max(1, min(batch, 393_216 / bytesPerImage))
+    }
+
+    /// Sums the per-chunk [paddedOut][inChannels][paddedTaps] gradients into [out, in, kh, kw].
+    private func unpackWeightGradient(_ partials: ChunkPartials, paddedTaps: Int, into gradient: UnsafeMutablePointer<Float>) {
+        let total = TensorStorage(uninitializedCount: partials.length)
+        partials.sum(into: total.pointer)
+        for o in 0..<outChannels {
+            for c in 0..<inChannels {
+                (gradient + (o * inChannels + c) * taps)
+                    .update(from: total.pointer + (o * inChannels + c) * paddedTaps, count: taps)
             }
         }
     }
@@ -176,14 +247,14 @@ struct GridConv {
                 parallelFor(batch * inChannels) { planes in
                     for plane in planes {
                         let src = phase.pointer + plane * ph * pw, dst = gradient + plane * height * width
+                        let column = (x0 + padW) / stride
+                        let count = min((width - x0 + stride - 1) / stride, pw - column)
+                        guard count > 0 else { continue }
                         for y in Swift.stride(from: y0, to: height, by: stride) {
                             let row = (y + padH) / stride
                             guard row < ph else { break }
-                            var x = x0
-                            while x < width, (x + padW) / stride < pw {
-                                dst[y * width + x] = src[row * pw + (x + padW) / stride]
-                                x += stride
-                            }
+                            let from = src + row * pw + column, to = dst + y * width + x0
+                            for j in 0..<count { to[j * stride] = from[j] }
                         }
                     }
                 }
@@ -200,10 +271,7 @@ struct GridConv {
         let channels = outBlocks * blockChannels
         let dPixels = roundUp(gridPixels, 8)
         let (ho, wo, rs) = (outHeight, outWidth, rowStride)
-        // Images per kernel call: enough to amortise the final reductions, few enough that
-        // their planes stay in L2 while every (output block, input channel) pair reads them.
-        let bytesPerImage = (inChannels * planeStride + channels * dPixels) * 4
-        let group = max(1, min(batch, 393_216 / bytesPerImage))
+        let group = imagesPerGroup(batch: batch, bytesPerImage: (inChannels * planeStride + channels * dPixels) * 4)
         let groups = (batch + group - 1) / group
         let length = channels * inChannels * paddedTaps
         let partials = ChunkPartials(length: length)
@@ -227,14 +295,7 @@ struct GridConv {
                                          Int32(count), dPixels, offsets, Int32(paddedTaps), sum)
             }
         }
-        let total = TensorStorage(uninitializedCount: length)
-        partials.sum(into: total.pointer)
-        for o in 0..<outChannels {
-            for c in 0..<inChannels {
-                (gradient + (o * inChannels + c) * taps)
-                    .update(from: total.pointer + (o * inChannels + c) * paddedTaps, count: taps)
-            }
-        }
+        unpackWeightGradient(partials, paddedTaps: paddedTaps, into: gradient)
     }
 }
 
