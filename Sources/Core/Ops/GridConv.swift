@@ -120,8 +120,9 @@ struct GridConv {
                     let x0 = ((b - padW) % stride + stride) % stride
                     guard x0 < width else { continue }
                     let out = dst + c * planeStride + (a * stride + b) * phaseStride + yq * rowStride + (x0 + padW) / stride
-                    let source = row + x0
-                    for j in 0..<((width - x0 + stride - 1) / stride) { out[j] = source[j * stride] }
+                    let source = row + x0, count = (width - x0 + stride - 1) / stride
+                    if stride == 2 { gatherEven(source, into: out, count: count); continue }
+                    for j in 0..<count { out[j] = source[j * stride] }
                 }
             }
         }

@@ -88,14 +88,14 @@ extension Tensor {
                     let scale = gamma.pointer[channel] * invStd
                     if training {
                         // Batch statistics depend on every input: dx = scale * (g - mean(g) - xhat * mean(g * xhat)).
+                        // As an affine map of (g, x): dx = scale * g + slope * x + offset.
                         let meanG = dBeta / count, meanGX = dGamma / count
+                        let slope = -scale * invStd * meanGX
+                        let shift = -scale * meanG - slope * mu
                         for b in 0..<n {
                             let offset = (b * c + channel) * inner
-                            let gp = g.pointer + offset, xp = x.pointer + offset, d = dx.pointer + offset
-                            for i in 0..<inner {
-                                let xhat = (xp[i] - mu) * invStd
-                                d[i] = scale * (gp[i] - meanG - xhat * meanGX)
-                            }
+                            affineCombination(g.pointer + offset, scale, x.pointer + offset, slope, shift,
+                                              into: dx.pointer + offset, count: inner)
                         }
                     } else {
                         for b in 0..<n {
@@ -155,6 +155,16 @@ private func laneSums(_ p: UnsafePointer<Float>, _ count: Int, mean: Float?) -> 
     var total = sums.sum()
     while i < count { total += p[i]; i += 1 }
     return (total, 0)
+}
+
+/// d[i] = a * u[i] + b * v[i] + c.
+@inline(__always)
+private func affineCombination(_ u: UnsafePointer<Float>, _ a: Float, _ v: UnsafePointer<Float>, _ b: Float, _ c: Float,
+                               into d: UnsafeMutablePointer<Float>, count: Int) {
+    let (va, vb, vc) = (Vector(repeating: a), Vector(repeating: b), Vector(repeating: c))
+    var i = 0
+    while i + 8 <= count { store(load(u + i) * va + load(v + i) * vb + vc, d + i); i += 8 }
+    while i < count { d[i] = a * u[i] + b * v[i] + c; i += 1 }
 }
 
 /// sum(g) and sum(g * (x - mean)) over one plane.
