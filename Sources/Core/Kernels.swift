@@ -28,6 +28,15 @@ public func elementwise(_ n: Int, _ body: (Int, Int) -> Void) {
     }
 }
 
+/// dst[i] = src[i] for i < n: for the short rows of image planes, where a call to memmove
+/// costs more than the copy.
+@inlinable
+public func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count n: Int) {
+    var i = 0
+    while i + 8 <= n { store(load(src + i), dst + i); i += 8 }
+    while i < n { dst[i] = src[i]; i += 1 }
+}
+
 /// dst[i] += src[i] for i < n.
 @inlinable
 public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count n: Int) {

@@ -105,24 +105,28 @@ struct GridConv {
     /// Copies image planes [channels, height, width] into the interior of zeroed padded planes
     /// (split into phases when strided).
     private func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
-        for c in 0..<inChannels {
-            let source = src + c * height * width
-            if stride == 1 {
-                let plane = dst + c * planeStride + padH * rowStride + padW
-                for y in 0..<height { (plane + y * rowStride).update(from: source + y * width, count: width) }
-                continue
+        if stride == 1 {
+            for c in 0..<inChannels {
+                var from = src + c * height * width
+                var to = dst + c * planeStride + padH * rowStride + padW
+                for _ in 0..<height { copyFloats(from, to, count: width); from += width; to += rowStride }
             }
+            return
+        }
+        // Columns x0, x0 + s, ... (those with (x + padW) % s == b) go to phase column b.
+        let phases = (0..<stride).map { b -> (first: Int, count: Int, column: Int) in
+            let first = ((b - padW) % stride + stride) % stride
+            return (first, max(0, (width - first + stride - 1) / stride), (first + padW) / stride)
+        }
+        for c in 0..<inChannels {
+            let source = src + c * height * width, plane = dst + c * planeStride
             for y in 0..<height {
                 let (yq, a) = (y + padH).quotientAndRemainder(dividingBy: stride)
-                let row = source + y * width
-                for b in 0..<stride {
-                    // Columns x with (x + padW) % stride == b land in phase (a, b).
-                    let x0 = ((b - padW) % stride + stride) % stride
-                    guard x0 < width else { continue }
-                    let out = dst + c * planeStride + (a * stride + b) * phaseStride + yq * rowStride + (x0 + padW) / stride
-                    let source = row + x0, count = (width - x0 + stride - 1) / stride
-                    if stride == 2 { gatherEven(source, into: out, count: count); continue }
-                    for j in 0..<count { out[j] = source[j * stride] }
+                let row = source + y * width, phaseRow = plane + a * stride * phaseStride + yq * rowStride
+                for (b, phase) in phases.enumerated() where phase.count > 0 {
+                    let from = row + phase.first, to = phaseRow + b * phaseStride + phase.column
+                    if stride == 2 { gatherEven(from, into: to, count: phase.count); continue }
+                    for j in 0..<phase.count { to[j] = from[j * stride] }
                 }
             }
         }
@@ -156,7 +160,7 @@ struct GridConv {
             let shift = bias?[o] ?? 0
             for y in 0..<ho {
                 let s = grid + o * px + y * rs, d = output + (o * ho + y) * wo
-                for x in 0..<wo { d[x] = s[x] + shift }
+                if shift == 0 { copyFloats(s, d, count: wo) } else { for x in 0..<wo { d[x] = s[x] + shift } }
             }
         }
     }
@@ -288,7 +292,7 @@ struct GridConv {
                     let src = outputGradient + i * outChannels * ho * wo
                     let dst = dGrid.pointer + j * channels * dPixels
                     for o in 0..<outChannels {
-                        for y in 0..<ho { (dst + o * dPixels + y * rs).update(from: src + (o * ho + y) * wo, count: wo) }
+                        for y in 0..<ho { copyFloats(src + (o * ho + y) * wo, dst + o * dPixels + y * rs, count: wo) }
                     }
                 }
                 pc_conv_grid_weight_grad(padded.pointer, planeStride, inChannels * planeStride, Int32(inChannels),
