@@ -18,6 +18,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Stride of the ResNet stem convolution, 1 or 2 (default: the task's recipe).")
     var stemStride: Int?
 
+    @Flag(inversion: .prefixedNo, help: "Max-pool the ResNet stem's output 2x2 (default: the task's recipe).")
+    var stemPool: Bool?
+
     @Option(help: ArgumentHelp("Channels per backbone stage, e.g. 32,64,128 (default: the backbone's).", valueName: "C1,C2,..."),
             transform: { text in
                 let values = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -82,6 +85,7 @@ struct TrainArguments: ParsableArguments {
         var r = base
         if let backbone { r.backbone = backbone }
         if let stemStride { r.stemStride = stemStride }
+        if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
         if let pooling { r.pooling = pooling == "max" ? .globalMax : .global }
         if let epochs { r.options.epochs = epochs }
@@ -174,14 +178,15 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
             throw DatasetError(resume, "is not a resumable training checkpoint (`train` writes one to MODEL.last.h5)")
         }
         if args.recipe(Recipe(backbone: "", stemStride: 0, options: options, labelSmoothing: 0)).options != options
-            || args.backbone != nil || args.stemStride != nil || args.widths != nil || args.pooling != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
+            || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil {
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
         configuration = saved
     } else {
         let stats = try channelStatistics(dataset)
         configuration = try makeConfiguration(task: task, dataset: dataset, backbone: recipe.backbone, stemStride: recipe.stemStride,
+                                              stemPool: recipe.stemPool,
                                               widths: recipe.widths, pooling: recipe.pooling, outputs: outputs, loss: loss,
                                               labelSmoothing: recipe.labelSmoothing, mean: stats.mean, std: stats.std)
     }
@@ -199,7 +204,7 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
         DataLoader($0, batchSize: 256, shuffle: false, mean: stats.mean, std: stats.std)
     }
     FileHandle.standardError.write(Data(("training \(task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
-        + "\(outputs) classes, \(configuration.backbone.kind) backbone widths \(configuration.backbone.widths) stem stride \(configuration.backbone.stemStride), \(model.parameterCount) parameters, "
+        + "\(outputs) classes, \(configuration.backbone.kind) backbone widths \(configuration.backbone.widths) stem stride \(configuration.backbone.stemStride)\(configuration.backbone.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer) lr \(recipe.options.peakLearningRate), "
         + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads\n").utf8))
     let trainer = Trainer(model: model, objective: makeObjective(configuration), train: loader, validation: validationLoader,

@@ -27,6 +27,12 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
     public var blocks: [Int]
     /// Stride of the ResNet stem convolution (2 halves the cost of every later layer).
     public var stemStride: Int
+    /// A 2x2 max pool between the ResNet stem convolution and its batch norm: downsamples as a
+    /// stride-2 stem does, but from features computed at every input pixel (nil: none).
+    public var stemPool: Bool?
+
+    /// Whether the ResNet stem max-pools.
+    public var poolsStem: Bool { stemPool ?? false }
 
     public init(kind: String, inputChannels: Int, widths: [Int], blocks: [Int] = [], stemStride: Int = 1) {
         self.kind = kind; self.inputChannels = inputChannels; self.widths = widths
@@ -128,8 +134,9 @@ public final class ResNetStage: Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor { blocks.reduce(x) { $1($0) } }
 }
 
-/// Small-image ResNet (He et al. 2016, CIFAR variant): stem conv3x3 + BN + ReLU, then stages of
-/// basic blocks, every stage after the first halving the resolution.
+/// Small-image ResNet (He et al. 2016, CIFAR variant): stem conv3x3 (optionally strided or
+/// followed by a 2x2 max pool) + BN + ReLU, then stages of basic blocks, every stage after the
+/// first halving the resolution.
 public final class ResNet: Backbone {
     public let stem: Conv2D, stemNorm: BatchNorm2D
     public let stages: [ResNetStage]
@@ -155,10 +162,14 @@ public final class ResNet: Backbone {
     }
 
     public var outChannels: Int { configuration.widths.last! }
-    public var outStride: Int { configuration.stemStride << (configuration.widths.count - 1) }
+    public var outStride: Int {
+        configuration.stemStride * (configuration.poolsStem ? 2 : 1) << (configuration.widths.count - 1)
+    }
 
     public func featureMaps(_ x: Tensor) -> [Tensor] {
-        var h = stemNorm(stem(x)).relu()
+        var h = stem(x)
+        if configuration.poolsStem { h = h.maxPool2D(kernel: 2, stride: 2, padding: 0) }
+        h = stemNorm(h).relu()
         var maps: [Tensor] = []
         for stage in stages {
             h = stage(h)

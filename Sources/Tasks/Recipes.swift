@@ -6,6 +6,8 @@ import Foundation
 public struct Recipe: Sendable {
     public var backbone: String
     public var stemStride: Int
+    /// Max-pool the stem's output 2x2 (see `BackboneConfiguration.stemPool`).
+    public var stemPool = false
     /// Channels per stage, overriding the backbone preset's.
     public var widths: [Int]? = nil
     /// How ResNet heads pool the last feature map (average or max).
@@ -66,11 +68,12 @@ public func channelStatistics(_ dataset: ImageDataset, limit: Int = 10_000) thro
 
 /// A model configuration for `dataset` with the named backbone preset.
 public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone name: String, stemStride: Int,
-                              widths: [Int]? = nil, pooling: Pooling = .global, outputs: Int, loss: String, labelSmoothing: Float,
+                              stemPool: Bool = false, widths: [Int]? = nil, pooling: Pooling = .global, outputs: Int, loss: String, labelSmoothing: Float,
                               mean: [Float], std: [Float]) throws -> ModelConfiguration {
     guard var backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
         throw ModelError("unknown backbone '\(name)' (known: \(BackboneConfiguration.presetNames.joined(separator: ", ")))")
     }
+    if stemPool { backbone.stemPool = true }
     if let widths {
         guard widths.count == backbone.widths.count, widths.allSatisfy({ $0 > 0 }) else {
             throw ModelError("--widths needs \(backbone.widths.count) positive channel counts for \(name), got \(widths)")

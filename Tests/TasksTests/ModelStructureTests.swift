@@ -58,4 +58,23 @@ final class ModelStructureTests: XCTestCase {
                            residual ? "residual model" : "plain model with a hidden layer")
         }
     }
+
+    /// The pooled stem downsamples like a stride-2 stem; configurations written before the
+    /// option existed still decode (as no pooling).
+    func testStemPoolHalvesTheStemAndOldConfigurationsDecode() throws {
+        var pooled = BackboneConfiguration(kind: "resnet", inputChannels: 1, widths: [4, 8], blocks: [1, 1])
+        pooled.stemPool = true
+        var rng = SeededGenerator(seed: 5)
+        let backbone = try pooled.make(using: &rng)
+        let x = Tensor.randomNormal([2, 1, 12, 10], using: &rng)
+        XCTAssertEqual(backbone.featureMaps(x).map(\.shape), [[2, 4, 6, 5], [2, 8, 3, 3]])
+        XCTAssertEqual(backbone.outStride, 4)
+
+        let json = try JSONEncoder().encode(pooled)
+        XCTAssertEqual(try JSONDecoder().decode(BackboneConfiguration.self, from: json), pooled)
+        let old = #"{"kind":"resnet","inputChannels":1,"widths":[4,8],"blocks":[1,1],"stemStride":2}"#
+        let decoded = try JSONDecoder().decode(BackboneConfiguration.self, from: Data(old.utf8))
+        XCTAssertFalse(decoded.poolsStem)
+        XCTAssertEqual(decoded.stemStride, 2)
+    }
 }
