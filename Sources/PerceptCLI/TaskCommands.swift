@@ -31,7 +31,7 @@ struct TrainArguments: ParsableArguments {
             })
     var widths: [Int]?
 
-    @Option(help: "Head pooling for ResNet backbones: average or max over positions (default: the task's recipe).")
+    @Option(help: "Head pooling for ResNet backbones: average or max of features over positions, or score-max (score every position, keep each output's maximum) (default: the task's recipe).")
     var pooling: String?
 
     @Option(help: "Epochs (default: the task's recipe).")
@@ -69,7 +69,9 @@ struct TrainArguments: ParsableArguments {
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let pooling, pooling != "average" && pooling != "max" { throw ValidationError("--pooling must be average or max, got '\(pooling)'") }
+        if let pooling, !["average", "max", "score-max"].contains(pooling) {
+            throw ValidationError("--pooling must be average, max or score-max, got '\(pooling)'")
+        }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
         if let optimizer, !["sgd", "adam", "adamw"].contains(optimizer) {
             throw ValidationError("--optimizer must be sgd, adam or adamw, got '\(optimizer)'")
@@ -87,7 +89,7 @@ struct TrainArguments: ParsableArguments {
         if let stemStride { r.stemStride = stemStride }
         if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
-        if let pooling { r.pooling = pooling == "max" ? .globalMax : .global }
+        if let pooling { r.pooling = ["max": .globalMax, "score-max": .scoreMax][pooling] ?? .global }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
         if let lr { r.options.learningRate = lr }

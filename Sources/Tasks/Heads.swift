@@ -8,6 +8,11 @@ public enum Pooling: String, Codable, Sendable {
     case flatten
     /// Global max pool: "is it anywhere in the image", for tags of small objects.
     case globalMax = "global_max"
+    /// The head's layers applied at every position (as 1x1 convolutions), then each output's
+    /// maximum over positions: a window classifier run fully convolutionally, scoring "this
+    /// item is somewhere" from the features of one place rather than from per-channel maxima
+    /// that several items may have contributed to.
+    case scoreMax = "score_max"
 }
 
 /// Everything needed to rebuild a head: saved as JSON inside model files.
@@ -53,11 +58,28 @@ public final class VectorHead: Layer {
         case .global: h = x.globalAveragePool()
         case .globalMax: h = x.globalMaxPool()
         case .flatten: h = x.flattened()
+        case .scoreMax: return positionScores(x).globalMaxPool()
         }
         checkShape(h.shape[1] == configuration.inFeatures,
                    "head expects \(configuration.inFeatures) features, got \(h.shape) from \(x.shape)")
         if let hiddenLayer { h = hiddenLayer(h).relu() }
         if let dropout { h = dropout(h) }
         return output(h)
+    }
+
+    /// The head's layers at every position of [N, C, H, W]: [N, outputs, H, W].
+    public func positionScores(_ x: Tensor) -> Tensor {
+        checkShape(x.rank == 4 && x.shape[1] == configuration.inFeatures,
+                   "head expects \(configuration.inFeatures) channels, got \(x.shape)")
+        var h = x
+        if let hiddenLayer { h = pointwise(hiddenLayer, h).relu() }
+        if let dropout { h = dropout(h) }
+        return pointwise(output, h)
+    }
+
+    /// A linear layer as a 1x1 convolution (the same weights).
+    private func pointwise(_ layer: Linear, _ x: Tensor) -> Tensor {
+        let w = layer.weight.tensor
+        return x.conv2D(w.reshaped([w.shape[0], w.shape[1], 1, 1]), bias: layer.bias?.tensor)
     }
 }

@@ -77,4 +77,28 @@ final class ModelStructureTests: XCTestCase {
         XCTAssertFalse(decoded.poolsStem)
         XCTAssertEqual(decoded.stemStride, 2)
     }
+
+    /// Score-max pooling scores every position with the head's linear layer and keeps each
+    /// output's maximum: checked against the same sums written out.
+    func testScoreMaxHeadTakesTheBestPositionPerOutput() throws {
+        var rng = SeededGenerator(seed: 12)
+        let head = VectorHead(HeadConfiguration(pooling: .scoreMax, inFeatures: 3, outputs: 2), seed: 0, using: &rng)
+        let x = Tensor.randomNormal([2, 3, 2, 3], using: &rng)
+        let logits = head(x)
+        XCTAssertEqual(logits.shape, [2, 2])
+        let w = head.output.weight.tensor.scalars, b = head.output.bias!.tensor.scalars, xs = x.scalars
+        for n in 0..<2 {
+            for o in 0..<2 {
+                var best = -Float.infinity
+                for p in 0..<6 {
+                    var s = b[o]
+                    for c in 0..<3 { s += w[o * 3 + c] * xs[(n * 3 + c) * 6 + p] }
+                    best = max(best, s)
+                }
+                XCTAssertEqual(logits.scalars[n * 2 + o], best, accuracy: 1e-5)
+            }
+        }
+        let json = try JSONEncoder().encode(head.configuration)
+        XCTAssertTrue(String(decoding: json, as: UTF8.self).contains("score_max"))
+    }
 }
