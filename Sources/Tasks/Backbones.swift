@@ -121,7 +121,7 @@ public final class BasicBlock: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = bn2(conv2(bn1(conv1(x)).relu()))
+        let y = bn2(conv2(bn1(conv1(x), relu: true)))
         let shortcut = projection.map { projectionNorm!($0(x)) } ?? x
         return (y + shortcut).relu()
     }
@@ -169,7 +169,7 @@ public final class ResNet: Backbone {
     public func featureMaps(_ x: Tensor) -> [Tensor] {
         var h = stem(x)
         if configuration.poolsStem { h = h.maxPool2D(kernel: 2, stride: 2, padding: 0) }
-        h = stemNorm(h).relu()
+        h = stemNorm(h, relu: true)
         var maps: [Tensor] = []
         for stage in stages {
             h = stage(h)

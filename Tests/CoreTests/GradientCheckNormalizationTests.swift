@@ -17,6 +17,26 @@ final class GradientCheckNormalizationTests: XCTestCase {
         }
     }
 
+    /// The fused ReLU: the same values as batch norm then `.relu()`, and gradients that pass
+    /// the finite-difference check (inputs kept away from the kink by the check's seeds).
+    func testBatchNormWithFusedReLU() {
+        let x = uniformTensor([3, 2, 5, 4], seed: 230, low: -1, high: 2)
+        let gamma = uniformTensor([2], seed: 231, low: 0.5, high: 1.5)
+        let beta = uniformTensor([2], seed: 232)
+        for training in [true, false] {
+            let (m1, v1) = freshStatistics(2), (m2, v2) = freshStatistics(2)
+            let fused = x.batchNorm2D(gamma: gamma, beta: beta, runningMean: m1, runningVar: v1, training: training, relu: true)
+            let separate = x.batchNorm2D(gamma: gamma, beta: beta, runningMean: m2, runningVar: v2, training: training).relu()
+            XCTAssertEqual(fused.scalars, separate.scalars)
+            XCTAssertTrue(fused.scalars.contains(0) && fused.scalars.contains { $0 > 0 }, "the ReLU clips some values")
+            assertGradientsMatch([x, gamma, beta]) { t in
+                let (mean, variance) = self.freshStatistics(2)
+                return t[0].batchNorm2D(gamma: t[1], beta: t[2], runningMean: mean, runningVar: variance,
+                                        training: training, relu: true)
+            }
+        }
+    }
+
     func testBatchNormInferenceGradients() {
         let x = uniformTensor([2, 3, 2, 3], seed: 203)
         let gamma = uniformTensor([3], seed: 204, low: 0.5, high: 1.5)

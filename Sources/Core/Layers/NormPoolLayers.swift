@@ -17,12 +17,14 @@ public final class BatchNorm2D: Layer, ModeDependent {
         self.epsilon = epsilon
     }
 
-    /// [N, C, H, W] -> [N, C, H, W].
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// [N, C, H, W] -> [N, C, H, W]; `relu: true` fuses a following ReLU.
+    public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         x.batchNorm2D(gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean,
                       runningVar: runningVariance, momentum: momentum, epsilon: epsilon,
-                      training: mode == .training)
+                      training: mode == .training, relu: relu)
     }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, relu: false) }
 }
 
 /// Max pooling over NCHW input.

@@ -64,12 +64,15 @@ extension Tensor {
         let out = Tensor.uninitialized(shape)
         let x = pointer, y = out.pointer
         elementwise(count) { start, n in reluForward(x + start, into: y + start, count: n) }
-        return Tensor.record(out, inputs: [self]) { g in
-            let dx = Tensor.uninitialized(g.shape)
-            let y = out.pointer, gp = g.pointer, d = dx.pointer
-            elementwise(g.count) { start, n in reluBackward(output: y + start, gradient: gp + start, into: d + start, count: n) }
-            return [dx]
-        }
+        return Tensor.record(out, inputs: [self]) { g in [g.maskedBy(positive: out)] }
+    }
+
+    /// This gradient where `output` > 0 and zero elsewhere: the ReLU pullback given its output.
+    func maskedBy(positive output: Tensor) -> Tensor {
+        let dx = Tensor.uninitialized(shape)
+        let y = output.pointer, gp = pointer, d = dx.pointer
+        elementwise(count) { start, n in reluBackward(output: y + start, gradient: gp + start, into: d + start, count: n) }
+        return dx
     }
 
     /// x for x > 0, slope * x otherwise.

@@ -13,8 +13,11 @@ extension Tensor {
     /// (unbiased variance there, as PyTorch does). The Buffer objects are updated; tensors read
     /// from them earlier keep their old values. Inference normalises with the running statistics
     /// and leaves the buffers alone. Gradients flow to the input, gamma and beta.
+    ///
+    /// `relu: true` applies ReLU to the result in the same pass (and its pullback inside this
+    /// one): the same values and gradients as `.relu()` after it, without the extra tensor.
     public func batchNorm2D(gamma: Tensor, beta: Tensor, runningMean: Buffer, runningVar: Buffer,
-                            momentum: Float = 0.1, epsilon: Float = 1e-5, training: Bool) -> Tensor {
+                            momentum: Float = 0.1, epsilon: Float = 1e-5, training: Bool, relu: Bool = false) -> Tensor {
         checkShape(rank == 4 || rank == 2, "batchNorm2D: input \(shape) is neither [N, C, H, W] nor [N, C]")
         let (n, c) = (shape[0], shape[1])
         let inner = rank == 4 ? shape[2] * shape[3] : 1
@@ -62,11 +65,17 @@ extension Tensor {
                 let scale = gamma.pointer[channel] * inverseStd.pointer[channel]
                 let shift = beta.pointer[channel] - mean.pointer[channel] * scale
                 let src = x.pointer + plane * inner, dst = out.pointer + plane * inner
-                for i in 0..<inner { dst[i] = src[i] * scale + shift }
+                if relu {
+                    for i in 0..<inner { dst[i] = Swift.max(src[i] * scale + shift, 0) }
+                } else {
+                    for i in 0..<inner { dst[i] = src[i] * scale + shift }
+                }
             }
         }
 
-        return Tensor.record(out, inputs: [x, gamma, beta]) { g in
+        return Tensor.record(out, inputs: [x, gamma, beta]) { outputGradient in
+            // Through the fused ReLU first: zero where the output was clipped.
+            let g = relu ? outputGradient.maskedBy(positive: out) : outputGradient
             let gammaGrad = Tensor.uninitialized([c]), betaGrad = Tensor.uninitialized([c])
             let dx = x.isTracked ? Tensor.uninitialized(x.shape) : nil
             let count = Float(valuesPerChannel)
