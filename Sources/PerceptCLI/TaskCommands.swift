@@ -40,7 +40,7 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Mini-batch size (default: 128).")
     var batch: Int?
 
-    @Option(help: "Peak learning rate (default: 0.1 for sgd, 0.002 for adam/adamw).")
+    @Option(help: "Peak learning rate (default: the task's recipe for sgd, 0.002 for adam/adamw).")
     var lr: Float?
 
     @Option(help: "Optimizer: sgd (Nesterov momentum 0.9), adam or adamw.")
@@ -92,8 +92,12 @@ struct TrainArguments: ParsableArguments {
         if let pooling { r.pooling = ["max": .globalMax, "score-max": .scoreMax][pooling] ?? .global }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
+        if let optimizer, optimizer != r.options.optimizer {
+            // The recipe's learning rate is tuned for its optimizer; another one gets its own default.
+            r.options.optimizer = optimizer
+            r.options.learningRate = nil
+        }
         if let lr { r.options.learningRate = lr }
-        if let optimizer { r.options.optimizer = optimizer }
         if let weightDecay { r.options.weightDecay = weightDecay }
         if let augment { r.options.augment = augment }
         if let seed { r.options.seed = seed }
