@@ -98,7 +98,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.standardError)
         let options = ["--data", "--val", "--backbone", "--stem-stride", "--epochs", "--batch", "--lr", "--optimizer",
                        "--weight-decay", "--augment", "--no-augment", "--seed", "--threads", "--resume", "--output",
-                       "--loss", "--label-smoothing"]
+                       "--loss", "--label-smoothing", "--stem-pool", "--no-stem-pool", "--widths", "--pooling"]
         for option in options {
             XCTAssertTrue(result.standardOutput.contains(option), "`classify train --help` does not mention \(option)")
         }
@@ -193,5 +193,22 @@ final class CLITests: XCTestCase {
                                      "--min-items", "3", "--max-items", "2"])
         XCTAssertNotEqual(badOption.status, 0)
         XCTAssertTrue(badOption.standardError.contains("--max-items"), badOption.standardError)
+    }
+
+    /// The recipe's learning rate belongs to its optimizer: the tagging recipe trains SGD at
+    /// 0.5, and choosing Adam instead falls back to Adam's own default rather than 0.5.
+    func testChangingTheOptimizerDropsTheRecipeLearningRate() throws {
+        let scratch = Scratch()
+        try writeDataset(scratch.file("items.h5"))
+        let canvases = scratch.file("canvases.h5")
+        let composed = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", canvases, "--count", "8",
+                                    "--size", "16x16", "--seed", "1", "--quiet"])
+        XCTAssertEqual(composed.status, 0, composed.standardError)
+        let sgd = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "-o", scratch.file("sgd.h5")])
+        XCTAssertEqual(sgd.status, 0, sgd.standardError)
+        XCTAssertTrue((sgd.standardOutput + sgd.standardError).contains("sgd lr 0.5,"), sgd.standardOutput + sgd.standardError)
+        let adam = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "--optimizer", "adam", "-o", scratch.file("adam.h5")])
+        XCTAssertEqual(adam.status, 0, adam.standardError)
+        XCTAssertTrue((adam.standardOutput + adam.standardError).contains("adam lr 0.002,"), adam.standardOutput + adam.standardError)
     }
 }
