@@ -36,6 +36,7 @@ public struct Recipe: Sendable {
     /// global max pooling asks "is this item anywhere" (measured: mAP 0.78 against 0.62 for
     /// average pooling after 4 epochs). A high peak learning rate trains much faster here
     /// (validation mAP after 10 epochs: 0.865 at 0.1, 0.887 at 0.2, 0.911 at 0.4, 0.915 at 0.8).
+    /// Batch 64 learns a little more per epoch (0.918 at 0.25) but runs about 20% slower.
     public static var tagging: Recipe {
         var o = TrainingOptions()
         o.epochs = 40; o.batchSize = 128; o.optimizer = "sgd"; o.learningRate = 0.5
