@@ -72,6 +72,14 @@ struct GridConv {
                         kernelH: rows, kernelW: cols, padH: rows - 1, padW: cols - 1)
     }
 
+    /// At stride 1, the convolution of the output gradient that yields the input gradient: the
+    /// full correlation, cropped to the unpadded input by reduced padding (for "same"
+    /// convolutions the padding is unchanged).
+    var stride1Adjoint: GridConv {
+        GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
+                 kernelH: kernelH, kernelW: kernelW, padH: kernelH - 1 - padH, padW: kernelW - 1 - padW)
+    }
+
     /// Weights [outChannels, inChannels, kh, kw] packed as the kernel reads them:
     /// [outBlocks][inChannels][taps][4], zero for the channels that pad the last block.
     func packWeights(_ weight: UnsafePointer<Float>) -> TensorStorage {
@@ -174,8 +182,7 @@ struct GridConv {
                   batch: Int, inputGradient: UnsafeMutablePointer<Float>,
                   weightGradient: UnsafeMutablePointer<Float>) -> Bool {
         guard stride == 1, 2 * padH + 1 == kernelH, 2 * padW + 1 == kernelW else { return false }
-        let adjoint = GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
-                               kernelH: kernelH, kernelW: kernelW, padH: padH, padW: padW)
+        let adjoint = stride1Adjoint
         let flipped = adjoint.packAdjointWeights(weight, of: self)
         let adjointOffsets = adjoint.tapOffsets()
         let paddedTaps = roundUp(taps, Int(PC_CONV_TAP_BLOCK))
@@ -232,9 +239,7 @@ struct GridConv {
     func inputGradient(_ outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>, batch: Int,
                        into gradient: UnsafeMutablePointer<Float>) {
         if stride == 1 {
-            // The full correlation, cropped to the unpadded input by reduced padding.
-            let adjoint = GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
-                                   kernelH: kernelH, kernelW: kernelW, padH: kernelH - 1 - padH, padW: kernelW - 1 - padW)
+            let adjoint = stride1Adjoint
             let packed = adjoint.packAdjointWeights(weight, of: self)
             adjoint.forward(outputGradient, batch: batch, packedWeights: packed.pointer, bias: nil, output: gradient)
             return
