@@ -34,6 +34,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Head pooling for ResNet backbones: average or max of features over positions, or score-max (score every position, keep each output's maximum) (default: the task's recipe).")
     var pooling: String?
 
+    /// The --pooling values and the head pooling each selects.
+    static let poolingChoices: [String: Pooling] = ["average": .global, "max": .globalMax, "score-max": .scoreMax]
+
     @Option(help: "Epochs (default: the task's recipe).")
     var epochs: Int?
 
@@ -69,7 +72,7 @@ struct TrainArguments: ParsableArguments {
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let pooling, !["average", "max", "score-max"].contains(pooling) {
+        if let pooling, Self.poolingChoices[pooling] == nil {
             throw ValidationError("--pooling must be average, max or score-max, got '\(pooling)'")
         }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
@@ -89,7 +92,7 @@ struct TrainArguments: ParsableArguments {
         if let stemStride { r.stemStride = stemStride }
         if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
-        if let pooling { r.pooling = ["max": .globalMax, "score-max": .scoreMax][pooling] ?? .global }
+        if let pooling, let choice = Self.poolingChoices[pooling] { r.pooling = choice }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
         if let optimizer, optimizer != r.options.optimizer {

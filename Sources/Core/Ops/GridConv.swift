@@ -65,7 +65,7 @@ struct GridConv {
     /// The stride-1 convolution that computes this one's input gradient from its output
     /// gradient: for stride s, the gradient of input phase (a, b), whose taps are
     /// (a + s i, b + s j); it yields `outHeight + taps down - 1` rows of phase rows.
-    func adjoint(phase a: Int = 0, _ b: Int = 0) -> GridConv? {
+    func adjoint(phase a: Int, _ b: Int) -> GridConv? {
         let rows = (kernelH - a + stride - 1) / stride, cols = (kernelW - b + stride - 1) / stride
         guard rows > 0, cols > 0 else { return nil }
         return GridConv(inChannels: outChannels, outChannels: inChannels, height: outHeight, width: outWidth,
