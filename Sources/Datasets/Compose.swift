@@ -15,10 +15,11 @@ public struct CompositionOptions {
     public var scaleMax: Float = 1.2
     /// Standard deviation of the half-normal background noise, as a fraction of 255 (0: black).
     public var noise: Float = 0.05
-    /// Largest IoU a new item's box may have with an earlier item's box on the same canvas.
+    /// Largest IoU a new item's box may have with an earlier item's box on the same canvas
+    /// (`defaultMaxOverlap(for:)` gives each task's default).
     public var maxOverlap: Float = 0.3
     /// Positions tried per item before it is dropped for overlapping too much.
-    public var placementAttempts = 20
+    public var placementAttempts = 100
     /// Item pixels above this value count as the item (its tight box; blank items are never used).
     public var boxThreshold: UInt8 = 10
     /// Item pixels above this value are the item's class in segmentation masks.
@@ -31,6 +32,20 @@ public struct CompositionOptions {
     public var progress: ((Int, Int) -> Void)?
 
     public init() {}
+
+    /// Options with `task`'s default overlap limit.
+    public init(task: DatasetTask) {
+        maxOverlap = CompositionOptions.defaultMaxOverlap(for: task)
+    }
+
+    /// The overlap limit each task defaults to. Items are pasted by per-pixel maximum, so an
+    /// overlapped item shows through its neighbour rather than being hidden by it. A tag must
+    /// name an item that can be seen whole, so tagging canvases keep items apart (IoU 0). Boxes
+    /// and masks say where each item is, so detection and segmentation canvases allow
+    /// overlaps up to IoU 0.3, as objects overlap in real scenes.
+    public static func defaultMaxOverlap(for task: DatasetTask) -> Float {
+        task == .tagging ? 0 : 0.3
+    }
 
     /// Checks the settings that do not depend on the item set; the message names the option.
     public func validate() throws {

@@ -64,8 +64,8 @@ struct Compose: ParsableCommand {
     @Option(help: "Standard deviation of the background noise, as a fraction of 255 (0 for black).")
     var noise: Float = 0.05
 
-    @Option(help: "Largest IoU allowed between an item's box and an earlier item's box.")
-    var maxOverlap: Float = 0.3
+    @Option(help: "Largest IoU allowed between an item's box and an earlier item's box (default: 0 for tagging, so every tagged item is seen whole; 0.3 for detection and segmentation).")
+    var maxOverlap: Float?
 
     @Option(help: "Random seed: the same seed and options give the same file.")
     var seed: UInt64 = 0
@@ -81,7 +81,7 @@ struct Compose: ParsableCommand {
 
     /// The library options from the command line (progress attached by `run`).
     var options: CompositionOptions {
-        var options = CompositionOptions()
+        var options = CompositionOptions(task: task.datasetTask)
         options.count = count
         options.size = size
         options.minItems = minItems
@@ -89,7 +89,7 @@ struct Compose: ParsableCommand {
         options.scaleMin = scaleMin
         options.scaleMax = scaleMax
         options.noise = noise
-        options.maxOverlap = maxOverlap
+        if let maxOverlap { options.maxOverlap = maxOverlap }
         options.seed = seed
         options.overwrite = force
         return options

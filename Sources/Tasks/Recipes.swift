@@ -37,6 +37,8 @@ public struct Recipe: Sendable {
     /// average pooling after 4 epochs). A high peak learning rate trains much faster here
     /// (validation mAP after 10 epochs: 0.865 at 0.1, 0.887 at 0.2, 0.911 at 0.4, 0.915 at 0.8).
     /// Batch 64 learns a little more per epoch (0.918 at 0.25) but runs about 20% slower.
+    /// (Those runs were on canvases whose items overlap; on non-overlapping canvases 40 epochs
+    /// reach test mAP 0.952, micro-F1 0.902 in 13.5 minutes.)
     public static var tagging: Recipe {
         var o = TrainingOptions()
         o.epochs = 40; o.batchSize = 128; o.optimizer = "sgd"; o.learningRate = 0.5

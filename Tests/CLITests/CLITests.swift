@@ -177,6 +177,16 @@ final class CLITests: XCTestCase {
         let dataset = try DetectionDataset(path: output)
         XCTAssertEqual(dataset.count, 5)
         XCTAssertTrue(dataset.source.contains("seed 4"), dataset.source)
+        XCTAssertTrue(dataset.source.contains("max IoU 0.3,"), "detection canvases may overlap by default: \(dataset.source)")
+
+        // Tagging keeps items apart unless asked otherwise.
+        for (extra, limit) in [([String](), "0.0"), (["--max-overlap", "0.5"], "0.5")] {
+            let tags = scratch.file("tags-\(limit).h5")
+            let composed = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", tags, "--count", "3", "--quiet"] + extra)
+            XCTAssertEqual(composed.status, 0, composed.standardError)
+            let source = try TaggingDataset(path: tags).source
+            XCTAssertTrue(source.contains("max IoU \(limit),"), "\(extra): \(source)")
+        }
 
         let exists = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", output, "--count", "5"])
         XCTAssertEqual(exists.status, 1)
