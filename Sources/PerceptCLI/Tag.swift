@@ -14,7 +14,7 @@ struct TagTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a tagger on a tagging dataset.",
-        discussion: "With no options this trains the tuned recipe (ResNet-8 with a stride-2 stem, binary cross-entropy, SGD with Nesterov momentum, cosine schedule, crop and flip augmentation). With --val, per-tag decision thresholds are tuned on the validation set to maximise each tag's F1 and stored in the model.")
+        discussion: "With no options this trains the tuned recipe (ResNet-8 with a stride-2 stem and global max pooling, binary cross-entropy, output layer started at the tags' base rates in the training set, SGD with Nesterov momentum, cosine schedule, crop and flip augmentation). With --val, per-tag decision thresholds are tuned on the validation set to maximise each tag's F1 and stored in the model.")
 
     @OptionGroup var arguments: TrainArguments
 

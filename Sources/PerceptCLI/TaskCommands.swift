@@ -205,6 +205,9 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
     }
     let stats = (mean: configuration.mean, std: configuration.std)
     let model = try Model(configuration, seed: recipe.options.seed)
+    if args.resume == nil, let tagging = dataset as? TaggingDataset {
+        model.head.initializeAtBaseRates(try tagFrequencies(tagging), seed: recipe.options.seed &+ 2)
+    }
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
     let loader = DataLoader(dataset, batchSize: recipe.options.batchSize, shuffle: true, dropLast: dataset.count >= recipe.options.batchSize * 2,

@@ -101,4 +101,30 @@ final class ModelStructureTests: XCTestCase {
         let json = try JSONEncoder().encode(head.configuration)
         XCTAssertTrue(String(decoding: json, as: UTF8.self).contains("score_max"))
     }
+
+    /// A tagger initialised at the base rates predicts each tag's frequency for any image, so
+    /// its first loss is the base rates' entropy (not the several nats of random logits).
+    func testBaseRateInitialisationPredictsTheTagFrequencies() throws {
+        let folder = TemporaryFolder()
+        let positiveRate = try writeTaggingData(folder.file("tags.h5"), count: 64, seed: 5)
+        let dataset = try TaggingDataset(path: folder.file("tags.h5"))
+        let rates = try tagFrequencies(dataset)
+        let tags = try dataset.readTags(0..<64)
+        for k in 0..<generatedTagCount {
+            let set = stride(from: k, to: tags.count, by: generatedTagCount).filter { tags[$0] == 1 }.count
+            XCTAssertEqual(rates[k], Float(set) / 64, accuracy: 1e-6)
+        }
+        XCTAssertEqual(Double(rates.reduce(0, +)) / Double(generatedTagCount), positiveRate, accuracy: 1e-6)
+
+        let configuration = try smallConfiguration(task: .tagging, dataset: dataset, residual: true)
+        let model = try Model(configuration, seed: 3)
+        model.head.initializeAtBaseRates(rates, seed: 4)
+        model.setMode(.inference)
+        let probabilities = model(try normalisedImages(dataset, for: model)).sigmoid()
+        for n in 0..<64 {
+            for k in 0..<generatedTagCount {
+                XCTAssertEqual(probabilities.scalars[n * generatedTagCount + k], rates[k], accuracy: 0.05)
+            }
+        }
+    }
 }
