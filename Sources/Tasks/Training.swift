@@ -150,6 +150,9 @@ public final class Trainer {
             try model.save(to: checkpointPath, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
                            metadata: ["best_metric": best.isFinite ? String(best) : "", "training_options": options.json()])
         }
+        var summary = "trained \(options.epochs - startEpoch) epochs in " + formatDuration(Date().timeIntervalSince(runStart))
+        if let last, best.isFinite { summary += String(format: "; best val %@ %.4f", last.metricName, best) }
+        log(summary)
         return last
     }
 }

@@ -77,6 +77,9 @@ final class EndToEndTests: XCTestCase {
         XCTAssertLessThan(positiveRate, 0.55)
         XCTAssertEqual(last.metricName, "mAP")
         XCTAssertGreaterThanOrEqual(last.value, max(0.9, positiveRate + 0.4), "log:\n" + lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.last?.hasPrefix("trained 8 epochs in ") == true, "log:\n" + lines.joined(separator: "\n"))
+        let bestText = try XCTUnwrap(lines.last?.components(separatedBy: "best val mAP ").last)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(Double(bestText)), (last.value * 10_000).rounded(.down) / 10_000)
 
         let (tagger, _) = try Model.load(path: folder.file("tagger.h5"), expecting: .tagging)
         let metrics = try TaggingMetrics.measure(tagger, validationLoader)
