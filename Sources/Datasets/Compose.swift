@@ -15,8 +15,8 @@ public struct CompositionOptions {
     public var scaleMax: Float = 1.2
     /// Standard deviation of the half-normal background noise, as a fraction of 255 (0: black).
     public var noise: Float = 0.05
-    /// Largest IoU a new item's box may have with an earlier item's box on the same canvas
-    /// (`defaultMaxOverlap(for:)` gives each task's default).
+    /// Largest IoU a new item's box may have with an earlier item's box on the same canvas:
+    /// 0.3 from `init()`, the task's default (`defaultMaxOverlap(for:)`) from `init(task:)`.
     public var maxOverlap: Float = 0.3
     /// Positions tried per item before it is dropped for overlapping too much.
     public var placementAttempts = 100
@@ -63,7 +63,7 @@ public struct CompositionOptions {
     /// The settings as one line, for the output's `source` attribute.
     var summary: String {
         "\(count) canvases \(size), \(minItems)-\(maxItems) items of distinct classes, scale \(scaleMin)-\(scaleMax), "
-            + "noise \(noise), max IoU \(maxOverlap), seed \(seed)"
+            + "noise \(noise), max IoU \(maxOverlap), \(placementAttempts) placement tries, seed \(seed)"
     }
 }
 

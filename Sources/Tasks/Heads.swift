@@ -56,17 +56,19 @@ public final class VectorHead: Layer {
     /// Starts the output layer at the targets' base rates, as RetinaNet does for its sigmoid
     /// classifier (Lin et al. 2017): weights N(0, 0.01^2), so the first logits barely depend on
     /// the image, and each bias at the log-odds of its output's frequency, so training starts at
-    /// the loss of predicting the base rate rather than at large random logits.
+    /// the loss of predicting the base rate rather than at large random logits. (With score-max
+    /// pooling the maximum over positions starts each output a little above its base rate.)
     public func initializeAtBaseRates(_ frequencies: [Float], seed: UInt64) {
         checkShape(frequencies.count == configuration.outputs,
                    "\(frequencies.count) base rates for a head with \(configuration.outputs) outputs")
+        guard let bias = output.bias else { preconditionFailure("the base-rate start sets the output layer's bias, which this head lacks") }
         var rng = SeededGenerator(seed: seed)
         output.weight.value = .randomNormal(output.weight.value.shape, std: 0.01, using: &rng)
         let logOdds = frequencies.map { rate -> Float in
             let p = Swift.min(Swift.max(rate, 1e-3), 1 - 1e-3)
             return Foundation.log(p / (1 - p))
         }
-        output.bias?.value = Tensor(shape: [configuration.outputs], scalars: logOdds)
+        bias.value = Tensor(shape: [configuration.outputs], scalars: logOdds)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -150,7 +150,8 @@ public final class Trainer {
             try model.save(to: checkpointPath, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
                            metadata: ["best_metric": best.isFinite ? String(best) : "", "training_options": options.json()])
         }
-        var summary = "trained \(options.epochs - startEpoch) epochs in " + formatDuration(Date().timeIntervalSince(runStart))
+        let epochsRun = options.epochs - startEpoch
+        var summary = "trained \(epochsRun) epoch\(epochsRun == 1 ? "" : "s") in " + formatDuration(Date().timeIntervalSince(runStart))
         if let last, best.isFinite { summary += String(format: "; best val %@ %.4f", last.metricName, best) }
         log(summary)
         return last
