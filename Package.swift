@@ -34,7 +34,7 @@ let package = Package(
 
         .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
-        .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core"]),
+        .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core", "CKernels"], exclude: ["Fixtures"]),
         // Runs the built `percept` executable; `swift test` builds it along with the tests.
         .testTarget(name: "CLITests", dependencies: ["Tasks", "Datasets", "Core"]),
     ]

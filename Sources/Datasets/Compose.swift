@@ -34,7 +34,7 @@ public struct CompositionOptions {
     public init() {}
 
     /// Options with `task`'s default overlap limit.
-    public init(task: DatasetTask) {
+    public init(task: VisionTask) {
         maxOverlap = CompositionOptions.defaultMaxOverlap(for: task)
     }
 
@@ -43,7 +43,7 @@ public struct CompositionOptions {
     /// name an item that can be seen whole, so tagging canvases keep items apart (IoU 0). Boxes
     /// and masks say where each item is, so detection and segmentation canvases allow
     /// overlaps up to IoU 0.3, as objects overlap in real scenes.
-    public static func defaultMaxOverlap(for task: DatasetTask) -> Float {
+    public static func defaultMaxOverlap(for task: VisionTask) -> Float {
         task == .tagging ? 0 : 0.3
     }
 
@@ -321,13 +321,13 @@ public struct Composer {
 
     /// Class names the output of `task` declares: the item classes, and for segmentation
     /// "background" first.
-    public func outputClassNames(for task: DatasetTask) -> [String] {
+    public func outputClassNames(for task: VisionTask) -> [String] {
         task == .segmentation ? ["background"] + classNames : classNames
     }
 
     /// Writes `options.count` canvases as a `task` dataset (tagging, detection or segmentation)
     /// to `output`, streaming them row by row.
-    public func write(task: DatasetTask, to output: String) throws -> ConversionSummary {
+    public func write(task: VisionTask, to output: String) throws -> ConversionSummary {
         guard task != .classification else {
             throw DatasetError(output, "compose writes tagging, detection or segmentation datasets, not classification")
         }
@@ -388,7 +388,7 @@ public struct Composer {
 
     /// Opens the classification file `items`, composes `options.count` canvases and writes them
     /// as a `task` dataset to `output`.
-    public static func compose(task: DatasetTask, items: String, output: String,
+    public static func compose(task: VisionTask, items: String, output: String,
                                options: CompositionOptions) throws -> ConversionSummary {
         try options.validate()
         let composer = try Composer(items: ClassificationDataset(path: items), options: options)
@@ -398,7 +398,7 @@ public struct Composer {
     /// An RGB contact sheet of the first `count` canvases, `columns` per row, each pixel
     /// repeated `zoom` times: detection boxes are outlined in their class's colour and
     /// segmentation canvases get their mask, coloured by class, beside them.
-    public func preview(task: DatasetTask, count: Int = 16, columns: Int = 4, zoom: Int = 2) -> Image {
+    public func preview(task: VisionTask, count: Int = 16, columns: Int = 4, zoom: Int = 2) -> Image {
         let canvases = (0..<max(0, min(count, options.count))).map { canvas(index: $0) }
         let tileWidth = options.size.width * (task == .segmentation ? 2 : 1), tileHeight = options.size.height
         let gap = 2

@@ -44,7 +44,7 @@ public struct ConversionOptions {
 /// What a conversion wrote, for the closing report.
 public struct ConversionSummary: CustomStringConvertible {
     public var output: String
-    public var task: DatasetTask
+    public var task: VisionTask
     public var count: Int
     public var channels: Int, height: Int, width: Int
     public var classNames: [String]

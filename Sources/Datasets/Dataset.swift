@@ -24,7 +24,7 @@ public struct DatasetRows {
 public class ImageDataset {
     /// The file on disk.
     public let path: String
-    public let task: DatasetTask
+    public let task: VisionTask
     /// Number of images.
     public let count: Int
     public let channels: Int, height: Int, width: Int
@@ -38,7 +38,7 @@ public class ImageDataset {
     let file: HDF5File
     let images: HDF5Dataset
 
-    init(path: String, expecting expected: DatasetTask) throws {
+    init(path: String, expecting expected: VisionTask) throws {
         self.path = path
         file = try HDF5File(openingPath: path)
         guard file.hasAttribute("format") else {
@@ -54,7 +54,7 @@ public class ImageDataset {
             throw DatasetError(path, "format version \(formatVersion) is newer than this Percept reads (\(DatasetLayout.formatVersion))")
         }
         let taskName = try file.stringAttribute("task")
-        guard let task = DatasetTask(rawValue: taskName) else { throw DatasetError(path, "unknown task '\(taskName)'") }
+        guard let task = VisionTask(rawValue: taskName) else { throw DatasetError(path, "unknown task '\(taskName)'") }
         guard task == expected else {
             throw DatasetError(path, "is a \(task.rawValue) dataset, not \(expected.rawValue)")
         }
@@ -273,7 +273,7 @@ public func openDataset(path: String) throws -> ImageDataset {
     let file = try HDF5File(openingPath: path)
     guard file.hasAttribute("task") else { throw DatasetError(path, "not a Percept dataset (no 'task' attribute)") }
     let task = try file.stringAttribute("task")
-    switch DatasetTask(rawValue: task) {
+    switch VisionTask(rawValue: task) {
     case .classification?: return try ClassificationDataset(path: path)
     case .tagging?: return try TaggingDataset(path: path)
     case .detection?: return try DetectionDataset(path: path)

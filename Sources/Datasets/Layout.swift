@@ -1,7 +1,8 @@
 import Foundation
 
-/// The vision task a dataset file is laid out for.
-public enum DatasetTask: String, Sendable, CaseIterable {
+/// The four vision tasks: what a dataset file is laid out for, what a model is trained for, and
+/// the `TASK` of `percept TASK MODE`. The raw values are the names stored in files.
+public enum VisionTask: String, Codable, Sendable, CaseIterable {
     case classification, tagging, detection, segmentation
 }
 
@@ -90,7 +91,7 @@ public final class RowAppender {
 /// temporary name and appears at `path` only when `finish` succeeds.
 public final class DatasetWriter {
     public let path: String
-    public let task: DatasetTask
+    public let task: VisionTask
     public let channels: Int, height: Int, width: Int
     /// Number of tags (tagging files only).
     public let tagCount: Int
@@ -112,7 +113,7 @@ public final class DatasetWriter {
 
     /// Starts a file for `task` with images of `channels` x `height` x `width`; fails if
     /// `path` exists and `overwrite` is false.
-    public init(path: String, task: DatasetTask, channels: Int, height: Int, width: Int, tagCount: Int = 0,
+    public init(path: String, task: VisionTask, channels: Int, height: Int, width: Int, tagCount: Int = 0,
                 source: String, overwrite: Bool = false) throws {
         precondition(channels > 0 && height > 0 && width > 0, "image shape must be positive")
         self.path = path

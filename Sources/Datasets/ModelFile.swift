@@ -175,7 +175,7 @@ public struct ModelCheckpoint {
     /// Copies the stored parameters and buffers into `module`, matching dotted paths. Missing
     /// or unexpected keys and shape mismatches throw one error (naming `path` and the keys)
     /// before anything is changed.
-    public func load(into module: some Module, path: String = "checkpoint") throws {
+    public func load(into module: any Module, path: String = "checkpoint") throws {
         let targets = module.namedParameters.map { ($0.path, "parameters", $0.parameter.value.shape) }
             + module.namedBuffers.map { ($0.path, "buffers", $0.buffer.value.shape) }
         var problems: [String] = []

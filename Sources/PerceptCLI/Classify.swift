@@ -19,13 +19,12 @@ struct ClassifyTrain: ParsableCommand {
     @OptionGroup var arguments: TrainArguments
 
     @Option(help: "Loss: cross-entropy (softmax log-likelihood) or hinge (multi-class margin).")
-    var loss: String = "cross-entropy"
+    var loss: ClassificationLoss = .crossEntropy
 
     @Option(help: "Label smoothing for cross-entropy (default: 0.1).")
     var labelSmoothing: Float?
 
     func validate() throws {
-        guard ["cross-entropy", "hinge"].contains(loss) else { throw ValidationError("--loss must be cross-entropy or hinge, got '\(loss)'") }
         if let labelSmoothing, !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1)") }
     }
 
@@ -35,11 +34,13 @@ struct ClassifyTrain: ParsableCommand {
             let validation = try arguments.val.map { try ClassificationDataset(path: $0) }
             var recipe = Recipe.classification
             if let labelSmoothing { recipe.labelSmoothing = labelSmoothing }
-            if loss == "hinge" { recipe.labelSmoothing = 0 }
-            try runTraining(arguments, task: .classification, base: recipe, dataset: dataset, validation: validation,
-                            outputs: dataset.classNames.count, loss: loss == "hinge" ? "hinge" : "cross_entropy",
-                            objective: { ClassificationObjective(classes: $0.classes.count, hinge: $0.loss == "hinge",
-                                                                 labelSmoothing: $0.labelSmoothing) })
+            if loss == .hinge { recipe.labelSmoothing = 0 }
+            let classes = dataset.classNames.count
+            try runTraining(ClassificationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, kind, geometry in
+                ClassificationHead.Configuration(
+                    layers: try .standard(for: map, kind: kind, geometry: geometry, pooling: recipe.pooling, outputs: classes),
+                    loss: loss, labelSmoothing: recipe.labelSmoothing)
+            }
         }
     }
 }
@@ -52,9 +53,9 @@ struct ClassifyEval: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let (model, _, loader) = try arguments.open(.classification, ClassificationDataset.init(path:))
+            let (model, _, loader): (Classifier, _, _) = try arguments.open(ClassificationDataset.init(path:))
             let c = model.configuration
-            let metrics = try ClassificationMetrics.measure(model, loader)
+            let metrics = try model.measure(loader)
             let perClass = metrics.perClass
             if arguments.json {
                 let object: [String: Any] = [
@@ -97,19 +98,13 @@ struct ClassifyPredict: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            if let threads = arguments.threads { Threads.set(threads) }
-            let (model, _) = try Model.load(path: arguments.model, expecting: .classification)
-            let paths = try collectImagePaths(arguments.images)
+            let (model, paths, predictions) = try arguments.predict(ClassificationHead.self)
             let classes = model.configuration.classes
-            let probabilities = model.predict(try loadImages(paths, for: model.configuration)).softmax(axis: 1)
-            let k = classes.count
             var csv = "image,label,score" + (arguments.scores ? "," + classes.map(csvField).joined(separator: ",") : "") + "\n"
-            for (i, path) in paths.enumerated() {
-                let row = Array(UnsafeBufferPointer(start: probabilities.pointer + i * k, count: k))
-                let ranked = row.indices.sorted { row[$0] > row[$1] }.prefix(min(top, k))
-                for c in ranked {
-                    csv += "\(csvField(path)),\(csvField(classes[c])),\(String(format: "%.6f", row[c]))"
-                    if arguments.scores { csv += "," + row.map { String(format: "%.6f", $0) }.joined(separator: ",") }
+            for (path, prediction) in zip(paths, predictions) {
+                for (label, score) in prediction.top(top) {
+                    csv += "\(csvField(path)),\(csvField(classes[label])),\(String(format: "%.6f", score))"
+                    if arguments.scores { csv += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
                     csv += "\n"
                 }
             }

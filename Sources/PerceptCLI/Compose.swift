@@ -2,18 +2,7 @@ import ArgumentParser
 import Datasets
 import Foundation
 
-/// The datasets `percept compose` can write.
-enum ComposeTask: String, ExpressibleByArgument, CaseIterable {
-    case tagging, detection, segmentation
-
-    var datasetTask: DatasetTask {
-        switch self {
-        case .tagging: return .tagging
-        case .detection: return .detection
-        case .segmentation: return .segmentation
-        }
-    }
-}
+extension VisionTask: ExpressibleByArgument {}
 
 /// `percept compose`: pastes classification items onto canvases to make multi-object datasets.
 struct Compose: ParsableCommand {
@@ -31,7 +20,7 @@ struct Compose: ParsableCommand {
         """)
 
     @Argument(help: "Dataset to write: tagging, detection or segmentation.")
-    var task: ComposeTask
+    var task: VisionTask
 
     @Option(help: "Classification dataset whose images are the items.")
     var from: String
@@ -81,7 +70,7 @@ struct Compose: ParsableCommand {
 
     /// The library options from the command line (progress attached by `run`).
     var options: CompositionOptions {
-        var options = CompositionOptions(task: task.datasetTask)
+        var options = CompositionOptions(task: task)
         options.count = count
         options.size = size
         options.minItems = minItems
@@ -96,6 +85,9 @@ struct Compose: ParsableCommand {
     }
 
     func validate() throws {
+        guard task != .classification else {
+            throw ValidationError("compose makes tagging, detection or segmentation datasets; classification items are its input (--from)")
+        }
         do { try options.validate() } catch let error as CompositionOptionError { throw ValidationError(error.description) }
         if let preview, !preview.lowercased().hasSuffix(".png") {
             throw ValidationError("--preview should name a .png file, got '\(preview)'")
@@ -107,9 +99,9 @@ struct Compose: ParsableCommand {
             var options = self.options
             if !quiet { options.progress = progress.report }
             let composer = try Composer(items: ClassificationDataset(path: from), options: options)
-            var summary = try composer.write(task: task.datasetTask, to: output)
+            var summary = try composer.write(task: task, to: output)
             if let preview {
-                try PNG.write(composer.preview(task: task.datasetTask), to: preview)
+                try PNG.write(composer.preview(task: task), to: preview)
                 summary.notes.append("wrote a contact sheet of the first canvases to \(preview)")
             }
             return summary

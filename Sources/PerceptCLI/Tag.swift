@@ -26,14 +26,17 @@ struct TagTrain: ParsableCommand {
             let dataset = try TaggingDataset(path: arguments.data)
             let validation = try arguments.val.map { try TaggingDataset(path: $0) }
             let tags = dataset.classNames.count
-            try runTraining(arguments, task: .tagging, base: .tagging, dataset: dataset, validation: validation,
-                            outputs: tags, loss: "binary_cross_entropy", objective: { TaggingObjective(tags: $0.classes.count) })
+            try runTraining(TaggingHead.self, arguments, base: .tagging, dataset: dataset, validation: validation, configure: { recipe, map, kind, geometry in
+                TaggingHead.Configuration(layers: try .standard(for: map, kind: kind, geometry: geometry, pooling: recipe.pooling, outputs: tags))
+            }, prepare: { model, recipe in
+                model.head.initializeAtBaseRates(try tagFrequencies(dataset), seed: recipe.options.seed &+ 2)
+            })
             if let validation, tuneThresholds {
-                let (model, checkpoint) = try Model.load(path: arguments.output, expecting: .tagging)
+                let (model, checkpoint) = try Tagger.load(path: arguments.output)
                 let c = model.configuration
-                let metrics = try TaggingMetrics.measure(model, DataLoader(validation, batchSize: 256, shuffle: false, mean: c.mean, std: c.std))
+                let metrics = try model.measure(DataLoader(validation, batchSize: 256, shuffle: false, mean: c.mean, std: c.std))
                 let thresholds = metrics.tunedThresholds()
-                model.setThresholds(thresholds)
+                model.head.setThresholds(thresholds)
                 try model.save(to: arguments.output, epoch: checkpoint.epoch, step: checkpoint.step)
                 FileHandle.standardError.write(Data(("tuned per-tag thresholds on " + validation.path + String(format: ": micro-F1 %.4f at 0.5 -> %.4f\n",
                     metrics.microF1(thresholds: Array(repeating: 0.5, count: tags)),
@@ -51,10 +54,10 @@ struct TagEval: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let (model, _, loader) = try arguments.open(.tagging, TaggingDataset.init(path:))
+            let (model, _, loader): (Tagger, _, _) = try arguments.open(TaggingDataset.init(path:))
             let c = model.configuration
-            let metrics = try TaggingMetrics.measure(model, loader)
-            let thresholds = c.thresholds ?? Array(repeating: 0.5, count: c.classes.count)
+            let metrics = try model.measure(loader)
+            let thresholds = model.head.thresholds
             let perTag = metrics.perTag(thresholds: thresholds)
             let summary: [String: Double] = [
                 "mAP": metrics.meanAveragePrecision, "micro_f1": metrics.microF1(thresholds: thresholds),
@@ -93,18 +96,12 @@ struct TagPredict: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            if let threads = arguments.threads { Threads.set(threads) }
-            let (model, _) = try Model.load(path: arguments.model, expecting: .tagging)
-            let paths = try collectImagePaths(arguments.images)
-            let names = model.configuration.classes, k = names.count
-            let thresholds = model.configuration.thresholds ?? Array(repeating: 0.5, count: k)
-            let probabilities = model.predict(try loadImages(paths, for: model.configuration)).sigmoid()
+            let (model, paths, predictions) = try arguments.predict(TaggingHead.self)
+            let names = model.configuration.classes
             var csv = "image,tags" + (arguments.scores ? "," + names.map(csvField).joined(separator: ",") : "") + "\n"
-            for (i, path) in paths.enumerated() {
-                let row = UnsafeBufferPointer(start: probabilities.pointer + i * k, count: k)
-                let tags = (0..<k).filter { row[$0] >= thresholds[$0] }.map { names[$0] }
-                csv += "\(csvField(path)),\(csvField(tags.joined(separator: " ")))"
-                if arguments.scores { csv += "," + row.map { String(format: "%.6f", $0) }.joined(separator: ",") }
+            for (path, prediction) in zip(paths, predictions) {
+                csv += "\(csvField(path)),\(csvField(prediction.tags.map { names[$0] }.joined(separator: " ")))"
+                if arguments.scores { csv += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
                 csv += "\n"
             }
             try emit(csv, to: arguments.output)

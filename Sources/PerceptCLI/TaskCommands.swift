@@ -4,6 +4,35 @@ import Datasets
 import Foundation
 import Tasks
 
+extension BackbonePreset: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+
+/// `--loss` spells the classification losses with hyphens.
+extension ClassificationLoss: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "cross-entropy": self = .crossEntropy
+        case "hinge": self = .hinge
+        default: return nil
+        }
+    }
+    public static var allValueStrings: [String] { ["cross-entropy", "hinge"] }
+    public var defaultValueDescription: String { self == .crossEntropy ? "cross-entropy" : "hinge" }
+}
+
+/// `--pooling` spells the head poolings as users say them.
+extension Pooling: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "average": self = .global
+        case "max": self = .globalMax
+        case "score-max": self = .scoreMax
+        default: return nil
+        }
+    }
+    public static var allValueStrings: [String] { ["average", "max", "score-max"] }
+}
+
 /// Options shared by `percept classify train` and `percept tag train`.
 struct TrainArguments: ParsableArguments {
     @Option(help: "Training dataset (HDF5, from `percept convert`).")
@@ -12,8 +41,8 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Validation dataset; picks the best epoch's model.")
     var val: String?
 
-    @Option(help: "Backbone: plain, resnet8, resnet14 or resnet20 (default: the task's recipe).")
-    var backbone: String?
+    @Option(help: "Backbone (default: the task's recipe).")
+    var backbone: BackbonePreset?
 
     @Option(help: "Stride of the ResNet stem convolution, 1 or 2 (default: the task's recipe).")
     var stemStride: Int?
@@ -32,10 +61,7 @@ struct TrainArguments: ParsableArguments {
     var widths: [Int]?
 
     @Option(help: "Head pooling for ResNet backbones: average or max of features over positions, or score-max (score every position, keep each output's maximum) (default: the task's recipe).")
-    var pooling: String?
-
-    /// The --pooling values and the head pooling each selects.
-    static let poolingChoices: [String: Pooling] = ["average": .global, "max": .globalMax, "score-max": .scoreMax]
+    var pooling: Pooling?
 
     @Option(help: "Epochs (default: the task's recipe).")
     var epochs: Int?
@@ -46,8 +72,8 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Peak learning rate (default: the task's recipe for sgd, 0.002 for adam/adamw).")
     var lr: Float?
 
-    @Option(help: "Optimizer: sgd (Nesterov momentum 0.9), adam or adamw.")
-    var optimizer: String?
+    @Option(help: "Optimizer: sgd (Nesterov momentum 0.9), adam or adamw (default: sgd).")
+    var optimizer: OptimizerKind?
 
     @Option(help: "Weight decay (default: 5e-4; not applied to biases and batch-norm scales).")
     var weightDecay: Float?
@@ -72,16 +98,7 @@ struct TrainArguments: ParsableArguments {
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let pooling, Self.poolingChoices[pooling] == nil {
-            throw ValidationError("--pooling must be average, max or score-max, got '\(pooling)'")
-        }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
-        if let optimizer, !["sgd", "adam", "adamw"].contains(optimizer) {
-            throw ValidationError("--optimizer must be sgd, adam or adamw, got '\(optimizer)'")
-        }
-        if let backbone, !BackboneConfiguration.presetNames.contains(backbone) {
-            throw ValidationError("--backbone must be one of \(BackboneConfiguration.presetNames.joined(separator: ", ")), got '\(backbone)'")
-        }
         guard output.hasSuffix(".h5") else { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
     }
 
@@ -92,7 +109,7 @@ struct TrainArguments: ParsableArguments {
         if let stemStride { r.stemStride = stemStride }
         if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
-        if let pooling, let choice = Self.poolingChoices[pooling] { r.pooling = choice }
+        if let pooling { r.pooling = pooling }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
         if let optimizer, optimizer != r.options.optimizer {
@@ -123,11 +140,11 @@ struct EvalArguments: ParsableArguments {
 extension EvalArguments {
     /// The model (checked to be of `task`), the dataset (checked to fit it) and an ordered,
     /// normalised loader over it.
-    func open<D: ImageDataset>(_ task: TaskKind, _ openDataset: (String) throws -> D) throws -> (Model, D, DataLoader) {
+    func open<H: Head, D: ImageDataset>(_ openDataset: (String) throws -> D) throws -> (Model<H>, D, DataLoader) {
         if let threads { Threads.set(threads) }
-        let (model, _) = try Model.load(path: model, expecting: task)
+        let (model, _) = try Model<H>.load(path: model)
         let dataset = try openDataset(data)
-        try checkCompatible(dataset, model, modelPath: self.model)
+        try checkCompatible(dataset, model.configuration, modelPath: self.model)
         let c = model.configuration
         return (model, dataset, DataLoader(dataset, batchSize: 256, shuffle: false, mean: c.mean, std: c.std))
     }
@@ -145,6 +162,16 @@ struct PredictArguments: ParsableArguments {
     var scores = false
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
+}
+
+extension PredictArguments {
+    /// The model and its predictions for the named images, in order.
+    func predict<H: Head>(_ head: H.Type) throws -> (model: Model<H>, paths: [String], predictions: [H.Prediction]) {
+        if let threads { Threads.set(threads) }
+        let (model, _) = try Model<H>.load(path: model)
+        let paths = try collectImagePaths(images)
+        return (model, paths, model.predict(try loadImages(paths, for: model.configuration)))
+    }
 }
 
 /// Runs `body`, turning any error into one `error: ...` line on stderr and exit code 1.
@@ -171,22 +198,25 @@ func csvField(_ text: String) -> String {
         ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
 }
 
-/// Trains a model for `task` on `dataset` with the recipe and the command line's overrides.
-func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: ImageDataset, validation: ImageDataset?,
-                 outputs: Int, loss: String, objective makeObjective: (ModelConfiguration) -> any TrainingObjective) throws {
+/// Trains a model with head `H` on `dataset` with the recipe and the command line's overrides:
+/// `configure` makes the head's configuration from the backbone's deepest map, and `prepare` gets
+/// the fresh model before training starts (not when resuming).
+func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, dataset: ImageDataset, validation: ImageDataset?,
+                          configure: (Recipe, FeatureMapInfo, BackboneKind, InputGeometry) throws -> H.Configuration,
+                          prepare: (Model<H>, Recipe) throws -> Void = { _, _ in }) throws {
     if let threads = args.threads { Threads.set(threads) }
     var recipe = args.recipe(base)
-    let configuration: ModelConfiguration
+    let configuration: ModelConfiguration<H.Configuration>
     if let resume = args.resume {
         // A resumed run continues with the model and settings it was started with (as
         // Ultralytics does); flags that would change them are refused, not silently ignored.
         let checkpoint = try ModelCheckpoint.read(path: resume)
         guard let stored = checkpoint.metadata["training_options"],
-              let options = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)),
-              let saved = try? JSONDecoder().decode(ModelConfiguration.self, from: Data(checkpoint.architecture.utf8)) else {
+              let options = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)) else {
             throw DatasetError(resume, "is not a resumable training checkpoint (`train` writes one to MODEL.last.h5)")
         }
-        if args.recipe(Recipe(backbone: "", stemStride: 0, options: options, labelSmoothing: 0)).options != options
+        let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
+        if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
             || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil {
             throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
@@ -194,40 +224,35 @@ func runTraining(_ args: TrainArguments, task: TaskKind, base: Recipe, dataset: 
         configuration = saved
     } else {
         let stats = try channelStatistics(dataset)
-        configuration = try makeConfiguration(task: task, dataset: dataset, backbone: recipe.backbone, stemStride: recipe.stemStride,
-                                              stemPool: recipe.stemPool,
-                                              widths: recipe.widths, pooling: recipe.pooling, outputs: outputs, loss: loss,
-                                              labelSmoothing: recipe.labelSmoothing, mean: stats.mean, std: stats.std)
+        configuration = try recipe.configuration(for: dataset, task: H.task, mean: stats.mean, std: stats.std) {
+            try configure(recipe, $0, $1, $2)
+        }
     }
     guard configuration.inputChannels == dataset.channels, configuration.inputHeight == dataset.height,
           configuration.inputWidth == dataset.width, configuration.classes == dataset.classNames else {
         throw DatasetError(dataset.path, "does not match the images or classes of the model being resumed")
     }
-    let stats = (mean: configuration.mean, std: configuration.std)
-    let model = try Model(configuration, seed: recipe.options.seed)
-    if args.resume == nil, let tagging = dataset as? TaggingDataset {
-        model.head.initializeAtBaseRates(try tagFrequencies(tagging), seed: recipe.options.seed &+ 2)
-    }
+    let model = try Model<H>(configuration, seed: recipe.options.seed)
+    if args.resume == nil { try prepare(model, recipe) }
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
     let loader = DataLoader(dataset, batchSize: recipe.options.batchSize, shuffle: true, dropLast: dataset.count >= recipe.options.batchSize * 2,
-                            augmentation: augmentation, mean: stats.mean, std: stats.std, seed: recipe.options.seed)
+                            augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: recipe.options.seed)
     let validationLoader = validation.map {
-        DataLoader($0, batchSize: 256, shuffle: false, mean: stats.mean, std: stats.std)
+        DataLoader($0, batchSize: 256, shuffle: false, mean: configuration.mean, std: configuration.std)
     }
-    FileHandle.standardError.write(Data(("training \(task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
-        + "\(outputs) classes, \(configuration.backbone.kind) backbone widths \(configuration.backbone.widths) stem stride \(configuration.backbone.stemStride)\(configuration.backbone.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
-        + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer) lr \(recipe.options.peakLearningRate), "
+    let b = configuration.backbone
+    FileHandle.standardError.write(Data(("training \(H.task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
+        + "\(dataset.classNames.count) classes, \(b.kind.rawValue) backbone widths \(b.widths) stem stride \(b.stemStride)\(b.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
+        + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate), "
         + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads\n").utf8))
-    let trainer = Trainer(model: model, objective: makeObjective(configuration), train: loader, validation: validationLoader,
-                          options: recipe.options, outputPath: args.output)
+    let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: recipe.options, outputPath: args.output)
     try trainer.run(resume: args.resume)
     FileHandle.standardError.write(Data("wrote \(args.output) (resumable checkpoint: \(trainer.checkpointPath))\n".utf8))
 }
 
 /// Checks that a dataset's images fit a model before evaluating.
-func checkCompatible(_ dataset: ImageDataset, _ model: Model, modelPath: String) throws {
-    let c = model.configuration
+func checkCompatible<C>(_ dataset: ImageDataset, _ c: ModelConfiguration<C>, modelPath: String) throws {
     guard dataset.channels == c.inputChannels, dataset.height == c.inputHeight, dataset.width == c.inputWidth else {
         throw DatasetError(dataset.path, "images are \(dataset.channels)x\(dataset.height)x\(dataset.width), model \(modelPath) expects \(c.inputChannels)x\(c.inputHeight)x\(c.inputWidth)")
     }

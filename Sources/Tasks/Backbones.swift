@@ -1,29 +1,102 @@
 import Core
 
+/// One feature map a backbone returns: its name (what a head asks for), channels and stride
+/// (input pixels per map pixel).
+public struct FeatureMapInfo: Codable, Equatable, Sendable {
+    public var name: String
+    public var channels: Int
+    public var stride: Int
+    public init(name: String, channels: Int, stride: Int) {
+        self.name = name; self.channels = channels; self.stride = stride
+    }
+}
+
+/// The maps a backbone computed for one batch, shallow to deep, by name (torchvision's
+/// `IntermediateLayerGetter` output).
+public struct FeatureMaps {
+    public let info: [FeatureMapInfo]
+    public let maps: [Tensor]
+
+    public init(info: [FeatureMapInfo], maps: [Tensor]) {
+        precondition(maps.count <= info.count, "\(maps.count) maps for \(info.count) descriptions")
+        self.info = Array(info.prefix(maps.count)); self.maps = maps
+    }
+
+    /// The deepest map computed.
+    public var last: Tensor { maps.last! }
+
+    /// The map called `name`; heads only ask for maps their configuration was checked against.
+    public subscript(name: String) -> Tensor {
+        guard let index = info.firstIndex(where: { $0.name == name }) else {
+            preconditionFailure("no feature map '\(name)' (computed: \(info.map(\.name)))")
+        }
+        return maps[index]
+    }
+}
+
 /// A feature extractor shared by every task head. It knows nothing about tasks.
 public protocol Backbone: Layer {
-    /// Channels of the last feature map.
-    var outChannels: Int { get }
-    /// Total downsampling factor of the last feature map.
-    var outStride: Int { get }
-    /// Feature maps from shallow to deep ([N, C_i, H / s_i, W / s_i]); the last is `callAsFunction`'s.
-    func featureMaps(_ x: Tensor) -> [Tensor]
+    /// Every map `features` returns, shallow to deep, the stem's included where there is one.
+    var featureInfo: [FeatureMapInfo] { get }
+    /// The feature maps of `x` ([N, C, H, W]), shallow to deep, stopping after the one called
+    /// `deepest` (nil: all of them), so a head reading a shallow map does not pay for deeper ones.
+    func features(_ x: Tensor, through deepest: String?) -> FeatureMaps
     /// The description this backbone was built from (saved inside model files).
     var configuration: BackboneConfiguration { get }
 }
 
 extension Backbone {
-    public func callAsFunction(_ x: Tensor) -> Tensor { featureMaps(x).last! }
+    /// The deepest map.
+    public func callAsFunction(_ x: Tensor) -> Tensor { features(x, through: nil).last }
+
+    /// The description of the map called `name`, if the backbone has one.
+    public func featureInfo(named name: String) -> FeatureMapInfo? { featureInfo.first { $0.name == name } }
+
+    /// Runs `stages` in order, collecting each output, until the map called `deepest`.
+    func collect(_ x: Tensor, through deepest: String?, _ stages: [(Tensor) -> Tensor]) -> FeatureMaps {
+        let info = featureInfo
+        var maps: [Tensor] = []
+        var h = x
+        for (stage, description) in zip(stages, info) {
+            h = stage(h)
+            maps.append(h)
+            if description.name == deepest { break }
+        }
+        return FeatureMaps(info: info, maps: maps)
+    }
+}
+
+/// The backbone families.
+public enum BackboneKind: String, Codable, Sendable, CaseIterable {
+    /// conv3x3 + ReLU + maxpool2 per width (the W1 shape).
+    case plain
+    /// Basic residual blocks after a 3x3 stem.
+    case resnet
+}
+
+/// Named backbone sizes: what `--backbone` accepts.
+public enum BackbonePreset: String, Codable, Sendable, CaseIterable {
+    case plain, resnet8, resnet14, resnet20
+
+    /// The preset's configuration: plain (32, 64), or ResNets of widths 16, 32, 64 with 1, 2 or 3
+    /// blocks per stage.
+    public func configuration(inputChannels: Int, stemStride: Int = 1) -> BackboneConfiguration {
+        switch self {
+        case .plain: return .init(kind: .plain, inputChannels: inputChannels, widths: [32, 64])
+        case .resnet8: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [1, 1, 1], stemStride: stemStride)
+        case .resnet14: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [2, 2, 2], stemStride: stemStride)
+        case .resnet20: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [3, 3, 3], stemStride: stemStride)
+        }
+    }
 }
 
 /// Everything needed to rebuild a backbone: saved as JSON inside model files.
 public struct BackboneConfiguration: Codable, Equatable, Sendable {
-    /// "plain" (conv3x3 + ReLU + maxpool2 per width, the W1 shape) or "resnet" (basic blocks).
-    public var kind: String
+    public var kind: BackboneKind
     public var inputChannels: Int
     /// Channels per stage.
     public var widths: [Int]
-    /// ResNet basic blocks per stage (ignored by "plain").
+    /// ResNet basic blocks per stage (ignored by plain).
     public var blocks: [Int]
     /// Stride of the ResNet stem convolution (2 halves the cost of every later layer).
     public var stemStride: Int
@@ -34,23 +107,22 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
     /// Whether the ResNet stem max-pools.
     public var poolsStem: Bool { stemPool ?? false }
 
-    public init(kind: String, inputChannels: Int, widths: [Int], blocks: [Int] = [], stemStride: Int = 1) {
+    public init(kind: BackboneKind, inputChannels: Int, widths: [Int], blocks: [Int] = [], stemStride: Int = 1) {
         self.kind = kind; self.inputChannels = inputChannels; self.widths = widths
         self.blocks = blocks; self.stemStride = stemStride
     }
 
-    /// Named presets: "plain" (32, 64), "resnet8", "resnet14", "resnet20" (16, 32, 64).
-    public static func preset(_ name: String, inputChannels: Int, stemStride: Int = 1) -> BackboneConfiguration? {
-        switch name {
-        case "plain", "cnn": return .init(kind: "plain", inputChannels: inputChannels, widths: [32, 64])
-        case "resnet8": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [1, 1, 1], stemStride: stemStride)
-        case "resnet14": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [2, 2, 2], stemStride: stemStride)
-        case "resnet20": return .init(kind: "resnet", inputChannels: inputChannels, widths: [16, 32, 64], blocks: [3, 3, 3], stemStride: stemStride)
-        default: return nil
+    /// The maps a backbone of this configuration returns (see `Backbone.featureInfo`).
+    public var featureInfo: [FeatureMapInfo] {
+        switch kind {
+        case .plain:
+            return widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0) }
+        case .resnet:
+            let stem = stemStride * (poolsStem ? 2 : 1)
+            return [FeatureMapInfo(name: "stem", channels: widths[0], stride: stem)]
+                + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: stem << $0) }
         }
     }
-
-    public static let presetNames = ["plain", "resnet8", "resnet14", "resnet20"]
 
     /// Builds the backbone with freshly initialised weights.
     public func make(using rng: inout some RandomNumberGenerator) throws -> any Backbone {
@@ -58,13 +130,12 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
             throw ModelError("backbone needs positive input channels and widths, got \(self)")
         }
         switch kind {
-        case "plain": return PlainCNN(self, using: &rng)
-        case "resnet":
+        case .plain: return PlainCNN(self, using: &rng)
+        case .resnet:
             guard blocks.count == widths.count, blocks.allSatisfy({ $0 > 0 }), stemStride >= 1 else {
                 throw ModelError("resnet backbone needs one positive block count per width, got \(blocks) for \(widths)")
             }
             return ResNet(self, using: &rng)
-        default: throw ModelError("unknown backbone kind '\(kind)' (known: plain, resnet)")
         }
     }
 }
@@ -85,18 +156,11 @@ public final class PlainCNN: Backbone {
         self.configuration = configuration
     }
 
-    public var outChannels: Int { convs.last!.outChannels }
-    public var outStride: Int { 1 << convs.count }
+    public var featureInfo: [FeatureMapInfo] { configuration.featureInfo }
 
-    public func featureMaps(_ x: Tensor) -> [Tensor] {
-        var maps: [Tensor] = []
-        var h = x
-        for conv in convs {
-            // maxpool(relu(x)) == relu(maxpool(x)): pooling first runs ReLU on a quarter of the values.
-            h = conv(h).maxPool2D(kernel: 2, stride: 2, padding: 0).relu()
-            maps.append(h)
-        }
-        return maps
+    public func features(_ x: Tensor, through deepest: String?) -> FeatureMaps {
+        // maxpool(relu(x)) == relu(maxpool(x)): pooling first runs ReLU on a quarter of the values.
+        collect(x, through: deepest, convs.map { conv in { conv($0).maxPool2D(kernel: 2, stride: 2, padding: 0).relu() } })
     }
 }
 
@@ -161,21 +225,15 @@ public final class ResNet: Backbone {
         self.configuration = configuration
     }
 
-    public var outChannels: Int { configuration.widths.last! }
-    public var outStride: Int {
-        configuration.stemStride * (configuration.poolsStem ? 2 : 1) << (configuration.widths.count - 1)
-    }
+    public var featureInfo: [FeatureMapInfo] { configuration.featureInfo }
 
-    public func featureMaps(_ x: Tensor) -> [Tensor] {
-        var h = stem(x)
-        if configuration.poolsStem { h = h.maxPool2D(kernel: 2, stride: 2, padding: 0) }
-        h = stemNorm(h, relu: true)
-        var maps: [Tensor] = []
-        for stage in stages {
-            h = stage(h)
-            maps.append(h)
+    public func features(_ x: Tensor, through deepest: String?) -> FeatureMaps {
+        let stemLayer: (Tensor) -> Tensor = { [self] x in
+            var h = stem(x)
+            if configuration.poolsStem { h = h.maxPool2D(kernel: 2, stride: 2, padding: 0) }
+            return stemNorm(h, relu: true)
         }
-        return maps
+        return collect(x, through: deepest, [stemLayer] + stages.map { stage in { stage($0) } })
     }
 }
 

@@ -1,4 +1,5 @@
 import Core
+import Datasets
 import Foundation
 
 /// The reference workloads of `percept bench` (the same networks as shared/bench/torch_bench.py).
@@ -12,20 +13,23 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     public var inferenceBatch: Int { 256 }
     var input: [Int] { self == .w1 ? [1, 28, 28] : [3, 32, 32] }
 
-    /// The workload's network with fresh weights, and its input shape [C, H, W].
-    public func makeModel(seed: UInt64 = 0) -> (Sequential, [Int]) {
-        var rng = SeededGenerator(seed: seed)
+    /// The workload's network as a classifier with fresh weights, and its input shape [C, H, W].
+    public func makeModel(seed: UInt64 = 0) -> (Classifier, [Int]) {
+        let backbone: BackboneConfiguration, layers: VectorHeadConfiguration
         switch self {
         case .w1:
-            let backbone = PlainCNN(.init(kind: "plain", inputChannels: 1, widths: [32, 64]), using: &rng)
-            let head = VectorHead(.init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10),
-                                  seed: seed, using: &rng)
-            return (Sequential([backbone, head]), input)
+            backbone = .init(kind: .plain, inputChannels: 1, widths: [32, 64])
+            layers = .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10)
         case .w2:
-            let backbone = ResNet(BackboneConfiguration.preset("resnet8", inputChannels: 3)!, using: &rng)
-            let head = VectorHead(.init(pooling: .global, inFeatures: 64, outputs: 10), seed: seed, using: &rng)
-            return (Sequential([backbone, head]), input)
+            backbone = BackbonePreset.resnet8.configuration(inputChannels: 3)
+            layers = .init(pooling: .global, inFeatures: 64, outputs: 10)
         }
+        let configuration = ModelConfiguration(
+            task: .classification, inputChannels: input[0], inputHeight: input[1], inputWidth: input[2],
+            classes: (0..<10).map(String.init), backbone: backbone, head: ClassificationHead.Configuration(layers: layers),
+            mean: Array(repeating: 0, count: input[0]), std: Array(repeating: 1, count: input[0]))
+        // The configuration is fixed and valid: building it cannot fail.
+        return (try! Classifier(configuration, seed: seed), input)
     }
 }
 
@@ -56,7 +60,7 @@ public func runBenchmark(_ workload: BenchmarkWorkload, training: Bool, threads:
     func step() {
         let logits = model(images)
         if training {
-            let loss = softmaxCrossEntropy(logits: logits, labels: labels)
+            let loss = model.head.loss(logits, labels, geometry: model.geometry)
             optimizer.update(model, along: loss.backward())
         }
     }

@@ -28,7 +28,7 @@ public func collectImagePaths(_ arguments: [String]) throws -> [String] {
 
 /// Reads PNGs into one normalised [N, C, H, W] tensor of the model's input size: channels are
 /// converted and images of another size are resized (bilinear).
-public func loadImages(_ paths: [String], for configuration: ModelConfiguration) throws -> Tensor {
+public func loadImages<C>(_ paths: [String], for configuration: ModelConfiguration<C>) throws -> Tensor {
     let (c, h, w) = (configuration.inputChannels, configuration.inputHeight, configuration.inputWidth)
     let out = Tensor.uninitialized([paths.count, c, h, w])
     let plane = h * w

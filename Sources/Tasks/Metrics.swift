@@ -30,19 +30,13 @@ public struct ClassificationMetrics: Sendable {
         confusion = Array(repeating: Array(repeating: 0, count: classes), count: classes)
     }
 
-    /// Adds a batch: `scores` is [N * classes] row-major (logits or probabilities).
-    public mutating func add(scores: UnsafeBufferPointer<Float>, labels: [Int32]) {
-        precondition(scores.count == labels.count * classes, "scores \(scores.count) for \(labels.count) labels x \(classes) classes")
-        for (i, label) in labels.enumerated() {
-            let row = scores.baseAddress! + i * classes
-            var best = 0
-            for c in 1..<classes where row[c] > row[best] { best = c }
-            confusion[Int(label)][best] += 1
-            // Rank of the true class: how many classes score strictly higher.
-            let truth = row[Int(label)]
-            var higher = 0
-            for c in 0..<classes where row[c] > truth { higher += 1 }
-            if higher < topK { topKHits += 1 }
+    /// Adds a batch of decoded predictions and their true labels.
+    public mutating func add(_ predictions: [ClassPrediction], labels: [Int32]) {
+        precondition(predictions.count == labels.count, "\(predictions.count) predictions for \(labels.count) labels")
+        for (prediction, label) in zip(predictions, labels) {
+            precondition(prediction.logits.count == classes, "prediction over \(prediction.logits.count) classes, metrics over \(classes)")
+            confusion[Int(label)][prediction.label] += 1
+            if prediction.rank(of: Int(label)) < topK { topKHits += 1 }
             count += 1
         }
     }
@@ -90,7 +84,8 @@ public struct TaggingMetrics: Sendable {
     func counts(tag: Int, threshold: Float) -> (tp: Int, fp: Int, fn: Int) {
         var tp = 0, fp = 0, fn = 0
         for i in 0..<count {
-            let predicted = scores[i * tags + tag] >= threshold, actual = truth[i * tags + tag] == 1
+            let predicted = TagPrediction.isPresent(scores[i * tags + tag], threshold: threshold)
+            let actual = truth[i * tags + tag] == 1
             if predicted && actual { tp += 1 } else if predicted { fp += 1 } else if actual { fn += 1 }
         }
         return (tp, fp, fn)
@@ -127,7 +122,7 @@ public struct TaggingMetrics: Sendable {
         for i in 0..<count {
             var tp = 0, predicted = 0, actual = 0
             for t in 0..<tags {
-                let p = scores[i * tags + t] >= thresholds[t], a = truth[i * tags + t] == 1
+                let p = TagPrediction.isPresent(scores[i * tags + t], threshold: thresholds[t]), a = truth[i * tags + t] == 1
                 if p { predicted += 1 }
                 if a { actual += 1 }
                 if p && a { tp += 1 }

@@ -2,35 +2,57 @@ import Core
 import Datasets
 import Foundation
 
-/// The four tasks a Percept model can be trained for.
-public enum TaskKind: String, Codable, Sendable, CaseIterable {
-    case classification, tagging, detection, segmentation
-}
-
 /// Everything needed to rebuild a model: stored as the `architecture` JSON of its file.
-public struct ModelConfiguration: Codable, Equatable, Sendable {
-    public var task: TaskKind
+///
+/// The head's configuration is written into the same JSON object as these keys (a head's keys
+/// must not be one of them), which keeps the layout that model files have always had.
+public struct ModelConfiguration<HeadConfiguration: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {
+    public var task: VisionTask
     /// Input image shape the model was trained on.
     public var inputChannels: Int, inputHeight: Int, inputWidth: Int
     /// Class names (tag names for tagging).
     public var classes: [String]
     public var backbone: BackboneConfiguration
     public var head: HeadConfiguration
-    /// "cross_entropy" or "hinge" (classification), "binary_cross_entropy" (tagging).
-    public var loss: String
-    public var labelSmoothing: Float
-    /// Per-class decision thresholds for tagging (0.5 when absent).
-    public var thresholds: [Float]?
     /// Per-channel normalisation applied to value / 255.
     public var mean: [Float], std: [Float]
 
-    public init(task: TaskKind, inputChannels: Int, inputHeight: Int, inputWidth: Int, classes: [String],
-                backbone: BackboneConfiguration, head: HeadConfiguration, loss: String,
-                labelSmoothing: Float = 0, thresholds: [Float]? = nil, mean: [Float], std: [Float]) {
+    public init(task: VisionTask, inputChannels: Int, inputHeight: Int, inputWidth: Int, classes: [String],
+                backbone: BackboneConfiguration, head: HeadConfiguration, mean: [Float], std: [Float]) {
         self.task = task; self.inputChannels = inputChannels; self.inputHeight = inputHeight
         self.inputWidth = inputWidth; self.classes = classes; self.backbone = backbone; self.head = head
-        self.loss = loss; self.labelSmoothing = labelSmoothing; self.thresholds = thresholds
         self.mean = mean; self.std = std
+    }
+
+    /// The size of the images the model takes.
+    public var geometry: InputGeometry { InputGeometry(height: inputHeight, width: inputWidth) }
+
+    enum CodingKeys: String, CodingKey { case task, inputChannels, inputHeight, inputWidth, classes, backbone, mean, std }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        task = try c.decode(VisionTask.self, forKey: .task)
+        inputChannels = try c.decode(Int.self, forKey: .inputChannels)
+        inputHeight = try c.decode(Int.self, forKey: .inputHeight)
+        inputWidth = try c.decode(Int.self, forKey: .inputWidth)
+        classes = try c.decode([String].self, forKey: .classes)
+        backbone = try c.decode(BackboneConfiguration.self, forKey: .backbone)
+        mean = try c.decode([Float].self, forKey: .mean)
+        std = try c.decode([Float].self, forKey: .std)
+        head = try HeadConfiguration(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(task, forKey: .task)
+        try c.encode(inputChannels, forKey: .inputChannels)
+        try c.encode(inputHeight, forKey: .inputHeight)
+        try c.encode(inputWidth, forKey: .inputWidth)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(backbone, forKey: .backbone)
+        try c.encode(mean, forKey: .mean)
+        try c.encode(std, forKey: .std)
+        try head.encode(to: encoder)
     }
 
     public func json() -> String {
@@ -38,52 +60,161 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: try! encoder.encode(self), as: UTF8.self)
     }
+
+    /// Decodes the architecture JSON of a model file.
+    public static func decode(_ json: String, path: String) throws -> ModelConfiguration {
+        do {
+            return try JSONDecoder().decode(ModelConfiguration.self, from: Data(json.utf8))
+        } catch let error as DecodingError {
+            throw DatasetError(path, "architecture JSON does not describe a Percept model: \(describe(error))")
+        }
+    }
 }
 
-/// A backbone and a head: [N, C, H, W] images -> [N, classes] logits.
-public final class Model: Layer {
+/// The task named by an architecture JSON, read before the rest is decoded for that task's head.
+private struct TaskField: Decodable { var task: VisionTask }
+
+/// "key 'loss': value 'focal' is not valid" rather than the whole DecodingError dump.
+func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+    switch error {
+    case .keyNotFound(let key, let context):
+        let at = path(context)
+        return "missing key '\(at.isEmpty ? "" : at + ".")\(key.stringValue)'"
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+        let at = path(context)
+        return (at.isEmpty ? "" : "key '\(at)': ") + context.debugDescription
+    @unknown default:
+        return "\(error)"
+    }
+}
+
+/// Something that trains: a loss per batch, an evaluation, and a file to save to. `Trainer`
+/// drives any of them; a model with one head is one, and so would be one with several.
+public protocol TrainableModel: AnyObject {
+    /// The module whose parameters the optimizer updates and whose state checkpoints hold
+    /// (the model itself, for a module).
+    var module: Module { get }
+    /// The batch's scalar loss, with the graph recorded.
+    func loss(_ batch: Batch) -> Tensor
+    /// Metrics over every batch of `loader`, in inference mode.
+    func evaluate(_ loader: DataLoader) throws -> Evaluation
+    /// Writes the model (and, for checkpoints, optimizer state and progress) atomically.
+    func save(to path: String, optimizer: (any Optimizer)?, epoch: Int, step: Int, metadata: [String: String]) throws
+    /// Whether a checkpoint holds this architecture (so its weights can continue this run).
+    func matchesArchitecture(of checkpoint: ModelCheckpoint) -> Bool
+}
+
+extension TrainableModel where Self: Module {
+    public var module: Module { self }
+}
+
+/// A backbone and a head: images in, the head's predictions out.
+public final class Model<H: Head>: Module, TrainableModel {
     public let backbone: any Backbone
-    public let head: VectorHead
-    public internal(set) var configuration: ModelConfiguration
+    public let head: H
+    /// Input size, classes, normalisation and backbone; the head's part is `head.configuration`.
+    private let base: ModelConfiguration<H.Configuration>
+    /// The deepest backbone map the head reads: the backbone stops there.
+    private let deepestInput: String?
 
     /// A model with fresh weights drawn from `seed`.
-    public init(_ configuration: ModelConfiguration, seed: UInt64) throws {
+    public init(_ configuration: ModelConfiguration<H.Configuration>, seed: UInt64) throws {
+        guard configuration.task == H.task else {
+            throw ModelError("a \(configuration.task.rawValue) configuration cannot build a \(H.task.rawValue) head")
+        }
         var rng = SeededGenerator(seed: seed)
         backbone = try configuration.backbone.make(using: &rng)
-        head = VectorHead(configuration.head, seed: seed &+ 1, using: &rng)
-        self.configuration = configuration
-        try checkFeatureSize()
+        let features = backbone.featureInfo
+        head = try H(configuration.head, features: features, geometry: configuration.geometry, seed: seed &+ 1, using: &rng)
+        let wanted = Set(head.inputs)
+        guard wanted.isSubset(of: features.map(\.name)) else {
+            throw ModelError("head reads maps \(head.inputs.sorted()), backbone has \(features.map(\.name))")
+        }
+        deepestInput = features.last { wanted.contains($0.name) }?.name
+        base = configuration
     }
 
-    /// Checks that the head's input matches what the backbone produces for the input size.
-    func checkFeatureSize() throws {
-        let stride = backbone.outStride
-        let h = configuration.inputHeight, w = configuration.inputWidth
-        let features = configuration.head.pooling != .flatten
-            ? backbone.outChannels
-            : backbone.outChannels * ((h + stride - 1) / stride) * ((w + stride - 1) / stride)
-        if configuration.head.pooling == .flatten && (h % stride != 0 || w % stride != 0) {
-            throw ModelError("input \(h)x\(w) is not divisible by the backbone stride \(stride)")
+    /// The model's full description, the head's current settings included.
+    public var configuration: ModelConfiguration<H.Configuration> {
+        var c = base
+        c.head = head.configuration
+        return c
+    }
+
+    public var geometry: InputGeometry { base.geometry }
+
+    /// Raw head outputs for normalised images [N, C, H, W].
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        head(backbone.features(images, through: deepestInput))
+    }
+
+    public func loss(_ batch: Batch) -> Tensor {
+        head.loss(self(batch.images), head.targets(of: batch), geometry: geometry)
+    }
+
+    /// Predictions for normalised images [N, C, H, W], computed in batches in inference mode.
+    public func predict(_ images: Tensor, batchSize: Int = 256) -> [H.Prediction] {
+        var predictions: [H.Prediction] = []
+        forEachBatch(of: images, batchSize: batchSize) { predictions += head.decode($0, geometry: geometry) }
+        return predictions
+    }
+
+    /// Raw outputs for normalised images, batch by batch, concatenated along the first axis.
+    public func outputs(_ images: Tensor, batchSize: Int = 256) -> Tensor {
+        var chunks: [Tensor] = []
+        forEachBatch(of: images, batchSize: batchSize) { chunks.append($0) }
+        guard let first = chunks.first else { return Tensor.uninitialized([0]) }
+        let rows = chunks.reduce(0) { $0 + $1.shape[0] }
+        let out = Tensor.uninitialized([rows] + Array(first.shape.dropFirst()))
+        var offset = 0
+        for chunk in chunks {
+            (out.pointer + offset).update(from: chunk.pointer, count: chunk.count)
+            offset += chunk.count
         }
-        guard features == configuration.head.inFeatures else {
-            throw ModelError("head expects \(configuration.head.inFeatures) features, backbone gives \(features)")
+        return out
+    }
+
+    private func forEachBatch(of images: Tensor, batchSize: Int, _ body: (Tensor) -> Void) {
+        setMode(.inference)
+        let n = images.shape[0]
+        let per = images.count / max(n, 1)
+        for start in stride(from: 0, to: n, by: batchSize) {
+            let count = min(batchSize, n - start)
+            let slice = Tensor.uninitialized([count] + Array(images.shape.dropFirst()))
+            slice.pointer.update(from: images.pointer + start * per, count: count * per)
+            body(self(slice))
         }
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { head(backbone(x)) }
+    /// The head's metrics over every batch of `loader` (epoch 0 order), in inference mode; the
+    /// model stays in inference mode (`Trainer` switches back at the start of every epoch).
+    public func measure(_ loader: DataLoader) throws -> H.Metrics {
+        setMode(.inference)
+        var metrics = head.makeMetrics()
+        let batches = loader.batches(epoch: 0)
+        while let batch = try batches.nextBatch() {
+            head.measure(self(batch.images), head.targets(of: batch), geometry: geometry, into: &metrics)
+        }
+        return metrics
+    }
 
-    /// Reads a model file: rebuilds the architecture from its JSON and loads the weights.
-    public static func load(path: String, expecting task: TaskKind? = nil) throws -> (Model, ModelCheckpoint) {
+    public func evaluate(_ loader: DataLoader) throws -> Evaluation { head.evaluation(of: try measure(loader)) }
+
+    /// Reads a model file: checks its task, rebuilds the architecture from its JSON and loads
+    /// the weights.
+    public static func load(path: String) throws -> (Model, ModelCheckpoint) {
         let checkpoint = try ModelCheckpoint.read(path: path)
-        let configuration: ModelConfiguration
+        let task: VisionTask
         do {
-            configuration = try JSONDecoder().decode(ModelConfiguration.self, from: Data(checkpoint.architecture.utf8))
-        } catch {
-            throw DatasetError(path, "architecture JSON does not describe a Percept model: \(error)")
+            task = try JSONDecoder().decode(TaskField.self, from: Data(checkpoint.architecture.utf8)).task
+        } catch let error as DecodingError {
+            throw DatasetError(path, "architecture JSON does not describe a Percept model: \(describe(error))")
         }
-        if let task, configuration.task != task {
-            throw DatasetError(path, "is a \(configuration.task.rawValue) model, not \(task.rawValue)")
-        }
+        guard task == H.task else { throw DatasetError(path, "is a \(task.rawValue) model, not \(H.task.rawValue)") }
+        let configuration = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: path)
         let model: Model
         do { model = try Model(configuration, seed: 0) } catch let error as ModelError {
             throw DatasetError(path, error.description)
@@ -93,7 +224,6 @@ public final class Model: Layer {
         return (model, checkpoint)
     }
 
-    /// Writes this model (and, for checkpoints, optimizer state and progress) atomically.
     public func save(to path: String, optimizer: (any Optimizer)? = nil, epoch: Int = 0, step: Int = 0,
                      metadata: [String: String] = [:]) throws {
         let state = optimizer.map { opt in
@@ -101,27 +231,15 @@ public final class Model: Layer {
                            tensors: Dictionary(opt.stateTensors(of: self).map { ($0.name, $0.value) },
                                                uniquingKeysWith: { a, _ in a }))
         }
-        try ModelCheckpoint(module: self, architecture: configuration.json(), task: configuration.task.rawValue,
-                            classNames: configuration.classes, optimizer: state, epoch: epoch, step: step,
-                            metadata: metadata).write(to: path)
+        let c = configuration
+        try ModelCheckpoint(module: self, architecture: c.json(), task: c.task.rawValue, classNames: c.classes,
+                            optimizer: state, epoch: epoch, step: step, metadata: metadata).write(to: path)
     }
 
-    /// Sets tagging thresholds (saved with the model).
-    public func setThresholds(_ thresholds: [Float]) { configuration.thresholds = thresholds }
-
-    /// Runs inference over `images` ([N, C, H, W], already normalised) in batches.
-    public func predict(_ images: Tensor, batchSize: Int = 256) -> Tensor {
-        setMode(.inference)
-        let n = images.shape[0], k = configuration.head.outputs
-        let out = Tensor.uninitialized([n, k])
-        let per = images.count / max(n, 1)
-        for start in stride(from: 0, to: n, by: batchSize) {
-            let count = min(batchSize, n - start)
-            let slice = Tensor.uninitialized([count] + Array(images.shape.dropFirst()))
-            slice.pointer.update(from: images.pointer + start * per, count: count * per)
-            let logits = self(slice)
-            (out.pointer + start * k).update(from: logits.pointer, count: count * k)
-        }
-        return out
+    public func matchesArchitecture(of checkpoint: ModelCheckpoint) -> Bool {
+        (try? ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: "")) == configuration
     }
 }
+
+public typealias Classifier = Model<ClassificationHead>
+public typealias Tagger = Model<TaggingHead>

@@ -2,9 +2,10 @@ import Core
 import Datasets
 import Foundation
 
-/// The tuned defaults of each task: what a user who passes no flags trains.
+/// The tuned defaults of each task: what a user who passes no flags trains. models/README.md
+/// has the measurements behind each choice.
 public struct Recipe: Sendable {
-    public var backbone: String
+    public var backbone: BackbonePreset
     public var stemStride: Int
     /// Max-pool the stem's output 2x2 (see `BackboneConfiguration.stemPool`).
     public var stemPool = false
@@ -15,38 +16,56 @@ public struct Recipe: Sendable {
     public var options: TrainingOptions
     public var labelSmoothing: Float
 
-    public init(backbone: String, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
+    public init(backbone: BackbonePreset, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
         self.backbone = backbone; self.stemStride = stemStride
         self.options = options; self.labelSmoothing = labelSmoothing
     }
 
-    /// Fashion-MNIST-sized classification (see models/README.md for the measured result): a
-    /// ResNet-8 twice as wide as the CIFAR one, with a stride-2 stem so it costs no more per
-    /// image than the narrow one at full resolution and fits 14 epochs in under 13 minutes on
-    /// two cores (measured: 93.1% Fashion-MNIST test accuracy).
+    /// Fashion-MNIST-sized classification: a ResNet-8 twice as wide as the CIFAR one, with a
+    /// stride-2 stem so it costs no more per image than the narrow one at full resolution, 14
+    /// epochs, label smoothing 0.1.
     public static var classification: Recipe {
         var o = TrainingOptions()
-        o.epochs = 14; o.batchSize = 128; o.optimizer = "sgd"; o.weightDecay = 5e-4; o.warmupEpochs = 1
-        var r = Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0.1)
+        o.epochs = 14; o.batchSize = 128; o.optimizer = .sgd; o.weightDecay = 5e-4; o.warmupEpochs = 1
+        var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0.1)
         r.widths = [32, 64, 128]
         return r
     }
 
-    /// Multi-item canvases: a stride-2 stem halves the cost of every layer, buying epochs, and
-    /// global max pooling asks "is this item anywhere" (measured: mAP 0.78 against 0.62 for
-    /// average pooling after 4 epochs). A high peak learning rate trains much faster here
-    /// (validation mAP after 10 epochs: 0.865 at 0.1, 0.887 at 0.2, 0.911 at 0.4, 0.915 at 0.8).
-    /// Batch 64 learns a little more per epoch (0.918 at 0.25) but runs about 20% slower.
-    /// (Those runs were on canvases whose items overlap. On non-overlapping canvases, 40 epochs
-    /// take about 13 minutes; over seeds 0 and 1, test mAP 0.954 and micro-F1 0.905 with the
-    /// output layer started at the tags' base rates, 0.952 and 0.902 with it Xavier-initialised.)
+    /// Multi-item canvases: ResNet-8 with a stride-2 stem, global max pooling ("is this item
+    /// anywhere"), 40 epochs at a high peak learning rate (0.5).
     public static var tagging: Recipe {
         var o = TrainingOptions()
-        o.epochs = 40; o.batchSize = 128; o.optimizer = "sgd"; o.learningRate = 0.5
+        o.epochs = 40; o.batchSize = 128; o.optimizer = .sgd; o.learningRate = 0.5
         o.weightDecay = 5e-4; o.warmupEpochs = 1
-        var r = Recipe(backbone: "resnet8", stemStride: 2, options: o, labelSmoothing: 0)
+        var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
         r.pooling = .globalMax
         return r
+    }
+
+    /// The backbone this recipe builds for images of `inputChannels` channels.
+    public func backboneConfiguration(inputChannels: Int) throws -> BackboneConfiguration {
+        var backbone = self.backbone.configuration(inputChannels: inputChannels, stemStride: stemStride)
+        if stemPool { backbone.stemPool = true }
+        if let widths {
+            guard widths.count == backbone.widths.count, widths.allSatisfy({ $0 > 0 }) else {
+                throw ModelError("--widths needs \(backbone.widths.count) positive channel counts for \(self.backbone.rawValue), got \(widths)")
+            }
+            backbone.widths = widths
+        }
+        return backbone
+    }
+
+    /// A model configuration for `dataset` with this recipe's backbone and the head that
+    /// `head` makes from the backbone's deepest map and the dataset's input size.
+    public func configuration<C>(for dataset: ImageDataset, task: VisionTask, mean: [Float], std: [Float],
+                                 head: (_ deepest: FeatureMapInfo, _ kind: BackboneKind, _ geometry: InputGeometry) throws -> C)
+        throws -> ModelConfiguration<C> {
+        let backbone = try backboneConfiguration(inputChannels: dataset.channels)
+        let geometry = InputGeometry(height: dataset.height, width: dataset.width)
+        return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
+                                  inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone,
+                                  head: try head(backbone.featureInfo.last!, backbone.kind, geometry), mean: mean, std: std)
     }
 }
 
@@ -82,34 +101,4 @@ public func tagFrequencies(_ dataset: TaggingDataset, limit: Int = 100_000) thro
         for (index, tag) in tags.enumerated() where tag != 0 { counts[index % k] += 1 }
     }
     return counts.map { Float($0) / Float(max(rows, 1)) }
-}
-
-/// A model configuration for `dataset` with the named backbone preset.
-public func makeConfiguration(task: TaskKind, dataset: ImageDataset, backbone name: String, stemStride: Int,
-                              stemPool: Bool = false, widths: [Int]? = nil, pooling: Pooling = .global, outputs: Int, loss: String, labelSmoothing: Float,
-                              mean: [Float], std: [Float]) throws -> ModelConfiguration {
-    guard var backbone = BackboneConfiguration.preset(name, inputChannels: dataset.channels, stemStride: stemStride) else {
-        throw ModelError("unknown backbone '\(name)' (known: \(BackboneConfiguration.presetNames.joined(separator: ", ")))")
-    }
-    if stemPool { backbone.stemPool = true }
-    if let widths {
-        guard widths.count == backbone.widths.count, widths.allSatisfy({ $0 > 0 }) else {
-            throw ModelError("--widths needs \(backbone.widths.count) positive channel counts for \(name), got \(widths)")
-        }
-        backbone.widths = widths
-    }
-    let head: HeadConfiguration
-    if backbone.kind == "plain" {
-        let stride = 1 << backbone.widths.count
-        guard dataset.height % stride == 0, dataset.width % stride == 0 else {
-            throw ModelError("the plain backbone needs image sides divisible by \(stride), the dataset has \(dataset.height)x\(dataset.width)")
-        }
-        head = HeadConfiguration(pooling: .flatten, inFeatures: backbone.widths.last! * (dataset.height / stride) * (dataset.width / stride),
-                                 hidden: 128, outputs: outputs)
-    } else {
-        head = HeadConfiguration(pooling: pooling == .flatten ? .global : pooling, inFeatures: backbone.widths.last!, outputs: outputs)
-    }
-    return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
-                              inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone, head: head,
-                              loss: loss, labelSmoothing: labelSmoothing, mean: mean, std: std)
 }

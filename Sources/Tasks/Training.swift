@@ -2,12 +2,24 @@ import Core
 import Datasets
 import Foundation
 
+/// The optimizers training can use.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// SGD with Nesterov momentum.
+    case sgd
+    /// Adam with L2 weight decay added to the gradient.
+    case adam
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    case adamw
+
+    /// The peak learning rate tuned for each on our workloads.
+    public var defaultLearningRate: Float { self == .sgd ? 0.1 : 0.002 }
+}
+
 /// Hyper-parameters of one training run. The defaults are the tuned recipe.
 public struct TrainingOptions: Codable, Equatable, Sendable {
     public var epochs = 10
     public var batchSize = 128
-    /// "sgd" (momentum, Nesterov), "adam" or "adamw".
-    public var optimizer = "sgd"
+    public var optimizer = OptimizerKind.sgd
     /// Peak learning rate; nil picks the optimizer's tuned default (SGD 0.1, Adam 0.002).
     public var learningRate: Float?
     public var momentum: Float = 0.9
@@ -25,38 +37,21 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         return String(decoding: try! encoder.encode(self), as: UTF8.self)
     }
 
-    public var peakLearningRate: Float { learningRate ?? (optimizer == "sgd" ? 0.1 : 0.002) }
+    public var peakLearningRate: Float { learningRate ?? optimizer.defaultLearningRate }
 
-    func makeOptimizer() throws -> any Optimizer {
+    func makeOptimizer() -> any Optimizer {
         switch optimizer {
-        case "sgd": return SGD(learningRate: peakLearningRate, momentum: momentum, nesterov: true, weightDecay: weightDecay)
-        case "adam": return Adam(learningRate: peakLearningRate, weightDecay: weightDecay)
-        case "adamw": return Adam.adamW(learningRate: peakLearningRate, weightDecay: weightDecay)
-        default: throw ModelError("unknown optimizer '\(optimizer)' (known: sgd, adam, adamw)")
+        case .sgd: return SGD(learningRate: peakLearningRate, momentum: momentum, nesterov: true, weightDecay: weightDecay)
+        case .adam: return Adam(learningRate: peakLearningRate, weightDecay: weightDecay)
+        case .adamw: return Adam.adamW(learningRate: peakLearningRate, weightDecay: weightDecay)
         }
     }
-}
-
-/// A validation result: the number that picks the best model, and a line for people.
-public struct Evaluation: Sendable {
-    public var metricName: String
-    public var value: Double
-    public var summary: String
-    /// Every metric by name, for JSON output.
-    public var values: [String: Double]
-}
-
-/// What a task contributes to training: its loss and its validation metric.
-public protocol TrainingObjective {
-    func loss(_ logits: Tensor, _ batch: Batch) -> Tensor
-    func evaluate(_ model: Model, _ loader: DataLoader) throws -> Evaluation
 }
 
 /// Drives epochs of mini-batch training: learning-rate schedule, progress lines, validation,
 /// best-model selection and resumable checkpoints. A plain loop, no callbacks.
 public final class Trainer {
-    public let model: Model
-    public let objective: any TrainingObjective
+    public let model: any TrainableModel
     public let train: DataLoader
     public let validation: DataLoader?
     public let options: TrainingOptions
@@ -69,28 +64,28 @@ public final class Trainer {
     /// Receives progress lines.
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
-    public init(model: Model, objective: any TrainingObjective, train: DataLoader, validation: DataLoader?,
+    public init(model: any TrainableModel, train: DataLoader, validation: DataLoader?,
                 options: TrainingOptions, outputPath: String) {
-        self.model = model; self.objective = objective; self.train = train
+        self.model = model; self.train = train
         self.validation = validation; self.options = options; self.outputPath = outputPath
     }
 
     /// Trains from scratch, or from `resume` (a `.last.h5` checkpoint) exactly where it stopped.
     @discardableResult
     public func run(resume: String? = nil) throws -> Evaluation? {
-        let optimizer = try options.makeOptimizer()
+        let optimizer = options.makeOptimizer()
         var startEpoch = 0
         var best = -Double.infinity
         if let resume {
             let checkpoint = try ModelCheckpoint.read(path: resume)
-            guard checkpoint.architecture == model.configuration.json() else {
+            guard model.matchesArchitecture(of: checkpoint) else {
                 throw DatasetError(resume, "checkpoint architecture differs from the model being trained")
             }
-            try checkpoint.load(into: model, path: resume)
+            try checkpoint.load(into: model.module, path: resume)
             guard let state = checkpoint.optimizer, state.name == optimizer.name else {
                 throw DatasetError(resume, "checkpoint holds no \(optimizer.name) optimizer state")
             }
-            do { try optimizer.loadState(state.tensors, step: checkpoint.step, of: model) } catch {
+            do { try optimizer.loadState(state.tensors, step: checkpoint.step, of: model.module) } catch {
                 throw DatasetError(resume, "\(error)")
             }
             if let stored = checkpoint.metadata["training_options"],
@@ -110,19 +105,19 @@ public final class Trainer {
         let runStart = Date()
         var imagesDone = 0
         for epoch in startEpoch..<options.epochs {
-            model.setMode(.training)
+            model.module.setMode(.training)
             let epochStart = Date()
             var lossSum = 0.0, seen = 0, lastReport = Date.distantPast
             let batches = train.batches(epoch: epoch)
             var step = 0
             while let batch = try batches.nextBatch() {
                 optimizer.learningRate = schedule(optimizer.step)
-                let loss = objective.loss(model(batch.images), batch)
+                let loss = model.loss(batch)
                 let value = loss.scalar
                 guard value.isFinite else {
                     throw ModelError("loss became \(value) at epoch \(epoch + 1), step \(step + 1): lower --lr")
                 }
-                optimizer.update(model, along: loss.backward())
+                optimizer.update(model.module, along: loss.backward())
                 lossSum += Double(value) * Double(batch.count)
                 seen += batch.count
                 imagesDone += batch.count
@@ -140,13 +135,13 @@ public final class Trainer {
                               Date().timeIntervalSince(epochStart), lossSum / Double(max(seen, 1)))
             var improved = validation == nil
             if let validation {
-                let evaluation = try objective.evaluate(model, validation)
+                let evaluation = try model.evaluate(validation)
                 last = evaluation
                 line += "  val " + evaluation.summary
                 if evaluation.value > best { best = evaluation.value; improved = true; line += "  (best)" }
             }
             log(line)
-            if improved { try model.save(to: outputPath, epoch: epoch + 1, step: optimizer.step) }
+            if improved { try model.save(to: outputPath, optimizer: nil, epoch: epoch + 1, step: optimizer.step, metadata: [:]) }
             try model.save(to: checkpointPath, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
                            metadata: ["best_metric": best.isFinite ? String(best) : "", "training_options": options.json()])
         }
@@ -164,82 +159,4 @@ public func formatDuration(_ seconds: Double) -> String {
     if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
     if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
     return "\(s)s"
-}
-
-/// Softmax classification: cross-entropy (with label smoothing) or multi-class hinge; accuracy.
-extension Model {
-    /// Switches to inference and calls `body` with each batch of `loader` (epoch 0 order) and
-    /// the model's logits for it. The model stays in inference mode; `Trainer` switches back to
-    /// training at the start of every epoch.
-    public func forEachInference(over loader: DataLoader, _ body: (Batch, Tensor) throws -> Void) throws {
-        setMode(.inference)
-        let batches = loader.batches(epoch: 0)
-        while let batch = try batches.nextBatch() { try body(batch, self(batch.images)) }
-    }
-}
-
-public struct ClassificationObjective: TrainingObjective {
-    public let classes: Int
-    public let hinge: Bool
-    public let labelSmoothing: Float
-    public init(classes: Int, hinge: Bool = false, labelSmoothing: Float = 0) {
-        self.classes = classes; self.hinge = hinge; self.labelSmoothing = labelSmoothing
-    }
-
-    public func loss(_ logits: Tensor, _ batch: Batch) -> Tensor {
-        hinge ? multiClassHingeLoss(logits: logits, labels: batch.labels)
-            : softmaxCrossEntropy(logits: logits, labels: batch.labels, labelSmoothing: labelSmoothing)
-    }
-
-    public func evaluate(_ model: Model, _ loader: DataLoader) throws -> Evaluation {
-        let metrics = try ClassificationMetrics.measure(model, loader)
-        return Evaluation(metricName: "accuracy", value: metrics.accuracy,
-                          summary: String(format: "accuracy %.4f  top-%d %.4f", metrics.accuracy, metrics.topK, metrics.topKAccuracy),
-                          values: ["accuracy": metrics.accuracy, "top_k_accuracy": metrics.topKAccuracy, "macro_f1": metrics.macroF1])
-    }
-}
-
-extension ClassificationMetrics {
-    /// Runs `model` over every batch of `loader` in inference mode.
-    public static func measure(_ model: Model, _ loader: DataLoader) throws -> ClassificationMetrics {
-        var metrics = ClassificationMetrics(classes: model.configuration.head.outputs, topK: 5)
-        try model.forEachInference(over: loader) { batch, logits in
-            metrics.add(scores: UnsafeBufferPointer(start: logits.pointer, count: logits.count), labels: batch.labels)
-        }
-        return metrics
-    }
-}
-
-/// Independent sigmoids: binary cross-entropy; mean average precision, micro-F1.
-public struct TaggingObjective: TrainingObjective {
-    public let tags: Int
-    public init(tags: Int) { self.tags = tags }
-
-    public func loss(_ logits: Tensor, _ batch: Batch) -> Tensor {
-        binaryCrossEntropyWithLogits(logits: logits, targets: batch.tags!)
-    }
-
-    public func evaluate(_ model: Model, _ loader: DataLoader) throws -> Evaluation {
-        let metrics = try TaggingMetrics.measure(model, loader)
-        let thresholds = model.configuration.thresholds ?? Array(repeating: 0.5, count: tags)
-        let map = metrics.meanAveragePrecision, micro = metrics.microF1(thresholds: thresholds)
-        return Evaluation(metricName: "mAP", value: map,
-                          summary: String(format: "mAP %.4f  micro-F1 %.4f", map, micro),
-                          values: ["mAP": map, "micro_f1": micro, "macro_f1": metrics.macroF1(thresholds: thresholds),
-                                   "example_f1": metrics.exampleF1(thresholds: thresholds)])
-    }
-}
-
-extension TaggingMetrics {
-    /// Runs `model` over every batch of `loader` in inference mode, collecting probabilities.
-    public static func measure(_ model: Model, _ loader: DataLoader) throws -> TaggingMetrics {
-        var metrics = TaggingMetrics(tags: model.configuration.head.outputs)
-        try model.forEachInference(over: loader) { batch, logits in
-            let probabilities = logits.sigmoid()
-            let targets = batch.tags!
-            metrics.add(probabilities: UnsafeBufferPointer(start: probabilities.pointer, count: probabilities.count),
-                        targets: UnsafeBufferPointer(start: targets.pointer, count: targets.count))
-        }
-        return metrics
-    }
 }

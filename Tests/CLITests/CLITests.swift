@@ -65,13 +65,18 @@ final class Scratch {
 
 final class CLITests: XCTestCase {
     /// A tiny model file of `task` for 1 x 8 x 8 images and three classes.
-    func writeModel(_ path: String, task: TaskKind) throws {
-        let configuration = ModelConfiguration(
-            task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
-            backbone: BackboneConfiguration(kind: "plain", inputChannels: 1, widths: [2]),
-            head: HeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3),
-            loss: task == .tagging ? "binary_cross_entropy" : "cross_entropy", mean: [0.5], std: [0.25])
-        try Model(configuration, seed: 0).save(to: path)
+    func writeModel(_ path: String, task: VisionTask) throws {
+        func configuration<C>(_ head: C) -> ModelConfiguration<C> {
+            ModelConfiguration(task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
+                               backbone: BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]),
+                               head: head, mean: [0.5], std: [0.25])
+        }
+        let layers = VectorHeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3)
+        switch task {
+        case .classification: try Classifier(configuration(ClassificationHead.Configuration(layers: layers)), seed: 0).save(to: path)
+        case .tagging: try Tagger(configuration(TaggingHead.Configuration(layers: layers)), seed: 0).save(to: path)
+        default: XCTFail("no test model for \(task)")
+        }
     }
 
     /// A classification dataset of six 8 x 8 gray images.

@@ -12,11 +12,11 @@ final class EndToEndTests: XCTestCase {
         try writeClassificationData(folder.file("val.h5"), count: 60, seed: 11)
         let train = try ClassificationDataset(path: folder.file("train.h5"))
         let validation = try ClassificationDataset(path: folder.file("val.h5"))
-        let configuration = try smallConfiguration(task: .classification, dataset: train)
-        let model = try Model(configuration, seed: 1)
+        let configuration = try smallClassifierConfiguration(dataset: train)
+        let model = try Classifier(configuration, seed: 1)
         let options = smallOptions(epochs: 6)
         let trainer = Trainer(
-            model: model, objective: ClassificationObjective(classes: 3),
+            model: model,
             train: DataLoader(train, batchSize: options.batchSize, shuffle: true, mean: configuration.mean,
                               std: configuration.std, seed: options.seed),
             validation: DataLoader(validation, batchSize: 64, shuffle: false, mean: configuration.mean, std: configuration.std),
@@ -30,24 +30,24 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains("done in") }.count, 6)
 
         // The best model on disk reloads and is at least as good as the last epoch.
-        let (best, checkpoint) = try Model.load(path: folder.file("model.h5"), expecting: .classification)
+        let (best, checkpoint) = try Classifier.load(path: folder.file("model.h5"))
         XCTAssertEqual(best.configuration, configuration)
         XCTAssertTrue((1...6).contains(checkpoint.epoch))
         let loader = DataLoader(validation, batchSize: 64, shuffle: false, mean: configuration.mean, std: configuration.std)
-        let bestMetrics = try ClassificationMetrics.measure(best, loader)
+        let bestMetrics = try best.measure(loader)
         XCTAssertGreaterThanOrEqual(bestMetrics.accuracy, last.value)
         XCTAssertEqual(bestMetrics.count, 60)
 
         // The resumable checkpoint is the final model: the same logits, bit for bit.
-        let (reloaded, lastCheckpoint) = try Model.load(path: trainer.checkpointPath, expecting: .classification)
+        let (reloaded, lastCheckpoint) = try Classifier.load(path: trainer.checkpointPath)
         XCTAssertEqual(lastCheckpoint.epoch, 6)
         XCTAssertEqual(lastCheckpoint.step, 6 * 8)
         XCTAssertNotNil(lastCheckpoint.optimizer)
         let images = try normalisedImages(validation, for: model)
-        XCTAssertEqual(reloaded.predict(images).scalars, model.predict(images).scalars)
+        XCTAssertEqual(reloaded.outputs(images).scalars, model.outputs(images).scalars)
 
-        // A tagging model file is refused as a classifier, naming the file.
-        XCTAssertThrowsError(try Model.load(path: folder.file("model.h5"), expecting: .tagging)) { error in
+        // A classification model file is refused as a tagger, naming the file.
+        XCTAssertThrowsError(try Tagger.load(path: folder.file("model.h5"))) { error in
             XCTAssertTrue("\(error)".contains("model.h5") && "\(error)".contains("not tagging"), "\(error)")
         }
     }
@@ -58,12 +58,12 @@ final class EndToEndTests: XCTestCase {
         let positiveRate = try writeTaggingData(folder.file("val.h5"), count: 80, seed: 21)
         let train = try TaggingDataset(path: folder.file("train.h5"))
         let validation = try TaggingDataset(path: folder.file("val.h5"))
-        let configuration = try smallConfiguration(task: .tagging, dataset: train)
-        let model = try Model(configuration, seed: 2)
+        let configuration = try smallTaggerConfiguration(dataset: train)
+        let model = try Tagger(configuration, seed: 2)
         let options = smallOptions(epochs: 8)
         let validationLoader = DataLoader(validation, batchSize: 80, shuffle: false, mean: configuration.mean, std: configuration.std)
         let trainer = Trainer(
-            model: model, objective: TaggingObjective(tags: generatedTagCount),
+            model: model,
             train: DataLoader(train, batchSize: options.batchSize, shuffle: true, mean: configuration.mean,
                               std: configuration.std, seed: options.seed),
             validation: validationLoader, options: options, outputPath: folder.file("tagger.h5"))
@@ -87,16 +87,16 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(lines.last?.components(separatedBy: "best val mAP ").last,
                        String(format: "%.4f", try XCTUnwrap(epochValues.max())))
 
-        let (tagger, _) = try Model.load(path: folder.file("tagger.h5"), expecting: .tagging)
-        let metrics = try TaggingMetrics.measure(tagger, validationLoader)
+        let (tagger, _) = try Tagger.load(path: folder.file("tagger.h5"))
+        let metrics = try tagger.measure(validationLoader)
         XCTAssertGreaterThanOrEqual(metrics.meanAveragePrecision, last.value)
         let thresholds = metrics.tunedThresholds()
         XCTAssertGreaterThanOrEqual(metrics.microF1(thresholds: thresholds), 0.8)
-        tagger.setThresholds(thresholds)
+        tagger.head.setThresholds(thresholds)
         try tagger.save(to: folder.file("tuned.h5"))
-        let (tuned, _) = try Model.load(path: folder.file("tuned.h5"), expecting: .tagging)
-        XCTAssertEqual(tuned.configuration.thresholds, thresholds)
+        let (tuned, _) = try Tagger.load(path: folder.file("tuned.h5"))
+        XCTAssertEqual(tuned.configuration.head.thresholds, thresholds)
         let images = try normalisedImages(validation, for: tagger)
-        XCTAssertEqual(tuned.predict(images).scalars, tagger.predict(images).scalars)
+        XCTAssertEqual(tuned.outputs(images).scalars, tagger.outputs(images).scalars)
     }
 }

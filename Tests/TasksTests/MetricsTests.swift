@@ -8,11 +8,12 @@ final class ClassificationMetricsTests: XCTestCase {
 
     func metrics(topK: Int) -> ClassificationMetrics {
         var metrics = ClassificationMetrics(classes: 3, topK: topK)
-        // Two batches, to check that they accumulate.
-        scores.withUnsafeBufferPointer { all in
-            metrics.add(scores: UnsafeBufferPointer(rebasing: all[0..<9]), labels: Array(labels[0..<3]))
-            metrics.add(scores: UnsafeBufferPointer(rebasing: all[9..<18]), labels: Array(labels[3..<6]))
+        let predictions = (0..<6).map { i in
+            ClassPrediction(logits: Array(scores[3 * i..<3 * i + 3]), probabilities: Array(scores[3 * i..<3 * i + 3]))
         }
+        // Two batches, to check that they accumulate.
+        metrics.add(Array(predictions[0..<3]), labels: Array(labels[0..<3]))
+        metrics.add(Array(predictions[3..<6]), labels: Array(labels[3..<6]))
         return metrics
     }
 
@@ -43,6 +44,25 @@ final class ClassificationMetricsTests: XCTestCase {
         // A class never predicted and never present has 0 everywhere rather than NaN.
         let empty = PrecisionRecall(truePositives: 0, falsePositives: 0, falseNegatives: 0)
         XCTAssertEqual([empty.precision, empty.recall, empty.f1], [0, 0, 0])
+    }
+}
+
+final class PredictionTests: XCTestCase {
+    /// Classes rank by logit, ties keeping the lower index first; scores are the probabilities.
+    func testClassPredictionRanksByLogitAndReportsProbabilities() {
+        let prediction = ClassPrediction(logits: [1, 3, 3, -2], probabilities: [0.1, 0.4, 0.4, 0.1])
+        XCTAssertEqual(prediction.ranking, [1, 2, 0, 3])
+        XCTAssertEqual(prediction.label, 1)
+        XCTAssertEqual(prediction.score, 0.4)
+        XCTAssertEqual(prediction.top(2).map(\.label), [1, 2])
+        XCTAssertEqual(prediction.top(9).count, 4)
+        XCTAssertEqual([0, 1, 2, 3].map(prediction.rank(of:)), [2, 0, 0, 3])
+    }
+
+    /// A tag is present when its probability reaches its own threshold, equality included.
+    func testTagPredictionUsesEachTagsThreshold() {
+        let prediction = TagPrediction(probabilities: [0.2, 0.5, 0.9, 0.05], thresholds: [0.1, 0.6, 0.9, 0.5])
+        XCTAssertEqual(prediction.tags, [0, 2])
     }
 }
 

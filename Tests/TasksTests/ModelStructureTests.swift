@@ -7,26 +7,26 @@ import XCTest
 /// Every layer of a model takes part in training and in its file: optional layers (the head's
 /// hidden layer, ResNet projection shortcuts) included.
 final class ModelStructureTests: XCTestCase {
-    func configuration(residual: Bool) -> ModelConfiguration {
+    func configuration(residual: Bool) -> ModelConfiguration<ClassificationHead.Configuration> {
         let backbone = residual
-            ? BackboneConfiguration(kind: "resnet", inputChannels: 1, widths: [4, 8], blocks: [1, 1])
-            : BackboneConfiguration(kind: "plain", inputChannels: 1, widths: [4, 8])
-        let head = HeadConfiguration(pooling: residual ? .global : .flatten, inFeatures: residual ? 8 : 8 * 3 * 3,
-                                     hidden: 6, outputs: 3)
+            ? BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1])
+            : BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [4, 8])
+        let layers = VectorHeadConfiguration(pooling: residual ? .global : .flatten, inFeatures: residual ? 8 : 8 * 3 * 3,
+                                             hidden: 6, outputs: 3)
         return ModelConfiguration(task: .classification, inputChannels: 1, inputHeight: 12, inputWidth: 12,
-                                  classes: ["a", "b", "c"], backbone: backbone, head: head, loss: "cross_entropy",
+                                  classes: ["a", "b", "c"], backbone: backbone, head: .init(layers: layers),
                                   mean: [0.5], std: [0.25])
     }
 
     func testOptionalLayersAreAmongTheParametersAndBuffers() throws {
-        let plain = try Model(configuration(residual: false), seed: 3)
+        let plain = try Classifier(configuration(residual: false), seed: 3)
         let plainPaths = Set(plain.namedParameters.map(\.path))
         XCTAssertTrue(plainPaths.isSuperset(of: ["head.hiddenLayer.weight", "head.hiddenLayer.bias", "head.output.weight"]),
                       "parameters found: \(plainPaths.sorted())")
         // Counting by hand: conv 1->4 and 4->8 (3x3, bias), hidden 72->6, output 6->3.
         XCTAssertEqual(plain.parameterCount, (4 * 9 + 4) + (8 * 4 * 9 + 8) + (72 * 6 + 6) + (6 * 3 + 3))
 
-        let residual = try Model(configuration(residual: true), seed: 3)
+        let residual = try Classifier(configuration(residual: true), seed: 3)
         let residualPaths = Set(residual.namedParameters.map(\.path))
         XCTAssertTrue(residualPaths.isSuperset(of: ["backbone.stages.1.blocks.0.projection.weight",
                                                     "backbone.stages.1.blocks.0.projectionNorm.weight"]),
@@ -42,7 +42,7 @@ final class ModelStructureTests: XCTestCase {
         let images = Tensor.randomNormal([5, 1, 12, 12], using: &generator)
         for residual in [false, true] {
             // A seed other than the loader's 0, so nothing left out of the file can match by chance.
-            let model = try Model(configuration(residual: residual), seed: 7)
+            let model = try Classifier(configuration(residual: residual), seed: 7)
             if residual {
                 // Move the batch-norm running statistics away from their initial values.
                 model.setMode(.training)
@@ -50,11 +50,11 @@ final class ModelStructureTests: XCTestCase {
             }
             let path = folder.file("model-\(residual).h5")
             try model.save(to: path, epoch: 2, step: 10, metadata: ["note": "test"])
-            let (reloaded, checkpoint) = try Model.load(path: path, expecting: .classification)
+            let (reloaded, checkpoint) = try Classifier.load(path: path)
             XCTAssertEqual([checkpoint.epoch, checkpoint.step], [2, 10])
             XCTAssertEqual(checkpoint.metadata["note"], "test")
             XCTAssertEqual(reloaded.configuration, model.configuration)
-            XCTAssertEqual(reloaded.predict(images).scalars, model.predict(images).scalars,
+            XCTAssertEqual(reloaded.outputs(images).scalars, model.outputs(images).scalars,
                            residual ? "residual model" : "plain model with a hidden layer")
         }
     }
@@ -62,13 +62,16 @@ final class ModelStructureTests: XCTestCase {
     /// The pooled stem downsamples like a stride-2 stem; configurations written before the
     /// option existed still decode (as no pooling).
     func testStemPoolHalvesTheStemAndOldConfigurationsDecode() throws {
-        var pooled = BackboneConfiguration(kind: "resnet", inputChannels: 1, widths: [4, 8], blocks: [1, 1])
+        var pooled = BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1])
         pooled.stemPool = true
         var rng = SeededGenerator(seed: 5)
         let backbone = try pooled.make(using: &rng)
         let x = Tensor.randomNormal([2, 1, 12, 10], using: &rng)
-        XCTAssertEqual(backbone.featureMaps(x).map(\.shape), [[2, 4, 6, 5], [2, 8, 3, 3]])
-        XCTAssertEqual(backbone.outStride, 4)
+        let features = backbone.features(x, through: nil)
+        XCTAssertEqual(features.maps.map(\.shape), [[2, 4, 6, 5], [2, 4, 6, 5], [2, 8, 3, 3]])
+        XCTAssertEqual(features.info, [FeatureMapInfo(name: "stem", channels: 4, stride: 2),
+                                       FeatureMapInfo(name: "stage1", channels: 4, stride: 2),
+                                       FeatureMapInfo(name: "stage2", channels: 8, stride: 4)])
 
         let json = try JSONEncoder().encode(pooled)
         XCTAssertEqual(try JSONDecoder().decode(BackboneConfiguration.self, from: json), pooled)
@@ -82,9 +85,11 @@ final class ModelStructureTests: XCTestCase {
     /// output's maximum: checked against the same sums written out.
     func testScoreMaxHeadTakesTheBestPositionPerOutput() throws {
         var rng = SeededGenerator(seed: 12)
-        let head = VectorHead(HeadConfiguration(pooling: .scoreMax, inFeatures: 3, outputs: 2), seed: 0, using: &rng)
+        let map = FeatureMapInfo(name: "stage1", channels: 3, stride: 1)
+        let head = try ClassificationHead(.init(layers: VectorHeadConfiguration(pooling: .scoreMax, inFeatures: 3, outputs: 2)),
+                                          features: [map], geometry: InputGeometry(height: 2, width: 3), seed: 0, using: &rng)
         let x = Tensor.randomNormal([2, 3, 2, 3], using: &rng)
-        let logits = head(x)
+        let logits = head(FeatureMaps(info: [map], maps: [x]))
         XCTAssertEqual(logits.shape, [2, 2])
         let w = head.output.weight.tensor.scalars, b = head.output.bias!.tensor.scalars, xs = x.scalars
         for n in 0..<2 {
@@ -116,11 +121,11 @@ final class ModelStructureTests: XCTestCase {
         }
         XCTAssertEqual(Double(rates.reduce(0, +)) / Double(generatedTagCount), positiveRate, accuracy: 1e-6)
 
-        let configuration = try smallConfiguration(task: .tagging, dataset: dataset, residual: true)
-        let model = try Model(configuration, seed: 3)
+        let configuration = try smallTaggerConfiguration(dataset: dataset, residual: true)
+        let model = try Tagger(configuration, seed: 3)
         model.head.initializeAtBaseRates(rates, seed: 4)
         model.setMode(.inference)
-        let probabilities = model(try normalisedImages(dataset, for: model)).sigmoid()
+        let probabilities = model.head.probabilities(model(try normalisedImages(dataset, for: model)))
         for n in 0..<64 {
             for k in 0..<generatedTagCount {
                 XCTAssertEqual(probabilities.scalars[n * generatedTagCount + k], rates[k], accuracy: 0.05)

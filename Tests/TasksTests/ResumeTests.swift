@@ -4,38 +4,46 @@ import Foundation
 import Tasks
 import XCTest
 
-/// A classification objective that stops the run (as a crash would) when asked to evaluate
-/// for the `stopAt`-th time: after that epoch's training but before its checkpoint is written.
-final class InterruptingObjective: TrainingObjective {
-    let base: ClassificationObjective
+/// A classifier that stops the run (as a crash would) when asked to evaluate for the
+/// `stopAt`-th time: after that epoch's training but before its checkpoint is written.
+final class InterruptingModel: TrainableModel {
+    let model: Classifier
     let stopAt: Int
     private(set) var evaluations = 0
 
-    init(classes: Int, stopAt: Int) {
-        base = ClassificationObjective(classes: classes)
+    var module: Module { model }
+
+    init(_ model: Classifier, stopAt: Int) {
+        self.model = model
         self.stopAt = stopAt
     }
 
-    func loss(_ logits: Tensor, _ batch: Batch) -> Tensor { base.loss(logits, batch) }
+    func loss(_ batch: Batch) -> Tensor { model.loss(batch) }
 
-    func evaluate(_ model: Model, _ loader: DataLoader) throws -> Evaluation {
+    func evaluate(_ loader: DataLoader) throws -> Evaluation {
         evaluations += 1
         if evaluations == stopAt { throw ModelError("interrupted at evaluation \(evaluations)") }
-        return try base.evaluate(model, loader)
+        return try model.evaluate(loader)
     }
+
+    func save(to path: String, optimizer: (any Optimizer)?, epoch: Int, step: Int, metadata: [String: String]) throws {
+        try model.save(to: path, optimizer: optimizer, epoch: epoch, step: step, metadata: metadata)
+    }
+
+    func matchesArchitecture(of checkpoint: ModelCheckpoint) -> Bool { model.matchesArchitecture(of: checkpoint) }
 }
 
 /// Resuming from a `.last.h5` checkpoint continues exactly where the run stopped.
 final class ResumeTests: XCTestCase {
     /// Trains for `epochs` (stopping early if `stopAt` is given) or resumes from `resume`.
-    func train(_ folder: TemporaryFolder, output: String, configuration: ModelConfiguration, epochs: Int,
-               stopAt: Int = .max, resume: String? = nil) throws -> (Model, Trainer) {
+    func train(_ folder: TemporaryFolder, output: String, configuration: ModelConfiguration<ClassificationHead.Configuration>,
+               epochs: Int, stopAt: Int = .max, resume: String? = nil) throws -> (Classifier, Trainer) {
         let train = try ClassificationDataset(path: folder.file("train.h5"))
         let validation = try ClassificationDataset(path: folder.file("val.h5"))
         let options = smallOptions(epochs: epochs, augment: true, seed: 5)
-        let model = try Model(configuration, seed: options.seed)
+        let model = try Classifier(configuration, seed: options.seed)
         let trainer = Trainer(
-            model: model, objective: InterruptingObjective(classes: 3, stopAt: stopAt),
+            model: InterruptingModel(model, stopAt: stopAt),
             train: DataLoader(train, batchSize: options.batchSize, shuffle: true,
                               augmentation: Augmentation(cropPadding: 2, horizontalFlip: true),
                               mean: configuration.mean, std: configuration.std, seed: options.seed),
@@ -50,8 +58,8 @@ final class ResumeTests: XCTestCase {
         let folder = TemporaryFolder()
         try writeClassificationData(folder.file("train.h5"), count: 48, seed: 30)
         try writeClassificationData(folder.file("val.h5"), count: 12, seed: 31)
-        let configuration = try smallConfiguration(task: .classification, dataset: ClassificationDataset(path: folder.file("train.h5")),
-                                                   residual: residual, dropout: dropout)
+        let configuration = try smallClassifierConfiguration(dataset: ClassificationDataset(path: folder.file("train.h5")),
+                                                             residual: residual, dropout: dropout)
         let (straight, _) = try train(folder, output: "straight.h5", configuration: configuration, epochs: 2)
 
         // Stop during the second epoch's validation: the checkpoint on disk is epoch 1's.
@@ -70,11 +78,11 @@ final class ResumeTests: XCTestCase {
         }
         // Everything that shapes the output, saved or not, must match: compare predictions too.
         let images = try normalisedImages(ClassificationDataset(path: folder.file("val.h5")), for: straight)
-        XCTAssertEqual(straight.predict(images).scalars, resumed.predict(images).scalars,
+        XCTAssertEqual(straight.outputs(images).scalars, resumed.outputs(images).scalars,
                        "predictions differ after resuming", file: file, line: line)
         // And the checkpoints written at the end agree with the models in memory.
-        let (straightFile, _) = try Model.load(path: folder.file("straight.last.h5"))
-        XCTAssertEqual(straightFile.predict(images).scalars, straight.predict(images).scalars,
+        let (straightFile, _) = try Classifier.load(path: folder.file("straight.last.h5"))
+        XCTAssertEqual(straightFile.outputs(images).scalars, straight.outputs(images).scalars,
                        "the final checkpoint does not reproduce the trained model", file: file, line: line)
     }
 

@@ -1,4 +1,5 @@
 import XCTest
+import CKernels
 import Core
 import Datasets
 @testable import Tasks
@@ -11,19 +12,17 @@ final class ShippedModelTests: XCTestCase {
     func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 
     func testFashionClassifierGetsTheSamplesRight() throws {
-        let (model, checkpoint) = try Model.load(path: path("models/fashion-classifier.h5"), expecting: .classification)
+        let (model, checkpoint) = try Classifier.load(path: path("models/fashion-classifier.h5"))
         XCTAssertEqual(checkpoint.classNames.count, 10)
         XCTAssertEqual([model.configuration.inputChannels, model.configuration.inputHeight, model.configuration.inputWidth], [1, 28, 28])
         let images = try collectImagePaths([path("samples/fashion")])
         XCTAssertEqual(images.count, 20)
-        let logits = model.predict(try loadImages(images, for: model.configuration))
+        let predictions = model.predict(try loadImages(images, for: model.configuration))
         var correct = 0
-        for (i, image) in images.enumerated() {
-            let row = Array(UnsafeBufferPointer(start: logits.pointer + i * 10, count: 10))
-            let predicted = row.indices.max { row[$0] < row[$1] }!
+        for (image, prediction) in zip(images, predictions) {
             // Sample files are named NNNN-<class>.png after their true class.
             let truth = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent.split(separator: "-", maxSplits: 1)[1]
-            let name = model.configuration.classes[predicted].lowercased().replacingOccurrences(of: "/", with: "-")
+            let name = model.configuration.classes[prediction.label].lowercased().replacingOccurrences(of: "/", with: "-")
                 .replacingOccurrences(of: " ", with: "-")
             if name == truth { correct += 1 }
         }
@@ -32,18 +31,18 @@ final class ShippedModelTests: XCTestCase {
     }
 
     func testFashionTaggerFindsTheItemsOnTheSampleCanvases() throws {
-        let (model, _) = try Model.load(path: path("models/fashion-tagger.h5"), expecting: .tagging)
+        let (model, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
         let names = model.configuration.classes.map { $0.lowercased().replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: " ", with: "-") }
-        let thresholds = try XCTUnwrap(model.configuration.thresholds, "the shipped tagger stores tuned thresholds")
+        XCTAssertNotNil(model.configuration.head.thresholds, "the shipped tagger stores tuned thresholds")
         let images = try collectImagePaths([path("samples/canvases")])
         XCTAssertEqual(images.count, 8)
-        let probabilities = model.predict(try loadImages(images, for: model.configuration)).sigmoid()
+        let predictions = model.predict(try loadImages(images, for: model.configuration))
         var exact = 0, truePositives = 0, falsePositives = 0, falseNegatives = 0
-        for (i, image) in images.enumerated() {
+        for (image, prediction) in zip(images, predictions) {
             // Canvas files are named NN-<tag>+<tag>.png after the items pasted on them.
             let truth = Set(URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent
                 .split(separator: "-", maxSplits: 1)[1].split(separator: "+").map(String.init))
-            let predicted = Set(names.indices.filter { probabilities.pointer[i * names.count + $0] >= thresholds[$0] }.map { names[$0] })
+            let predicted = Set(prediction.tags.map { names[$0] })
             if predicted == truth { exact += 1 }
             truePositives += predicted.intersection(truth).count
             falsePositives += predicted.subtracting(truth).count
@@ -55,5 +54,55 @@ final class ShippedModelTests: XCTestCase {
                                       falseNegatives: falseNegatives).f1
         XCTAssertGreaterThanOrEqual(microF1, 0.7, "micro-F1 \(microF1) on the sample canvases")
         XCTAssertGreaterThanOrEqual(exact, 4, "\(exact) of 8 canvases tagged exactly")
+    }
+
+    /// The shipped models' logits on the sample images, bit for bit, as the code before the head
+    /// redesign computed them (Fixtures/shipped-logits.json, written by that code's debug build
+    /// on a CPU with AVX2). Another kernel path sums in another order: there the logits must
+    /// still agree to float rounding.
+    func testShippedModelsGiveThePinnedLogits() throws {
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: root.appendingPathComponent("Tests/TasksTests/Fixtures/shipped-logits.json"))) as? [String: [String: [String]]])
+        let exact = pc_kernels_use_avx2() != 0
+        func check(_ name: String, _ outputs: Tensor, _ images: [String]) throws {
+            let pinned = try XCTUnwrap(fixture[name], "fixture lacks \(name)")
+            XCTAssertEqual(pinned.count, images.count)
+            let k = outputs.shape[1]
+            for (i, image) in images.enumerated() {
+                let file = URL(fileURLWithPath: image).lastPathComponent
+                let expected = try XCTUnwrap(pinned[file], "fixture lacks \(name)/\(file)").map { Float(bitPattern: UInt32($0, radix: 16)!) }
+                let got = Array(UnsafeBufferPointer(start: outputs.pointer + i * k, count: k))
+                if exact {
+                    XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(name) logits of \(file)")
+                } else {
+                    for (g, e) in zip(got, expected) { XCTAssertEqual(g, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) logits of \(file)") }
+                }
+            }
+        }
+        let (classifier, _) = try Classifier.load(path: path("models/fashion-classifier.h5"))
+        let fashion = try collectImagePaths([path("samples/fashion")])
+        try check("fashion-classifier", classifier.outputs(try loadImages(fashion, for: classifier.configuration)), fashion)
+        let (tagger, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
+        let canvases = try collectImagePaths([path("samples/canvases")])
+        try check("fashion-tagger", tagger.outputs(try loadImages(canvases, for: tagger.configuration)), canvases)
+    }
+
+    /// The shipped files' architecture JSON (written before the head redesign) decodes into the
+    /// typed configurations and says what the models are.
+    func testShippedArchitecturesDecode() throws {
+        let (classifier, _) = try Classifier.load(path: path("models/fashion-classifier.h5"))
+        let c = classifier.configuration
+        XCTAssertEqual(c.backbone.kind, .resnet)
+        XCTAssertEqual(c.backbone.widths, [32, 64, 128])
+        XCTAssertEqual(c.head.loss, .crossEntropy)
+        XCTAssertEqual(c.head.labelSmoothing, 0.1)
+        XCTAssertEqual(c.head.layers.pooling, .global)
+        let (tagger, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
+        XCTAssertEqual(tagger.configuration.head.layers.pooling, .globalMax)
+        XCTAssertEqual(tagger.configuration.head.thresholds?.count, 10)
+        // Each file is refused as the other task, naming the file.
+        XCTAssertThrowsError(try Tagger.load(path: path("models/fashion-classifier.h5"))) { error in
+            XCTAssertTrue("\(error)".contains("fashion-classifier.h5: is a classification model, not tagging"), "\(error)")
+        }
     }
 }

@@ -107,19 +107,30 @@ func writeTaggingData(_ path: String, count: Int, seed: UInt64) throws -> Double
 
 /// A small configuration for `dataset`: two-stage plain CNN (widths 4 and 8) and a 16-unit
 /// hidden layer, or a one-block-per-stage ResNet of widths 4 and 8.
-func smallConfiguration(task: TaskKind, dataset: ImageDataset, residual: Bool = false, dropout: Float = 0) throws -> ModelConfiguration {
+func smallConfiguration<H: Head>(_ head: H.Type, dataset: ImageDataset, residual: Bool = false, dropout: Float = 0,
+                                 _ makeHead: (VectorHeadConfiguration) -> H.Configuration) throws -> ModelConfiguration<H.Configuration> {
     let statistics = try channelStatistics(dataset)
     let backbone = residual
-        ? BackboneConfiguration(kind: "resnet", inputChannels: dataset.channels, widths: [4, 8], blocks: [1, 1])
-        : BackboneConfiguration(kind: "plain", inputChannels: dataset.channels, widths: [4, 8])
-    let head = residual
-        ? HeadConfiguration(pooling: .global, inFeatures: 8, dropout: dropout, outputs: dataset.classNames.count)
-        : HeadConfiguration(pooling: .flatten, inFeatures: 8 * (dataset.height / 4) * (dataset.width / 4), hidden: 16,
-                            dropout: dropout, outputs: dataset.classNames.count)
-    return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
-                              inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone, head: head,
-                              loss: task == .tagging ? "binary_cross_entropy" : "cross_entropy",
-                              mean: statistics.mean, std: statistics.std)
+        ? BackboneConfiguration(kind: .resnet, inputChannels: dataset.channels, widths: [4, 8], blocks: [1, 1])
+        : BackboneConfiguration(kind: .plain, inputChannels: dataset.channels, widths: [4, 8])
+    let layers = residual
+        ? VectorHeadConfiguration(pooling: .global, inFeatures: 8, dropout: dropout, outputs: dataset.classNames.count)
+        : VectorHeadConfiguration(pooling: .flatten, inFeatures: 8 * (dataset.height / 4) * (dataset.width / 4), hidden: 16,
+                                  dropout: dropout, outputs: dataset.classNames.count)
+    return ModelConfiguration(task: H.task, inputChannels: dataset.channels, inputHeight: dataset.height,
+                              inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone,
+                              head: makeHead(layers), mean: statistics.mean, std: statistics.std)
+}
+
+/// A small classifier configuration (cross-entropy, no label smoothing).
+func smallClassifierConfiguration(dataset: ImageDataset, residual: Bool = false, dropout: Float = 0) throws
+    -> ModelConfiguration<ClassificationHead.Configuration> {
+    try smallConfiguration(ClassificationHead.self, dataset: dataset, residual: residual, dropout: dropout) { .init(layers: $0) }
+}
+
+/// A small tagger configuration.
+func smallTaggerConfiguration(dataset: ImageDataset, residual: Bool = false) throws -> ModelConfiguration<TaggingHead.Configuration> {
+    try smallConfiguration(TaggingHead.self, dataset: dataset, residual: residual) { .init(layers: $0) }
 }
 
 /// Training options for the tiny tests: batch 16, SGD, no augmentation unless asked.
@@ -135,7 +146,7 @@ func smallOptions(epochs: Int, learningRate: Float = 0.05, augment: Bool = false
 }
 
 /// The whole dataset, unshuffled and normalised for `model`, as one tensor.
-func normalisedImages(_ dataset: ImageDataset, for model: Model) throws -> Tensor {
+func normalisedImages<H: Head>(_ dataset: ImageDataset, for model: Model<H>) throws -> Tensor {
     let c = model.configuration
     let loader = DataLoader(dataset, batchSize: dataset.count, shuffle: false, mean: c.mean, std: c.std, prefetch: false)
     return try XCTUnwrap(try loader.batches(epoch: 0).nextBatch()).images

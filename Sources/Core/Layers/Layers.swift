@@ -73,3 +73,24 @@ public final class Flatten: Layer {
     public init() {}
     public func callAsFunction(_ x: Tensor) -> Tensor { x.flattened() }
 }
+
+/// Learned 2x (or more) upsampling; weight is [in, out, k, k] as in PyTorch.
+public final class ConvTranspose2D: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int, padding: Int, outputPadding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, bias: Bool = true, using rng: inout some RandomNumberGenerator) {
+        weight = Parameter(Initializer.kaimingNormal.make([inChannels, outChannels, kernel, kernel],
+                                                          fanIn: inChannels * kernel * kernel,
+                                                          fanOut: outChannels * kernel * kernel, using: &rng))
+        self.bias = bias ? Parameter(.zeros([outChannels])) : nil
+        self.stride = stride; self.padding = padding; self.outputPadding = outputPadding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.convTranspose2D(weight.tensor, bias: bias?.tensor, stride: stride, padding: padding,
+                          outputPadding: outputPadding)
+    }
+}
