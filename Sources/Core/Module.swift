@@ -34,6 +34,16 @@ public final class Buffer {
     public init(_ value: Tensor) { self.value = value.detached }
 }
 
+/// A module's parameters and buffers by dotted path: the result of one reflection walk.
+///
+/// Module trees are built once and never restructured (layers hold their sub-modules in `let`
+/// properties), so an index stays valid for its module's lifetime and callers that visit the
+/// parameters repeatedly (optimizers, every step) keep one instead of walking again.
+public struct ModuleIndex {
+    public let parameters: [(path: String, parameter: Parameter)]
+    public let buffers: [(path: String, buffer: Buffer)]
+}
+
 /// Training or inference: decides batch-norm statistics, dropout, and whether a graph is built.
 public enum Mode: Sendable { case training, inference }
 
@@ -95,21 +105,23 @@ extension Module {
         children(of: self, "")
     }
 
-    /// Every parameter with its dotted path, in declaration order.
-    public var namedParameters: [(path: String, parameter: Parameter)] {
-        var out: [(String, Parameter)] = []
-        walk { path, object in if let p = object as? Parameter { out.append((path, p)) } }
-        return out
+    /// Every parameter and buffer with its dotted path, from one walk.
+    public var index: ModuleIndex {
+        var parameters: [(String, Parameter)] = [], buffers: [(String, Buffer)] = []
+        walk { path, object in
+            if let p = object as? Parameter { parameters.append((path, p)) }
+            if let b = object as? Buffer { buffers.append((path, b)) }
+        }
+        return ModuleIndex(parameters: parameters, buffers: buffers)
     }
+
+    /// Every parameter with its dotted path, in declaration order.
+    public var namedParameters: [(path: String, parameter: Parameter)] { index.parameters }
 
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
     /// Every buffer with its dotted path.
-    public var namedBuffers: [(path: String, buffer: Buffer)] {
-        var out: [(String, Buffer)] = []
-        walk { path, object in if let b = object as? Buffer { out.append((path, b)) } }
-        return out
-    }
+    public var namedBuffers: [(path: String, buffer: Buffer)] { index.buffers }
 
     /// Parameters and buffers by path: what a checkpoint stores.
     public var state: [(path: String, value: Tensor)] {

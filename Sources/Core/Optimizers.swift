@@ -32,6 +32,9 @@ public class SlotOptimizer {
     public internal(set) var step = 0
     var slots: [String: [ObjectIdentifier: Tensor]] = [:]
     let slotNames: [String]
+    /// The module last updated and its parameters: the reflection walk is made once, not per step.
+    private weak var indexedModule: AnyObject?
+    private var indexedParameters: [(path: String, parameter: Parameter)] = []
 
     init(learningRate: Float, weightDecay: Float, decaysVectors: Bool, slotNames: [String]) {
         self.learningRate = learningRate
@@ -49,13 +52,22 @@ public class SlotOptimizer {
         return t
     }
 
+    /// `model`'s parameters by path, walked once per module.
+    func parameters(of model: Module) -> [(path: String, parameter: Parameter)] {
+        if indexedModule !== model {
+            indexedParameters = model.namedParameters
+            indexedModule = model
+        }
+        return indexedParameters
+    }
+
     func decay(for parameter: Parameter) -> Float {
         decaysVectors || parameter.shape.count > 1 ? weightDecay : 0
     }
 
     public func stateTensors(of model: Module) -> [(name: String, value: Tensor)] {
         var out: [(String, Tensor)] = []
-        for (path, p) in model.namedParameters {
+        for (path, p) in parameters(of: model) {
             for name in slotNames {
                 if let t = slots[name]![ObjectIdentifier(p)] { out.append(("\(name)/\(path)", t)) }
             }
@@ -64,7 +76,7 @@ public class SlotOptimizer {
     }
 
     public func loadState(_ tensors: [String: Tensor], step: Int, of model: Module) throws {
-        let byPath = Dictionary(model.namedParameters.map { ($0.path, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+        let byPath = Dictionary(parameters(of: model).map { ($0.path, $0.parameter) }, uniquingKeysWith: { a, _ in a })
         // Check every key before touching the current state, so a bad file changes nothing.
         var loaded: [String: [ObjectIdentifier: Tensor]] = [:]
         for name in slotNames { loaded[name] = [:] }
@@ -111,7 +123,7 @@ public final class SGD: SlotOptimizer, Optimizer {
 
     public func update(_ model: Module, along gradients: Gradients) {
         step += 1
-        for p in model.parameters where p.isTrainable {
+        for (_, p) in parameters(of: model) where p.isTrainable {
             guard let g = gradients[p] else { continue }
             let w = p.value.pointer, gp = g.pointer, n = p.value.count
             let lr = learningRate, wd = decay(for: p), mu = momentum
@@ -165,7 +177,7 @@ public final class Adam: SlotOptimizer, Optimizer {
         step += 1
         let correction1 = 1 - pow(beta1, Float(step)), correction2 = 1 - pow(beta2, Float(step))
         let stepSize = learningRate / correction1
-        for p in model.parameters where p.isTrainable {
+        for (_, p) in parameters(of: model) where p.isTrainable {
             guard let g = gradients[p] else { continue }
             let w = p.value.pointer, gp = g.pointer, n = p.value.count
             let m = slot("first_moment", for: p).pointer, v = slot("second_moment", for: p).pointer

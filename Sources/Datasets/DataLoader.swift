@@ -17,6 +17,56 @@ public struct Augmentation: Sendable {
     public static let none = Augmentation()
 }
 
+/// One image's crop and flip, applied alike to its pixels, its mask and its boxes: output pixel
+/// (x, y) shows source pixel (`sourceX(x)`, `y + offsetY`), and sources outside the image are
+/// padding.
+struct CropFlip {
+    let width: Int, height: Int
+    let offsetX: Int, offsetY: Int
+    let flip: Bool
+
+    /// Draws the flip, then the x and y offsets in [-padding, padding], from `generator`.
+    init(width: Int, height: Int, augmentation: Augmentation, using generator: inout SeededGenerator) {
+        self.width = width; self.height = height
+        let padding = augmentation.cropPadding
+        flip = augmentation.horizontalFlip && generator.next() & 1 == 1
+        offsetX = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+        offsetY = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+    }
+
+    @inline(__always) func sourceX(_ x: Int) -> Int { (flip ? width - 1 - x : x) + offsetX }
+
+    /// Fills the `height` x `width` plane `output` from the plane `input`: `convert` maps a
+    /// source value, `padding` fills what comes from outside.
+    @inline(__always)
+    func apply<Source, Output>(_ input: UnsafePointer<Source>, into output: UnsafeMutablePointer<Output>,
+                               padding: Output, _ convert: (Source) -> Output) {
+        for y in 0..<height {
+            let sourceY = y + offsetY
+            let outRow = output + y * width
+            if sourceY < 0 || sourceY >= height {
+                outRow.update(repeating: padding, count: width)
+                continue
+            }
+            let inRow = input + sourceY * width
+            for x in 0..<width {
+                let sx = sourceX(x)
+                outRow[x] = sx >= 0 && sx < width ? convert(inRow[sx]) : padding
+            }
+        }
+    }
+
+    /// The box as it appears in the output, clipped to it; nil when nothing of it is left.
+    func apply(_ box: DetectionBox) -> DetectionBox? {
+        let w = Float(width), h = Float(height)
+        var x1 = max(0, min(w, box.x1 - Float(offsetX))), x2 = max(0, min(w, box.x2 - Float(offsetX)))
+        let y1 = max(0, min(h, box.y1 - Float(offsetY))), y2 = max(0, min(h, box.y2 - Float(offsetY)))
+        if flip { (x1, x2) = (w - x2, w - x1) }
+        // Boxes cropped away entirely have no area left to learn from.
+        return x2 > x1 && y2 > y1 ? DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: box.label) : nil
+    }
+}
+
 /// One mini-batch: images as floats plus the targets of the dataset's task.
 public struct Batch {
     /// `[B, C, H, W]`, value/255, then `(x - mean[c]) / std[c]` when the loader normalises.
@@ -152,10 +202,9 @@ final class EpochPlan {
         var indices: [Int] = []
         indices.reserveCapacity(size)
         var labels: [Int32] = []
-        var tags: Tensor? = dataset.task == .tagging ? Tensor.zeros([size, dataset.tagCount]) : nil
+        let tags: Tensor? = dataset.task == .tagging ? Tensor.zeros([size, dataset.tagCount]) : nil
         var masks: [Int32] = dataset.task == .segmentation ? [Int32](repeating: 0, count: size * plane) : []
         var boxes: [[DetectionBox]] = []
-        let padding = loader.augmentation.cropPadding
         let scale = loader.std.map { 1 / (255 * $0) }
         let shift = zip(loader.mean, loader.std).map { -$0 / $1 }
 
@@ -167,31 +216,14 @@ final class EpochPlan {
             orderIndex += 1
             let block = blocks[blockIndex]
             indices.append(block.rows.lowerBound + row)
-            let flip = loader.augmentation.horizontalFlip && generator.next() & 1 == 1
-            let offsetX = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
-            let offsetY = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
-
-            // Output pixel (y, x) reads source (y + offsetY, sourceX(x)); outside is padding.
+            let transform = CropFlip(width: width, height: height, augmentation: loader.augmentation, using: &generator)
             block.images.withUnsafeBufferPointer { source in
                 let image = source.baseAddress! + row * channels * plane
                 let out = images.pointer + slot * channels * plane
                 for channel in 0..<channels {
-                    let input = image + channel * plane
-                    let output = out + channel * plane
-                    let padValue = shift[channel]
-                    for y in 0..<height {
-                        let sourceY = y + offsetY
-                        let outRow = output + y * width
-                        if sourceY < 0 || sourceY >= height {
-                            outRow.update(repeating: padValue, count: width)
-                            continue
-                        }
-                        let inRow = input + sourceY * width
-                        for x in 0..<width {
-                            let sourceX = (flip ? width - 1 - x : x) + offsetX
-                            outRow[x] = sourceX >= 0 && sourceX < width
-                                ? Float(inRow[sourceX]) * scale[channel] + shift[channel] : padValue
-                        }
+                    let scale = scale[channel], shift = shift[channel]
+                    transform.apply(image + channel * plane, into: out + channel * plane, padding: shift) {
+                        Float($0) * scale + shift
                     }
                 }
             }
@@ -206,31 +238,16 @@ final class EpochPlan {
             case .segmentation:
                 block.masks.withUnsafeBufferPointer { source in
                     masks.withUnsafeMutableBufferPointer { out in
-                        let mask = source.baseAddress! + row * plane
-                        for y in 0..<height {
-                            let sourceY = y + offsetY
-                            for x in 0..<width {
-                                let sourceX = (flip ? width - 1 - x : x) + offsetX
-                                out[slot * plane + y * width + x] = sourceY >= 0 && sourceY < height && sourceX >= 0 && sourceX < width
-                                    ? Int32(mask[sourceY * width + sourceX]) : Int32(DatasetLayout.ignoreIndex)
-                            }
-                        }
+                        transform.apply(source.baseAddress! + row * plane, into: out.baseAddress! + slot * plane,
+                                        padding: Int32(DatasetLayout.ignoreIndex)) { Int32($0) }
                     }
                 }
             case .detection:
-                var imageBoxes: [DetectionBox] = []
-                for box in block.boxOffsets[row]..<block.boxOffsets[row + 1] {
-                    var x1 = block.boxes[4 * box] - Float(offsetX), x2 = block.boxes[4 * box + 2] - Float(offsetX)
-                    let y1 = max(0, min(Float(height), block.boxes[4 * box + 1] - Float(offsetY)))
-                    let y2 = max(0, min(Float(height), block.boxes[4 * box + 3] - Float(offsetY)))
-                    x1 = max(0, min(Float(width), x1)); x2 = max(0, min(Float(width), x2))
-                    if flip { (x1, x2) = (Float(width) - x2, Float(width) - x1) }
-                    // Boxes cropped away entirely have no area left to learn from.
-                    if x2 > x1 && y2 > y1 {
-                        imageBoxes.append(DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: block.boxLabels[box]))
-                    }
-                }
-                boxes.append(imageBoxes)
+                boxes.append((block.boxOffsets[row]..<block.boxOffsets[row + 1]).compactMap { box in
+                    transform.apply(DetectionBox(x1: block.boxes[4 * box], y1: block.boxes[4 * box + 1],
+                                                 x2: block.boxes[4 * box + 2], y2: block.boxes[4 * box + 3],
+                                                 label: block.boxLabels[box]))
+                })
             }
         }
         emitted += size

@@ -53,10 +53,11 @@ public struct ModelCheckpoint {
     /// A checkpoint of `module`'s current parameters and buffers (values are shared, not copied).
     public init(module: some Module, architecture: String, task: String, classNames: [String] = [],
                 optimizer: OptimizerState? = nil, epoch: Int = 0, step: Int = 0, metadata: [String: String] = [:]) {
+        let index = module.index
         var parameters: [String: Tensor] = [:]
-        for (path, parameter) in module.namedParameters { parameters[path] = parameter.value }
+        for (path, parameter) in index.parameters { parameters[path] = parameter.value }
         var buffers: [String: Tensor] = [:]
-        for (path, buffer) in module.namedBuffers { buffers[path] = buffer.value }
+        for (path, buffer) in index.buffers { buffers[path] = buffer.value }
         self.init(architecture: architecture, task: task, classNames: classNames, parameters: parameters,
                   buffers: buffers, optimizer: optimizer, epoch: epoch, step: step, metadata: metadata)
     }
@@ -176,23 +177,24 @@ public struct ModelCheckpoint {
     /// or unexpected keys and shape mismatches throw one error (naming `path` and the keys)
     /// before anything is changed.
     public func load(into module: any Module, path: String = "checkpoint") throws {
-        let targets = module.namedParameters.map { ($0.path, "parameters", $0.parameter.value.shape) }
-            + module.namedBuffers.map { ($0.path, "buffers", $0.buffer.value.shape) }
+        let index = module.index
+        let targets = index.parameters.map { ($0.path, "parameters", $0.parameter.value.shape) }
+            + index.buffers.map { ($0.path, "buffers", $0.buffer.value.shape) }
         var problems: [String] = []
         var missing: [String] = []
         for (key, kind, shape) in targets {
             guard let tensor = (kind == "parameters" ? parameters : buffers)[key] else { missing.append("\(kind)/\(key)"); continue }
             if tensor.shape != shape { problems.append("\(kind)/\(key) has shape \(tensor.shape), the model expects \(shape)") }
         }
-        let expectedParameters = Set(module.namedParameters.map(\.path))
-        let expectedBuffers = Set(module.namedBuffers.map(\.path))
+        let expectedParameters = Set(index.parameters.map(\.path))
+        let expectedBuffers = Set(index.buffers.map(\.path))
         let unexpected = parameters.keys.filter { !expectedParameters.contains($0) }.map { "parameters/\($0)" }
             + buffers.keys.filter { !expectedBuffers.contains($0) }.map { "buffers/\($0)" }
         if !missing.isEmpty { problems.append("missing keys: " + missing.sorted().joined(separator: ", ")) }
         if !unexpected.isEmpty { problems.append("unexpected keys: " + unexpected.sorted().joined(separator: ", ")) }
         guard problems.isEmpty else { throw DatasetError(path, problems.joined(separator: "; ")) }
-        for (key, parameter) in module.namedParameters { parameter.value = parameters[key]!.copy() }
-        for (key, buffer) in module.namedBuffers { buffer.value = buffers[key]!.copy() }
+        for (key, parameter) in index.parameters { parameter.value = parameters[key]!.copy() }
+        for (key, buffer) in index.buffers { buffer.value = buffers[key]!.copy() }
     }
 }
 
