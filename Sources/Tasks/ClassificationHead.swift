@@ -45,7 +45,7 @@ public struct ClassPrediction: Sendable {
 /// Single-label classification on the deepest map: a vector head trained with cross-entropy
 /// (label smoothing) or hinge; decodes ranked classes with softmax scores; accuracy, top-5,
 /// macro-F1.
-public final class ClassificationHead: VectorHead {
+public final class ClassificationHead: VectorHeadLayers, Head {
     public struct Configuration: Codable, Equatable, Sendable {
         public var layers: VectorHeadConfiguration
         public var loss: ClassificationLoss
@@ -66,21 +66,14 @@ public final class ClassificationHead: VectorHead {
 
     public static let task = VisionTask.classification
 
-    public let hiddenLayer: Linear?
-    public let dropout: Dropout?
-    public let output: Linear
     public let configuration: Configuration
-    public let inputMap: FeatureMapInfo
 
     public init(_ configuration: Configuration, features: [FeatureMapInfo], geometry: InputGeometry,
                 seed: UInt64, using rng: inout SeededGenerator) throws {
-        let layers = try VectorHeadLayers(configuration.layers, features: features, geometry: geometry, seed: seed, using: &rng)
-        hiddenLayer = layers.hiddenLayer; dropout = layers.dropout; output = layers.output
-        inputMap = layers.inputMap
         self.configuration = configuration
+        try super.init(configuration.layers, features: features, geometry: geometry, seed: seed, using: &rng)
     }
 
-    public var layout: VectorHeadConfiguration { configuration.layers }
     public var classes: Int { layout.outputs }
 
     public func targets(of batch: Batch) -> [Int32] { batch.labels }

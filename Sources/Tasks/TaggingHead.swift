@@ -27,7 +27,7 @@ public struct TagPrediction: Sendable {
 /// Multi-label tagging on the deepest map: a vector head with independent sigmoids trained
 /// with binary cross-entropy, started at the tags' base rates; decodes tag sets at per-tag
 /// thresholds; mean average precision and F1.
-public final class TaggingHead: VectorHead {
+public final class TaggingHead: VectorHeadLayers, Head {
     public struct Configuration: Codable, Equatable, Sendable {
         public var layers: VectorHeadConfiguration
         public var loss: TaggingLoss
@@ -49,25 +49,18 @@ public final class TaggingHead: VectorHead {
 
     public static let task = VisionTask.tagging
 
-    public let hiddenLayer: Linear?
-    public let dropout: Dropout?
-    public let output: Linear
     /// Thresholds may be tuned after training (`setThresholds`), so the configuration can change.
     public private(set) var configuration: Configuration
-    public let inputMap: FeatureMapInfo
 
     public init(_ configuration: Configuration, features: [FeatureMapInfo], geometry: InputGeometry,
                 seed: UInt64, using rng: inout SeededGenerator) throws {
-        let layers = try VectorHeadLayers(configuration.layers, features: features, geometry: geometry, seed: seed, using: &rng)
         if let thresholds = configuration.thresholds, thresholds.count != configuration.layers.outputs {
             throw ModelError("\(thresholds.count) tag thresholds for a head with \(configuration.layers.outputs) outputs")
         }
-        hiddenLayer = layers.hiddenLayer; dropout = layers.dropout; output = layers.output
-        inputMap = layers.inputMap
         self.configuration = configuration
+        try super.init(configuration.layers, features: features, geometry: geometry, seed: seed, using: &rng)
     }
 
-    public var layout: VectorHeadConfiguration { configuration.layers }
     public var tagCount: Int { layout.outputs }
     public var thresholds: [Float] { configuration.thresholds ?? Array(repeating: 0.5, count: tagCount) }
 

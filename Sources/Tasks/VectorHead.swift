@@ -51,29 +51,20 @@ public struct VectorHeadConfiguration: Codable, Equatable, Sendable {
 }
 
 /// Pooling + (hidden FC + ReLU) + dropout + linear: [N, C, H, W] -> [N, outputs] logits, on the
-/// backbone's deepest map. Shared by the classification and tagging heads, which differ only in
-/// loss and decoding; each declares the three layers as stored properties, so their checkpoint
-/// paths are `head.hiddenLayer.weight`, `head.output.bias`, ...
-public protocol VectorHead: Head {
-    var layout: VectorHeadConfiguration { get }
-    var hiddenLayer: Linear? { get }
-    var dropout: Dropout? { get }
-    var output: Linear { get }
-    /// The deepest backbone map, which the head reads.
-    var inputMap: FeatureMapInfo { get }
-}
-
-/// The layers of a vector head, freshly initialised.
-public struct VectorHeadLayers {
+/// backbone's deepest map. The classification and tagging heads are this with their own loss
+/// and decoding; the layers keep their checkpoint paths (`head.hiddenLayer.weight`,
+/// `head.output.bias`, ...) in both.
+public class VectorHeadLayers: Module {
     public let hiddenLayer: Linear?
     public let dropout: Dropout?
     public let output: Linear
     /// The map the head reads: the backbone's deepest.
     public let inputMap: FeatureMapInfo
+    public let layout: VectorHeadConfiguration
 
     /// Checks `layout` against the backbone's deepest map and builds the layers.
-    public init(_ layout: VectorHeadConfiguration, features: [FeatureMapInfo], geometry: InputGeometry,
-                seed: UInt64, using rng: inout SeededGenerator) throws {
+    init(_ layout: VectorHeadConfiguration, features: [FeatureMapInfo], geometry: InputGeometry,
+         seed: UInt64, using rng: inout SeededGenerator) throws {
         guard let map = features.last else { throw ModelError("the backbone returns no feature maps") }
         let stride = map.stride
         let h = geometry.height, w = geometry.width
@@ -95,10 +86,9 @@ public struct VectorHeadLayers {
         dropout = layout.dropout > 0 ? Dropout(probability: layout.dropout, seed: seed) : nil
         output = Linear(features, layout.outputs, initializer: .xavierUniform, using: &rng)
         inputMap = map
+        self.layout = layout
     }
-}
 
-extension VectorHead {
     public var inputs: [String] { [inputMap.name] }
 
     /// [N, outputs] logits from the deepest map.
