@@ -7,17 +7,22 @@ public struct CompositionOptions {
     public var count = 1000
     /// Canvas size.
     public var size = ImageSize(width: 64, height: 64)
-    /// Items per canvas, drawn uniformly from `minItems...maxItems`, all of distinct classes.
+    /// Items per canvas, drawn uniformly from `minItems...maxItems`.
     public var minItems = 1
     public var maxItems = 3
+    /// Whether the items of one canvas have distinct classes; otherwise each item's class is
+    /// drawn independently (repeats allowed).
+    public var distinctClasses = true
     /// Scale factor of an item relative to its own size, drawn uniformly from `scaleMin...scaleMax`.
     public var scaleMin: Float = 0.8
     public var scaleMax: Float = 1.2
     /// Standard deviation of the half-normal background noise, as a fraction of 255 (0: black).
     public var noise: Float = 0.05
     /// Largest IoU a new item's box may have with an earlier item's box on the same canvas:
-    /// 0.3 from `init()`, the task's default (`defaultMaxOverlap(for:)`) from `init(task:)`.
+    /// 0.3 from `init()`, the task's default from `init(task:)`.
     public var maxOverlap: Float = 0.3
+    /// Which boxes `maxOverlap` compares.
+    public var overlapMeasure = OverlapMeasure.visible
     /// Positions tried per item before it is dropped for overlapping too much.
     public var placementAttempts = 100
     /// Item pixels above this value count as the item (its tight box; blank items are never used).
@@ -33,18 +38,32 @@ public struct CompositionOptions {
 
     public init() {}
 
-    /// Options with `task`'s default overlap limit.
+    /// The scenes each task's issue describes (see models/README.md for the exact commands).
+    ///
+    /// Items are pasted by per-pixel maximum, so an overlapped item shows through its neighbour
+    /// rather than being hidden by it. A tag must name an item that can be seen whole, so
+    /// tagging canvases keep items of distinct classes apart (IoU 0). Boxes and masks say
+    /// where each item is, so detection and segmentation scenes draw classes independently
+    /// (several items of one class) and let items overlap a little: detection 160x160 scenes
+    /// of 1-4 items scaled 1-2x whose placement squares overlap by IoU 0.1 at most;
+    /// segmentation 64x64 canvases of 1-3 items at their own size whose visible boxes overlap
+    /// by IoU 0.2 at most.
     public init(task: VisionTask) {
-        maxOverlap = CompositionOptions.defaultMaxOverlap(for: task)
-    }
-
-    /// The overlap limit each task defaults to. Items are pasted by per-pixel maximum, so an
-    /// overlapped item shows through its neighbour rather than being hidden by it. A tag must
-    /// name an item that can be seen whole, so tagging canvases keep items apart (IoU 0). Boxes
-    /// and masks say where each item is, so detection and segmentation canvases allow
-    /// overlaps up to IoU 0.3, as objects overlap in real scenes.
-    public static func defaultMaxOverlap(for task: VisionTask) -> Float {
-        task == .tagging ? 0 : 0.3
+        switch task {
+        case .classification, .tagging:
+            maxOverlap = 0
+        case .detection:
+            size = ImageSize(width: 160, height: 160)
+            maxItems = 4
+            scaleMin = 1; scaleMax = 2
+            maxOverlap = 0.1
+            overlapMeasure = .placement
+            distinctClasses = false
+        case .segmentation:
+            scaleMin = 1; scaleMax = 1
+            maxOverlap = 0.2
+            distinctClasses = false
+        }
     }
 
     /// Checks the settings that do not depend on the item set; the message names the option.
@@ -62,9 +81,18 @@ public struct CompositionOptions {
 
     /// The settings as one line, for the output's `source` attribute.
     var summary: String {
-        "\(count) canvases \(size), \(minItems)-\(maxItems) items of distinct classes, scale \(scaleMin)-\(scaleMax), "
-            + "noise \(noise), max IoU \(maxOverlap), \(placementAttempts) placement tries, seed \(seed)"
+        "\(count) canvases \(size), \(minItems)-\(maxItems) items of \(distinctClasses ? "distinct classes" : "independently drawn classes"), "
+            + "scale \(scaleMin)-\(scaleMax), noise \(noise), max IoU \(maxOverlap) of \(overlapMeasure.rawValue) boxes, "
+            + "\(placementAttempts) placement tries, seed \(seed)"
     }
+}
+
+/// The boxes whose overlap `CompositionOptions.maxOverlap` limits.
+public enum OverlapMeasure: String, Sendable, CaseIterable {
+    /// The tight boxes of the items' visible pixels.
+    case visible
+    /// The squares the scaled items are pasted in, margins included.
+    case placement
 }
 
 /// An invalid `CompositionOptions` setting.
@@ -170,7 +198,7 @@ public struct Composer {
             }
         }
         let usable = rowsByClass.indices.filter { !rowsByClass[$0].isEmpty }
-        guard options.maxItems <= usable.count else {
+        guard !options.distinctClasses || options.maxItems <= usable.count else {
             throw DatasetError(itemPath, "holds items of \(usable.count) classes with visible pixels, fewer than --max-items \(options.maxItems) (items on a canvas have distinct classes)")
         }
         self.classNames = classNames
@@ -217,10 +245,17 @@ public struct Composer {
 
         let itemTotal = Int.random(in: options.minItems...options.maxItems, using: &generator)
         var classes = usableClasses
-        for slot in 0..<itemTotal {
-            classes.swapAt(slot, Int.random(in: slot..<classes.count, using: &generator))
+        if options.distinctClasses {
+            for slot in 0..<itemTotal {
+                classes.swapAt(slot, Int.random(in: slot..<classes.count, using: &generator))
+            }
+            classes = Array(classes.prefix(itemTotal))
+        } else {
+            classes = (0..<itemTotal).map { _ in usableClasses[Int.random(in: 0..<usableClasses.count, using: &generator)] }
         }
-        for label in classes.prefix(itemTotal) {
+        // Placement squares of the items pasted so far (for `.placement` overlaps).
+        var squares: [DetectionBox] = []
+        for label in classes {
             let candidates = rowsByClass[label]
             let row = candidates[Int.random(in: 0..<candidates.count, using: &generator)]
             let scale = options.scaleMin + (options.scaleMax - options.scaleMin) * generator.nextUniform()
@@ -231,14 +266,25 @@ public struct Composer {
                 // Only the visible part must lie on the canvas; the item's empty margin may hang off.
                 let x = Int.random(in: -content.x1...(width - content.x2), using: &generator)
                 let y = Int.random(in: -content.y1...(height - content.y2), using: &generator)
-                let box = DetectionBox(x1: Float(x + content.x1), y1: Float(y + content.y1),
-                                       x2: Float(x + content.x2), y2: Float(y + content.y2), label: Int32(label))
-                if items.allSatisfy({ intersectionOverUnion($0.box, box) <= options.maxOverlap }) {
+                let fits: Bool
+                switch options.overlapMeasure {
+                case .visible:
+                    let box = DetectionBox(x1: Float(x + content.x1), y1: Float(y + content.y1),
+                                           x2: Float(x + content.x2), y2: Float(y + content.y2), label: Int32(label))
+                    fits = items.allSatisfy { intersectionOverUnion($0.box, box) <= options.maxOverlap }
+                case .placement:
+                    let square = DetectionBox(x1: Float(x), y1: Float(y), x2: Float(x + item.width), y2: Float(y + item.height),
+                                              label: Int32(label))
+                    fits = squares.allSatisfy { intersectionOverUnion($0, square) <= options.maxOverlap }
+                }
+                if fits {
                     position = (x, y)
                     break
                 }
             }
             guard let position else { dropped += 1; continue }
+            squares.append(DetectionBox(x1: Float(position.x), y1: Float(position.y), x2: Float(position.x + item.width),
+                                        y2: Float(position.y + item.height), label: Int32(label)))
             paste(item, at: position, label: label, canvas: &canvas, mask: &mask, ownerValue: &ownerValue,
                   canvasWidth: width, canvasHeight: height)
             items.append(ComposedItem(row: row, label: label, box: DetectionBox(
@@ -422,14 +468,14 @@ public struct Composer {
                     put(x, y, (rgb[offset], rgb[offset + 1], rgb[offset + 2]), originX: originX, originY: originY)
                     if task == .segmentation {
                         let value = Int(canvas.mask.pixels[y * options.size.width + x])
-                        put(options.size.width + x, y, value == 0 ? (0, 0, 0) : Composer.classColor(value - 1),
+                        put(options.size.width + x, y, value == 0 ? (0, 0, 0) : Drawing.classColor(value - 1),
                             originX: originX, originY: originY)
                     }
                 }
             }
             guard task == .detection else { continue }
             for item in canvas.items {
-                let color = Composer.classColor(item.label)
+                let color = Drawing.classColor(item.label)
                 let x1 = Int(item.box.x1), y1 = Int(item.box.y1), x2 = Int(item.box.x2) - 1, y2 = Int(item.box.y2) - 1
                 for x in x1...x2 { put(x, y1, color, originX: originX, originY: originY); put(x, y2, color, originX: originX, originY: originY) }
                 for y in y1...y2 { put(x1, y, color, originX: originX, originY: originY); put(x2, y, color, originX: originX, originY: originY) }
@@ -438,14 +484,6 @@ public struct Composer {
         return Image(width: max(sheetWidth, 1), height: max(sheetHeight, 1), channels: 3, pixels: sheet)
     }
 
-    /// A distinct, saturated colour per class (cycling after twelve).
-    static func classColor(_ label: Int) -> (UInt8, UInt8, UInt8) {
-        let palette: [(UInt8, UInt8, UInt8)] = [
-            (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 190), (0, 128, 128), (170, 110, 40),
-        ]
-        return palette[label % palette.count]
-    }
 }
 
 /// Intersection over union of two boxes (0 when either has no area).

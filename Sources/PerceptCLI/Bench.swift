@@ -9,14 +9,15 @@ struct Bench: ParsableCommand {
         discussion: """
         W1: Fashion-MNIST CNN (1x28x28), train batch 64, inference batch 256.
         W2: ResNet-8 on 3x32x32, train batch 128, inference batch 256.
+        W3: FCN segmentation, the W2 trunk on 3x64x64, 1x1 conv to 11 classes, bilinear x4, per-pixel cross-entropy; train batch 16, inference batch 64.
         Run a release build (swift build -c release); PyTorch's side is shared/bench/torch_bench.py.
         """)
 
     @Option(name: .long, help: "Thread counts to measure, comma separated.")
     var threads: String = "1,2"
 
-    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2).")
-    var workload: String = "W1,W2"
+    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2, W3).")
+    var workload: String = "W1,W2,W3"
 
     @Option(name: .long, help: "Seconds each timed measurement runs.")
     var minTime: Double = 3

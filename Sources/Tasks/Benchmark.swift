@@ -8,28 +8,59 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     case w1 = "W1"
     /// ResNet-8 (16/32/64) on 3x32x32; train b128, inference b256.
     case w2 = "W2"
+    /// FCN segmentation: the W2 trunk on 3x64x64 (-> 64x16x16), 1x1 conv to 11 classes,
+    /// bilinear x4, per-pixel cross-entropy; train b16, inference b64.
+    case w3 = "W3"
 
-    public var trainBatch: Int { self == .w1 ? 64 : 128 }
-    public var inferenceBatch: Int { 256 }
-    var input: [Int] { self == .w1 ? [1, 28, 28] : [3, 32, 32] }
+    public var trainBatch: Int {
+        switch self { case .w1: return 64; case .w2: return 128; case .w3: return 16 }
+    }
+    public var inferenceBatch: Int { self == .w3 ? 64 : 256 }
+    var input: [Int] {
+        switch self { case .w1: return [1, 28, 28]; case .w2: return [3, 32, 32]; case .w3: return [3, 64, 64] }
+    }
 
-    /// The workload's network as a classifier with fresh weights, and its input shape [C, H, W].
-    public func makeModel(seed: UInt64 = 0) -> (Classifier, [Int]) {
-        let backbone: BackboneConfiguration, layers: VectorHeadConfiguration
-        switch self {
-        case .w1:
-            backbone = .init(kind: .plain, inputChannels: 1, widths: [32, 64])
-            layers = .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10)
-        case .w2:
-            backbone = BackbonePreset.resnet8.configuration(inputChannels: 3)
-            layers = .init(pooling: .global, inFeatures: 64, outputs: 10)
+    /// The workload's network with fresh weights as a training-or-inference step on `batch`
+    /// random images (and random labels), and the images it processes per step.
+    func makeStep(training: Bool, seed: UInt64 = 0) -> () -> Void {
+        let batch = training ? trainBatch : inferenceBatch
+        var rng = SeededGenerator(seed: 42)
+        let images = Tensor.randomNormal([batch] + input, using: &rng)
+        let (channels, height, width) = (input[0], input[1], input[2])
+        func configuration<C>(_ backbone: BackboneConfiguration, _ head: C, task: VisionTask) -> ModelConfiguration<C> {
+            ModelConfiguration(task: task, inputChannels: channels, inputHeight: height, inputWidth: width,
+                               classes: (0..<(task == .segmentation ? 11 : 10)).map(String.init), backbone: backbone,
+                               head: head, mean: Array(repeating: 0, count: channels), std: Array(repeating: 1, count: channels))
         }
-        let configuration = ModelConfiguration(
-            task: .classification, inputChannels: input[0], inputHeight: input[1], inputWidth: input[2],
-            classes: (0..<10).map(String.init), backbone: backbone, head: ClassificationHead.Configuration(layers: layers),
-            mean: Array(repeating: 0, count: input[0]), std: Array(repeating: 1, count: input[0]))
-        // The configuration is fixed and valid: building it cannot fail.
-        return (try! Classifier(configuration, seed: seed), input)
+        // The configurations are fixed and valid: building them cannot fail.
+        switch self {
+        case .w1, .w2:
+            let backbone: BackboneConfiguration = self == .w1
+                ? .init(kind: .plain, inputChannels: 1, widths: [32, 64]) : BackbonePreset.resnet8.configuration(inputChannels: 3)
+            let layers: VectorHeadConfiguration = self == .w1
+                ? .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10) : .init(pooling: .global, inFeatures: 64, outputs: 10)
+            let model = try! Classifier(configuration(backbone, ClassificationHead.Configuration(layers: layers), task: .classification), seed: seed)
+            let labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
+            return step(model, training: training, images: images, targets: labels)
+        case .w3:
+            let head = SegmentationHead.Configuration(deepest: "stage3", skips: [], decoderWidth: 0, classes: 11)
+            let model = try! Model<SegmentationHead>(configuration(BackbonePreset.resnet8.configuration(inputChannels: 3), head,
+                                                                   task: .segmentation), seed: seed)
+            let labels = (0..<(batch * height * width)).map { _ in Int32(rng.next() % 11) }
+            return step(model, training: training, images: images, targets: labels)
+        }
+    }
+
+    /// One forward pass, and in training the loss, backward pass and SGD momentum update.
+    private func step<H: Head>(_ model: Model<H>, training: Bool, images: Tensor, targets: H.Targets) -> () -> Void {
+        let optimizer = SGD(learningRate: 0.01, momentum: 0.9)
+        model.setMode(training ? .training : .inference)
+        return {
+            let outputs = model(images)
+            if training {
+                optimizer.update(model, along: model.head.loss(outputs, targets, geometry: model.geometry).backward())
+            }
+        }
     }
 }
 
@@ -49,21 +80,8 @@ public func runBenchmark(_ workload: BenchmarkWorkload, training: Bool, threads:
                          minTime: Double = 3) -> BenchmarkResult {
     Threads.set(threads)
     MemoryStatistics.resetPeak()
-    let (model, input) = workload.makeModel()
     let batch = training ? workload.trainBatch : workload.inferenceBatch
-    var rng = SeededGenerator(seed: 42)
-    let images = Tensor.randomNormal([batch] + input, using: &rng)
-    let labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
-    let optimizer = SGD(learningRate: 0.01, momentum: 0.9)
-    model.setMode(training ? .training : .inference)
-
-    func step() {
-        let logits = model(images)
-        if training {
-            let loss = model.head.loss(logits, labels, geometry: model.geometry)
-            optimizer.update(model, along: loss.backward())
-        }
-    }
+    let step = workload.makeStep(training: training)
     var steps = 0
     let warmStart = DispatchTime.now().uptimeNanoseconds
     while steps < 3 || Double(DispatchTime.now().uptimeNanoseconds - warmStart) < 1e9 {

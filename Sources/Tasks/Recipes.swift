@@ -15,6 +15,10 @@ public struct Recipe: Sendable {
     public var pooling: Pooling = .global
     public var options: TrainingOptions
     public var labelSmoothing: Float
+    /// Segmentation: the finer backbone maps the decoder merges, deepest first.
+    public var skips: [String] = []
+    /// Segmentation: channels of the decoder's mixing convolutions (0: FCN score fusion).
+    public var decoderWidth = 0
 
     public init(backbone: BackbonePreset, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
         self.backbone = backbone; self.stemStride = stemStride
@@ -40,6 +44,17 @@ public struct Recipe: Sendable {
         o.weightDecay = 5e-4; o.warmupEpochs = 1
         var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
         r.pooling = .globalMax
+        return r
+    }
+
+    /// Per-pixel classes of 64x64 canvases: see models/README.md for the runs behind it.
+    public static var segmentation: Recipe {
+        var o = TrainingOptions()
+        o.epochs = 30; o.batchSize = 64; o.optimizer = .sgd; o.learningRate = 0.1
+        o.weightDecay = 5e-4; o.warmupEpochs = 1
+        var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
+        r.skips = ["stage2", "stage1"]
+        r.decoderWidth = 32
         return r
     }
 

@@ -79,6 +79,16 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// A tiny segmentation model file for 1 x 8 x 8 images and classes background, a, b.
+    func writeSegmenter(_ path: String) throws {
+        let configuration = ModelConfiguration(
+            task: .segmentation, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["background", "a", "b"],
+            backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [2, 4], blocks: [1, 1]),
+            head: SegmentationHead.Configuration(deepest: "stage2", skips: ["stage1"], decoderWidth: 3, classes: 3),
+            mean: [0.5], std: [0.25])
+        try Model<SegmentationHead>(configuration, seed: 0).save(to: path)
+    }
+
     /// A classification dataset of six 8 x 8 gray images.
     func writeDataset(_ path: String) throws {
         let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: 8, width: 8, source: "test")
@@ -171,6 +181,36 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(lines.count, 2)
     }
 
+    func testSegmentPredictWritesMasksAtEachImagesSizeAndOverlays() throws {
+        let scratch = Scratch()
+        try writeSegmenter(scratch.file("segmenter.h5"))
+        try FileManager.default.createDirectory(atPath: scratch.file("in"), withIntermediateDirectories: true)
+        try PNG.write(Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8($0 * 4) }), to: scratch.file("in/small.png"))
+        try PNG.write(Image(width: 12, height: 10, channels: 3, pixels: (0..<360).map { UInt8($0 % 256) }), to: scratch.file("in/other.png"))
+        let arguments = ["segment", "predict", "--model", scratch.file("segmenter.h5"), scratch.file("in"),
+                         "-o", scratch.file("masks"), "--overlay", scratch.file("overlays")]
+        let result = try percept(arguments)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        for (name, width, height) in [("small.png", 8, 8), ("other.png", 12, 10)] {
+            let mask = try PNG.readIndexMask(path: scratch.file("masks/" + name))
+            XCTAssertEqual([mask.width, mask.height], [width, height], name)
+            XCTAssertTrue(mask.pixels.allSatisfy { $0 < 3 }, "\(name): class indices \(Set(mask.pixels))")
+            let overlay = try PNG.read(path: scratch.file("overlays/" + name), channels: 3)
+            XCTAssertGreaterThanOrEqual(overlay.width, 256, "overlays are enlarged for viewing")
+        }
+        // Existing masks are kept unless --force is given.
+        let again = try percept(arguments)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(again.errorLines.count, 1, again.standardError)
+        XCTAssertTrue(again.errorLines.first?.contains("--force") == true, again.standardError)
+        XCTAssertEqual(try percept(arguments + ["--force"]).status, 0)
+
+        let help = try percept(["segment", "train", "--help"])
+        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output"] {
+            XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
+        }
+    }
+
     func testComposeWritesADatasetAndReportsBadInputOnOneLine() throws {
         let scratch = Scratch()
         try writeDataset(scratch.file("items.h5"))
@@ -182,7 +222,20 @@ final class CLITests: XCTestCase {
         let dataset = try DetectionDataset(path: output)
         XCTAssertEqual(dataset.count, 5)
         XCTAssertTrue(dataset.source.contains("seed 4"), dataset.source)
-        XCTAssertTrue(dataset.source.contains("max IoU 0.3,"), "detection canvases may overlap by default: \(dataset.source)")
+        // Detection's standard scenes: repeated classes, scale 1-2, placement squares within IoU 0.1.
+        for part in ["independently drawn classes", "scale 1.0-2.0", "max IoU 0.1 of placement boxes"] {
+            XCTAssertTrue(dataset.source.contains(part), "detection defaults: \(dataset.source)")
+        }
+        // Segmentation's: 64x64, items at their own size, visible boxes within IoU 0.2.
+        let segmentation = scratch.file("segmentation.h5")
+        let composedMasks = try percept(["compose", "segmentation", "--from", scratch.file("items.h5"), "-o", segmentation,
+                                         "--count", "2", "--quiet"])
+        XCTAssertEqual(composedMasks.status, 0, composedMasks.standardError)
+        let masks = try SegmentationDataset(path: segmentation)
+        XCTAssertEqual([masks.width, masks.height], [64, 64])
+        for part in ["independently drawn classes", "scale 1.0-1.0", "max IoU 0.2 of visible boxes"] {
+            XCTAssertTrue(masks.source.contains(part), "segmentation defaults: \(masks.source)")
+        }
 
         // Tagging keeps items apart unless asked otherwise.
         for (extra, limit) in [([String](), "0.0"), (["--max-overlap", "0.5"], "0.5")] {
@@ -190,7 +243,7 @@ final class CLITests: XCTestCase {
             let composed = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", tags, "--count", "3", "--quiet"] + extra)
             XCTAssertEqual(composed.status, 0, composed.standardError)
             let source = try TaggingDataset(path: tags).source
-            XCTAssertTrue(source.contains("max IoU \(limit),"), "\(extra): \(source)")
+            XCTAssertTrue(source.contains("items of distinct classes") && source.contains("max IoU \(limit) of visible boxes"), "\(extra): \(source)")
         }
 
         let exists = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", output, "--count", "5"])

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Core
+import Datasets
+import Foundation
+import Tasks
+
+struct Segment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Semantic segmentation (a class per pixel).",
+        subcommands: [SegmentTrain.self, SegmentEval.self, SegmentPredict.self])
+}
+
+struct SegmentTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a segmenter on a segmentation dataset (index masks, 0 = background, 255 = ignored).",
+        discussion: "With no options this trains the tuned recipe: a ResNet-8 backbone with a stride-2 stem, a decoder that merges the stage-2 and stage-1 maps (bilinear upsampling, concatenation, 3x3 convolution + batch norm + ReLU), bilinear upsampling to the input size, per-pixel softmax cross-entropy, SGD with Nesterov momentum, cosine schedule, crop and flip augmentation. The best epoch is picked by mean IoU over the item classes (background excluded).")
+
+    @OptionGroup var arguments: TrainArguments
+
+    @Option(help: ArgumentHelp("Backbone maps the decoder merges, deepest first, e.g. stage2,stage1,stem (default: the recipe's).", valueName: "MAP,..."))
+    var skips: String?
+
+    @Option(help: "Channels of the decoder's 3x3 convolutions; 0 for FCN score fusion (1x1 class scores per map, summed) (default: the recipe's).")
+    var decoderWidth: Int?
+
+    @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
+    var classWeights: String?
+
+    func validate() throws {
+        if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
+        if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {
+            throw ValidationError("--class-weights must be non-negative numbers separated by commas, got '\(classWeights)'")
+        }
+    }
+
+    func run() throws {
+        try failingCleanly {
+            let dataset = try SegmentationDataset(path: arguments.data)
+            let validation = try arguments.val.map { try SegmentationDataset(path: $0) }
+            var recipe = Recipe.segmentation
+            if let skips { recipe.skips = commaList(skips)!.filter { !$0.isEmpty } }
+            if let decoderWidth { recipe.decoderWidth = decoderWidth }
+            let classes = dataset.classNames.count
+            let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
+            if let weights, weights.count != classes {
+                throw DatasetError(dataset.path, "has \(classes) classes, --class-weights gives \(weights.count) weights")
+            }
+            try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, _, _ in
+                SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
+                                               classes: classes, classWeights: weights)
+            }
+        }
+    }
+}
+
+struct SegmentEval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Pixel accuracy, per-class IoU and mean IoU with and without the background class.")
+
+    @OptionGroup var arguments: EvalArguments
+
+    func run() throws {
+        try failingCleanly {
+            let (model, _, loader): (Model<SegmentationHead>, _, _) = try arguments.open(SegmentationDataset.init(path:))
+            let names = model.configuration.classes
+            let metrics = try model.measure(loader)
+            let iou = metrics.perClassIoU, recall = metrics.perClassAccuracy
+            let items = metrics.meanIoU(includingBackground: false), all = metrics.meanIoU(includingBackground: true)
+            if arguments.json {
+                let object: [String: Any] = [
+                    "pixels": metrics.pixels, "pixel_accuracy": metrics.pixelAccuracy,
+                    "mean_iou": items, "mean_iou_with_background": all,
+                    "per_class": names.indices.map { c in
+                        ["class": names[c], "iou": iou[c] as Any? ?? NSNull(), "accuracy": recall[c] as Any? ?? NSNull()] as [String: Any]
+                    },
+                ]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            print(String(format: "pixels %d  pixel accuracy %.4f  mIoU %.4f (classes 1-%d)  mIoU with background %.4f",
+                         metrics.pixels, metrics.pixelAccuracy, items, names.count - 1, all))
+            let width = max(12, names.map(\.count).max() ?? 0)
+            print("class".padding(toLength: width, withPad: " ", startingAt: 0) + "     IoU  accuracy")
+            for c in names.indices {
+                func cell(_ value: Double?, _ size: Int) -> String {
+                    value.map { String(format: "%\(size).4f", $0) } ?? String(repeating: " ", count: size - 1) + "-"
+                }
+                print(names[c].padding(toLength: width, withPad: " ", startingAt: 0) + "  " + cell(iou[c], 6) + "  " + cell(recall[c], 8))
+            }
+        }
+    }
+}
+
+struct SegmentPredict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Segment PNG images; writes one 8-bit index-mask PNG per image (pixel value = class index, 0 = background) with the image's file name.",
+        discussion: "Images of another size than the model's input are resized for the model (bilinear) and their masks resized back to the image's size (nearest neighbour).")
+
+    @Option(help: "Model file.")
+    var model: String
+
+    @Argument(help: "PNG images or directories of them.")
+    var images: [String]
+
+    @Option(name: .shortAndLong, help: "Directory for the masks (created if missing).")
+    var output: String
+
+    @Option(help: "Also write colour overlays with a legend of class names to this directory.")
+    var overlay: String?
+
+    @Flag(help: "Replace masks or overlays that already exist.")
+    var force = false
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        try failingCleanly {
+            if let threads { Threads.set(threads) }
+            let (model, _) = try Model<SegmentationHead>.load(path: model)
+            let paths = try collectImagePaths(images)
+            let names = try uniqueOutputNames(paths)
+            for directory in [output] + (overlay.map { [$0] } ?? []) {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            let targets = names.map { (output as NSString).appendingPathComponent($0) }
+            let overlays = overlay.map { dir in names.map { (dir as NSString).appendingPathComponent($0) } }
+            if !force, let existing = (targets + (overlays ?? [])).first(where: { FileManager.default.fileExists(atPath: $0) }) {
+                throw DatasetError(existing, "exists; pass --force to replace it")
+            }
+            let classNames = model.configuration.classes
+            // In batches, so memory stays bounded for long lists of images.
+            for start in stride(from: 0, to: paths.count, by: 64) {
+                let batch = Array(paths[start..<min(start + 64, paths.count)])
+                let originals = try batch.map { try PNG.read(path: $0, channels: 3) }
+                let predictions = model.predict(try loadImages(batch, for: model.configuration))
+                for (offset, (original, prediction)) in zip(originals, predictions).enumerated() {
+                    let i = start + offset
+                    var mask = prediction.image
+                    if mask.width != original.width || mask.height != original.height {
+                        mask = mask.resizedNearest(width: original.width, height: original.height)
+                    }
+                    try PNG.write(mask, to: targets[i])
+                    if let overlays {
+                        try PNG.write(Drawing.segmentationOverlay(image: original, mask: mask, classNames: classNames), to: overlays[i])
+                    }
+                }
+            }
+            FileHandle.standardError.write(Data("wrote \(paths.count) masks to \(output)\(overlay.map { " and overlays to \($0)" } ?? "")\n".utf8))
+        }
+    }
+}
+
+/// The output file name of each input (its own name); two inputs of the same name are an error,
+/// since one output would replace the other.
+func uniqueOutputNames(_ paths: [String]) throws -> [String] {
+    var seen: [String: String] = [:]
+    return try paths.map { path in
+        let name = (path as NSString).lastPathComponent
+        if let other = seen[name] { throw DatasetError(path, "has the same file name as \(other); outputs are named after their inputs") }
+        seen[name] = path
+        return name
+    }
+}

@@ -1,0 +1,254 @@
+import Core
+import Datasets
+import Foundation
+
+/// The losses a segmenter trains with.
+public enum SegmentationLoss: String, Codable, Sendable, CaseIterable {
+    /// Per-pixel softmax cross-entropy; mask pixels of 255 are ignored.
+    case crossEntropy = "pixel_cross_entropy"
+}
+
+/// One image's class map: a class index per pixel, at the size of the network's input.
+public struct SegmentationPrediction: Sendable {
+    public let width: Int, height: Int
+    /// Row-major class indices (0 = background).
+    public let mask: [UInt8]
+
+    public init(width: Int, height: Int, mask: [UInt8]) {
+        precondition(mask.count == width * height, "mask of \(mask.count) pixels for \(width)x\(height)")
+        self.width = width; self.height = height; self.mask = mask
+    }
+
+    /// The class map as an 8-bit gray image (pixel value = class index), e.g. to write as PNG.
+    public var image: Image { Image(width: width, height: height, channels: 1, pixels: mask) }
+}
+
+/// Semantic segmentation in the FCN tradition (Long, Shelhamer & Darrell 2015) with a light
+/// U-Net-style decoder: the deepest backbone map is refined level by level with finer maps
+/// (skips), then upsampled bilinearly to the input size; one softmax per pixel.
+///
+/// At each skip the running features are resized bilinearly to the skip's size, concatenated
+/// with it and mixed by a 3x3 convolution + batch norm + ReLU (`decoderWidth` channels). With
+/// `decoderWidth` 0 it is plain FCN score fusion instead: 1x1 class scores of every map,
+/// summed after upsampling (FCN-16s/8s).
+public final class SegmentationHead: Head {
+    public struct Configuration: Codable, Equatable, Sendable {
+        /// The deepest map read (the decoder's start).
+        public var deepest: String
+        /// Finer maps merged on the way up, deepest first (e.g. `["stage2", "stage1", "stem"]`).
+        public var skips: [String]
+        /// Channels of the decoder's 3x3 mixing layers; 0 for FCN score fusion.
+        public var decoderWidth: Int
+        /// Output classes, background (0) included.
+        public var classes: Int
+        public var loss: SegmentationLoss
+        /// Optional weight per class in the loss (none: all 1).
+        public var classWeights: [Float]?
+
+        public init(deepest: String, skips: [String], decoderWidth: Int, classes: Int,
+                    loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil) {
+            self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth
+            self.classes = classes; self.loss = loss; self.classWeights = classWeights
+        }
+
+        enum CodingKeys: String, CodingKey { case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, classes = "outputs", loss, classWeights }
+    }
+
+    /// Per-pixel labels, [N * H * W] in (n, y, x) order; 255 is ignored.
+    public typealias Targets = [Int32]
+    public typealias Prediction = SegmentationPrediction
+    public typealias Metrics = SegmentationMetrics
+
+    public static let task = VisionTask.segmentation
+
+    /// One decoder level: mixes the upsampled features with a skip map.
+    public final class DecoderLevel: Module {
+        public let conv: Conv2D
+        public let norm: BatchNorm2D
+        init(_ inChannels: Int, _ outChannels: Int, using rng: inout SeededGenerator) {
+            conv = Conv2D(inChannels, outChannels, kernel: 3, padding: 1, bias: false, using: &rng)
+            norm = BatchNorm2D(outChannels)
+        }
+        func callAsFunction(_ x: Tensor) -> Tensor { norm(conv(x), relu: true) }
+    }
+
+    public let configuration: Configuration
+    /// 1x1 classifier on the deepest map (FCN) or on the decoder's last level.
+    public let classifier: Conv2D
+    /// Decoder levels, one per skip (U-Net style), or 1x1 score layers of the skips (FCN).
+    public let levels: [DecoderLevel]
+    public let skipScores: [Conv2D]
+    private let classWeights: Tensor?
+    private let geometry: InputGeometry
+
+    public init(_ configuration: Configuration, features: [FeatureMapInfo], geometry: InputGeometry,
+                seed: UInt64, using rng: inout SeededGenerator) throws {
+        func map(_ name: String) throws -> FeatureMapInfo {
+            guard let info = features.first(where: { $0.name == name }) else {
+                throw ModelError("segmentation head reads map '\(name)', the backbone has \(features.map(\.name))")
+            }
+            return info
+        }
+        let deepest = try map(configuration.deepest)
+        let skips = try configuration.skips.map(map)
+        guard configuration.classes >= 2 else { throw ModelError("segmentation needs at least 2 classes, got \(configuration.classes)") }
+        guard configuration.decoderWidth >= 0 else { throw ModelError("decoder width \(configuration.decoderWidth) is negative") }
+        if let weights = configuration.classWeights {
+            guard weights.count == configuration.classes, weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                throw ModelError("\(weights.count) class weights for \(configuration.classes) classes (each must be finite and >= 0)")
+            }
+        }
+        for (finer, coarser) in zip(skips, [deepest] + skips) where finer.stride > coarser.stride {
+            throw ModelError("segmentation skip '\(finer.name)' (stride \(finer.stride)) is coarser than '\(coarser.name)' (stride \(coarser.stride))")
+        }
+        let k = configuration.classes, width = configuration.decoderWidth
+        if width > 0 {
+            var channels = deepest.channels
+            levels = skips.map { skip in
+                defer { channels = width }
+                return DecoderLevel(channels + skip.channels, width, using: &rng)
+            }
+            skipScores = []
+            classifier = Conv2D(skips.isEmpty ? deepest.channels : width, k, kernel: 1, using: &rng)
+        } else {
+            levels = []
+            classifier = Conv2D(deepest.channels, k, kernel: 1, using: &rng)
+            skipScores = skips.map { Conv2D($0.channels, k, kernel: 1, using: &rng) }
+        }
+        classWeights = configuration.classWeights.map { Tensor(shape: [k], scalars: $0) }
+        self.configuration = configuration
+        self.geometry = geometry
+    }
+
+    public var inputs: [String] { [configuration.deepest] + configuration.skips }
+
+    /// [N, classes, H, W] logits at the input size.
+    public func callAsFunction(_ features: FeatureMaps) -> Tensor {
+        var h = features[configuration.deepest]
+        if configuration.decoderWidth > 0 {
+            for (level, name) in zip(levels, configuration.skips) {
+                let skip = features[name]
+                h = level(concatChannels([resized(h, like: skip), skip]))
+            }
+            h = classifier(h)
+        } else {
+            h = classifier(h)
+            for (score, name) in zip(skipScores, configuration.skips) {
+                let skip = features[name]
+                h = resized(h, like: skip) + score(skip)
+            }
+        }
+        return h.shape[2] == geometry.height && h.shape[3] == geometry.width
+            ? h : h.resizedBilinear(height: geometry.height, width: geometry.width)
+    }
+
+    private func resized(_ x: Tensor, like other: Tensor) -> Tensor {
+        x.shape[2] == other.shape[2] && x.shape[3] == other.shape[3]
+            ? x : x.resizedBilinear(height: other.shape[2], width: other.shape[3])
+    }
+
+    public func targets(of batch: Batch) -> [Int32] { batch.masks }
+
+    public func loss(_ outputs: Tensor, _ masks: [Int32], geometry: InputGeometry) -> Tensor {
+        softmaxCrossEntropy(logits: outputs, labels: masks, ignoreIndex: Int32(DatasetLayout.ignoreIndex), classWeights: classWeights)
+    }
+
+    /// [N, classes, H, W] logits -> N class maps (per-pixel argmax; ties keep the lower class).
+    public func decode(_ outputs: Tensor, geometry: InputGeometry) -> [SegmentationPrediction] {
+        let (n, k, h, w) = (outputs.shape[0], outputs.shape[1], outputs.shape[2], outputs.shape[3])
+        let plane = h * w
+        return (0..<n).map { i in
+            var mask = [UInt8](repeating: 0, count: plane)
+            let base = outputs.pointer + i * k * plane
+            mask.withUnsafeMutableBufferPointer { mask in
+                var best = [Float](UnsafeBufferPointer(start: base, count: plane))
+                for c in 1..<k {
+                    let scores = base + c * plane
+                    for p in 0..<plane where scores[p] > best[p] {
+                        best[p] = scores[p]
+                        mask[p] = UInt8(c)
+                    }
+                }
+            }
+            return SegmentationPrediction(width: w, height: h, mask: mask)
+        }
+    }
+
+    public func makeMetrics() -> SegmentationMetrics { SegmentationMetrics(classes: configuration.classes) }
+
+    public func measure(_ outputs: Tensor, _ masks: [Int32], geometry: InputGeometry, into metrics: inout SegmentationMetrics) {
+        let predictions = decode(outputs, geometry: geometry)
+        let plane = outputs.shape[2] * outputs.shape[3]
+        masks.withUnsafeBufferPointer { truth in
+            for (i, prediction) in predictions.enumerated() {
+                metrics.add(prediction: prediction.mask, truth: UnsafeBufferPointer(rebasing: truth[i * plane..<(i + 1) * plane]))
+            }
+        }
+    }
+
+    public func evaluation(of metrics: SegmentationMetrics) -> Evaluation {
+        let items = metrics.meanIoU(includingBackground: false), all = metrics.meanIoU(includingBackground: true)
+        return Evaluation(metricName: "mIoU", value: items,
+                          summary: String(format: "mIoU %.4f  (with background %.4f)  pixel accuracy %.4f", items, all, metrics.pixelAccuracy),
+                          values: ["mean_iou": items, "mean_iou_with_background": all, "pixel_accuracy": metrics.pixelAccuracy])
+    }
+}
+
+/// Segmentation metrics from a confusion matrix, as torchvision's reference `ConfusionMatrix`
+/// computes them: pixel accuracy, per-class IoU = TP / (TP + FP + FN), and their means. Pixels
+/// whose truth is outside `0..<classes` (the ignore label 255) are not counted.
+public struct SegmentationMetrics: Sendable {
+    public let classes: Int
+    /// confusion[truth * classes + prediction], in pixels.
+    public private(set) var confusion: [Int]
+
+    public init(classes: Int) {
+        self.classes = classes
+        confusion = [Int](repeating: 0, count: classes * classes)
+    }
+
+    /// Adds one image: predicted and true class per pixel.
+    public mutating func add(prediction: [UInt8], truth: UnsafeBufferPointer<Int32>) {
+        precondition(prediction.count == truth.count, "\(prediction.count) predicted pixels for \(truth.count) labels")
+        let k = classes
+        confusion.withUnsafeMutableBufferPointer { matrix in
+            for (p, t) in zip(prediction, truth) where t >= 0 && Int(t) < k {
+                matrix[Int(t) * k + Int(p)] += 1
+            }
+        }
+    }
+
+    /// Counted pixels.
+    public var pixels: Int { confusion.reduce(0, +) }
+
+    /// Fraction of counted pixels labelled correctly.
+    public var pixelAccuracy: Double {
+        let total = pixels
+        return total == 0 ? 0 : Double((0..<classes).reduce(0) { $0 + confusion[$1 * classes + $1] }) / Double(total)
+    }
+
+    /// IoU of each class; nil for a class that is neither present nor predicted (0 / 0).
+    public var perClassIoU: [Double?] {
+        (0..<classes).map { c in
+            let tp = confusion[c * classes + c]
+            let truth = (0..<classes).reduce(0) { $0 + confusion[c * classes + $1] }
+            let predicted = (0..<classes).reduce(0) { $0 + confusion[$1 * classes + c] }
+            let union = truth + predicted - tp
+            return union == 0 ? nil : Double(tp) / Double(union)
+        }
+    }
+
+    /// Recall of each class (torchvision's per-class "acc"); nil for a class with no pixels.
+    public var perClassAccuracy: [Double?] {
+        (0..<classes).map { c in
+            let truth = (0..<classes).reduce(0) { $0 + confusion[c * classes + $1] }
+            return truth == 0 ? nil : Double(confusion[c * classes + c]) / Double(truth)
+        }
+    }
+
+    /// Mean IoU over the classes with a defined IoU, with or without class 0 (background).
+    public func meanIoU(includingBackground: Bool) -> Double {
+        let values = perClassIoU.enumerated().compactMap { includingBackground || $0.offset > 0 ? $0.element : nil }
+        return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+    }
+}

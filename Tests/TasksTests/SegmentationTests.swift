@@ -1,0 +1,158 @@
+import Core
+import Datasets
+import Foundation
+import Tasks
+import XCTest
+
+/// Side of the generated segmentation images.
+let segmentationSide = 16
+
+/// A 16 x 16 image with one or two 6 x 6 patches on noise: class 1 horizontal stripes, class 2
+/// vertical stripes (the same brightness, so texture, not intensity, tells them apart). The
+/// mask labels each patch's pixels with its class; the rest is background 0.
+func segmentationExample(using generator: inout SeededGenerator) -> (image: Image, mask: Image) {
+    let side = segmentationSide
+    var pixels = (0..<(side * side)).map { _ in UInt8(generator.next() % 40) }
+    var mask = [UInt8](repeating: 0, count: side * side)
+    let count = 1 + Int(generator.next() % 2)
+    for index in 0..<count {
+        let label = 1 + Int(generator.next() % 2)
+        // The two patches sit in the left and right halves, so they never overlap.
+        let left = index * 8 + Int(generator.next() % 3), top = Int(generator.next() % 11)
+        for y in top..<(top + 6) {
+            for x in left..<(left + 6) {
+                let on = label == 1 ? y % 2 == 0 : x % 2 == 0
+                pixels[y * side + x] = on ? 200 : 90
+                mask[y * side + x] = UInt8(label)
+            }
+        }
+    }
+    return (Image(width: side, height: side, channels: 1, pixels: pixels), Image(width: side, height: side, channels: 1, pixels: mask))
+}
+
+func writeSegmentationData(_ path: String, count: Int, seed: UInt64) throws {
+    var generator = SeededGenerator(seed: seed)
+    let writer = try DatasetWriter(path: path, task: .segmentation, channels: 1, height: segmentationSide,
+                                   width: segmentationSide, source: "generated striped patches")
+    for _ in 0..<count {
+        let (image, mask) = segmentationExample(using: &generator)
+        try writer.append(image: image, mask: mask)
+    }
+    try writer.finish(classNames: ["background", "horizontal", "vertical"])
+}
+
+/// A small segmenter: ResNet of widths 4 and 8 (stride-1 stem, maps at strides 1, 1, 2).
+func smallSegmenterConfiguration(dataset: ImageDataset, decoderWidth: Int, skips: [String] = ["stage1"])
+    throws -> ModelConfiguration<SegmentationHead.Configuration> {
+    let statistics = try channelStatistics(dataset)
+    return ModelConfiguration(
+        task: .segmentation, inputChannels: 1, inputHeight: dataset.height, inputWidth: dataset.width,
+        classes: dataset.classNames,
+        backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1]),
+        head: SegmentationHead.Configuration(deepest: "stage2", skips: skips, decoderWidth: decoderWidth,
+                                             classes: dataset.classNames.count),
+        mean: statistics.mean, std: statistics.std)
+}
+
+final class SegmentationTests: XCTestCase {
+    func testSegmenterTrainsWellAboveChanceAndReloads() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("train.h5"), count: 96, seed: 40)
+        try writeSegmentationData(folder.file("val.h5"), count: 32, seed: 41)
+        let train = try SegmentationDataset(path: folder.file("train.h5"))
+        let validation = try SegmentationDataset(path: folder.file("val.h5"))
+        let configuration = try smallSegmenterConfiguration(dataset: train, decoderWidth: 8)
+        let model = try Model<SegmentationHead>(configuration, seed: 3)
+        var options = smallOptions(epochs: 8, learningRate: 0.1)
+        options.batchSize = 16
+        let loader = DataLoader(validation, batchSize: 32, shuffle: false, mean: configuration.mean, std: configuration.std)
+        let trainer = Trainer(model: model, train: DataLoader(train, batchSize: 16, shuffle: true, mean: configuration.mean,
+                                                              std: configuration.std, seed: 1),
+                              validation: loader, options: options, outputPath: folder.file("segmenter.h5"))
+        var lines: [String] = []
+        trainer.log = { lines.append($0) }
+        let last = try XCTUnwrap(try trainer.run())
+        XCTAssertEqual(last.metricName, "mIoU")
+        // Labelling every pixel background scores IoU 0 on both item classes; guessing an item
+        // class from brightness alone cannot tell the stripes apart (about 0.5 at best).
+        XCTAssertGreaterThanOrEqual(last.value, 0.75, "log:\n" + lines.joined(separator: "\n"))
+
+        let (best, _) = try Model<SegmentationHead>.load(path: folder.file("segmenter.h5"))
+        let metrics = try best.measure(loader)
+        XCTAssertGreaterThanOrEqual(metrics.meanIoU(includingBackground: false), last.value)
+        XCTAssertEqual(metrics.pixels, 32 * segmentationSide * segmentationSide)
+        let images = try normalisedImages(validation, for: best)
+        let predictions = best.predict(images)
+        XCTAssertEqual(predictions.count, 32)
+        XCTAssertEqual([predictions[0].width, predictions[0].height], [segmentationSide, segmentationSide])
+        XCTAssertTrue(predictions.allSatisfy { $0.mask.allSatisfy { $0 < 3 } })
+    }
+
+    /// Both decoder kinds give logits at the input size from maps of strides 1 and 2.
+    func testDecoderAndScoreFusionGiveInputSizedLogits() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 42)
+        let dataset = try SegmentationDataset(path: folder.file("data.h5"))
+        var generator = SeededGenerator(seed: 8)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        for width in [0, 6] {
+            for skips in [[], ["stage1"], ["stage1", "stem"]] {
+                let model = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: width, skips: skips), seed: 1)
+                XCTAssertEqual(model(images).shape, [2, 3, 16, 16], "decoder width \(width), skips \(skips)")
+            }
+        }
+        // A skip the backbone lacks, or one coarser than the map before it, is refused.
+        XCTAssertThrowsError(try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 4, skips: ["stage9"]), seed: 1))
+        var coarser = try smallSegmenterConfiguration(dataset: dataset, decoderWidth: 4, skips: ["stage1"])
+        coarser.head.deepest = "stage1"
+        coarser.head.skips = ["stage2"]
+        XCTAssertThrowsError(try Model<SegmentationHead>(coarser, seed: 1)) { error in
+            XCTAssertTrue("\(error)".contains("coarser"), "\(error)")
+        }
+    }
+
+    /// Decoding takes each pixel's highest class; ties keep the lower class.
+    func testDecodingIsThePerPixelArgmax() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 43)
+        let model = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: SegmentationDataset(path: folder.file("data.h5")), decoderWidth: 4), seed: 1)
+        // One image, 3 classes, 1 x 4 pixels (class-major planes).
+        let logits = Tensor(shape: [1, 3, 1, 4], scalars: [0, 5, 1, 2,
+                                                            3, 5, 0, 2,
+                                                            1, 4, 2, 2])
+        let prediction = try XCTUnwrap(model.head.decode(logits, geometry: InputGeometry(height: 1, width: 4)).first)
+        XCTAssertEqual(prediction.mask, [1, 0, 2, 0])
+    }
+}
+
+/// The metrics agree with torchvision's reference ConfusionMatrix on a worked example.
+final class SegmentationMetricsTests: XCTestCase {
+    func testConfusionMatrixIoUAndIgnoredPixels() {
+        var metrics = SegmentationMetrics(classes: 3)
+        let truth: [Int32] = [0, 0, 1, 1, 1, 2, 2, 255, 0, 1]
+        let prediction: [UInt8] = [0, 1, 1, 1, 0, 2, 1, 2, 0, 1]
+        truth.withUnsafeBufferPointer { metrics.add(prediction: prediction, truth: $0) }
+        // Rows truth, columns prediction; the 255 pixel is not counted.
+        XCTAssertEqual(metrics.confusion, [2, 1, 0,
+                                           1, 3, 0,
+                                           0, 1, 1])
+        XCTAssertEqual(metrics.pixels, 9)
+        XCTAssertEqual(metrics.pixelAccuracy, 6.0 / 9.0, accuracy: 1e-12)
+        // IoU = diag / (row sum + column sum - diag): 2/(3+3-2), 3/(4+5-3), 1/(2+1-1).
+        let iou = metrics.perClassIoU.map { $0! }
+        XCTAssertEqual(iou[0], 0.5, accuracy: 1e-12)
+        XCTAssertEqual(iou[1], 0.5, accuracy: 1e-12)
+        XCTAssertEqual(iou[2], 0.5, accuracy: 1e-12)
+        XCTAssertEqual(metrics.perClassAccuracy.map { $0! }, [2.0 / 3.0, 0.75, 0.5])
+        XCTAssertEqual(metrics.meanIoU(includingBackground: true), 0.5, accuracy: 1e-12)
+
+        // A class neither present nor predicted has no IoU and is left out of the means.
+        var sparse = SegmentationMetrics(classes: 4)
+        let t: [Int32] = [0, 1, 1, 0]
+        t.withUnsafeBufferPointer { sparse.add(prediction: [0, 1, 0, 0], truth: $0) }
+        XCTAssertNil(sparse.perClassIoU[2])
+        XCTAssertNil(sparse.perClassIoU[3])
+        XCTAssertEqual(sparse.meanIoU(includingBackground: false), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(sparse.meanIoU(includingBackground: true), (2.0 / 3.0 + 0.5) / 2, accuracy: 1e-12)
+    }
+}
