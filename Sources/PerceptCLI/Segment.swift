@@ -24,11 +24,15 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Channels of the decoder's 3x3 convolutions; 0 for FCN score fusion (1x1 class scores per map, summed) (default: the recipe's).")
     var decoderWidth: Int?
 
+    @Option(help: "Hidden channels of the full-resolution refinement of the class scores from the input image; 0 for none (default: the recipe's).")
+    var refineWidth: Int?
+
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
     var classWeights: String?
 
     func validate() throws {
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
+        if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
         if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {
             throw ValidationError("--class-weights must be non-negative numbers separated by commas, got '\(classWeights)'")
         }
@@ -41,6 +45,7 @@ struct SegmentTrain: ParsableCommand {
             var recipe = Recipe.segmentation
             if let skips { recipe.skips = commaList(skips)!.filter { !$0.isEmpty } }
             if let decoderWidth { recipe.decoderWidth = decoderWidth }
+            if let refineWidth { recipe.refineWidth = refineWidth }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
             if let weights, weights.count != classes {
@@ -48,7 +53,7 @@ struct SegmentTrain: ParsableCommand {
             }
             try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, _, _ in
                 SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
-                                               classes: classes, classWeights: weights)
+                                               refineWidth: recipe.refineWidth, classes: classes, classWeights: weights)
             }
         }
     }

@@ -36,7 +36,8 @@ public struct FeatureMaps {
 
 /// A feature extractor shared by every task head. It knows nothing about tasks.
 public protocol Backbone: Layer {
-    /// Every map `features` returns, shallow to deep, the stem's included where there is one.
+    /// Every map `features` returns, shallow to deep: the input itself first (`input`, stride 1),
+    /// then the stem's where there is one, then each stage's.
     var featureInfo: [FeatureMapInfo] { get }
     /// The feature maps of `x` ([N, C, H, W]), shallow to deep, stopping after the one called
     /// `deepest` (nil: all of them), so a head reading a shallow map does not pay for deeper ones.
@@ -52,15 +53,14 @@ extension Backbone {
     /// The description of the map called `name`, if the backbone has one.
     public func featureInfo(named name: String) -> FeatureMapInfo? { featureInfo.first { $0.name == name } }
 
-    /// Runs `stages` in order, collecting each output, until the map called `deepest`.
+    /// The input, then `stages` run in order, each output collected, until the map called `deepest`.
     func collect(_ x: Tensor, through deepest: String?, _ stages: [(Tensor) -> Tensor]) -> FeatureMaps {
+        // info[0] describes the input, info[i + 1] the output of stages[i].
         let info = featureInfo
-        var maps: [Tensor] = []
-        var h = x
-        for (stage, description) in zip(stages, info) {
-            h = stage(h)
-            maps.append(h)
-            if description.name == deepest { break }
+        var maps = [x]
+        for (index, stage) in stages.enumerated() {
+            if info[index].name == deepest { break }
+            maps.append(stage(maps[index]))
         }
         return FeatureMaps(info: info, maps: maps)
     }
@@ -114,12 +114,13 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
 
     /// The maps a backbone of this configuration returns (see `Backbone.featureInfo`).
     public var featureInfo: [FeatureMapInfo] {
+        let input = FeatureMapInfo(name: "input", channels: inputChannels, stride: 1)
         switch kind {
         case .plain:
-            return widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0) }
+            return [input] + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0) }
         case .resnet:
             let stem = stemStride * (poolsStem ? 2 : 1)
-            return [FeatureMapInfo(name: "stem", channels: widths[0], stride: stem)]
+            return [input, FeatureMapInfo(name: "stem", channels: widths[0], stride: stem)]
                 + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: stem << $0) }
         }
     }

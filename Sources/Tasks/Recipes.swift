@@ -19,6 +19,8 @@ public struct Recipe: Sendable {
     public var skips: [String] = []
     /// Segmentation: channels of the decoder's mixing convolutions (0: FCN score fusion).
     public var decoderWidth = 0
+    /// Segmentation: hidden channels of the full-resolution refinement (0: none).
+    public var refineWidth = 0
 
     public init(backbone: BackbonePreset, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
         self.backbone = backbone; self.stemStride = stemStride

@@ -31,6 +31,11 @@ public struct SegmentationPrediction: Sendable {
 /// with it and mixed by a 3x3 convolution + batch norm + ReLU (`decoderWidth` channels). With
 /// `decoderWidth` 0 it is plain FCN score fusion instead: 1x1 class scores of every map,
 /// summed after upsampling (FCN-16s/8s).
+///
+/// Optionally (`refineWidth` > 0) the upsampled class scores are refined at full resolution
+/// from the input image itself: a 3x3 convolution of the image, concatenated with the scores,
+/// two 1x1 convolutions, added to the scores. Item borders follow pixel brightness, which the
+/// coarser maps only see blurred; the refinement costs a few hundred multiply-adds per pixel.
 public final class SegmentationHead: Head {
     public struct Configuration: Codable, Equatable, Sendable {
         /// The deepest map read (the decoder's start).
@@ -39,19 +44,23 @@ public final class SegmentationHead: Head {
         public var skips: [String]
         /// Channels of the decoder's 3x3 mixing layers; 0 for FCN score fusion.
         public var decoderWidth: Int
+        /// Hidden channels of the full-resolution refinement from the input image; 0 for none.
+        public var refineWidth: Int
         /// Output classes, background (0) included.
         public var classes: Int
         public var loss: SegmentationLoss
         /// Optional weight per class in the loss (none: all 1).
         public var classWeights: [Float]?
 
-        public init(deepest: String, skips: [String], decoderWidth: Int, classes: Int,
+        public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classes: Int,
                     loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil) {
-            self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth
+            self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
             self.classes = classes; self.loss = loss; self.classWeights = classWeights
         }
 
-        enum CodingKeys: String, CodingKey { case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, classes = "outputs", loss, classWeights }
+        enum CodingKeys: String, CodingKey {
+            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classes = "outputs", loss, classWeights
+        }
     }
 
     /// Per-pixel labels, [N * H * W] in (n, y, x) order; 255 is ignored.
@@ -72,12 +81,31 @@ public final class SegmentationHead: Head {
         func callAsFunction(_ x: Tensor) -> Tensor { norm(conv(x), relu: true) }
     }
 
+    /// Refines upsampled class scores from the input image at full resolution.
+    public final class Refinement: Module {
+        public let edges: Conv2D
+        public let mix: Conv2D
+        public let output: Conv2D
+        init(imageChannels: Int, classes: Int, width: Int, using rng: inout SeededGenerator) {
+            edges = Conv2D(imageChannels, width, kernel: 3, padding: 1, using: &rng)
+            mix = Conv2D(classes + width, width, kernel: 1, using: &rng)
+            output = Conv2D(width, classes, kernel: 1, using: &rng)
+            // Zero output weights: training starts from the unrefined scores.
+            output.weight.value = .zeros(output.weight.value.shape)
+        }
+        func callAsFunction(_ scores: Tensor, image: Tensor) -> Tensor {
+            let h = mix(concatChannels([scores, edges(image).relu()])).relu()
+            return scores + output(h)
+        }
+    }
+
     public let configuration: Configuration
     /// 1x1 classifier on the deepest map (FCN) or on the decoder's last level.
     public let classifier: Conv2D
     /// Decoder levels, one per skip (U-Net style), or 1x1 score layers of the skips (FCN).
     public let levels: [DecoderLevel]
     public let skipScores: [Conv2D]
+    public let refinement: Refinement?
     private let classWeights: Tensor?
     private let geometry: InputGeometry
 
@@ -92,7 +120,9 @@ public final class SegmentationHead: Head {
         let deepest = try map(configuration.deepest)
         let skips = try configuration.skips.map(map)
         guard configuration.classes >= 2 else { throw ModelError("segmentation needs at least 2 classes, got \(configuration.classes)") }
-        guard configuration.decoderWidth >= 0 else { throw ModelError("decoder width \(configuration.decoderWidth) is negative") }
+        guard configuration.decoderWidth >= 0, configuration.refineWidth >= 0 else {
+            throw ModelError("decoder width \(configuration.decoderWidth) and refinement width \(configuration.refineWidth) must not be negative")
+        }
         if let weights = configuration.classWeights {
             guard weights.count == configuration.classes, weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
                 throw ModelError("\(weights.count) class weights for \(configuration.classes) classes (each must be finite and >= 0)")
@@ -115,12 +145,14 @@ public final class SegmentationHead: Head {
             classifier = Conv2D(deepest.channels, k, kernel: 1, using: &rng)
             skipScores = skips.map { Conv2D($0.channels, k, kernel: 1, using: &rng) }
         }
+        refinement = configuration.refineWidth > 0
+            ? Refinement(imageChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil
         classWeights = configuration.classWeights.map { Tensor(shape: [k], scalars: $0) }
         self.configuration = configuration
         self.geometry = geometry
     }
 
-    public var inputs: [String] { [configuration.deepest] + configuration.skips }
+    public var inputs: [String] { [configuration.deepest] + configuration.skips + (refinement == nil ? [] : ["input"]) }
 
     /// [N, classes, H, W] logits at the input size.
     public func callAsFunction(_ features: FeatureMaps) -> Tensor {
@@ -138,8 +170,11 @@ public final class SegmentationHead: Head {
                 h = resized(h, like: skip) + score(skip)
             }
         }
-        return h.shape[2] == geometry.height && h.shape[3] == geometry.width
-            ? h : h.resizedBilinear(height: geometry.height, width: geometry.width)
+        if h.shape[2] != geometry.height || h.shape[3] != geometry.width {
+            h = h.resizedBilinear(height: geometry.height, width: geometry.width)
+        }
+        if let refinement { h = refinement(h, image: features["input"]) }
+        return h
     }
 
     private func resized(_ x: Tensor, like other: Tensor) -> Tensor {

@@ -68,10 +68,14 @@ final class ModelStructureTests: XCTestCase {
         let backbone = try pooled.make(using: &rng)
         let x = Tensor.randomNormal([2, 1, 12, 10], using: &rng)
         let features = backbone.features(x, through: nil)
-        XCTAssertEqual(features.maps.map(\.shape), [[2, 4, 6, 5], [2, 4, 6, 5], [2, 8, 3, 3]])
-        XCTAssertEqual(features.info, [FeatureMapInfo(name: "stem", channels: 4, stride: 2),
+        XCTAssertEqual(features.maps.map(\.shape), [[2, 1, 12, 10], [2, 4, 6, 5], [2, 4, 6, 5], [2, 8, 3, 3]])
+        XCTAssertEqual(features.info, [FeatureMapInfo(name: "input", channels: 1, stride: 1),
+                                       FeatureMapInfo(name: "stem", channels: 4, stride: 2),
                                        FeatureMapInfo(name: "stage1", channels: 4, stride: 2),
                                        FeatureMapInfo(name: "stage2", channels: 8, stride: 4)])
+
+        // A head reading a shallow map stops the backbone there.
+        XCTAssertEqual(backbone.features(x, through: "stem").info.map(\.name), ["input", "stem"])
 
         let json = try JSONEncoder().encode(pooled)
         XCTAssertEqual(try JSONDecoder().decode(BackboneConfiguration.self, from: json), pooled)

@@ -42,7 +42,7 @@ func writeSegmentationData(_ path: String, count: Int, seed: UInt64) throws {
 }
 
 /// A small segmenter: ResNet of widths 4 and 8 (stride-1 stem, maps at strides 1, 1, 2).
-func smallSegmenterConfiguration(dataset: ImageDataset, decoderWidth: Int, skips: [String] = ["stage1"])
+func smallSegmenterConfiguration(dataset: ImageDataset, decoderWidth: Int, skips: [String] = ["stage1"], refineWidth: Int = 0)
     throws -> ModelConfiguration<SegmentationHead.Configuration> {
     let statistics = try channelStatistics(dataset)
     return ModelConfiguration(
@@ -50,7 +50,7 @@ func smallSegmenterConfiguration(dataset: ImageDataset, decoderWidth: Int, skips
         classes: dataset.classNames,
         backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1]),
         head: SegmentationHead.Configuration(deepest: "stage2", skips: skips, decoderWidth: decoderWidth,
-                                             classes: dataset.classNames.count),
+                                             refineWidth: refineWidth, classes: dataset.classNames.count),
         mean: statistics.mean, std: statistics.std)
 }
 
@@ -101,6 +101,15 @@ final class SegmentationTests: XCTestCase {
                 XCTAssertEqual(model(images).shape, [2, 3, 16, 16], "decoder width \(width), skips \(skips)")
             }
         }
+        // The refinement starts as the identity: its output layer is zero.
+        let plain = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 6, refineWidth: 0), seed: 1)
+        let refined = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 6, refineWidth: 4), seed: 1)
+        XCTAssertEqual(refined.head.inputs, ["stage2", "stage1", "input"])
+        refined.setMode(.inference); plain.setMode(.inference)
+        let refinedScores = refined(images)
+        XCTAssertEqual(refinedScores.shape, [2, 3, 16, 16])
+        // Everything before the refinement is drawn first, so the two models share those weights.
+        XCTAssertEqual(refinedScores.scalars, plain(images).scalars)
         // A skip the backbone lacks, or one coarser than the map before it, is refused.
         XCTAssertThrowsError(try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 4, skips: ["stage9"]), seed: 1))
         var coarser = try smallSegmenterConfiguration(dataset: dataset, decoderWidth: 4, skips: ["stage1"])
