@@ -84,6 +84,30 @@ public struct Batch {
 
     /// Number of images.
     public var count: Int { indices.count }
+
+    /// A batch made by hand (e.g. of window crops): the task fields that do not apply stay empty.
+    public init(images: Tensor, indices: [Int], labels: [Int32] = [], tags: Tensor? = nil, masks: [Int32] = [],
+                boxes: [[DetectionBox]] = []) {
+        self.images = images; self.indices = indices; self.labels = labels; self.tags = tags
+        self.masks = masks; self.boxes = boxes
+    }
+}
+
+/// Batches that one epoch of training reads, in order: what `Trainer` loops over.
+public protocol BatchStream: AnyObject {
+    /// The next batch, nil at the end of the epoch; throws when the data cannot be read.
+    func nextBatch() throws -> Batch?
+}
+
+/// Where training batches come from: a `DataLoader` over a file, or a sampler that builds
+/// batches of its own (window crops for a detector).
+public protocol BatchSource: AnyObject {
+    /// Batches per epoch.
+    var batchCount: Int { get }
+    /// Images per full batch.
+    var batchSize: Int { get }
+    /// The batches of epoch `epoch`: the same epoch gives the same batches.
+    func stream(epoch: Int) -> any BatchStream
 }
 
 /// Reads shuffled mini-batches from a dataset file with bounded memory.
@@ -92,7 +116,7 @@ public struct Batch {
 /// reads a window of chunks by hyperslab, shuffles the rows inside the window and emits
 /// batches; memory stays at one window plus two batches however large the file is. A
 /// background thread prepares the next batch while the caller computes on the current one.
-public final class DataLoader: Sequence {
+public final class DataLoader: Sequence, BatchSource {
     public let dataset: ImageDataset
     public let batchSize: Int
     public let shuffle: Bool
@@ -141,6 +165,8 @@ public final class DataLoader: Sequence {
     public func batches(epoch: Int) -> BatchIterator {
         BatchIterator(plan: EpochPlan(loader: self, epoch: epoch), prefetch: prefetch)
     }
+
+    public func stream(epoch: Int) -> any BatchStream { batches(epoch: epoch) }
 
     /// Iterates the next epoch (`nextEpoch`, then increments it). A read error mid-epoch
     /// stops the program; use `batches(epoch:)` and `nextBatch()` to handle it.
@@ -290,7 +316,7 @@ final class BatchChannel: @unchecked Sendable {
 }
 
 /// Iterates the batches of one epoch, optionally read ahead on a background thread.
-public final class BatchIterator: IteratorProtocol, Sequence {
+public final class BatchIterator: IteratorProtocol, Sequence, BatchStream {
     private let plan: EpochPlan
     private let channel: BatchChannel?
     private var finished = false

@@ -104,8 +104,15 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
     /// stride-2 stem does, but from features computed at every input pixel (nil: none).
     public var stemPool: Bool?
 
+    /// Zero padding of the plain CNN's 3x3 convolutions (nil: 1, "same"). A window classifier
+    /// uses 0, so that evaluating it densely over an image gives exactly the scores of its
+    /// windows cropped one by one (no window sees padding that its crop would not).
+    public var padding: Int?
+
     /// Whether the ResNet stem max-pools.
     public var poolsStem: Bool { stemPool ?? false }
+    /// Padding of the plain CNN's convolutions.
+    public var plainPadding: Int { padding ?? 1 }
 
     public init(kind: BackboneKind, inputChannels: Int, widths: [Int], blocks: [Int] = [], stemStride: Int = 1) {
         self.kind = kind; self.inputChannels = inputChannels; self.widths = widths
@@ -130,6 +137,7 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
         guard !widths.isEmpty, widths.allSatisfy({ $0 > 0 }), inputChannels > 0 else {
             throw ModelError("backbone needs positive input channels and widths, got \(self)")
         }
+        guard (0...1).contains(plainPadding) else { throw ModelError("plain backbone padding must be 0 or 1, got \(plainPadding)") }
         switch kind {
         case .plain: return PlainCNN(self, using: &rng)
         case .resnet:
@@ -150,7 +158,7 @@ public final class PlainCNN: Backbone {
         var channels = configuration.inputChannels
         var convs: [Conv2D] = []
         for width in configuration.widths {
-            convs.append(Conv2D(channels, width, kernel: 3, padding: 1, using: &rng))
+            convs.append(Conv2D(channels, width, kernel: 3, padding: configuration.plainPadding, using: &rng))
             channels = width
         }
         self.convs = convs

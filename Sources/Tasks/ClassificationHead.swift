@@ -97,8 +97,8 @@ public final class ClassificationHead: VectorHeadLayers, Head {
 
     public func makeMetrics() -> ClassificationMetrics { ClassificationMetrics(classes: classes, topK: 5) }
 
-    public func measure(_ outputs: Tensor, _ labels: [Int32], geometry: InputGeometry, into metrics: inout ClassificationMetrics) {
-        metrics.add(decode(outputs, geometry: geometry), labels: labels)
+    public func measure(_ predictions: [ClassPrediction], _ batch: Batch, into metrics: inout ClassificationMetrics) {
+        metrics.add(predictions, labels: batch.labels)
     }
 
     public func evaluation(of metrics: ClassificationMetrics) -> Evaluation {

@@ -59,14 +59,37 @@ public protocol Head: Module {
     /// One prediction per image of `outputs`.
     func decode(_ outputs: Tensor, geometry: InputGeometry) -> [Prediction]
 
+    /// One prediction per normalised image of `images`: by default the decoded outputs of one
+    /// pass; a head may run more passes (a window head scores an image pyramid and merges it).
+    func predict(_ images: Tensor, _ context: PredictionContext) -> [Prediction]
+
     /// Empty metrics for an evaluation.
     func makeMetrics() -> Metrics
 
-    /// Adds one batch's outputs and ground truth to `metrics`.
-    func measure(_ outputs: Tensor, _ targets: Targets, geometry: InputGeometry, into metrics: inout Metrics)
+    /// Adds one batch's predictions and the batch's ground truth to `metrics`.
+    func measure(_ predictions: [Prediction], _ batch: Batch, into metrics: inout Metrics)
 
     /// The evaluation's headline number (what picks the best epoch), summary line and values.
     func evaluation(of metrics: Metrics) -> Evaluation
+}
+
+/// What a head's `predict` has besides the images: their size, the value black takes after
+/// normalisation (for padding), and the network pass from normalised images to raw outputs.
+public struct PredictionContext {
+    public var geometry: InputGeometry
+    /// Per channel.
+    public var background: [Float]
+    public var run: (Tensor) -> Tensor
+
+    public init(geometry: InputGeometry, background: [Float], run: @escaping (Tensor) -> Tensor) {
+        self.geometry = geometry; self.background = background; self.run = run
+    }
+}
+
+extension Head {
+    public func predict(_ images: Tensor, _ context: PredictionContext) -> [Prediction] {
+        decode(context.run(images), geometry: context.geometry)
+    }
 }
 
 /// A validation result: the number that picks the best model, and a line for people.

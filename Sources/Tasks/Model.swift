@@ -155,17 +155,27 @@ public final class Model<H: Head>: Module, TrainableModel {
         head.loss(self(batch.images), head.targets(of: batch), geometry: geometry)
     }
 
-    /// Predictions for normalised images [N, C, H, W], computed in batches in inference mode.
-    public func predict(_ images: Tensor, batchSize: Int = 256) -> [H.Prediction] {
+    /// The prediction context for images of `geometry` (the model's input size by default).
+    public func context(_ geometry: InputGeometry? = nil) -> PredictionContext {
+        PredictionContext(geometry: geometry ?? self.geometry, background: zip(base.mean, base.std).map { -$0 / $1 },
+                          run: { [unowned self] in self($0) })
+    }
+
+    /// Predictions for normalised images [N, C, H, W] (of the model's input size, or of
+    /// `geometry` for heads that take any size), computed in batches in inference mode.
+    public func predict(_ images: Tensor, geometry: InputGeometry? = nil, batchSize: Int = 256) -> [H.Prediction] {
+        setMode(.inference)
         var predictions: [H.Prediction] = []
-        forEachBatch(of: images, batchSize: batchSize) { predictions += head.decode($0, geometry: geometry) }
+        let context = context(geometry)
+        forEachSlice(of: images, batchSize: batchSize) { predictions += head.predict($0, context) }
         return predictions
     }
 
     /// Raw outputs for normalised images, batch by batch, concatenated along the first axis.
     public func outputs(_ images: Tensor, batchSize: Int = 256) -> Tensor {
+        setMode(.inference)
         var chunks: [Tensor] = []
-        forEachBatch(of: images, batchSize: batchSize) { chunks.append($0) }
+        forEachSlice(of: images, batchSize: batchSize) { chunks.append(self($0)) }
         guard let first = chunks.first else { return Tensor.uninitialized([0]) }
         let rows = chunks.reduce(0) { $0 + $1.shape[0] }
         let out = Tensor.uninitialized([rows] + Array(first.shape.dropFirst()))
@@ -177,15 +187,14 @@ public final class Model<H: Head>: Module, TrainableModel {
         return out
     }
 
-    private func forEachBatch(of images: Tensor, batchSize: Int, _ body: (Tensor) -> Void) {
-        setMode(.inference)
+    private func forEachSlice(of images: Tensor, batchSize: Int, _ body: (Tensor) -> Void) {
         let n = images.shape[0]
         let per = images.count / max(n, 1)
         for start in stride(from: 0, to: n, by: batchSize) {
             let count = min(batchSize, n - start)
             let slice = Tensor.uninitialized([count] + Array(images.shape.dropFirst()))
             slice.pointer.update(from: images.pointer + start * per, count: count * per)
-            body(self(slice))
+            body(slice)
         }
     }
 
@@ -194,9 +203,10 @@ public final class Model<H: Head>: Module, TrainableModel {
     public func measure(_ loader: DataLoader) throws -> H.Metrics {
         setMode(.inference)
         var metrics = head.makeMetrics()
+        let context = context()
         let batches = loader.batches(epoch: 0)
         while let batch = try batches.nextBatch() {
-            head.measure(self(batch.images), head.targets(of: batch), geometry: geometry, into: &metrics)
+            head.measure(head.predict(batch.images, context), batch, into: &metrics)
         }
         return metrics
     }

@@ -211,10 +211,10 @@ public final class SegmentationHead: Head {
 
     public func makeMetrics() -> SegmentationMetrics { SegmentationMetrics(classes: configuration.classes) }
 
-    public func measure(_ outputs: Tensor, _ masks: [Int32], geometry: InputGeometry, into metrics: inout SegmentationMetrics) {
-        let predictions = decode(outputs, geometry: geometry)
-        let plane = outputs.shape[2] * outputs.shape[3]
-        masks.withUnsafeBufferPointer { truth in
+    public func measure(_ predictions: [SegmentationPrediction], _ batch: Batch, into metrics: inout SegmentationMetrics) {
+        guard let first = predictions.first else { return }
+        let plane = first.width * first.height
+        batch.masks.withUnsafeBufferPointer { truth in
             for (i, prediction) in predictions.enumerated() {
                 metrics.add(prediction: prediction.mask, truth: UnsafeBufferPointer(rebasing: truth[i * plane..<(i + 1) * plane]))
             }

@@ -109,10 +109,11 @@ public final class TaggingHead: VectorHeadLayers, Head {
 
     public func makeMetrics() -> TaggingMetrics { TaggingMetrics(tags: tagCount) }
 
-    public func measure(_ outputs: Tensor, _ targets: Tensor, geometry: InputGeometry, into metrics: inout TaggingMetrics) {
-        let p = probabilities(outputs)
-        metrics.add(probabilities: UnsafeBufferPointer(start: p.pointer, count: p.count),
-                    targets: UnsafeBufferPointer(start: targets.pointer, count: targets.count))
+    public func measure(_ predictions: [TagPrediction], _ batch: Batch, into metrics: inout TaggingMetrics) {
+        let probabilities = predictions.flatMap(\.probabilities), targets = self.targets(of: batch)
+        probabilities.withUnsafeBufferPointer { p in
+            metrics.add(probabilities: p, targets: UnsafeBufferPointer(start: targets.pointer, count: targets.count))
+        }
     }
 
     public func evaluation(of metrics: TaggingMetrics) -> Evaluation {

@@ -52,7 +52,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 /// best-model selection and resumable checkpoints. A plain loop, no callbacks.
 public final class Trainer {
     public let model: any TrainableModel
-    public let train: DataLoader
+    public let train: any BatchSource
     public let validation: DataLoader?
     public let options: TrainingOptions
     /// Where the best (or, without validation, the final) model goes.
@@ -64,7 +64,7 @@ public final class Trainer {
     /// Receives progress lines.
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
-    public init(model: any TrainableModel, train: DataLoader, validation: DataLoader?,
+    public init(model: any TrainableModel, train: any BatchSource, validation: DataLoader?,
                 options: TrainingOptions, outputPath: String) {
         self.model = model; self.train = train
         self.validation = validation; self.options = options; self.outputPath = outputPath
@@ -108,7 +108,7 @@ public final class Trainer {
             model.module.setMode(.training)
             let epochStart = Date()
             var lossSum = 0.0, seen = 0, lastReport = Date.distantPast
-            let batches = train.batches(epoch: epoch)
+            let batches = train.stream(epoch: epoch)
             var step = 0
             while let batch = try batches.nextBatch() {
                 optimizer.learningRate = schedule(optimizer.step)

@@ -182,3 +182,46 @@ public func concatChannels(_ parts: [Tensor]) -> Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Channels `range` of an NCHW (or [N, C]) tensor: [N, C, ...] -> [N, range.count, ...].
+    public func channels(_ range: Range<Int>) -> Tensor {
+        checkShape(rank >= 2 && range.lowerBound >= 0 && range.upperBound <= shape[1] && !range.isEmpty,
+                   "channels \(range) of \(shape)")
+        let n = shape[0], c = shape[1], inner = rank > 2 ? shape[2...].reduce(1, *) : 1
+        var outShape = shape
+        outShape[1] = range.count
+        let out = Tensor.uninitialized(outShape)
+        let part = range.count * inner
+        for b in 0..<n {
+            (out.pointer + b * part).update(from: pointer + (b * c + range.lowerBound) * inner, count: part)
+        }
+        let inShape = shape
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inShape)
+            for b in 0..<n {
+                (dx.pointer + (b * c + range.lowerBound) * inner).update(from: g.pointer + b * part, count: part)
+            }
+            return [dx]
+        }
+    }
+}
+
+extension Tensor {
+    /// [N, C, H, W] -> [N, C, H + 2 * padding, W + 2 * padding], the border of channel c filled
+    /// with `values[c]`. For inference (image pyramids): it records no gradient.
+    public func padded(by padding: Int, values: [Float]) -> Tensor {
+        checkShape(rank == 4 && values.count == shape[1] && padding >= 0, "padded(by: \(padding)) of \(shape) with \(values.count) values")
+        precondition(!isTracked, "padded(by:values:) is for inference and records no gradient")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        guard padding > 0 else { return self }
+        let height = h + 2 * padding, width = w + 2 * padding
+        let out = Tensor.uninitialized([n, c, height, width])
+        for plane in 0..<(n * c) {
+            let dst = out.pointer + plane * height * width, src = pointer + plane * h * w
+            dst.update(repeating: values[plane % c], count: height * width)
+            for y in 0..<h { (dst + (y + padding) * width + padding).update(from: src + y * w, count: w) }
+        }
+        return out
+    }
+}

@@ -280,3 +280,34 @@ public func meanSquaredError(_ prediction: Tensor, _ target: Tensor) -> Tensor {
         return [dp, target.isTracked ? dp.scaled(by: -1) : nil]
     }
 }
+
+/// Smooth L1 (Huber) loss, weighted mean: prediction and target of one shape, `weights` of that
+/// shape (0 leaves an element out) -> scalar sum(w * huber(p - t)) / sum(w), 0 when every weight is 0.
+///
+/// huber(d) = 0.5 d^2 / beta for |d| < beta, |d| - 0.5 beta otherwise (PyTorch `smooth_l1_loss`).
+/// Gradients flow to the prediction only.
+public func smoothL1Loss(_ prediction: Tensor, _ target: Tensor, weights: Tensor, beta: Float = 1) -> Tensor {
+    checkShape(prediction.shape == target.shape && prediction.shape == weights.shape,
+               "smoothL1Loss: prediction \(prediction.shape), target \(target.shape), weights \(weights.shape)")
+    precondition(beta > 0, "smoothL1Loss: beta \(beta) must be positive")
+    let count = prediction.count
+    let p = prediction.pointer, t = target.pointer, w = weights.pointer
+    var weightSum: Double = 0, total: Double = 0
+    for j in 0..<count where w[j] != 0 {
+        let d = Swift.abs(p[j] - t[j])
+        total += Double(w[j] * (d < beta ? 0.5 * d * d / beta : d - 0.5 * beta))
+        weightSum += Double(w[j])
+    }
+    let normaliser = weightSum > 0 ? Float(1 / weightSum) : 0
+    let shape = prediction.shape
+    return Tensor.record(Tensor(Float(total) * normaliser), inputs: [prediction]) { g in
+        let dp = Tensor.uninitialized(shape)
+        let scale = g.scalar * normaliser
+        let p = prediction.pointer, t = target.pointer, w = weights.pointer
+        for j in 0..<count {
+            let d = p[j] - t[j]
+            dp.pointer[j] = w[j] == 0 ? 0 : scale * w[j] * (Swift.abs(d) < beta ? d / beta : (d > 0 ? 1 : -1))
+        }
+        return [dp]
+    }
+}
