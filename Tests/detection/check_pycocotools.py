@@ -7,7 +7,8 @@ import json
 import math
 import sys
 
-from make_coco_fixture import FIXTURE, pycocotools_numbers
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the checkout
+from make_coco_fixture import FIXTURE, pycocotools_numbers  # noqa: E402
 
 # Room for a numpy whose summation order differs; the stored numbers have ~1e-16 rounding.
 TOLERANCE = 1e-12
