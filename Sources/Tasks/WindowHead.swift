@@ -1,0 +1,231 @@
+import Core
+import Datasets
+import Foundation
+
+/// A batch of training windows' ground truth: a class per window (0 background, c + 1 for
+/// object class c) and, for object windows, the box deltas of the object's tight box.
+public struct WindowTargets {
+    public var labels: [Int32]
+    /// [N, 4] R-CNN deltas (zero for background windows).
+    public var deltas: Tensor
+    /// [N, 4]: 1 where a window's deltas count in the loss, 0 for background windows.
+    public var weights: Tensor
+}
+
+/// A sliding-window object detector's head (OverFeat, dlib's MMOD): a window classifier with
+/// a background class and a box regressor, whose fully connected layers are convolutions, so
+/// that run over a whole image it scores every window at once and overlapping windows share
+/// their work.
+///
+/// On a `window` x `window` crop the map it reads is `featureSide` x `featureSide` and the
+/// head gives one output vector; over an image it gives one per window position, `stride`
+/// input pixels apart (the map's stride). Channels 0...classes are the class logits (0 is
+/// background); the last four are the deltas of the object's tight box relative to the
+/// window's square. `predict` runs an image pyramid: each level is scored densely, decoded to
+/// boxes in the original image, and the levels are merged by per-class non-maximum
+/// suppression (and optionally box voting).
+public final class WindowHead: Head {
+    public struct Configuration: Codable, Equatable, Sendable {
+        /// The backbone map read.
+        public var input: String
+        /// Side of the square window in input pixels.
+        public var window: Int
+        /// Side of a window's patch on the map: the kernel of the first (fully connected) layer.
+        public var featureSide: Int
+        /// Width of the hidden fully connected layer.
+        public var hidden: Int
+        /// Object classes (the background class comes on top).
+        public var classes: Int
+        /// Pyramid: the factors the image is scaled by, one level each.
+        public var scales: [Float]
+        /// Detections scoring below this are dropped.
+        public var scoreThreshold: Float
+        /// Per-class NMS: a box overlapping a higher-scoring one of its class by more is suppressed.
+        public var nmsIoU: Float
+        /// Replace each kept box by the score-weighted mean of the suppressed boxes it overlaps.
+        public var boxVoting: Bool
+        /// At most this many detections per image (the highest scoring).
+        public var maxDetections: Int
+
+        public init(input: String, window: Int, featureSide: Int, hidden: Int, classes: Int, scales: [Float],
+                    scoreThreshold: Float = 0.05, nmsIoU: Float = 0.4, boxVoting: Bool = true, maxDetections: Int = 100) {
+            self.input = input; self.window = window; self.featureSide = featureSide; self.hidden = hidden
+            self.classes = classes; self.scales = scales; self.scoreThreshold = scoreThreshold; self.nmsIoU = nmsIoU
+            self.boxVoting = boxVoting; self.maxDetections = maxDetections
+        }
+
+        /// `levels` scales from 1 down to `window / maxSize` for objects of `minSize` to
+        /// `maxSize` pixels (their squares), evenly spaced in log scale.
+        public static func pyramid(window: Int, minSize: Float, maxSize: Float, levels: Int) -> [Float] {
+            let top = Float(window) / minSize, bottom = Float(window) / maxSize
+            guard levels > 1 else { return [top] }
+            return (0..<levels).map { top * Foundation.pow(bottom / top, Float($0) / Float(levels - 1)) }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case input = "windowInput", window, featureSide = "windowFeatureSide", hidden = "windowHidden",
+                 classes = "objectClasses", scales, scoreThreshold, nmsIoU, boxVoting, maxDetections
+        }
+    }
+
+    public typealias Targets = WindowTargets
+    /// One image's detections, in the coordinates of the image given to `predict`.
+    public typealias Prediction = [Detection]
+    public typealias Metrics = COCOEvaluator
+
+    public static let task = VisionTask.detection
+    /// R-CNN delta weights (torchvision's for Fast R-CNN heads).
+    public static let coder = BoxCoder(weights: (10, 10, 5, 5))
+
+    public let configuration: Configuration
+    /// The first fully connected layer as a `featureSide` x `featureSide` convolution.
+    public let hiddenLayer: Conv2D
+    /// Class logits and box deltas as a 1x1 convolution.
+    public let output: Conv2D
+    /// Input pixels between neighbouring windows.
+    public let stride: Int
+    /// Threshold of `scales`: the decoding geometry is that of each level.
+    private let channels: Int
+
+    public init(_ configuration: Configuration, features: [FeatureMapInfo], geometry: InputGeometry,
+                seed: UInt64, using rng: inout SeededGenerator) throws {
+        guard let map = features.first(where: { $0.name == configuration.input }) else {
+            throw ModelError("window head reads map '\(configuration.input)', the backbone has \(features.map(\.name))")
+        }
+        guard configuration.classes >= 1, configuration.window >= 1, configuration.featureSide >= 1, configuration.hidden >= 1 else {
+            throw ModelError("window head needs positive classes, window, feature side and hidden width: \(configuration)")
+        }
+        guard !configuration.scales.isEmpty, configuration.scales.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ModelError("window head needs positive pyramid scales, got \(configuration.scales)")
+        }
+        guard (0...1).contains(configuration.nmsIoU), configuration.maxDetections >= 1 else {
+            throw ModelError("window head needs an NMS IoU in [0, 1] and at least one detection per image")
+        }
+        hiddenLayer = Conv2D(map.channels, configuration.hidden, kernel: configuration.featureSide, using: &rng)
+        output = Conv2D(configuration.hidden, configuration.classes + 5, kernel: 1, using: &rng)
+        stride = map.stride
+        channels = configuration.classes + 5
+        self.configuration = configuration
+    }
+
+    public var inputs: [String] { [configuration.input] }
+
+    /// [N, classes + 5, positions down, positions across]: class logits then box deltas.
+    public func callAsFunction(_ features: FeatureMaps) -> Tensor {
+        output(hiddenLayer(features[configuration.input]).relu())
+    }
+
+    /// Crop batches carry one class per window in `labels` (0 background) and, for object
+    /// windows, the object's tight box in window pixels as their only box.
+    public func targets(of batch: Batch) -> WindowTargets {
+        let n = batch.count, window = Float(configuration.window)
+        let deltas = Tensor.zeros([n, 4]), weights = Tensor.zeros([n, 4])
+        let square = DetectionBox(x1: 0, y1: 0, x2: window, y2: window, label: 0)
+        for i in 0..<n where batch.labels[i] > 0 {
+            guard let box = batch.boxes[i].first else { continue }
+            let d = Self.coder.encode(target: box, reference: square)
+            for (k, v) in [d.0, d.1, d.2, d.3].enumerated() {
+                deltas.pointer[4 * i + k] = v
+                weights.pointer[4 * i + k] = 1
+            }
+        }
+        return WindowTargets(labels: batch.labels, deltas: deltas, weights: weights)
+    }
+
+    /// Cross-entropy over background + classes, plus smooth L1 on the object windows' deltas
+    /// (Fast R-CNN's multi-task loss); `outputs` are one vector per window, [N, classes + 5, 1, 1].
+    public func loss(_ outputs: Tensor, _ targets: WindowTargets, geometry: InputGeometry) -> Tensor {
+        checkShape(outputs.rank == 4 && outputs.shape[1] == channels && outputs.shape[2] == 1 && outputs.shape[3] == 1,
+                   "window head trains on window crops: outputs \(outputs.shape)")
+        let flat = outputs.reshaped([outputs.shape[0], channels])
+        let k = configuration.classes + 1
+        let classification = softmaxCrossEntropy(logits: flat.channels(0..<k), labels: targets.labels)
+        let regression = smoothL1Loss(flat.channels(k..<channels), targets.deltas, weights: targets.weights, beta: 1.0 / 9)
+        return classification + regression
+    }
+
+    /// One level's outputs ([N, classes + 5, H, W]) -> per image, every window whose best object
+    /// class scores at least the threshold, its box decoded and mapped to the original image:
+    /// a level made by scaling the image by `geometry.scale` and padding it by `padding` pixels.
+    public func decodeLevel(_ outputs: Tensor, scale: Float, padding: Int) -> [[Detection]] {
+        let (n, c, h, w) = (outputs.shape[0], outputs.shape[1], outputs.shape[2], outputs.shape[3])
+        precondition(c == channels, "window head outputs \(c) channels, expected \(channels)")
+        let k = configuration.classes + 1, plane = h * w, window = Float(configuration.window)
+        let threshold = configuration.scoreThreshold
+        return (0..<n).map { image in
+            var found: [Detection] = []
+            let base = outputs.pointer + image * c * plane
+            for p in 0..<plane {
+                // Softmax over background + classes at this position.
+                var peak = base[p]
+                for j in 1..<k { peak = Swift.max(peak, base[j * plane + p]) }
+                var total: Float = 0
+                for j in 0..<k { total += Foundation.exp(base[j * plane + p] - peak) }
+                var best = 1
+                for j in 2..<max(k, 2) where j < k && base[j * plane + p] > base[best * plane + p] { best = j }
+                let score = Foundation.exp(base[best * plane + p] - peak) / total
+                guard score >= threshold else { continue }
+                let y = p / w, x = p % w
+                let left = Float(x * stride - padding), top = Float(y * stride - padding)
+                let square = DetectionBox(x1: left / scale, y1: top / scale, x2: (left + window) / scale, y2: (top + window) / scale,
+                                          label: Int32(best - 1))
+                let box = Self.coder.decode(deltas: (base[k * plane + p], base[(k + 1) * plane + p],
+                                                     base[(k + 2) * plane + p], base[(k + 3) * plane + p]), reference: square)
+                found.append(Detection(box: box, score: score))
+            }
+            return found
+        }
+    }
+
+    /// Detections of outputs computed on images at their own size (a one-level pyramid).
+    public func decode(_ outputs: Tensor, geometry: InputGeometry) -> [[Detection]] {
+        decodeLevel(outputs, scale: geometry.scale, padding: 0).map(merge)
+    }
+
+    /// One image's detections from all pyramid levels: per-class NMS, box voting, the cap.
+    public func merge(_ candidates: [Detection]) -> [Detection] {
+        var kept = nonMaximumSuppression(candidates, iouThreshold: configuration.nmsIoU)
+        if configuration.boxVoting {
+            kept = boxVoting(kept: kept, candidates: candidates, iouThreshold: configuration.nmsIoU)
+        }
+        return Array(kept.prefix(configuration.maxDetections))
+    }
+
+    /// Padding of each pyramid level, so that objects at the image border still fill a window.
+    public var levelPadding: Int { configuration.window / 2 }
+
+    /// Detections for each normalised image of `images` ([N, C, H, W]): every pyramid level
+    /// (the image scaled by each of `scales`, padded by `levelPadding` with the value of black)
+    /// is scored densely by `run`, decoded into the image's coordinates and merged.
+    public func predict(_ images: Tensor, _ context: PredictionContext) -> [[Detection]] {
+        let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
+        var candidates = [[Detection]](repeating: [], count: n)
+        for scale in configuration.scales {
+            let levelHeight = Swift.max(1, Int((Float(h) * scale).rounded())), levelWidth = Swift.max(1, Int((Float(w) * scale).rounded()))
+            let resized = levelHeight == h && levelWidth == w ? images : images.resizedBilinear(height: levelHeight, width: levelWidth)
+            let level = resized.padded(by: levelPadding, values: context.background)
+            guard level.shape[2] >= configuration.window, level.shape[3] >= configuration.window else { continue }
+            // The effective scale of the rounded level size, per axis averaged: boxes map back exactly
+            // for square images, to within half a pixel otherwise.
+            let effective = (Float(levelWidth) / Float(w) + Float(levelHeight) / Float(h)) / 2
+            for (image, found) in decodeLevel(context.run(level), scale: effective, padding: levelPadding).enumerated() {
+                candidates[image] += found
+            }
+        }
+        return candidates.map(merge)
+    }
+
+    public func makeMetrics() -> COCOEvaluator { COCOEvaluator(categories: Array(0..<configuration.classes)) }
+
+    public func measure(_ predictions: [[Detection]], _ batch: Batch, into metrics: inout COCOEvaluator) {
+        for (i, detections) in predictions.enumerated() {
+            metrics.add(imageID: batch.indices[i], groundTruth: batch.boxes[i], detections: detections)
+        }
+    }
+
+    public func evaluation(of metrics: COCOEvaluator) -> Evaluation {
+        let s = metrics.summarize()
+        return Evaluation(metricName: "AP", value: s.ap, summary: String(format: "AP %.4f  AP50 %.4f  AP75 %.4f", s.ap, s.ap50, s.ap75),
+                          values: ["ap": s.ap, "ap50": s.ap50, "ap75": s.ap75])
+    }
+}
