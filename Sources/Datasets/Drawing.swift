@@ -59,6 +59,25 @@ public enum Drawing {
         return withLegend(picture, entries)
     }
 
+    /// `image` enlarged for viewing with each box outlined in its class's colour and labelled
+    /// with the class name and score. `boxes` are (corners in image pixels, class, score).
+    public static func boxes(image: Image, _ boxes: [(box: DetectionBox, score: Float)], classNames: [String]) -> Image {
+        let zoom = zoom(for: max(image.width, image.height), minimum: 480)
+        var picture = rgb(image, zoom: zoom)
+        for (box, score) in boxes {
+            let label = Int(box.label), color = classColor(label)
+            let x = Int((box.x1 * Float(zoom)).rounded()), y = Int((box.y1 * Float(zoom)).rounded())
+            let width = Int(((box.x2 - box.x1) * Float(zoom)).rounded()), height = Int(((box.y2 - box.y1) * Float(zoom)).rounded())
+            strokeRectangle(&picture, x: x, y: y, width: max(width, 2), height: max(height, 2), thickness: 2, color: color)
+            let text = (label < classNames.count ? classNames[label] : "class \(label)") + String(format: " %.2f", score)
+            let size = textSize(text, scale: 1)
+            let textY = y - size.height - 3 >= 0 ? y - size.height - 3 : y + 2
+            fillRectangle(&picture, x: x, y: textY - 1, width: size.width + 4, height: size.height + 3, color: color)
+            drawText(&picture, text, x: x + 2, y: textY + 1, scale: 1, color: (0, 0, 0))
+        }
+        return picture
+    }
+
     /// `picture` with a legend strip below it: one row per entry, a colour swatch and its name.
     public static func withLegend(_ picture: Image, _ entries: [(String, Color)]) -> Image {
         guard !entries.isEmpty else { return picture }

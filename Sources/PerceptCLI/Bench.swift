@@ -10,19 +10,20 @@ struct Bench: ParsableCommand {
         W1: Fashion-MNIST CNN (1x28x28), train batch 64, inference batch 256.
         W2: ResNet-8 on 3x32x32, train batch 128, inference batch 256.
         W3: FCN segmentation, the W2 trunk on 3x64x64, 1x1 conv to 11 classes, bilinear x4, per-pixel cross-entropy; train batch 16, inference batch 64.
+        W4: sliding windows, the W1 network with unpadded convolutions as a 28x28 window classifier over a 1x256x256 image, windows every 4 pixels (3,364); modes dense (one fully convolutional pass) and naive (crop the windows, classify batches of 64), images/s.
         Run a release build (swift build -c release); PyTorch's side is shared/bench/torch_bench.py.
         """)
 
     @Option(name: .long, help: "Thread counts to measure, comma separated.")
     var threads: String = "1,2"
 
-    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2, W3).")
-    var workload: String = "W1,W2,W3"
+    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2, W3, W4).")
+    var workload: String = "W1,W2,W3,W4"
 
     @Option(name: .long, help: "Seconds each timed measurement runs.")
     var minTime: Double = 3
 
-    @Option(name: .long, help: "What to time: train, inference or both.")
+    @Option(name: .long, help: "What to time: train, inference (W4: dense and naive) or both.")
     var mode: String = "both"
 
     @Flag(name: .long, help: "Print one JSON object per line instead of a table.")
@@ -49,8 +50,8 @@ struct Bench: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         for w in workloads {
             for t in threadCounts {
-                for training in [true, false] where mode == "both" || (mode == "train") == training {
-                    let r = runBenchmark(w, training: training, threads: t, minTime: minTime)
+                for benchmarkMode in w.modes where mode == "both" || (mode == "train") == (benchmarkMode == .train) {
+                    let r = runBenchmark(w, mode: benchmarkMode, threads: t, minTime: minTime)
                     if json {
                         print(String(decoding: try encoder.encode(r), as: UTF8.self))
                     } else {

@@ -203,7 +203,8 @@ func csvField(_ text: String) -> String {
 /// the fresh model before training starts (not when resuming).
 func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, dataset: ImageDataset, validation: ImageDataset?,
                           configure: (Recipe, FeatureMapInfo, BackboneKind, InputGeometry) throws -> H.Configuration,
-                          prepare: (Model<H>, Recipe) throws -> Void = { _, _ in }) throws {
+                          prepare: (Model<H>, Recipe) throws -> Void = { _, _ in },
+                          source: ((Model<H>, Recipe) throws -> any BatchSource)? = nil) throws {
     if let threads = args.threads { Threads.set(threads) }
     var recipe = args.recipe(base)
     let configuration: ModelConfiguration<H.Configuration>
@@ -236,10 +237,11 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
     if args.resume == nil { try prepare(model, recipe) }
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
-    let loader = DataLoader(dataset, batchSize: recipe.options.batchSize, shuffle: true, dropLast: dataset.count >= recipe.options.batchSize * 2,
-                            augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: recipe.options.seed)
+    let loader = try source?(model, recipe)
+        ?? DataLoader(dataset, batchSize: recipe.options.batchSize, shuffle: true, dropLast: dataset.count >= recipe.options.batchSize * 2,
+                      augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: recipe.options.seed)
     let validationLoader = validation.map {
-        DataLoader($0, batchSize: 256, shuffle: false, mean: configuration.mean, std: configuration.std)
+        DataLoader($0, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: configuration.mean, std: configuration.std)
     }
     let b = configuration.backbone
     FileHandle.standardError.write(Data(("training \(H.task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "

@@ -76,12 +76,14 @@ public enum BackboneKind: String, Codable, Sendable, CaseIterable {
 
 /// Named backbone sizes: what `--backbone` accepts.
 public enum BackbonePreset: String, Codable, Sendable, CaseIterable {
-    case plain, resnet8, resnet14, resnet20
+    case plain, resnet8, resnet10, resnet14, resnet20
 
-    /// The preset's configuration: plain (32, 64), or ResNets of widths 16, 32, 64 with 1, 2 or 3
-    /// blocks per stage.
+    /// The preset's configuration: plain (32, 64), ResNets of widths 16, 32, 64 with 1, 2 or 3
+    /// blocks per stage, or ResNet-10 with a fourth stage of 128 (one block each): a stage at
+    /// 1/16 of the stem's resolution is cheap and widens every position's view of the image.
     public func configuration(inputChannels: Int, stemStride: Int = 1) -> BackboneConfiguration {
         switch self {
+        case .resnet10: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64, 128], blocks: [1, 1, 1, 1], stemStride: stemStride)
         case .plain: return .init(kind: .plain, inputChannels: inputChannels, widths: [32, 64])
         case .resnet8: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [1, 1, 1], stemStride: stemStride)
         case .resnet14: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [2, 2, 2], stemStride: stemStride)

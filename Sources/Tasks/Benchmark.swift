@@ -11,18 +11,28 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     /// FCN segmentation: the W2 trunk on 3x64x64 (-> 64x16x16), 1x1 conv to 11 classes,
     /// bilinear x4, per-pixel cross-entropy; train b16, inference b64.
     case w3 = "W3"
+    /// Sliding windows: the W1 network with unpadded convolutions as a 28x28 window classifier
+    /// over a 1x256x256 image, windows every 4 pixels (58 x 58 = 3,364); `dense` scores them all
+    /// in one fully convolutional pass, `naive` crops them and classifies batches of 64.
+    case w4 = "W4"
+
+    /// What each workload times.
+    public var modes: [BenchmarkMode] { self == .w4 ? [.dense, .naive] : [.train, .inference] }
 
     public var trainBatch: Int {
-        switch self { case .w1: return 64; case .w2: return 128; case .w3: return 16 }
+        switch self { case .w1: return 64; case .w2: return 128; case .w3: return 16; case .w4: return 1 }
     }
-    public var inferenceBatch: Int { self == .w3 ? 64 : 256 }
+    public var inferenceBatch: Int {
+        switch self { case .w3: return 64; case .w4: return 1; default: return 256 }
+    }
     var input: [Int] {
-        switch self { case .w1: return [1, 28, 28]; case .w2: return [3, 32, 32]; case .w3: return [3, 64, 64] }
+        switch self { case .w1: return [1, 28, 28]; case .w2: return [3, 32, 32]; case .w3: return [3, 64, 64]; case .w4: return [1, 256, 256] }
     }
 
     /// The workload's network with fresh weights as a training-or-inference step on `batch`
     /// random images (and random labels), and the images it processes per step.
-    func makeStep(training: Bool, seed: UInt64 = 0) -> () -> Void {
+    func makeStep(mode: BenchmarkMode, seed: UInt64 = 0) -> () -> Void {
+        let training = mode == .train
         let batch = training ? trainBatch : inferenceBatch
         var rng = SeededGenerator(seed: 42)
         let images = Tensor.randomNormal([batch] + input, using: &rng)
@@ -48,6 +58,32 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
                                                                    task: .segmentation), seed: seed)
             let labels = (0..<(batch * height * width)).map { _ in Int32(rng.next() % 11) }
             return step(model, training: training, images: images, targets: labels)
+        case .w4:
+            let window = 28, step = 4
+            var backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [32, 64])
+            backbone.padding = 0
+            let head = WindowHead.Configuration(input: "stage2", window: window, featureSide: 5, hidden: 128, classes: 10, scales: [1])
+            let model = try! Model<WindowHead>(configuration(backbone, head, task: .detection), seed: seed)
+            model.setMode(.inference)
+            if mode == .dense { return { _ = model(images) } }
+            let positions = (height - window) / step + 1
+            let windows = positions * positions, chunk = 64
+            let crops = Tensor.uninitialized([windows, 1, window, window])
+            return {
+                // Cropping is part of the naive method's cost.
+                for index in 0..<windows {
+                    let top = (index / positions) * step, left = (index % positions) * step
+                    for y in 0..<window {
+                        (crops.pointer + (index * window + y) * window).update(from: images.pointer + (top + y) * width + left, count: window)
+                    }
+                }
+                for start in stride(from: 0, to: windows, by: chunk) {
+                    let count = min(chunk, windows - start)
+                    let batch = Tensor.uninitialized([count, 1, window, window])
+                    batch.pointer.update(from: crops.pointer + start * window * window, count: count * window * window)
+                    _ = model(batch)
+                }
+            }
         }
     }
 
@@ -64,6 +100,18 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     }
 }
 
+/// What a benchmark row times.
+public enum BenchmarkMode: String, Codable, Sendable {
+    /// Forward, backward and SGD momentum update of a training batch.
+    case train
+    /// A forward pass of an inference batch.
+    case inference
+    /// Every window of an image scored in one fully convolutional pass.
+    case dense
+    /// The same windows cropped and classified in batches of 64.
+    case naive
+}
+
 /// One measured row of `percept bench`.
 public struct BenchmarkResult: Codable, Sendable {
     public var workload: String
@@ -76,12 +124,12 @@ public struct BenchmarkResult: Codable, Sendable {
 
 /// Times training steps (forward, backward, SGD momentum update) or inference batches on random
 /// data until `minTime` seconds have passed, after a warm-up of at least 3 steps / 1 second.
-public func runBenchmark(_ workload: BenchmarkWorkload, training: Bool, threads: Int,
+public func runBenchmark(_ workload: BenchmarkWorkload, mode: BenchmarkMode, threads: Int,
                          minTime: Double = 3) -> BenchmarkResult {
     Threads.set(threads)
     MemoryStatistics.resetPeak()
-    let batch = training ? workload.trainBatch : workload.inferenceBatch
-    let step = workload.makeStep(training: training)
+    let batch = mode == .train ? workload.trainBatch : workload.inferenceBatch
+    let step = workload.makeStep(mode: mode)
     var steps = 0
     let warmStart = DispatchTime.now().uptimeNanoseconds
     while steps < 3 || Double(DispatchTime.now().uptimeNanoseconds - warmStart) < 1e9 {
@@ -94,7 +142,7 @@ public func runBenchmark(_ workload: BenchmarkWorkload, training: Bool, threads:
         step(); steps += 1
         elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     } while elapsed < minTime
-    return BenchmarkResult(workload: workload.rawValue, mode: training ? "train" : "inference",
+    return BenchmarkResult(workload: workload.rawValue, mode: mode.rawValue,
                            threads: threads, batch: batch,
                            images_per_second: Double(steps * batch) / elapsed,
                            peak_rss_mb: MemoryStatistics.peakResidentMegabytes())

@@ -26,6 +26,22 @@ public func collectImagePaths(_ arguments: [String]) throws -> [String] {
     return paths
 }
 
+/// One image as a normalised [1, C, H, W] tensor at its own size (value / 255, then
+/// `(x - mean[c]) / std[c]`), for heads that take images of any size.
+public func normalisedTensor(_ image: Image, mean: [Float], std: [Float]) -> Tensor {
+    let c = image.channels, plane = image.width * image.height
+    precondition(mean.count == c && std.count == c, "normalisation for \(mean.count) channels, image has \(c)")
+    let out = Tensor.uninitialized([1, c, image.height, image.width])
+    image.pixels.withUnsafeBufferPointer { pixels in
+        for ch in 0..<c {
+            let scale = 1 / (255 * std[ch]), shift = mean[ch] / std[ch]
+            let dst = out.pointer + ch * plane
+            for p in 0..<plane { dst[p] = Float(pixels[p * c + ch]) * scale - shift }
+        }
+    }
+    return out
+}
+
 /// Reads PNGs into one normalised [N, C, H, W] tensor of the model's input size: channels are
 /// converted and images of another size are resized (bilinear).
 public func loadImages<C>(_ paths: [String], for configuration: ModelConfiguration<C>) throws -> Tensor {

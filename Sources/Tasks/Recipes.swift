@@ -21,6 +21,8 @@ public struct Recipe: Sendable {
     public var decoderWidth = 0
     /// Segmentation: hidden channels of the full-resolution refinement (0: none).
     public var refineWidth = 0
+    /// Padding of a plain backbone's convolutions (nil: 1).
+    public var padding: Int? = nil
 
     public init(backbone: BackbonePreset, stemStride: Int, options: TrainingOptions, labelSmoothing: Float) {
         self.backbone = backbone; self.stemStride = stemStride
@@ -60,10 +62,24 @@ public struct Recipe: Sendable {
         return r
     }
 
+    /// Sliding-window detection on 160x160 scenes of 28-56 px items: the W1 network with
+    /// unpadded convolutions as a 28x28 window classifier (so dense scoring equals cropping),
+    /// windows every 4 pixels on a 9-level pyramid for objects of 26-56 px.
+    public static var detection: Recipe {
+        var o = TrainingOptions()
+        o.epochs = 12; o.batchSize = 128; o.optimizer = .sgd; o.learningRate = 0.05
+        o.weightDecay = 5e-4; o.warmupEpochs = 1
+        var r = Recipe(backbone: .plain, stemStride: 1, options: o, labelSmoothing: 0)
+        r.widths = [32, 64]
+        r.padding = 0
+        return r
+    }
+
     /// The backbone this recipe builds for images of `inputChannels` channels.
     public func backboneConfiguration(inputChannels: Int) throws -> BackboneConfiguration {
         var backbone = self.backbone.configuration(inputChannels: inputChannels, stemStride: stemStride)
         if stemPool { backbone.stemPool = true }
+        if let padding { backbone.padding = padding }
         if let widths {
             guard widths.count == backbone.widths.count, widths.allSatisfy({ $0 > 0 }) else {
                 throw ModelError("--widths needs \(backbone.widths.count) positive channel counts for \(self.backbone.rawValue), got \(widths)")

@@ -46,12 +46,15 @@ public final class WindowHead: Head {
         public var boxVoting: Bool
         /// At most this many detections per image (the highest scoring).
         public var maxDetections: Int
+        /// The training data's category id of each class (COCO `category_id`), for results files.
+        public var categoryIDs: [Int64]?
 
         public init(input: String, window: Int, featureSide: Int, hidden: Int, classes: Int, scales: [Float],
-                    scoreThreshold: Float = 0.05, nmsIoU: Float = 0.4, boxVoting: Bool = true, maxDetections: Int = 100) {
+                    scoreThreshold: Float = 0.05, nmsIoU: Float = 0.4, boxVoting: Bool = true, maxDetections: Int = 100,
+                    categoryIDs: [Int64]? = nil) {
             self.input = input; self.window = window; self.featureSide = featureSide; self.hidden = hidden
             self.classes = classes; self.scales = scales; self.scoreThreshold = scoreThreshold; self.nmsIoU = nmsIoU
-            self.boxVoting = boxVoting; self.maxDetections = maxDetections
+            self.boxVoting = boxVoting; self.maxDetections = maxDetections; self.categoryIDs = categoryIDs
         }
 
         /// `levels` scales from 1 down to `window / maxSize` for objects of `minSize` to
@@ -64,7 +67,7 @@ public final class WindowHead: Head {
 
         enum CodingKeys: String, CodingKey {
             case input = "windowInput", window, featureSide = "windowFeatureSide", hidden = "windowHidden",
-                 classes = "objectClasses", scales, scoreThreshold, nmsIoU, boxVoting, maxDetections
+                 classes = "objectClasses", scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, categoryIDs
         }
     }
 
@@ -144,36 +147,72 @@ public final class WindowHead: Head {
         return classification + regression
     }
 
+    /// The best object class at position `p` of one image's outputs (`base`, planes of `plane`
+    /// floats) and its softmax probability over background + classes.
+    @inline(__always)
+    func bestObject(_ base: UnsafePointer<Float>, _ p: Int, plane: Int) -> (label: Int, score: Float) {
+        let k = configuration.classes + 1
+        var peak = base[p]
+        for j in 1..<k { peak = Swift.max(peak, base[j * plane + p]) }
+        var total: Float = 0
+        for j in 0..<k { total += Foundation.exp(base[j * plane + p] - peak) }
+        var best = 1
+        if k > 2 { for j in 2..<k where base[j * plane + p] > base[best * plane + p] { best = j } }
+        return (best - 1, Foundation.exp(base[best * plane + p] - peak) / total)
+    }
+
+    /// The square in original-image pixels of the window at map position (x, y) of a level
+    /// made by scaling the image by `scale` and padding it by `padding` pixels.
+    public func windowSquare(x: Int, y: Int, scale: Float, padding: Int, label: Int = 0) -> DetectionBox {
+        let window = Float(configuration.window)
+        let left = Float(x * stride - padding), top = Float(y * stride - padding)
+        return DetectionBox(x1: left / scale, y1: top / scale, x2: (left + window) / scale, y2: (top + window) / scale,
+                            label: Int32(label))
+    }
+
     /// One level's outputs ([N, classes + 5, H, W]) -> per image, every window whose best object
-    /// class scores at least the threshold, its box decoded and mapped to the original image:
-    /// a level made by scaling the image by `geometry.scale` and padding it by `padding` pixels.
-    public func decodeLevel(_ outputs: Tensor, scale: Float, padding: Int) -> [[Detection]] {
+    /// class scores at least `threshold` (the configuration's by default), its box decoded and
+    /// mapped to the original image; the level was made by scaling the image by `scale` and
+    /// padding it by `padding` pixels.
+    public func decodeLevel(_ outputs: Tensor, scale: Float, padding: Int, threshold: Float? = nil) -> [[Detection]] {
         let (n, c, h, w) = (outputs.shape[0], outputs.shape[1], outputs.shape[2], outputs.shape[3])
         precondition(c == channels, "window head outputs \(c) channels, expected \(channels)")
-        let k = configuration.classes + 1, plane = h * w, window = Float(configuration.window)
-        let threshold = configuration.scoreThreshold
+        let k = configuration.classes + 1, plane = h * w
+        let threshold = threshold ?? configuration.scoreThreshold
         return (0..<n).map { image in
             var found: [Detection] = []
-            let base = outputs.pointer + image * c * plane
+            let base = UnsafePointer(outputs.pointer + image * c * plane)
             for p in 0..<plane {
-                // Softmax over background + classes at this position.
-                var peak = base[p]
-                for j in 1..<k { peak = Swift.max(peak, base[j * plane + p]) }
-                var total: Float = 0
-                for j in 0..<k { total += Foundation.exp(base[j * plane + p] - peak) }
-                var best = 1
-                for j in 2..<max(k, 2) where j < k && base[j * plane + p] > base[best * plane + p] { best = j }
-                let score = Foundation.exp(base[best * plane + p] - peak) / total
+                let (label, score) = bestObject(base, p, plane: plane)
                 guard score >= threshold else { continue }
-                let y = p / w, x = p % w
-                let left = Float(x * stride - padding), top = Float(y * stride - padding)
-                let square = DetectionBox(x1: left / scale, y1: top / scale, x2: (left + window) / scale, y2: (top + window) / scale,
-                                          label: Int32(best - 1))
+                let square = windowSquare(x: p % w, y: p / w, scale: scale, padding: padding, label: label)
                 let box = Self.coder.decode(deltas: (base[k * plane + p], base[(k + 1) * plane + p],
                                                      base[(k + 2) * plane + p], base[(k + 3) * plane + p]), reference: square)
                 found.append(Detection(box: box, score: score))
             }
             return found
+        }
+    }
+
+    /// Windows of one image's level outputs ([1, classes + 5, H, W]) whose best object class
+    /// scores at least `threshold`: their map positions and scores (for hard-negative mining).
+    public func scoredWindows(_ outputs: Tensor, threshold: Float) -> [(x: Int, y: Int, score: Float)] {
+        let (h, w) = (outputs.shape[2], outputs.shape[3]), plane = h * w
+        let base = UnsafePointer(outputs.pointer)
+        return (0..<plane).compactMap { p in
+            let score = bestObject(base, p, plane: plane).score
+            return score >= threshold ? (p % w, p / w, score) : nil
+        }
+    }
+
+    /// The pyramid levels of an image of `height` x `width`: each level's size (the image
+    /// scaled by one of `scales`, rounded) and its effective scale (boxes map back exactly for
+    /// square images, to within half a pixel otherwise).
+    public func levels(height: Int, width: Int) -> [(height: Int, width: Int, scale: Float)] {
+        configuration.scales.map { scale in
+            let levelHeight = Swift.max(1, Int((Float(height) * scale).rounded()))
+            let levelWidth = Swift.max(1, Int((Float(width) * scale).rounded()))
+            return (levelHeight, levelWidth, (Float(levelWidth) / Float(width) + Float(levelHeight) / Float(height)) / 2)
         }
     }
 
@@ -200,15 +239,11 @@ public final class WindowHead: Head {
     public func predict(_ images: Tensor, _ context: PredictionContext) -> [[Detection]] {
         let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
         var candidates = [[Detection]](repeating: [], count: n)
-        for scale in configuration.scales {
-            let levelHeight = Swift.max(1, Int((Float(h) * scale).rounded())), levelWidth = Swift.max(1, Int((Float(w) * scale).rounded()))
-            let resized = levelHeight == h && levelWidth == w ? images : images.resizedBilinear(height: levelHeight, width: levelWidth)
-            let level = resized.padded(by: levelPadding, values: context.background)
-            guard level.shape[2] >= configuration.window, level.shape[3] >= configuration.window else { continue }
-            // The effective scale of the rounded level size, per axis averaged: boxes map back exactly
-            // for square images, to within half a pixel otherwise.
-            let effective = (Float(levelWidth) / Float(w) + Float(levelHeight) / Float(h)) / 2
-            for (image, found) in decodeLevel(context.run(level), scale: effective, padding: levelPadding).enumerated() {
+        for level in levels(height: h, width: w) {
+            let resized = level.height == h && level.width == w ? images : images.resizedBilinear(height: level.height, width: level.width)
+            let padded = resized.padded(by: levelPadding, values: context.background)
+            guard padded.shape[2] >= configuration.window, padded.shape[3] >= configuration.window else { continue }
+            for (image, found) in decodeLevel(context.run(padded), scale: level.scale, padding: levelPadding).enumerated() {
                 candidates[image] += found
             }
         }

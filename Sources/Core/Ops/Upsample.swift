@@ -87,6 +87,38 @@ extension Tensor {
         }
     }
 
+    /// A `size` x `size` window of this image resized bilinearly to `height` x `width` (exactly the
+    /// pixels `resizedBilinear(height:width:)` gives there), with its top-left corner at (`left`,
+    /// `top`) of the resized image; window pixels outside it take `background[c]`. [1, C, H, W]
+    /// -> [1, C, size, size]. For window crops of an image pyramid; it records no gradient.
+    public func resizedBilinearWindow(height: Int, width: Int, left: Int, top: Int, size: Int, background: [Float]) -> Tensor {
+        checkShape(rank == 4 && shape[0] == 1 && shape[2] > 0 && shape[3] > 0 && background.count == shape[1],
+                   "resizedBilinearWindow: input \(shape) with \(background.count) background values")
+        precondition(!isTracked, "resizedBilinearWindow is for inference and records no gradient")
+        let (c, h, w) = (shape[1], shape[2], shape[3])
+        let rows = LinearSampling(inputSize: h, outputSize: height)
+        let columns = LinearSampling(inputSize: w, outputSize: width)
+        let out = Tensor.uninitialized([1, c, size, size])
+        for channel in 0..<c {
+            let src = pointer + channel * h * w, dst = out.pointer + channel * size * size
+            for wy in 0..<size {
+                let oy = top + wy
+                let row = dst + wy * size
+                guard oy >= 0 && oy < height else { row.update(repeating: background[channel], count: size); continue }
+                let topRow = src + rows.lower[oy] * w, bottomRow = src + rows.upper[oy] * w
+                let wy1 = rows.upperWeight[oy], wy0 = 1 - wy1
+                for wx in 0..<size {
+                    let ox = left + wx
+                    guard ox >= 0 && ox < width else { row[wx] = background[channel]; continue }
+                    let a = columns.lower[ox], b = columns.upper[ox]
+                    let wx1 = columns.upperWeight[ox], wx0 = 1 - wx1
+                    row[wx] = wy0 * (wx0 * topRow[a] + wx1 * topRow[b]) + wy1 * (wx0 * bottomRow[a] + wx1 * bottomRow[b])
+                }
+            }
+        }
+        return out
+    }
+
     /// Bilinear upsampling by an integer factor (align_corners = false): [N, C, H, W] -> [N, C, H * scale, W * scale].
     public func upsampleBilinear(scale: Int) -> Tensor {
         checkShape(rank == 4 && scale >= 1, "upsampleBilinear: input \(shape), scale \(scale)")
