@@ -14,16 +14,41 @@ public struct PNGInfo: Sendable {
 /// PNG reading and writing through libpng's simplified `png_image` API, which keeps libpng's
 /// longjmp error handling inside C.
 public enum PNG {
-    /// Reads the header of the PNG at `path`.
-    public static func info(path: String) throws -> PNGInfo {
+    /// Reads the header of the PNG at `path`; fails like `read` for images over `maximumPixels`.
+    public static func info(path: String, maximumPixels: Int = Image.maximumPixels) throws -> PNGInfo {
         let bytes = try readBytes(path)
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             defer { png_image_free(&image) }
             return info(of: image)
+        }
+    }
+
+    /// Reads the header into `image` and refuses, before anything is allocated, an image over
+    /// `maximumPixels` or one whose pixels could not fit in the file: deflate packs at most
+    /// 1032 bytes into one, so a header declaring more pixel bytes than 1032 times the file size
+    /// is truncated or hostile. On error `image` holds nothing to free.
+    static func beginRead(_ image: inout png_image, _ raw: UnsafeRawBufferPointer, path: String,
+                          maximumPixels: Int) throws {
+        guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
+            throw DatasetError(path, "not a valid PNG (\(message(image)))")
+        }
+        let width = Int(image.width), height = Int(image.height)
+        // libpng checked the signature and that IHDR comes first: bit depth and colour type
+        // are its bytes 24 and 25.
+        let bitDepth = Int(raw[24]), samples = [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][Int(raw[25])] ?? 4
+        let pixelBytes = height * ((width * samples * bitDepth + 7) / 8)
+        var problem: String?
+        if width * height > maximumPixels {
+            problem = "PNG header declares \(width)x\(height) pixels, over the limit of \(maximumPixels) pixels"
+                + (maximumPixels == Image.maximumPixels ? " (Image.maximumPixels)" : "")
+        } else if pixelBytes > 1032 * raw.count {
+            problem = "PNG header declares \(width)x\(height) pixels, which a file of \(raw.count) bytes cannot hold (truncated or corrupt)"
+        }
+        if let problem {
+            png_image_free(&image)
+            throw DatasetError(path, problem)
         }
     }
 
@@ -54,20 +79,20 @@ public enum PNG {
     /// Reads any PNG (8/16-bit gray, gray+alpha, RGB, RGBA, palette) as 8-bit pixels with
     /// `channels` channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Alpha dropped by the
     /// conversion is composited onto black; 16-bit samples are scaled to 8 bits.
-    public static func read(path: String, channels: Int) throws -> Image {
-        try read(bytes: readBytes(path), path: path, channels: channels)
+    /// Images over `maximumPixels` are an error.
+    public static func read(path: String, channels: Int, maximumPixels: Int = Image.maximumPixels) throws -> Image {
+        try read(bytes: readBytes(path), path: path, channels: channels, maximumPixels: maximumPixels)
     }
 
     /// Decodes PNG bytes held in memory; `path` only names the source in errors.
-    public static func read(bytes: [UInt8], path: String, channels: Int) throws -> Image {
+    public static func read(bytes: [UInt8], path: String, channels: Int,
+                            maximumPixels: Int = Image.maximumPixels) throws -> Image {
         let formats: [UInt32] = [percept_png_format_gray(), percept_png_format_gray_alpha(),
                                  percept_png_format_rgb(), percept_png_format_rgba()]
         precondition((1...4).contains(channels), "PNG channels must be 1...4, got \(channels)")
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             // 16-bit images are taken as sRGB-encoded so 8-bit output is value / 257.
             percept_png_assume_16bit_srgb(&image)
             let width = Int(image.width), height = Int(image.height)
@@ -85,14 +110,12 @@ public enum PNG {
     }
 
     /// Reads an index mask: palette and gray PNGs keep their raw index values (no colour
-    /// conversion); 16-bit gray values above 255 are an error.
-    public static func readIndexMask(path: String) throws -> Image {
+    /// conversion); 16-bit gray values above 255 are an error. Masks over `maximumPixels` are an error.
+    public static func readIndexMask(path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
         let bytes = try readBytes(path)
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             let info = info(of: image)
             let width = info.width, height = info.height
             var indices = [UInt8](repeating: 0, count: width * height)

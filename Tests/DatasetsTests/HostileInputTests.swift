@@ -1,0 +1,52 @@
+import CZlib
+import XCTest
+@testable import Datasets
+
+/// A valid 1x1 gray PNG whose header is rewritten to declare `width`x`height` (colour type and
+/// bit depth as given), with the header's CRC fixed so that libpng accepts it.
+func pngDeclaring(width: Int, height: Int, colorType: UInt8 = 0, bitDepth: UInt8 = 8) -> [UInt8] {
+    var bytes = try! PNG.encode(Image(width: 1, height: 1, channels: 1, pixels: [7]))
+    for (offset, value) in [(16, width), (20, height)] {
+        for k in 0..<4 { bytes[offset + k] = UInt8((value >> (24 - 8 * k)) & 0xFF) }
+    }
+    bytes[24] = bitDepth
+    bytes[25] = colorType
+    let crc = bytes[12..<29].withUnsafeBytes { UInt32(crc32(0, $0.bindMemory(to: Bytef.self).baseAddress, 17)) }
+    for k in 0..<4 { bytes[29 + k] = UInt8((crc >> (24 - 8 * UInt32(k))) & 0xFF) }
+    return bytes
+}
+
+final class HostilePNGTests: XCTestCase {
+    func testHugeDeclaredSizeFailsBeforeAllocating() throws {
+        let directory = TemporaryDirectory()
+        for side in [100_000, 30_000] {
+            let path = directory.file("huge\(side).png")
+            let bytes = pngDeclaring(width: side, height: side)
+            XCTAssertLessThanOrEqual(bytes.count, 100)
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            let fragments = [path, "\(side)x\(side)", "limit", "Image.maximumPixels"]
+            assertDatasetError(fragments) { _ = try PNG.read(path: path, channels: 3) }
+            assertDatasetError(fragments) { _ = try PNG.read(path: path, channels: 1) }
+            assertDatasetError(fragments) { _ = try PNG.readIndexMask(path: path) }
+            assertDatasetError(fragments) { _ = try PNG.info(path: path) }
+        }
+    }
+
+    func testDeclaredSizeTheFileCannotHoldFails() throws {
+        // 4000x4000 RGB is under the pixel limit, but 48 MB of pixels cannot deflate into 70 bytes.
+        let directory = TemporaryDirectory()
+        let path = directory.file("short.png")
+        FileManager.default.createFile(atPath: path, contents: Data(pngDeclaring(width: 4000, height: 4000, colorType: 2)))
+        assertDatasetError([path, "4000x4000", "bytes", "cannot hold"]) { _ = try PNG.read(path: path, channels: 3) }
+        assertDatasetError([path, "4000x4000", "cannot hold"]) { _ = try PNG.readIndexMask(path: path) }
+    }
+
+    func testPixelLimitCanBeChosen() throws {
+        let bytes = try PNG.encode(patternImage(width: 4, height: 4, channels: 3, seed: 1))
+        assertDatasetError(["small.png", "4x4", "limit of 8 pixels"]) {
+            _ = try PNG.read(bytes: bytes, path: "small.png", channels: 3, maximumPixels: 8)
+        }
+        XCTAssertEqual(try PNG.read(bytes: bytes, path: "small.png", channels: 3, maximumPixels: 16).width, 4)
+        XCTAssertGreaterThanOrEqual(Image.maximumPixels, 8192 * 8192)
+    }
+}
