@@ -392,6 +392,11 @@ public enum Converter {
 }
 
 /// Streams an IDX file (MNIST format), gzipped or raw: zlib reads both transparently.
+///
+/// The header is checked before any record is read: records (all dimensions but the first)
+/// over `Image.maximumPixels` bytes are an error, and so is a declared size the file cannot
+/// hold: exactly, for a raw file; at deflate's best ratio (1032:1), for a gzipped one, whose
+/// data is then read in pieces so that a lying count fails when the data ends.
 final class IDXReader {
     let path: String
     let file: gzFile
@@ -419,11 +424,37 @@ final class IDXReader {
             dimensions = (0..<rank).map { index in
                 sizes[(4 * index)..<(4 * index + 4)].reduce(0) { $0 << 8 | Int($1) }
             }
+            recordBytes = try IDXReader.checkedSizes(dimensions, headerBytes: 4 + 4 * rank, file: file, path: path)
         } catch {
             gzclose(file)
             throw error
         }
-        recordBytes = dimensions.dropFirst().reduce(1, *)
+    }
+
+    /// Bytes per record, after checking the declared sizes against the limit and the file.
+    private static func checkedSizes(_ dimensions: [Int], headerBytes: Int, file: gzFile, path: String) throws -> Int {
+        let shape = dimensions.dropFirst().map(String.init).joined(separator: "x")
+        var record = 1
+        for dimension in dimensions.dropFirst() {
+            let (product, overflow) = record.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= Image.maximumPixels else {
+                throw DatasetError(path, "IDX header declares records of \(shape) bytes, over the limit of \(Image.maximumPixels) (Image.maximumPixels)")
+            }
+            record = product
+        }
+        // Both factors are below 2^32 and 2^26: the product fits.
+        let declared = dimensions[0] * record
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        guard let fileBytes else { return record }
+        let what = "header declares \(dimensions[0]) records\(shape.isEmpty ? "" : " of \(shape)") (\(declared) bytes)"
+        if gzdirect(file) == 1 {
+            let available = fileBytes - headerBytes
+            if declared > available { throw DatasetError(path, "truncated: \(what) but the file holds \(available) bytes after it") }
+            if declared < available { throw DatasetError(path, "holds more data than its header declares: \(what), the file \(available)") }
+        } else if declared > 1032 * fileBytes {
+            throw DatasetError(path, "\(what), which a gzipped file of \(fileBytes) bytes cannot hold (truncated or corrupt)")
+        }
+        return record
     }
 
     deinit { gzclose(file) }
@@ -431,13 +462,15 @@ final class IDXReader {
     static func readExactly(_ file: gzFile, _ buffer: inout [UInt8], path: String, what: String) throws {
         let wanted = buffer.count
         let got = buffer.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32(wanted)) }
-        if got < 0 {
-            var code: Int32 = 0
-            throw DatasetError(path, "corrupt data reading \(what) (\(String(cString: gzerror(file, &code))))")
-        }
+        if got < 0 { throw corrupt(file, path: path, what: what) }
         guard Int(got) == wanted else {
             throw DatasetError(path, "truncated: \(what) ends after \(got) of \(wanted) bytes")
         }
+    }
+
+    static func corrupt(_ file: gzFile, path: String, what: String) -> DatasetError {
+        var code: Int32 = 0
+        return DatasetError(path, "corrupt data reading \(what) (\(String(cString: gzerror(file, &code))))")
     }
 
     /// Reads the next record into `buffer` (of `recordBytes` bytes).
@@ -445,10 +478,21 @@ final class IDXReader {
         try IDXReader.readExactly(file, &buffer, path: path, what: record)
     }
 
-    /// Reads `count` one-byte records.
+    /// Reads `count` records, in pieces of at most 1 MB so that memory grows only with the data.
     func read(count: Int, record: String) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count * recordBytes)
-        if count > 0 { try IDXReader.readExactly(file, &buffer, path: path, what: "\(record) records (\(count) expected)") }
+        let total = count * recordBytes
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(min(total, 1 << 20))
+        var piece = [UInt8](repeating: 0, count: min(total, 1 << 20))
+        while buffer.count < total {
+            let wanted = min(piece.count, total - buffer.count)
+            let got = piece.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32(wanted)) }
+            if got < 0 { throw IDXReader.corrupt(file, path: path, what: "\(record) records") }
+            buffer += piece.prefix(Int(got))
+            guard Int(got) == wanted else {
+                throw DatasetError(path, "truncated: \(record) records (\(count) expected) end after \(buffer.count) of \(total) bytes")
+            }
+        }
         return buffer
     }
 

@@ -50,3 +50,54 @@ final class HostilePNGTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(Image.maximumPixels, 8192 * 8192)
     }
 }
+
+final class HostileIDXTests: XCTestCase {
+    func testDimensionsWhoseProductOverflowsFail() throws {
+        let directory = TemporaryDirectory()
+        for gzip in [false, true] {
+            let path = directory.file(gzip ? "huge.gz" : "huge.idx")
+            writeIDX(path, dimensions: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], data: [1, 2, 3], gzip: gzip)
+            assertDatasetError([path, "4294967295x4294967295", "limit"]) { _ = try IDXReader(path: path) }
+            let labels = directory.file("labels.idx")
+            writeIDX(labels, dimensions: [3], data: [1, 2, 3], gzip: false)
+            assertDatasetError([path, "limit"]) {
+                _ = try Converter.idx(images: path, labels: labels, classes: nil, output: directory.file("out.h5"))
+            }
+        }
+    }
+
+    func testDeclaredCountBeyondTheDataFailsBeforeAllocating() throws {
+        // A 10-byte label file declaring 2^30 labels.
+        let directory = TemporaryDirectory()
+        let raw = directory.file("labels.idx")
+        writeIDX(raw, dimensions: [1 << 30], data: [1, 2], gzip: false)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: raw)[.size] as? Int, 10)
+        assertDatasetError([raw, "truncated", "1073741824 records", "2 bytes"]) {
+            _ = try IDXReader(path: raw)
+        }
+        // Gzipped: more than deflate could pack into the file is refused up front.
+        let gz = directory.file("labels.gz")
+        writeIDX(gz, dimensions: [1 << 30], data: [1, 2], gzip: true)
+        assertDatasetError([gz, "1073741824 records", "cannot hold"]) { _ = try IDXReader(path: gz) }
+    }
+
+    func testGzippedCountBeyondTheDataFailsWhileReading() throws {
+        // 1 MB of zeros deflates to about 1 kB, close to deflate's best ratio: a count a little
+        // larger passes the ratio bound and must fail when the data runs out.
+        let directory = TemporaryDirectory()
+        let gz = directory.file("labels.gz")
+        let count = (1 << 20) + 4096
+        writeIDX(gz, dimensions: [count], data: [UInt8](repeating: 0, count: 1 << 20), gzip: true)
+        let reader = try IDXReader(path: gz)
+        assertDatasetError([gz, "truncated", "label records", "1048576 of \(count)"]) {
+            _ = try reader.read(count: count, record: "label")
+        }
+    }
+
+    func testRawFileWithExtraDataFailsUpFront() throws {
+        let directory = TemporaryDirectory()
+        let raw = directory.file("labels.idx")
+        writeIDX(raw, dimensions: [2], data: [1, 2, 3], gzip: false)
+        assertDatasetError([raw, "more data than its header declares"]) { _ = try IDXReader(path: raw) }
+    }
+}
