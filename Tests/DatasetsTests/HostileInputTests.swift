@@ -101,3 +101,29 @@ final class HostileIDXTests: XCTestCase {
         assertDatasetError([raw, "more data than its header declares"]) { _ = try IDXReader(path: raw) }
     }
 }
+
+final class HostileDatasetTests: XCTestCase {
+    /// A classification file whose `images` declare `shape` (chunked, so nothing is allocated).
+    func writeDeclaring(_ shape: [Int], to path: String) throws {
+        let file = try HDF5File(creatingPath: path)
+        try file.setAttribute("format", DatasetLayout.datasetFormat)
+        try file.setAttribute("format_version", 1)
+        try file.setAttribute("task", "classification")
+        try file.setAttribute("class_names", strings: ["a"])
+        try file.createDataset("images", type: .uint8, shape: shape, chunkShape: [1, 1, 16, 16])
+        try file.createDataset("labels", type: .int32, shape: [shape[0]]).writeAll(as: .int32, from: [Int32](repeating: 0, count: shape[0]))
+    }
+
+    func testHugeImagesAreRefusedOnOpen() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("huge.h5")
+        try writeDeclaring([1, 1, 100_000, 100_000], to: path)
+        assertDatasetError([path, "100000x100000", "limit", "Image.maximumPixels"]) { _ = try ClassificationDataset(path: path) }
+        let channels = directory.file("channels.h5")
+        try writeDeclaring([1, 70_000, 16, 16], to: channels)
+        assertDatasetError([channels, "70000 channels"]) { _ = try ClassificationDataset(path: channels) }
+        let small = directory.file("small.h5")
+        try writeDeclaring([2, 1, 16, 16], to: small)
+        XCTAssertEqual(try ClassificationDataset(path: small).width, 16)
+    }
+}
