@@ -127,3 +127,24 @@ final class HostileDatasetTests: XCTestCase {
         XCTAssertEqual(try ClassificationDataset(path: small).width, 16)
     }
 }
+
+final class StaleTemporaryFileTests: XCTestCase {
+    /// The id of a process that has exited.
+    func deadProcessID() throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/true")
+        try process.run()
+        process.waitUntilExit()
+        return process.processIdentifier
+    }
+
+    func testStartingAWriteRemovesTemporaryFilesOfDeadProcessesForTheSameOutput() throws {
+        let directory = TemporaryDirectory()
+        let dead = try deadProcessID()
+        let stale = ".out.h5.tmp-\(dead)-1a2b", ours = ".out.h5.tmp-\(getpid())-3c4d"
+        let alive = ".out.h5.tmp-1-5e6f", otherOutput = ".other.h5.tmp-\(dead)-7a8b", notOurs = ".out.h5.tmp-x-9c"
+        for name in [stale, ours, alive, otherOutput, notOurs] { writeText("partial", directory.file(name)) }
+        try AtomicOutput.write(Data("done".utf8), to: directory.file("out.h5"))
+        XCTAssertEqual(directory.entries, [ours, alive, notOurs, otherOutput, "out.h5"].sorted())
+    }
+}
