@@ -97,20 +97,16 @@ public enum PNG {
             percept_png_assume_16bit_srgb(&image)
             let width = Int(image.width), height = Int(image.height)
             var pixels = [UInt8](repeating: 0, count: width * height * channels)
-            let ok = pixels.withUnsafeMutableBytes { buffer in
-                percept_png_finish_read(&image, formats[channels - 1], buffer.baseAddress, nil)
-            }
-            guard ok != 0 else {
-                let text = message(image)
-                png_image_free(&image)
-                throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-            }
+            try finishRead(&image, formats[channels - 1], into: &pixels, path: path)
             return Image(width: width, height: height, channels: channels, pixels: pixels)
         }
     }
 
     /// Reads an index mask: palette and gray PNGs keep their raw index values (no colour
-    /// conversion); 16-bit gray values above 255 are an error. Masks over `maximumPixels` are an error.
+    /// conversion); 16-bit gray values above 255 are an error. A gray+alpha mask keeps its gray
+    /// values whatever the alpha (transparency is not compositing onto black here: the values
+    /// are class indices); a 16-bit one must be opaque, since libpng hands 16-bit samples over
+    /// premultiplied by alpha. Masks over `maximumPixels` are an error.
     public static func readIndexMask(path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
         let bytes = try readBytes(path)
         var image = png_image()
@@ -122,46 +118,45 @@ public enum PNG {
             if info.isPalette {
                 // Colormapped output keeps the file's palette, so indices pass through unchanged.
                 var colormap = [UInt8](repeating: 0, count: 256 * 4)
-                let ok = indices.withUnsafeMutableBytes { buffer in
-                    colormap.withUnsafeMutableBytes { map in
-                        percept_png_finish_read(&image, percept_png_format_rgba_colormap(), buffer.baseAddress, map.baseAddress)
-                    }
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+                try colormap.withUnsafeMutableBytes { map in
+                    try finishRead(&image, percept_png_format_rgba_colormap(), into: &indices, colormap: map.baseAddress, path: path)
                 }
             } else if info.channels <= 2 && info.is16Bit {
-                var wide = [UInt16](repeating: 0, count: width * height)
-                let ok = wide.withUnsafeMutableBytes { buffer in
-                    percept_png_finish_read(&image, percept_png_format_linear_gray(), buffer.baseAddress, nil)
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-                }
-                for index in 0..<wide.count {
-                    guard wide[index] <= 255 else {
-                        throw DatasetError(path, "mask value \(wide[index]) at pixel (\(index % width), \(index / width)) does not fit 8 bits")
+                var wide = [UInt16](repeating: 0, count: width * height * info.channels)
+                let format = info.channels == 2 ? percept_png_format_linear_gray_alpha() : percept_png_format_linear_gray()
+                try finishRead(&image, format, into: &wide, path: path)
+                for index in 0..<indices.count {
+                    let place = "pixel (\(index % width), \(index / width))"
+                    if info.channels == 2 && wide[2 * index + 1] != 65535 {
+                        throw DatasetError(path, "16-bit gray+alpha mask has a transparent \(place): its index cannot be read exactly (save the mask without alpha)")
                     }
-                    indices[index] = UInt8(wide[index])
+                    let value = wide[info.channels * index]
+                    guard value <= 255 else { throw DatasetError(path, "mask value \(value) at \(place) does not fit 8 bits") }
+                    indices[index] = UInt8(value)
                 }
-            } else if info.channels <= 2 {
-                let ok = indices.withUnsafeMutableBytes { buffer in
-                    percept_png_finish_read(&image, percept_png_format_gray(), buffer.baseAddress, nil)
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-                }
+            } else if info.channels == 2 {
+                var grayAlpha = [UInt8](repeating: 0, count: width * height * 2)
+                try finishRead(&image, percept_png_format_gray_alpha(), into: &grayAlpha, path: path)
+                for index in 0..<indices.count { indices[index] = grayAlpha[2 * index] }
+            } else if info.channels == 1 {
+                try finishRead(&image, percept_png_format_gray(), into: &indices, path: path)
             } else {
                 png_image_free(&image)
                 throw DatasetError(path, "an index mask must be a palette or gray PNG, this one is \(info.channels == 3 ? "RGB" : "RGBA")")
             }
             return Image(width: width, height: height, channels: 1, pixels: indices)
+        }
+    }
+
+    /// Decodes the image begun in `image` into `buffer`, sized for `format`; frees `image` and
+    /// throws when the data is corrupt or truncated.
+    static func finishRead<Sample>(_ image: inout png_image, _ format: UInt32, into buffer: inout [Sample],
+                                   colormap: UnsafeMutableRawPointer? = nil, path: String) throws {
+        let ok = buffer.withUnsafeMutableBytes { percept_png_finish_read(&image, format, $0.baseAddress, colormap) }
+        guard ok != 0 else {
+            let text = message(image)
+            png_image_free(&image)
+            throw DatasetError(path, "corrupt or truncated PNG (\(text))")
         }
     }
 

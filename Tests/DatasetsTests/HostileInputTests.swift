@@ -148,3 +148,28 @@ final class StaleTemporaryFileTests: XCTestCase {
         XCTAssertEqual(directory.entries, [ours, alive, notOurs, otherOutput, "out.h5"].sorted())
     }
 }
+
+final class GrayAlphaMaskTests: XCTestCase {
+    func testGrayAlphaMaskKeepsItsClassIndices() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("mask.png")
+        // (index, alpha) pairs: opaque, transparent, half transparent, transparent ignore.
+        let pixels: [UInt8] = [1, 255, 2, 0, 3, 128, 255, 0]
+        writePNG(Image(width: 2, height: 2, channels: 2, pixels: pixels), path)
+        XCTAssertEqual(try PNG.info(path: path).channels, 2)
+        XCTAssertEqual(try PNG.readIndexMask(path: path).pixels, [1, 2, 3, 255])
+    }
+
+    func testSixteenBitGrayAlphaMaskKeepsIndicesOrRefusesTransparency() throws {
+        let directory = TemporaryDirectory()
+        let opaque = directory.file("opaque.png"), transparent = directory.file("transparent.png")
+        FileManager.default.createFile(atPath: opaque, contents: Data(try PNG.encode16(
+            width: 2, height: 1, channels: 2, samples: [1, 65535, 7, 65535])))
+        XCTAssertEqual(try PNG.readIndexMask(path: opaque).pixels, [1, 7])
+        FileManager.default.createFile(atPath: transparent, contents: Data(try PNG.encode16(
+            width: 2, height: 1, channels: 2, samples: [1, 65535, 2, 0])))
+        assertDatasetError([transparent, "16-bit gray+alpha", "pixel (1, 0)", "transparent"]) {
+            _ = try PNG.readIndexMask(path: transparent)
+        }
+    }
+}
