@@ -171,9 +171,9 @@ public enum Converter {
 
     // MARK: Tags CSV
 
-    /// Converts a folder of PNG images plus a CSV (`image,tags`, tags space separated) to a
-    /// tagging file. With `declaredTags` any other tag is an error; without, the tags are
-    /// the sorted union of those used.
+    /// Converts a folder of PNG images plus a CSV (`image,tags`) to a tagging file; how the
+    /// tags field is split is `TagsCSV`'s rule. With `declaredTags` any other tag is an error;
+    /// without, the tags are the sorted union of those used.
     public static func tags(images directory: String, csv csvPath: String, declaredTags: [String]? = nil,
                             output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionSummary {
         let rows = try CSV.read(path: csvPath)
@@ -181,6 +181,11 @@ public enum Converter {
         guard header.fields.map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) == ["image", "tags"] else {
             throw DatasetError(csvPath, "line \(header.line): header must be 'image,tags', found '\(header.fields.joined(separator: ","))'")
         }
+        if let bad = declaredTags?.first(where: { $0.contains(TagsCSV.separator) }) {
+            throw DatasetError(csvPath, "declared tag '\(bad)' contains '\(TagsCSV.separator)', which separates tags")
+        }
+        let semicolons = TagsCSV.usesSeparator(fields: rows.dropFirst().compactMap { $0.fields.count == 2 ? $0.fields[1] : nil },
+                                               declaredTags: declaredTags ?? [])
         var records: [(line: Int, path: String, tags: [String])] = []
         for row in rows.dropFirst() {
             guard row.fields.count == 2 else {
@@ -191,8 +196,7 @@ public enum Converter {
             guard let path = findImage(named: name, in: directory) else {
                 throw DatasetError(csvPath, "line \(row.line): image '\(name)' not found in \(directory)")
             }
-            let tags = row.fields[1].split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            records.append((row.line, path, tags))
+            records.append((row.line, path, TagsCSV.split(row.fields[1], separator: semicolons)))
         }
         guard !records.isEmpty else { throw DatasetError(csvPath, "empty input: no image rows") }
         let tagNames = declaredTags ?? Array(Set(records.flatMap(\.tags))).sorted()
@@ -501,6 +505,36 @@ final class IDXReader {
         var extra = [UInt8](repeating: 0, count: 1)
         let got = extra.withUnsafeMutableBytes { gzread(file, $0.baseAddress, 1) }
         if got != 0 { throw DatasetError(path, "holds more data than its header declares") }
+    }
+}
+
+/// The tags field of an `image,tags` CSV (read by `convert tags`, written by `tag predict`).
+///
+/// The rule: the tags of a row are separated by `;` when the file uses `;`, that is when any
+/// row's tags field contains a `;` or a declared tag name contains a space or tab; otherwise
+/// they are separated by spaces and tabs (the Kaggle Planet format, whose names hold no
+/// spaces). With `;`, whitespace around each name is trimmed and empty names are dropped, so
+/// a trailing `;` is allowed. Tag names cannot contain `;`.
+public enum TagsCSV {
+    public static let separator: Character = ";"
+
+    /// Whether a file with these tags fields (and declared names) separates tags with `;`.
+    static func usesSeparator(fields: [String], declaredTags: [String]) -> Bool {
+        fields.contains { $0.contains(separator) } || declaredTags.contains { $0.contains(where: \.isWhitespace) }
+    }
+
+    /// The tag names of one field.
+    static func split(_ field: String, separator semicolons: Bool) -> [String] {
+        guard semicolons else { return field.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) }
+        return field.split(separator: separator).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The tags field for `tags`, read back as exactly these names by the rule above: names
+    /// joined by `;`, and a single name that holds a space followed by `;` so that the file
+    /// uses `;` even when no row has two tags. (Quote the field as any CSV field if needed.)
+    public static func field(_ tags: [String]) -> String {
+        let joined = tags.joined(separator: String(separator))
+        return tags.count == 1 && joined.contains(where: \.isWhitespace) ? joined + String(separator) : joined
     }
 }
 

@@ -173,3 +173,52 @@ final class GrayAlphaMaskTests: XCTestCase {
         }
     }
 }
+
+final class TagSeparatorTests: XCTestCase {
+    func makeImages(_ directory: TemporaryDirectory) -> String {
+        let folder = directory.file("images")
+        for name in ["p0", "p1", "p2"] { writePNG(patternImage(width: 2, height: 2, channels: 3, seed: 1), folder + "/\(name).png") }
+        return folder
+    }
+
+    func tags(_ csv: String, declared: [String]? = nil) throws -> (names: [String], rows: [UInt8]) {
+        let directory = TemporaryDirectory()
+        let folder = makeImages(directory)
+        writeText(csv, directory.file("tags.csv"))
+        let output = directory.file("out.h5")
+        let summary = try Converter.tags(images: folder, csv: directory.file("tags.csv"), declaredTags: declared, output: output)
+        let dataset = try TaggingDataset(path: output)
+        return (summary.classNames, try dataset.readTags(0..<dataset.count))
+    }
+
+    func testSemicolonsSeparateTagNamesThatHoldSpaces() throws {
+        let result = try tags("image,tags\np0,Ankle boot; T-shirt\np1,Ankle boot\np2,\n")
+        XCTAssertEqual(result.names, ["Ankle boot", "T-shirt"])
+        XCTAssertEqual(result.rows, [1, 1, 1, 0, 0, 0])
+    }
+
+    func testADeclaredNameWithASpaceMeansSemicolons() throws {
+        let result = try tags("image,tags\np0,Ankle boot\np1,Bag\np2,\n", declared: ["Ankle boot", "Bag"])
+        XCTAssertEqual(result.rows, [1, 0, 0, 1, 0, 0])
+    }
+
+    func testSpacesStillSeparateWhenNoSemicolonIsUsed() throws {
+        let result = try tags("image,tags\np0,haze primary\np1,clear\np2,\n")
+        XCTAssertEqual(result.names, ["clear", "haze", "primary"])
+        XCTAssertEqual(result.rows, [0, 1, 1, 1, 0, 0, 0, 0, 0])
+    }
+
+    func testWrittenFieldsReadBack() throws {
+        let sets = [["Ankle boot"], [], ["Bag"]]
+        XCTAssertEqual(sets.map(TagsCSV.field), ["Ankle boot;", "", "Bag"])
+        XCTAssertEqual(TagsCSV.field(["Ankle boot", "Bag"]), "Ankle boot;Bag")
+        let csv = "image,tags\n" + zip(["p0", "p1", "p2"], sets).map { "\($0),\(TagsCSV.field($1))" }.joined(separator: "\n")
+        let result = try tags(csv)
+        XCTAssertEqual(result.names, ["Ankle boot", "Bag"])
+        XCTAssertEqual(result.rows, [1, 0, 0, 0, 0, 1])
+    }
+
+    func testDeclaredNamesWithASemicolonFail() throws {
+        assertDatasetError(["tags.csv", "'a;b'", "';'"]) { _ = try self.tags("image,tags\np0,a\n", declared: ["a;b"]) }
+    }
+}
