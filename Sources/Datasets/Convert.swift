@@ -187,6 +187,9 @@ public enum Converter {
         let semicolons = TagsCSV.usesSeparator(fields: rows.dropFirst().compactMap { $0.fields.count == 2 ? $0.fields[1] : nil },
                                                declaredTags: declaredTags ?? [])
         var records: [(line: Int, path: String, tags: [String])] = []
+        // A second row for the same image: identical tags merge, other tags are an error.
+        var recordOfPath: [String: Int] = [:]
+        var merged: [(line: Int, repeats: Int)] = []
         for row in rows.dropFirst() {
             guard row.fields.count == 2 else {
                 throw DatasetError(csvPath, "line \(row.line): expected 2 fields (image,tags), found \(row.fields.count)")
@@ -196,7 +199,16 @@ public enum Converter {
             guard let path = findImage(named: name, in: directory) else {
                 throw DatasetError(csvPath, "line \(row.line): image '\(name)' not found in \(directory)")
             }
-            records.append((row.line, path, TagsCSV.split(row.fields[1], separator: semicolons)))
+            let tags = TagsCSV.split(row.fields[1], separator: semicolons)
+            if let earlier = recordOfPath[path].map({ records[$0] }) {
+                guard Set(earlier.tags) == Set(tags) else {
+                    throw DatasetError(csvPath, "image '\(name)' has two rows with different tags: line \(earlier.line) and line \(row.line)")
+                }
+                merged.append((row.line, earlier.line))
+                continue
+            }
+            recordOfPath[path] = records.count
+            records.append((row.line, path, tags))
         }
         guard !records.isEmpty else { throw DatasetError(csvPath, "empty input: no image rows") }
         let tagNames = declaredTags ?? Array(Set(records.flatMap(\.tags))).sorted()
@@ -229,8 +241,12 @@ public enum Converter {
             writer.abandon()
             throw error
         }
-        return ConversionSummary(output: output, task: .tagging, count: records.count, channels: channels,
-                                 height: size.height, width: size.width, classNames: tagNames, perClass: perTag)
+        var summary = ConversionSummary(output: output, task: .tagging, count: records.count, channels: channels,
+                                        height: size.height, width: size.width, classNames: tagNames, perClass: perTag)
+        if let first = merged.first {
+            summary.notes.append("merged \(merged.count) duplicate rows (\(merged.count > 1 ? "the first: " : "")line \(first.line) repeats line \(first.repeats))")
+        }
+        return summary
     }
 
     // MARK: COCO detection

@@ -174,16 +174,17 @@ final class GrayAlphaMaskTests: XCTestCase {
     }
 }
 
-final class TagSeparatorTests: XCTestCase {
-    func makeImages(_ directory: TemporaryDirectory) -> String {
-        let folder = directory.file("images")
-        for name in ["p0", "p1", "p2"] { writePNG(patternImage(width: 2, height: 2, channels: 3, seed: 1), folder + "/\(name).png") }
-        return folder
-    }
+/// Three 2x2 images p0, p1, p2 in `directory`/images; returns that folder.
+func makeTagImages(_ directory: TemporaryDirectory) -> String {
+    let folder = directory.file("images")
+    for name in ["p0", "p1", "p2"] { writePNG(patternImage(width: 2, height: 2, channels: 3, seed: 1), folder + "/\(name).png") }
+    return folder
+}
 
+final class TagSeparatorTests: XCTestCase {
     func tags(_ csv: String, declared: [String]? = nil) throws -> (names: [String], rows: [UInt8]) {
         let directory = TemporaryDirectory()
-        let folder = makeImages(directory)
+        let folder = makeTagImages(directory)
         writeText(csv, directory.file("tags.csv"))
         let output = directory.file("out.h5")
         let summary = try Converter.tags(images: folder, csv: directory.file("tags.csv"), declaredTags: declared, output: output)
@@ -220,5 +221,27 @@ final class TagSeparatorTests: XCTestCase {
 
     func testDeclaredNamesWithASemicolonFail() throws {
         assertDatasetError(["tags.csv", "'a;b'", "';'"]) { _ = try self.tags("image,tags\np0,a\n", declared: ["a;b"]) }
+    }
+}
+
+final class DuplicateTagRowTests: XCTestCase {
+    func testConflictingRowsForOneImageFailNamingBothLines() throws {
+        let directory = TemporaryDirectory()
+        let folder = makeTagImages(directory)
+        let csv = directory.file("tags.csv"), output = directory.file("out.h5")
+        writeText("image,tags\np0,haze\np1,clear\np0.png,clear\n", csv)
+        assertDatasetError([csv, "p0.png", "line 2", "line 4"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
+        XCTAssertFalse(directory.entries.contains("out.h5"))
+    }
+
+    func testIdenticalRowsForOneImageMergeWithANote() throws {
+        let directory = TemporaryDirectory()
+        let folder = makeTagImages(directory)
+        let csv = directory.file("tags.csv"), output = directory.file("out.h5")
+        writeText("image,tags\np0,haze primary\np1,clear\np0,primary haze\n", csv)
+        let summary = try Converter.tags(images: folder, csv: csv, output: output)
+        XCTAssertEqual(summary.count, 2)
+        XCTAssertEqual(summary.notes, ["merged 1 duplicate rows (line 4 repeats line 2)"])
+        XCTAssertEqual(try TaggingDataset(path: output).count, 2)
     }
 }
