@@ -277,6 +277,10 @@ public enum Converter {
         do {
             for (index, entry) in coco.images.enumerated() {
                 let original = try PNG.read(path: paths[index], channels: channels == 1 ? 1 : 3)
+                // Boxes are in the declared size's pixels: another PNG size would clip them silently.
+                if let declared = entry.declaredSize, declared != ImageSize(width: original.width, height: original.height) {
+                    throw DatasetError(jsonPath, "images[\(entry.index)]: '\(entry.fileName)' is declared \(declared) but the PNG is \(original.width)x\(original.height)")
+                }
                 if options.size == nil && (original.width != size.width || original.height != size.height) {
                     throw DatasetError(paths[index], "image is \(original.width)x\(original.height), expected \(size) (detection files hold one size: use --size)")
                 }
@@ -598,7 +602,7 @@ enum CSV {
 
 /// The parts of a COCO detection JSON file that conversion needs.
 struct COCOFile {
-    struct ImageEntry { let index: Int; let id: Int64; let fileName: String }
+    struct ImageEntry { let index: Int; let id: Int64; let fileName: String; let declaredSize: ImageSize? }
     struct Category { let id: Int64; let name: String }
     struct Annotation { let label: Int; let x: Float, y: Float, width: Float, height: Float }
 
@@ -631,7 +635,13 @@ struct COCOFile {
             guard let number = object[key] as? NSNumber, number.doubleValue == number.doubleValue.rounded() else {
                 throw DatasetError(path, "\(place): '\(key)' missing or not an integer")
             }
-            return number.int64Value
+            // Exact when written as an integer; a float spelling (3.0, 1e3) only where doubles
+            // are exact. NSNumber.int64Value would wrap 2^64 - 1 to -1.
+            if let exact = Int64(number.stringValue) { return exact }
+            guard abs(number.doubleValue) < 9_007_199_254_740_992 else {
+                throw DatasetError(path, "\(place): '\(key)' \(number.stringValue) is outside the 64-bit integer range")
+            }
+            return Int64(number.doubleValue)
         }
         for (index, object) in try array("categories").enumerated() {
             guard let name = object["name"] as? String else { throw DatasetError(path, "categories[\(index)]: 'name' missing or not a string") }
@@ -649,7 +659,13 @@ struct COCOFile {
             }
             let id = try integer(object, "id", "images[\(index)]")
             guard imageIDs.insert(id).inserted else { throw DatasetError(path, "images[\(index)]: image id \(id) is declared twice") }
-            images.append(ImageEntry(index: index, id: id, fileName: fileName))
+            var declaredSize: ImageSize?
+            if object["width"] != nil || object["height"] != nil {
+                let width = try integer(object, "width", "images[\(index)]"), height = try integer(object, "height", "images[\(index)]")
+                guard width > 0, height > 0 else { throw DatasetError(path, "images[\(index)]: size \(width)x\(height) is not positive") }
+                declaredSize = ImageSize(width: Int(width), height: Int(height))
+            }
+            images.append(ImageEntry(index: index, id: id, fileName: fileName, declaredSize: declaredSize))
         }
         for (index, object) in try array("annotations").enumerated() {
             let place = "annotations[\(index)]"

@@ -245,3 +245,31 @@ final class DuplicateTagRowTests: XCTestCase {
         XCTAssertEqual(try TaggingDataset(path: output).count, 2)
     }
 }
+
+final class HostileCOCOTests: XCTestCase {
+    func convert(_ json: String) throws -> ConversionSummary {
+        let directory = TemporaryDirectory()
+        let folder = directory.file("images")
+        writePNG(patternImage(width: 8, height: 4, channels: 3, seed: 1), folder + "/a.png")
+        writeText(json, directory.file("instances.json"))
+        return try Converter.coco(images: folder, annotations: directory.file("instances.json"), output: directory.file("out.h5"))
+    }
+
+    func document(id: String = "1", width: Int = 8, height: Int = 4) -> String {
+        #"{"images": [{"id": \#(id), "file_name": "a.png", "width": \#(width), "height": \#(height)}], "categories": [{"id": 1, "name": "a"}], "#
+            + #""annotations": [{"image_id": \#(id), "category_id": 1, "bbox": [5, 2, 6, 4]}]}"#
+    }
+
+    func testDeclaredSizeThatDisagreesWithThePNGFails() throws {
+        XCTAssertEqual(try convert(document()).boxes, 1)
+        assertDatasetError(["instances.json", "images[0]", "a.png", "16x8", "8x4"]) { _ = try self.convert(self.document(width: 16, height: 8)) }
+    }
+
+    func testIdsBeyondSixtyFourBitsFail() throws {
+        for id in ["18446744073709551615", "9223372036854775808", "1e30", "-9223372036854775809"] {
+            assertDatasetError(["instances.json", "images[0]", "'id'", "64-bit"]) { _ = try self.convert(self.document(id: id)) }
+        }
+        XCTAssertEqual(try convert(document(id: "9223372036854775807")).count, 1)
+        XCTAssertEqual(try convert(document(id: "-9223372036854775808")).count, 1)
+    }
+}
