@@ -563,9 +563,11 @@ enum CSV {
     struct Row { let line: Int; let fields: [String] }
 
     static func read(path: String) throws -> [Row] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
+        try parse(readData(path), path: path)
+    }
+
+    /// The rows of CSV `data`; `path` only names the source in errors.
+    static func parse(_ data: Data, path: String) throws -> [Row] {
         guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(path, "not UTF-8 text") }
         var rows: [Row] = []
         for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline }).enumerated() {
@@ -614,9 +616,11 @@ struct COCOFile {
     var annotationCount = 0
 
     init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
+        try self.init(data: readData(path), path: path)
+    }
+
+    /// Parses COCO JSON `data`; `path` only names the source in errors.
+    init(data: Data, path: String) throws {
         let root: Any
         do { root = try JSONSerialization.jsonObject(with: data) } catch {
             let reason = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"

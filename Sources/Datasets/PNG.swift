@@ -69,12 +69,7 @@ public enum PNG {
         }
     }
 
-    static func readBytes(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
-        return [UInt8](data)
-    }
+    static func readBytes(_ path: String) throws -> [UInt8] { [UInt8](try readData(path)) }
 
     /// Reads any PNG (8/16-bit gray, gray+alpha, RGB, RGBA, palette) as 8-bit pixels with
     /// `channels` channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Alpha dropped by the
@@ -108,7 +103,11 @@ public enum PNG {
     /// are class indices); a 16-bit one must be opaque, since libpng hands 16-bit samples over
     /// premultiplied by alpha. Masks over `maximumPixels` are an error.
     public static func readIndexMask(path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
-        let bytes = try readBytes(path)
+        try readIndexMask(bytes: readBytes(path), path: path, maximumPixels: maximumPixels)
+    }
+
+    /// Decodes an index mask held in memory; `path` only names the source in errors.
+    public static func readIndexMask(bytes: [UInt8], path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
             try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
