@@ -71,6 +71,7 @@ public class ImageDataset {
         width = images.shape[3]
         guard count > 0 else { throw DatasetError(path, "'/images' holds no images") }
         try DatasetLayout.checkImageShape(channels: channels, height: height, width: width, path: path)
+        _ = try images.checkedElementCount()
         blockRows = try images.layout().chunk?.first ?? DatasetLayout.chunkRows(rowBytes: channels * height * width)
     }
 

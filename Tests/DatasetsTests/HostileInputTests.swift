@@ -103,7 +103,8 @@ final class HostileIDXTests: XCTestCase {
 }
 
 final class HostileDatasetTests: XCTestCase {
-    /// A classification file whose `images` declare `shape` (chunked, so nothing is allocated).
+    /// A classification file whose `images` and `labels` declare `shape` (chunked and never
+    /// written, so the file stays small).
     func writeDeclaring(_ shape: [Int], to path: String) throws {
         let file = try HDF5File(creatingPath: path)
         try file.setAttribute("format", DatasetLayout.datasetFormat)
@@ -111,7 +112,33 @@ final class HostileDatasetTests: XCTestCase {
         try file.setAttribute("task", "classification")
         try file.setAttribute("class_names", strings: ["a"])
         try file.createDataset("images", type: .uint8, shape: shape, chunkShape: [1, 1, 16, 16])
-        try file.createDataset("labels", type: .int32, shape: [shape[0]]).writeAll(as: .int32, from: [Int32](repeating: 0, count: shape[0]))
+        try file.createDataset("labels", type: .int32, shape: [shape[0]], chunkShape: [min(shape[0], 1024)])
+    }
+
+    func testMoreImagesThanTheFileCanHoldAreRefusedOnOpen() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("count.h5")
+        try writeDeclaring([1 << 30, 1, 16, 16], to: path)
+        assertDatasetError([path, "'/images'", "cannot hold"]) { _ = try ClassificationDataset(path: path) }
+    }
+
+    func testModelTensorsLargerThanTheFileAreRefusedBeforeAllocating() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("model.h5")
+        try ModelFile.save(module: TinyModel(), to: path, architecture: "{}", task: "classification", classNames: ["a"])
+        do {
+            let file = try HDF5File(openingPath: path, writable: true)
+            try file.group("buffers").createDataset("huge", type: .float32, shape: [100_000, 100_000], chunkShape: [16, 16])
+        }
+        assertDatasetError([path, "'/buffers/huge'", "[100000, 100000]", "cannot hold"]) { _ = try ModelCheckpoint.read(path: path) }
+    }
+
+    func testElementTypesLargerThanEightBytesAreRefused() throws {
+        // Found by Fuzz/FuzzHDF5: one bit flipped in a model file makes '/buffers/runningMean'
+        // a 2 GB float type, for which libhdf5 allocated conversion buffers of several GB.
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path
+            + "/Inputs/model-with-2GB-float-type.h5"
+        assertDatasetError([path, "'/buffers/runningMean'", "element"]) { _ = try ModelCheckpoint.read(path: path) }
     }
 
     func testHugeImagesAreRefusedOnOpen() throws {
