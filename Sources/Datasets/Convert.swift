@@ -418,9 +418,9 @@ public enum Converter {
 /// Streams an IDX file (MNIST format), gzipped or raw: zlib reads both transparently.
 ///
 /// The header is checked before any record is read: records (all dimensions but the first)
-/// over `Image.maximumPixels` bytes are an error, and so is a declared size the file cannot
-/// hold: exactly, for a raw file; at deflate's best ratio (1032:1), for a gzipped one, whose
-/// data is then read in pieces so that a lying count fails when the data ends.
+/// of no bytes or over `Image.maximumPixels` bytes are an error, and so is a declared size the
+/// file cannot hold: exactly, for a raw file; at deflate's best ratio (1032:1), for a gzipped
+/// one, whose data is then read in pieces so that a lying count fails when the data ends.
 final class IDXReader {
     let path: String
     let file: gzFile
@@ -465,6 +465,9 @@ final class IDXReader {
                 throw DatasetError(path, "IDX header declares records of \(shape) bytes, over the limit of \(Image.maximumPixels) (Image.maximumPixels)")
             }
             record = product
+        }
+        guard record > 0 || dimensions[0] == 0 else {
+            throw DatasetError(path, "IDX header declares \(dimensions[0]) records of \(shape) bytes: empty records")
         }
         // Both factors are below 2^32 and 2^26: the product fits.
         let declared = dimensions[0] * record

@@ -94,6 +94,18 @@ final class HostileIDXTests: XCTestCase {
         }
     }
 
+    func testManyEmptyRecordsFail() throws {
+        // Found by Fuzz/FuzzIDX: 2^27 records of 0x34 bytes in a 16-byte file, which took
+        // minutes to read one empty record at a time.
+        let directory = TemporaryDirectory()
+        let path = directory.file("empty.idx")
+        writeIDX(path, dimensions: [1 << 27, 0, 34], data: [], gzip: false)
+        assertDatasetError([path, "134217728 records", "0x34", "empty"]) { _ = try IDXReader(path: path) }
+        let none = directory.file("none.idx")
+        writeIDX(none, dimensions: [0, 0, 34], data: [], gzip: false)
+        XCTAssertEqual(try IDXReader(path: none).dimensions, [0, 0, 34])
+    }
+
     func testRawFileWithExtraDataFailsUpFront() throws {
         let directory = TemporaryDirectory()
         let raw = directory.file("labels.idx")
