@@ -2,6 +2,11 @@ import Foundation
 
 /// A file written under a temporary name in its final directory and renamed into place
 /// only when complete, so a crash or error never leaves a truncated file at `path`.
+///
+/// The temporary name is `.NAME.tmp-PID-RANDOM`, hidden so that folder listings skip it. A
+/// process that dies mid-write (a crash, `kill -9`) leaves that file behind; starting a new
+/// write of the same output removes the temporary files of processes that no longer exist on
+/// this machine, and leaves alone those of live processes and of this one.
 public final class AtomicOutput {
     /// Where the finished file goes.
     public let path: String
@@ -21,10 +26,23 @@ public final class AtomicOutput {
         if !overwrite && FileManager.default.fileExists(atPath: path) {
             throw DatasetError(path, "output exists (use --force to overwrite)")
         }
+        AtomicOutput.removeStaleTemporaries(of: url)
         var generator = SystemRandomNumberGenerator()
         let suffix = String(generator.next() & 0xFFFF_FFFF, radix: 16)
         temporaryPath = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(suffix)").path
+    }
+
+    /// Removes `.NAME.tmp-PID-*` next to `output` when process PID is gone (kill(PID, 0) fails
+    /// with ESRCH). Best effort: a file that cannot be listed or removed stays.
+    static func removeStaleTemporaries(of output: URL) {
+        let directory = output.deletingLastPathComponent().path
+        let prefix = ".\(output.lastPathComponent).tmp-"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count).prefix { $0 != "-" }), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + entry) }
+        }
     }
 
     /// Moves the finished temporary file to `path` (atomically replacing an old one).

@@ -171,9 +171,9 @@ public enum Converter {
 
     // MARK: Tags CSV
 
-    /// Converts a folder of PNG images plus a CSV (`image,tags`, tags space separated) to a
-    /// tagging file. With `declaredTags` any other tag is an error; without, the tags are
-    /// the sorted union of those used.
+    /// Converts a folder of PNG images plus a CSV (`image,tags`) to a tagging file; how the
+    /// tags field is split is `TagsCSV`'s rule. With `declaredTags` any other tag is an error;
+    /// without, the tags are the sorted union of those used.
     public static func tags(images directory: String, csv csvPath: String, declaredTags: [String]? = nil,
                             output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionSummary {
         let rows = try CSV.read(path: csvPath)
@@ -181,7 +181,15 @@ public enum Converter {
         guard header.fields.map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) == ["image", "tags"] else {
             throw DatasetError(csvPath, "line \(header.line): header must be 'image,tags', found '\(header.fields.joined(separator: ","))'")
         }
+        if let bad = declaredTags?.first(where: { $0.contains(TagsCSV.separator) }) {
+            throw DatasetError(csvPath, "declared tag '\(bad)' contains '\(TagsCSV.separator)', which separates tags")
+        }
+        let semicolons = TagsCSV.usesSeparator(fields: rows.dropFirst().compactMap { $0.fields.count == 2 ? $0.fields[1] : nil },
+                                               declaredTags: declaredTags ?? [])
         var records: [(line: Int, path: String, tags: [String])] = []
+        // A second row for the same image: identical tags merge, other tags are an error.
+        var recordOfPath: [String: Int] = [:]
+        var merged: [(line: Int, repeats: Int)] = []
         for row in rows.dropFirst() {
             guard row.fields.count == 2 else {
                 throw DatasetError(csvPath, "line \(row.line): expected 2 fields (image,tags), found \(row.fields.count)")
@@ -191,7 +199,15 @@ public enum Converter {
             guard let path = findImage(named: name, in: directory) else {
                 throw DatasetError(csvPath, "line \(row.line): image '\(name)' not found in \(directory)")
             }
-            let tags = row.fields[1].split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            let tags = TagsCSV.split(row.fields[1], separator: semicolons)
+            if let earlier = recordOfPath[path].map({ records[$0] }) {
+                guard Set(earlier.tags) == Set(tags) else {
+                    throw DatasetError(csvPath, "image '\(name)' has two rows with different tags: line \(earlier.line) and line \(row.line)")
+                }
+                merged.append((row.line, earlier.line))
+                continue
+            }
+            recordOfPath[path] = records.count
             records.append((row.line, path, tags))
         }
         guard !records.isEmpty else { throw DatasetError(csvPath, "empty input: no image rows") }
@@ -225,8 +241,12 @@ public enum Converter {
             writer.abandon()
             throw error
         }
-        return ConversionSummary(output: output, task: .tagging, count: records.count, channels: channels,
-                                 height: size.height, width: size.width, classNames: tagNames, perClass: perTag)
+        var summary = ConversionSummary(output: output, task: .tagging, count: records.count, channels: channels,
+                                        height: size.height, width: size.width, classNames: tagNames, perClass: perTag)
+        if let first = merged.first {
+            summary.notes.append("merged \(merged.count) duplicate rows (\(merged.count > 1 ? "the first: " : "")line \(first.line) repeats line \(first.repeats))")
+        }
+        return summary
     }
 
     // MARK: COCO detection
@@ -257,6 +277,10 @@ public enum Converter {
         do {
             for (index, entry) in coco.images.enumerated() {
                 let original = try PNG.read(path: paths[index], channels: channels == 1 ? 1 : 3)
+                // Boxes are in the declared size's pixels: another PNG size would clip them silently.
+                if let declared = entry.declaredSize, declared != ImageSize(width: original.width, height: original.height) {
+                    throw DatasetError(jsonPath, "images[\(entry.index)]: '\(entry.fileName)' is declared \(declared) but the PNG is \(original.width)x\(original.height)")
+                }
                 if options.size == nil && (original.width != size.width || original.height != size.height) {
                     throw DatasetError(paths[index], "image is \(original.width)x\(original.height), expected \(size) (detection files hold one size: use --size)")
                 }
@@ -392,6 +416,11 @@ public enum Converter {
 }
 
 /// Streams an IDX file (MNIST format), gzipped or raw: zlib reads both transparently.
+///
+/// The header is checked before any record is read: records (all dimensions but the first)
+/// of no bytes or over `Image.maximumPixels` bytes are an error, and so is a declared size the
+/// file cannot hold: exactly, for a raw file; at deflate's best ratio (1032:1), for a gzipped
+/// one, whose data is then read in pieces so that a lying count fails when the data ends.
 final class IDXReader {
     let path: String
     let file: gzFile
@@ -419,11 +448,40 @@ final class IDXReader {
             dimensions = (0..<rank).map { index in
                 sizes[(4 * index)..<(4 * index + 4)].reduce(0) { $0 << 8 | Int($1) }
             }
+            recordBytes = try IDXReader.checkedSizes(dimensions, headerBytes: 4 + 4 * rank, file: file, path: path)
         } catch {
             gzclose(file)
             throw error
         }
-        recordBytes = dimensions.dropFirst().reduce(1, *)
+    }
+
+    /// Bytes per record, after checking the declared sizes against the limit and the file.
+    private static func checkedSizes(_ dimensions: [Int], headerBytes: Int, file: gzFile, path: String) throws -> Int {
+        let shape = dimensions.dropFirst().map(String.init).joined(separator: "x")
+        var record = 1
+        for dimension in dimensions.dropFirst() {
+            let (product, overflow) = record.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= Image.maximumPixels else {
+                throw DatasetError(path, "IDX header declares records of \(shape) bytes, over the limit of \(Image.maximumPixels) (Image.maximumPixels)")
+            }
+            record = product
+        }
+        guard record > 0 || dimensions[0] == 0 else {
+            throw DatasetError(path, "IDX header declares \(dimensions[0]) records of \(shape) bytes: empty records")
+        }
+        // Both factors are below 2^32 and 2^26: the product fits.
+        let declared = dimensions[0] * record
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        guard let fileBytes else { return record }
+        let what = "header declares \(dimensions[0]) records\(shape.isEmpty ? "" : " of \(shape)") (\(declared) bytes)"
+        if gzdirect(file) == 1 {
+            let available = fileBytes - headerBytes
+            if declared > available { throw DatasetError(path, "truncated: \(what) but the file holds \(available) bytes after it") }
+            if declared < available { throw DatasetError(path, "holds more data than its header declares: \(what), the file \(available)") }
+        } else if declared > 1032 * fileBytes {
+            throw DatasetError(path, "\(what), which a gzipped file of \(fileBytes) bytes cannot hold (truncated or corrupt)")
+        }
+        return record
     }
 
     deinit { gzclose(file) }
@@ -431,13 +489,15 @@ final class IDXReader {
     static func readExactly(_ file: gzFile, _ buffer: inout [UInt8], path: String, what: String) throws {
         let wanted = buffer.count
         let got = buffer.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32(wanted)) }
-        if got < 0 {
-            var code: Int32 = 0
-            throw DatasetError(path, "corrupt data reading \(what) (\(String(cString: gzerror(file, &code))))")
-        }
+        if got < 0 { throw corrupt(file, path: path, what: what) }
         guard Int(got) == wanted else {
             throw DatasetError(path, "truncated: \(what) ends after \(got) of \(wanted) bytes")
         }
+    }
+
+    static func corrupt(_ file: gzFile, path: String, what: String) -> DatasetError {
+        var code: Int32 = 0
+        return DatasetError(path, "corrupt data reading \(what) (\(String(cString: gzerror(file, &code))))")
     }
 
     /// Reads the next record into `buffer` (of `recordBytes` bytes).
@@ -445,10 +505,21 @@ final class IDXReader {
         try IDXReader.readExactly(file, &buffer, path: path, what: record)
     }
 
-    /// Reads `count` one-byte records.
+    /// Reads `count` records, in pieces of at most 1 MB so that memory grows only with the data.
     func read(count: Int, record: String) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count * recordBytes)
-        if count > 0 { try IDXReader.readExactly(file, &buffer, path: path, what: "\(record) records (\(count) expected)") }
+        let total = count * recordBytes
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(min(total, 1 << 20))
+        var piece = [UInt8](repeating: 0, count: min(total, 1 << 20))
+        while buffer.count < total {
+            let wanted = min(piece.count, total - buffer.count)
+            let got = piece.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32(wanted)) }
+            if got < 0 { throw IDXReader.corrupt(file, path: path, what: "\(record) records") }
+            buffer += piece.prefix(Int(got))
+            guard Int(got) == wanted else {
+                throw DatasetError(path, "truncated: \(record) records (\(count) expected) end after \(buffer.count) of \(total) bytes")
+            }
+        }
         return buffer
     }
 
@@ -460,14 +531,46 @@ final class IDXReader {
     }
 }
 
+/// The tags field of an `image,tags` CSV (read by `convert tags`, written by `tag predict`).
+///
+/// The rule: the tags of a row are separated by `;` when the file uses `;`, that is when any
+/// row's tags field contains a `;` or a declared tag name contains a space or tab; otherwise
+/// they are separated by spaces and tabs (the Kaggle Planet format, whose names hold no
+/// spaces). With `;`, whitespace around each name is trimmed and empty names are dropped, so
+/// a trailing `;` is allowed. Tag names cannot contain `;`.
+public enum TagsCSV {
+    public static let separator: Character = ";"
+
+    /// Whether a file with these tags fields (and declared names) separates tags with `;`.
+    static func usesSeparator(fields: [String], declaredTags: [String]) -> Bool {
+        fields.contains { $0.contains(separator) } || declaredTags.contains { $0.contains(where: \.isWhitespace) }
+    }
+
+    /// The tag names of one field.
+    static func split(_ field: String, separator semicolons: Bool) -> [String] {
+        guard semicolons else { return field.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) }
+        return field.split(separator: separator).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The tags field for `tags`, read back as exactly these names by the rule above: names
+    /// joined by `;`, and a single name that holds a space followed by `;` so that the file
+    /// uses `;` even when no row has two tags. (Quote the field as any CSV field if needed.)
+    public static func field(_ tags: [String]) -> String {
+        let joined = tags.joined(separator: String(separator))
+        return tags.count == 1 && joined.contains(where: \.isWhitespace) ? joined + String(separator) : joined
+    }
+}
+
 /// A minimal CSV reader: comma separated, double-quoted fields may hold commas and "" quotes.
 enum CSV {
     struct Row { let line: Int; let fields: [String] }
 
     static func read(path: String) throws -> [Row] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
+        try parse(readData(path), path: path)
+    }
+
+    /// The rows of CSV `data`; `path` only names the source in errors.
+    static func parse(_ data: Data, path: String) throws -> [Row] {
         guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(path, "not UTF-8 text") }
         var rows: [Row] = []
         for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline }).enumerated() {
@@ -504,7 +607,7 @@ enum CSV {
 
 /// The parts of a COCO detection JSON file that conversion needs.
 struct COCOFile {
-    struct ImageEntry { let index: Int; let id: Int64; let fileName: String }
+    struct ImageEntry { let index: Int; let id: Int64; let fileName: String; let declaredSize: ImageSize? }
     struct Category { let id: Int64; let name: String }
     struct Annotation { let label: Int; let x: Float, y: Float, width: Float, height: Float }
 
@@ -516,9 +619,11 @@ struct COCOFile {
     var annotationCount = 0
 
     init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
+        try self.init(data: readData(path), path: path)
+    }
+
+    /// Parses COCO JSON `data`; `path` only names the source in errors.
+    init(data: Data, path: String) throws {
         let root: Any
         do { root = try JSONSerialization.jsonObject(with: data) } catch {
             let reason = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
@@ -537,7 +642,13 @@ struct COCOFile {
             guard let number = object[key] as? NSNumber, number.doubleValue == number.doubleValue.rounded() else {
                 throw DatasetError(path, "\(place): '\(key)' missing or not an integer")
             }
-            return number.int64Value
+            // Exact when written as an integer; a float spelling (3.0, 1e3) only where doubles
+            // are exact. NSNumber.int64Value would wrap 2^64 - 1 to -1.
+            if let exact = Int64(number.stringValue) { return exact }
+            guard abs(number.doubleValue) < 9_007_199_254_740_992 else {
+                throw DatasetError(path, "\(place): '\(key)' \(number.stringValue) is outside the 64-bit integer range")
+            }
+            return Int64(number.doubleValue)
         }
         for (index, object) in try array("categories").enumerated() {
             guard let name = object["name"] as? String else { throw DatasetError(path, "categories[\(index)]: 'name' missing or not a string") }
@@ -555,7 +666,13 @@ struct COCOFile {
             }
             let id = try integer(object, "id", "images[\(index)]")
             guard imageIDs.insert(id).inserted else { throw DatasetError(path, "images[\(index)]: image id \(id) is declared twice") }
-            images.append(ImageEntry(index: index, id: id, fileName: fileName))
+            var declaredSize: ImageSize?
+            if object["width"] != nil || object["height"] != nil {
+                let width = try integer(object, "width", "images[\(index)]"), height = try integer(object, "height", "images[\(index)]")
+                guard width > 0, height > 0 else { throw DatasetError(path, "images[\(index)]: size \(width)x\(height) is not positive") }
+                declaredSize = ImageSize(width: Int(width), height: Int(height))
+            }
+            images.append(ImageEntry(index: index, id: id, fileName: fileName, declaredSize: declaredSize))
         }
         for (index, object) in try array("annotations").enumerated() {
             let place = "annotations[\(index)]"

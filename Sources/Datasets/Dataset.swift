@@ -70,6 +70,8 @@ public class ImageDataset {
         height = images.shape[2]
         width = images.shape[3]
         guard count > 0 else { throw DatasetError(path, "'/images' holds no images") }
+        try DatasetLayout.checkImageShape(channels: channels, height: height, width: width, path: path)
+        _ = try images.checkedElementCount()
         blockRows = try images.layout().chunk?.first ?? DatasetLayout.chunkRows(rowBytes: channels * height * width)
     }
 

@@ -18,3 +18,11 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
 
 /// The file name without its directory, for messages about files inside a known folder.
 func lastComponent(_ path: String) -> String { (path as NSString).lastPathComponent }
+
+/// The contents of the file at `path`, or an error naming it.
+func readData(_ path: String) throws -> Data {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
+    }
+    return data
+}

@@ -389,6 +389,25 @@ public final class HDF5Dataset {
     /// Elements in one row (product of all dimensions after the first).
     public var rowElements: Int { shape.dropFirst().reduce(1, *) }
 
+    /// Elements in `rows` (default: the whole dataset), after checking, before anything is
+    /// allocated, that they can be read: a number type of at most 8 bytes, and no more bytes
+    /// than the file could hold at deflate's best ratio (1032:1), so that a hostile header
+    /// (an element type of gigabytes, a shape of 10^10 elements) fails with an error.
+    public func checkedElementCount(rows: Range<Int>? = nil) throws -> Int {
+        guard storedType.kind == .integer || storedType.kind == .float, (1...8).contains(storedType.size) else {
+            throw DatasetError(path, "'\(name)' stores elements of type \(storedType), not a number type Percept reads")
+        }
+        let dimensions = rows.map { [$0.count] + shape.dropFirst() } ?? shape
+        var count = 1, overflow = false
+        for dimension in dimensions where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: dimension) }
+        let (bytes, tooMany) = count.multipliedReportingOverflow(by: storedType.size)
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? Int.max / 1032
+        guard !overflow, !tooMany, bytes <= 1032 * fileBytes else {
+            throw DatasetError(path, "'\(name)' declares \(shape) \(storedType) elements\(rows.map { " (rows \($0))" } ?? ""), which a file of \(fileBytes) bytes cannot hold")
+        }
+        return count
+    }
+
     /// Chunk shape (nil when contiguous), gzip level (0 when none) and whether shuffled.
     public func layout() throws -> (chunk: [Int]?, gzipLevel: Int, shuffle: Bool) {
         var chunk = [Int64](repeating: 0, count: 32)
@@ -472,7 +491,7 @@ public final class HDF5Dataset {
     /// Reads rows into a new array of `T` (which must match `type` in size).
     public func readRows<T>(_ rows: Range<Int>, as type: HDF5ElementType, element: T.Type = T.self) throws -> [T] {
         precondition(MemoryLayout<T>.stride == type.size, "element type does not match \(type)")
-        let count = rows.count * rowElements
+        let count = try checkedElementCount(rows: rows)
         return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 { try readRows(rows, as: type, into: UnsafeMutableRawPointer(buffer.baseAddress!)) }
             initialized = count
@@ -482,7 +501,7 @@ public final class HDF5Dataset {
     /// Reads the whole dataset into a new array.
     public func readAll<T>(as type: HDF5ElementType, element: T.Type = T.self) throws -> [T] {
         precondition(MemoryLayout<T>.stride == type.size, "element type does not match \(type)")
-        let count = shape.reduce(1, *)
+        let count = try checkedElementCount()
         return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 { try readAll(as: type, into: UnsafeMutableRawPointer(buffer.baseAddress!)) }
             initialized = count

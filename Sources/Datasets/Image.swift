@@ -2,6 +2,12 @@ import Foundation
 
 /// An 8-bit image with interleaved channels (`[H, W, C]`, as PNG stores it).
 public struct Image: Equatable, Sendable {
+    /// The largest image, in pixels, that Percept's readers accept (64 megapixels, 8192 x 8192):
+    /// PNG headers, IDX records and the images of dataset files are checked against it before
+    /// any pixel memory is allocated, so a hostile header fails with an error instead of an
+    /// abort. The PNG readers take a `maximumPixels` argument to choose another limit.
+    public static let maximumPixels = 1 << 26
+
     public var width: Int
     public var height: Int
     public var channels: Int

@@ -22,6 +22,18 @@ public enum DatasetLayout {
     static let smallChunkRows = 4096
 
     static func chunkRows(rowBytes: Int) -> Int { max(1, min(smallChunkRows, chunkBytes / max(rowBytes, 1))) }
+
+    /// Fails unless images of `channels` x `height` x `width` are ones Percept reads and writes:
+    /// 1 to 4 channels and at most `Image.maximumPixels` pixels, so that a file declaring huge
+    /// images fails when opened rather than aborting when a batch is allocated.
+    static func checkImageShape(channels: Int, height: Int, width: Int, path: String) throws {
+        guard (1...4).contains(channels) else { throw DatasetError(path, "images of \(channels) channels (1 to 4 supported)") }
+        guard height > 0, width > 0 else { throw DatasetError(path, "images of \(width)x\(height) pixels") }
+        let (pixels, overflow) = height.multipliedReportingOverflow(by: width)
+        guard !overflow, pixels <= Image.maximumPixels else {
+            throw DatasetError(path, "images of \(width)x\(height) pixels, over the limit of \(Image.maximumPixels) (Image.maximumPixels)")
+        }
+    }
 }
 
 /// One object box in pixels of the stored image: corners `[x1, y1, x2, y2]` and a class index.
@@ -115,7 +127,7 @@ public final class DatasetWriter {
     /// `path` exists and `overwrite` is false.
     public init(path: String, task: VisionTask, channels: Int, height: Int, width: Int, tagCount: Int = 0,
                 source: String, overwrite: Bool = false) throws {
-        precondition(channels > 0 && height > 0 && width > 0, "image shape must be positive")
+        try DatasetLayout.checkImageShape(channels: channels, height: height, width: width, path: path)
         self.path = path
         self.task = task
         self.channels = channels

@@ -126,11 +126,9 @@ public struct ModelCheckpoint {
                 continue
             }
             let dataset = try group.dataset(member)
-            guard dataset.storedType.kind == .float || dataset.storedType.kind == .integer else {
-                throw DatasetError(group.path, "'\(dataset.name)' is \(dataset.storedType), not a numeric tensor")
-            }
+            guard try dataset.checkedElementCount() > 0 else { tensors[key] = Tensor.uninitialized(dataset.shape); continue }
             let tensor = Tensor.uninitialized(dataset.shape)
-            if tensor.count > 0 { try dataset.readAll(as: .float32, into: tensor.pointer) }
+            try dataset.readAll(as: .float32, into: tensor.pointer)
             tensors[key] = tensor
         }
     }

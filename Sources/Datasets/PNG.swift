@@ -14,16 +14,41 @@ public struct PNGInfo: Sendable {
 /// PNG reading and writing through libpng's simplified `png_image` API, which keeps libpng's
 /// longjmp error handling inside C.
 public enum PNG {
-    /// Reads the header of the PNG at `path`.
-    public static func info(path: String) throws -> PNGInfo {
+    /// Reads the header of the PNG at `path`; fails like `read` for images over `maximumPixels`.
+    public static func info(path: String, maximumPixels: Int = Image.maximumPixels) throws -> PNGInfo {
         let bytes = try readBytes(path)
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             defer { png_image_free(&image) }
             return info(of: image)
+        }
+    }
+
+    /// Reads the header into `image` and refuses, before anything is allocated, an image over
+    /// `maximumPixels` or one whose pixels could not fit in the file: deflate packs at most
+    /// 1032 bytes into one, so a header declaring more pixel bytes than 1032 times the file size
+    /// is truncated or hostile. On error `image` holds nothing to free.
+    static func beginRead(_ image: inout png_image, _ raw: UnsafeRawBufferPointer, path: String,
+                          maximumPixels: Int) throws {
+        guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
+            throw DatasetError(path, "not a valid PNG (\(message(image)))")
+        }
+        let width = Int(image.width), height = Int(image.height)
+        // libpng checked the signature and that IHDR comes first: bit depth and colour type
+        // are its bytes 24 and 25.
+        let bitDepth = Int(raw[24]), samples = [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][Int(raw[25])] ?? 4
+        let pixelBytes = height * ((width * samples * bitDepth + 7) / 8)
+        var problem: String?
+        if width * height > maximumPixels {
+            problem = "PNG header declares \(width)x\(height) pixels, over the limit of \(maximumPixels) pixels"
+                + (maximumPixels == Image.maximumPixels ? " (Image.maximumPixels)" : "")
+        } else if pixelBytes > 1032 * raw.count {
+            problem = "PNG header declares \(width)x\(height) pixels, which a file of \(raw.count) bytes cannot hold (truncated or corrupt)"
+        }
+        if let problem {
+            png_image_free(&image)
+            throw DatasetError(path, problem)
         }
     }
 
@@ -44,101 +69,93 @@ public enum PNG {
         }
     }
 
-    static func readBytes(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(path, FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file")
-        }
-        return [UInt8](data)
-    }
+    static func readBytes(_ path: String) throws -> [UInt8] { [UInt8](try readData(path)) }
 
     /// Reads any PNG (8/16-bit gray, gray+alpha, RGB, RGBA, palette) as 8-bit pixels with
     /// `channels` channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Alpha dropped by the
     /// conversion is composited onto black; 16-bit samples are scaled to 8 bits.
-    public static func read(path: String, channels: Int) throws -> Image {
-        try read(bytes: readBytes(path), path: path, channels: channels)
+    /// Images over `maximumPixels` are an error.
+    public static func read(path: String, channels: Int, maximumPixels: Int = Image.maximumPixels) throws -> Image {
+        try read(bytes: readBytes(path), path: path, channels: channels, maximumPixels: maximumPixels)
     }
 
     /// Decodes PNG bytes held in memory; `path` only names the source in errors.
-    public static func read(bytes: [UInt8], path: String, channels: Int) throws -> Image {
+    public static func read(bytes: [UInt8], path: String, channels: Int,
+                            maximumPixels: Int = Image.maximumPixels) throws -> Image {
         let formats: [UInt32] = [percept_png_format_gray(), percept_png_format_gray_alpha(),
                                  percept_png_format_rgb(), percept_png_format_rgba()]
         precondition((1...4).contains(channels), "PNG channels must be 1...4, got \(channels)")
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             // 16-bit images are taken as sRGB-encoded so 8-bit output is value / 257.
             percept_png_assume_16bit_srgb(&image)
             let width = Int(image.width), height = Int(image.height)
             var pixels = [UInt8](repeating: 0, count: width * height * channels)
-            let ok = pixels.withUnsafeMutableBytes { buffer in
-                percept_png_finish_read(&image, formats[channels - 1], buffer.baseAddress, nil)
-            }
-            guard ok != 0 else {
-                let text = message(image)
-                png_image_free(&image)
-                throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-            }
+            try finishRead(&image, formats[channels - 1], into: &pixels, path: path)
             return Image(width: width, height: height, channels: channels, pixels: pixels)
         }
     }
 
     /// Reads an index mask: palette and gray PNGs keep their raw index values (no colour
-    /// conversion); 16-bit gray values above 255 are an error.
-    public static func readIndexMask(path: String) throws -> Image {
-        let bytes = try readBytes(path)
+    /// conversion); 16-bit gray values above 255 are an error. A gray+alpha mask keeps its gray
+    /// values whatever the alpha (transparency is not compositing onto black here: the values
+    /// are class indices); a 16-bit one must be opaque, since libpng hands 16-bit samples over
+    /// premultiplied by alpha. Masks over `maximumPixels` are an error.
+    public static func readIndexMask(path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
+        try readIndexMask(bytes: readBytes(path), path: path, maximumPixels: maximumPixels)
+    }
+
+    /// Decodes an index mask held in memory; `path` only names the source in errors.
+    public static func readIndexMask(bytes: [UInt8], path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
-            guard percept_png_begin_read(&image, raw.baseAddress, raw.count) != 0 else {
-                throw DatasetError(path, "not a valid PNG (\(message(image)))")
-            }
+            try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
             let info = info(of: image)
             let width = info.width, height = info.height
             var indices = [UInt8](repeating: 0, count: width * height)
             if info.isPalette {
                 // Colormapped output keeps the file's palette, so indices pass through unchanged.
                 var colormap = [UInt8](repeating: 0, count: 256 * 4)
-                let ok = indices.withUnsafeMutableBytes { buffer in
-                    colormap.withUnsafeMutableBytes { map in
-                        percept_png_finish_read(&image, percept_png_format_rgba_colormap(), buffer.baseAddress, map.baseAddress)
-                    }
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
+                try colormap.withUnsafeMutableBytes { map in
+                    try finishRead(&image, percept_png_format_rgba_colormap(), into: &indices, colormap: map.baseAddress, path: path)
                 }
             } else if info.channels <= 2 && info.is16Bit {
-                var wide = [UInt16](repeating: 0, count: width * height)
-                let ok = wide.withUnsafeMutableBytes { buffer in
-                    percept_png_finish_read(&image, percept_png_format_linear_gray(), buffer.baseAddress, nil)
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-                }
-                for index in 0..<wide.count {
-                    guard wide[index] <= 255 else {
-                        throw DatasetError(path, "mask value \(wide[index]) at pixel (\(index % width), \(index / width)) does not fit 8 bits")
+                var wide = [UInt16](repeating: 0, count: width * height * info.channels)
+                let format = info.channels == 2 ? percept_png_format_linear_gray_alpha() : percept_png_format_linear_gray()
+                try finishRead(&image, format, into: &wide, path: path)
+                for index in 0..<indices.count {
+                    let place = "pixel (\(index % width), \(index / width))"
+                    if info.channels == 2 && wide[2 * index + 1] != 65535 {
+                        throw DatasetError(path, "16-bit gray+alpha mask has a transparent \(place): its index cannot be read exactly (save the mask without alpha)")
                     }
-                    indices[index] = UInt8(wide[index])
+                    let value = wide[info.channels * index]
+                    guard value <= 255 else { throw DatasetError(path, "mask value \(value) at \(place) does not fit 8 bits") }
+                    indices[index] = UInt8(value)
                 }
-            } else if info.channels <= 2 {
-                let ok = indices.withUnsafeMutableBytes { buffer in
-                    percept_png_finish_read(&image, percept_png_format_gray(), buffer.baseAddress, nil)
-                }
-                guard ok != 0 else {
-                    let text = message(image)
-                    png_image_free(&image)
-                    throw DatasetError(path, "corrupt or truncated PNG (\(text))")
-                }
+            } else if info.channels == 2 {
+                var grayAlpha = [UInt8](repeating: 0, count: width * height * 2)
+                try finishRead(&image, percept_png_format_gray_alpha(), into: &grayAlpha, path: path)
+                for index in 0..<indices.count { indices[index] = grayAlpha[2 * index] }
+            } else if info.channels == 1 {
+                try finishRead(&image, percept_png_format_gray(), into: &indices, path: path)
             } else {
                 png_image_free(&image)
                 throw DatasetError(path, "an index mask must be a palette or gray PNG, this one is \(info.channels == 3 ? "RGB" : "RGBA")")
             }
             return Image(width: width, height: height, channels: 1, pixels: indices)
+        }
+    }
+
+    /// Decodes the image begun in `image` into `buffer`, sized for `format`; frees `image` and
+    /// throws when the data is corrupt or truncated.
+    static func finishRead<Sample>(_ image: inout png_image, _ format: UInt32, into buffer: inout [Sample],
+                                   colormap: UnsafeMutableRawPointer? = nil, path: String) throws {
+        let ok = buffer.withUnsafeMutableBytes { percept_png_finish_read(&image, format, $0.baseAddress, colormap) }
+        guard ok != 0 else {
+            let text = message(image)
+            png_image_free(&image)
+            throw DatasetError(path, "corrupt or truncated PNG (\(text))")
         }
     }
 

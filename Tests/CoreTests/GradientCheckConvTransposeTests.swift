@@ -56,10 +56,10 @@ final class GradientCheckConvTransposeTests: XCTestCase {
 
     func testConvTransposeGradients() {
         for (i, (inputShape, weightShape, stride, padding, outputPadding, _)) in Self.cases.enumerated() {
-            let failures = gradientCheckFailures(tensors(i, seed: UInt64(600 + 10 * i))) { t in
+            let failures = checkGradients(tensors(i, seed: UInt64(600 + 10 * i))) { t in
                 t[0].convTranspose2D(t[1], bias: t.count > 2 ? t[2] : nil, stride: stride, padding: padding,
                                      outputPadding: outputPadding)
-            }
+            }.failures
             for failure in failures {
                 XCTFail("input \(inputShape) weight \(weightShape) s\(stride) p\(padding) op\(outputPadding): \(failure)")
             }

@@ -98,24 +98,24 @@ final class GradientCheckSelfTests: XCTestCase {
     func testCheckerRejectsWrongPullback() {
         let x = uniformTensor([5], seed: 23)
         // Square with a pullback that forgets the factor 2.
-        let failures = gradientCheckFailures([x]) { t in
+        let failures = checkGradients([x]) { t in
             let input = t[0]
             let out = Tensor(shape: input.shape, scalars: input.scalars.map { $0 * $0 })
             return Tensor.record(out, inputs: [input]) { g in
                 [Tensor(shape: input.shape, scalars: zip(g.scalars, input.scalars).map { $0 * $1 })]
             }
-        }
+        }.failures
         XCTAssertFalse(failures.isEmpty, "a gradient off by a factor of 2 passed the check")
     }
 
     func testCheckerRejectsMissingGraph() {
         // An op that forgets to record its pullback returns untracked outputs.
-        let failures = gradientCheckFailures([uniformTensor([3], seed: 24)]) { $0[0].detached.copy() }
+        let failures = checkGradients([uniformTensor([3], seed: 24)]) { $0[0].detached.copy() }.failures
         XCTAssertTrue(failures.contains { $0.contains("without a graph node") })
     }
 
     func testCheckerAcceptsCorrectPullback() {
-        let failures = gradientCheckFailures([uniformTensor([5], seed: 25)]) { t in t[0] * t[0] }
+        let failures = checkGradients([uniformTensor([5], seed: 25)]) { t in t[0] * t[0] }.failures
         XCTAssertEqual(failures, [])
     }
 }

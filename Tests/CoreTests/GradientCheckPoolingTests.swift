@@ -41,18 +41,18 @@ final class GradientCheckPoolingTests: XCTestCase {
 
     func testMaxPoolGradients() {
         for (i, (shape, kernel, stride, padding)) in Self.cases.enumerated() {
-            let failures = gradientCheckFailures([distinctTensor(shape, seed: UInt64(40 + i))]) {
+            let failures = checkGradients([distinctTensor(shape, seed: UInt64(40 + i))]) {
                 $0[0].maxPool2D(kernel: kernel, stride: stride, padding: padding)
-            }
+            }.failures
             for failure in failures { XCTFail("max pool \(shape) k\(kernel) s\(stride) p\(padding): \(failure)") }
         }
     }
 
     func testAvgPoolGradients() {
         for (i, (shape, kernel, stride, padding)) in Self.cases.enumerated() {
-            let failures = gradientCheckFailures([uniformTensor(shape, seed: UInt64(60 + i))]) {
+            let failures = checkGradients([uniformTensor(shape, seed: UInt64(60 + i))]) {
                 $0[0].avgPool2D(kernel: kernel, stride: stride, padding: padding)
-            }
+            }.failures
             for failure in failures { XCTFail("avg pool \(shape) k\(kernel) s\(stride) p\(padding): \(failure)") }
         }
     }

@@ -15,6 +15,8 @@ percept="$(swift build --scratch-path "$scratch" --show-bin-path)/percept"
 # A model file with parameters, buffers and optimizer state, written by the Swift code.
 PERCEPT_FIXTURE_DIR="$work" swift test --scratch-path "$scratch" --filter DatasetsTests.FixtureTests >"$work/fixture.log" 2>&1 \
     || { cat "$work/fixture.log"; exit 1; }
+# A filter that matched no test would pass without writing anything.
+[ -f "$work/model.h5" ] || { cat "$work/fixture.log"; echo "run.sh: FixtureTests wrote no $work/model.h5" >&2; exit 1; }
 
 # Debian's interpreter, which has python3-h5py, even when another python3 is first on PATH.
 /usr/bin/python3 Tests/h5py/check.py "$percept" "$work"
