@@ -113,9 +113,10 @@ public final class WindowHead: Head {
 
     public var inputs: [String] { [configuration.input] }
 
-    /// [N, classes + 5, positions down, positions across]: class logits then box deltas.
+    /// [N, classes + 5, positions down, positions across]: class logits then box deltas. The
+    /// output layer sums in a fixed order (`pointwiseConv2D`), so dense scores equal crops' exactly.
     public func callAsFunction(_ features: FeatureMaps) -> Tensor {
-        output(hiddenLayer(features[configuration.input]).relu())
+        hiddenLayer(features[configuration.input]).relu().pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
     }
 
     /// Crop batches carry one class per window in `labels` (0 background) and, for object

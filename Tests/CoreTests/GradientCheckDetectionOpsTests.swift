@@ -14,6 +14,20 @@ final class GradientCheckDetectionOpsTests: XCTestCase {
         XCTAssertEqual(slice.scalars[sliceIndex], x.scalars[sourceIndex])
     }
 
+    func testPointwiseConvolutionGradientsAndSizeIndependentValues() {
+        var rng = SeededGenerator(seed: 62)
+        let x = Tensor.randomNormal([2, 5, 3, 4], using: &rng)
+        let w = Tensor.randomNormal([3, 5, 1, 1], using: &rng), b = Tensor.randomNormal([3], using: &rng)
+        assertGradientsMatch([x, w, b]) { $0[0].pointwiseConv2D($0[1], bias: $0[2]) }
+        assertGradientsMatch([x, w]) { $0[0].pointwiseConv2D($0[1], bias: nil) }
+        // The same sums as conv2D, to rounding; and one pixel alone gives its value in the whole image bit for bit.
+        let full = x.pointwiseConv2D(w, bias: b)
+        for (a, e) in zip(full.scalars, x.conv2D(w, bias: b).scalars) { XCTAssertEqual(a, e, accuracy: 1e-5) }
+        let pixel = Tensor(shape: [1, 5, 1, 1], scalars: (0..<5).map { x.scalars[$0 * 12 + 7] })
+        let alone = pixel.pointwiseConv2D(w, bias: b)
+        XCTAssertEqual((0..<3).map { alone.scalars[$0] }, (0..<3).map { full.scalars[$0 * 12 + 7] })
+    }
+
     func testSmoothL1GradientsOnBothBranches() {
         // Differences of about 0.2 (quadratic branch) and 3 (linear branch), none near |d| = beta.
         let prediction = Tensor(shape: [2, 3], scalars: [0.2, -3.1, 1.5, 0.1, 2.9, -0.3])

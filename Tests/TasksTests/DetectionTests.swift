@@ -44,10 +44,11 @@ func writeDetectionData(_ path: String, count: Int, seed: UInt64) throws {
 
 /// A small window detector: unpadded plain CNN of widths 4 and 8 on 16x16 windows (a 2x2
 /// patch on its stride-4 map), pyramid for objects of 8-16 px.
-func smallDetectorConfiguration(classes: Int = 2, mean: Float = 0.1, std: Float = 0.25) -> ModelConfiguration<WindowHead.Configuration> {
-    var backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [4, 8])
+func smallDetectorConfiguration(classes: Int = 2, mean: Float = 0.1, std: Float = 0.25, widths: [Int] = [4, 8], hidden: Int = 12)
+    -> ModelConfiguration<WindowHead.Configuration> {
+    var backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: widths)
     backbone.padding = 0
-    let head = WindowHead.Configuration(input: "stage2", window: smallWindow, featureSide: 2, hidden: 12, classes: classes,
+    let head = WindowHead.Configuration(input: "stage2", window: smallWindow, featureSide: 2, hidden: hidden, classes: classes,
                                         scales: WindowHead.Configuration.pyramid(window: smallWindow, minSize: 8, maxSize: 16, levels: 3))
     return ModelConfiguration(task: .detection, inputChannels: 1, inputHeight: sceneSide, inputWidth: sceneSide,
                               classes: (0..<classes).map { "class \($0)" }, backbone: backbone, head: head, mean: [mean], std: [std])
@@ -117,26 +118,24 @@ final class DetectionTests: XCTestCase {
         let train = try DetectionDataset(path: folder.file("train.h5"))
         let validation = try DetectionDataset(path: folder.file("val.h5"))
         let statistics = try channelStatistics(train)
-        let configuration = smallDetectorConfiguration(mean: statistics.mean[0], std: statistics.std[0])
+        let configuration = smallDetectorConfiguration(mean: statistics.mean[0], std: statistics.std[0], widths: [8, 16], hidden: 32)
         let model = try Model<WindowHead>(configuration, seed: 2)
-        var options = smallOptions(epochs: 6, learningRate: 0.05)
+        var options = smallOptions(epochs: 24, learningRate: 0.05)
         options.batchSize = 32
         var sampling = WindowSampling()
         sampling.minedScenes = 16
         let sampler = try WindowSampler(dataset: train, model: model, sampling: sampling, batchSize: 32, seed: 3)
-        let trainer = Trainer(model: model, train: sampler,
-                              validation: DataLoader(validation, batchSize: 8, shuffle: false, mean: configuration.mean, std: configuration.std),
-                              options: options, outputPath: folder.file("detector.h5"))
+        // Validation scores a pyramid over every scene: once at the end keeps the test quick.
+        let trainer = Trainer(model: model, train: sampler, validation: nil, options: options, outputPath: folder.file("detector.h5"))
         var lines: [String] = []
         trainer.log = { lines.append($0) }
-        let last = try XCTUnwrap(try trainer.run())
-        XCTAssertEqual(last.metricName, "AP")
-        // Random boxes score an AP50 near 0; the detector must find and place most objects.
-        XCTAssertGreaterThanOrEqual(last.values["ap50"] ?? 0, 0.6, "log:\n" + lines.joined(separator: "\n"))
-
+        try trainer.run()
         let (best, _) = try Model<WindowHead>.load(path: folder.file("detector.h5"))
-        let summary = try best.measure(DataLoader(validation, batchSize: 8, shuffle: false, mean: configuration.mean, std: configuration.std)).summarize()
-        XCTAssertGreaterThanOrEqual(summary.ap, last.value)
+        let evaluation = try best.evaluate(DataLoader(validation, batchSize: 8, shuffle: false, mean: configuration.mean, std: configuration.std))
+        XCTAssertEqual(evaluation.metricName, "AP")
+        // Random boxes score an AP50 near 0; the detector must find and place most objects.
+        XCTAssertGreaterThanOrEqual(evaluation.values["ap50"] ?? 0, 0.6, "\(evaluation.summary); log:\n" + lines.joined(separator: "\n"))
+        XCTAssertGreaterThanOrEqual(evaluation.value, 0.3, evaluation.summary)
         // Predictions on one scene at its own size are boxes inside it, at most maxDetections.
         let scene = try validation.readImages(0..<1)
         let image = Image(planar: scene, width: sceneSide, height: sceneSide, channels: 1)

@@ -453,3 +453,67 @@ final class ChunkPartials: @unchecked Sendable {
         }
     }
 }
+
+extension Tensor {
+    /// 1x1 convolution whose every output sums its input channels in one fixed order, whatever
+    /// the image size: [N, C, H, W] with weight [O, C, 1, 1] and bias [O] -> [N, O, H, W].
+    ///
+    /// `conv2D` hands 1x1 layers to sgemm, whose blocking (and so rounding) depends on the
+    /// number of pixels; a window head needs the score of a window computed densely over an
+    /// image to equal that of its crop bit for bit. The gradients go through sgemm.
+    public func pointwiseConv2D(_ weight: Tensor, bias: Tensor?) -> Tensor {
+        checkShape(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1] && weight.shape[2] == 1 && weight.shape[3] == 1,
+                   "pointwiseConv2D: input \(shape), weight \(weight.shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let o = weight.shape[0], plane = h * w
+        if let bias { checkShape(bias.shape == [o], "pointwiseConv2D: bias \(bias.shape) for \(o) outputs") }
+        let out = Tensor.uninitialized([n, o, h, w])
+        let x = pointer, wp = weight.pointer, bp = bias?.pointer, y = out.pointer
+        parallelFor(n * o, grain: Swift.max(1, 4096 / Swift.max(plane * c, 1))) { planes in
+            for index in planes {
+                let (image, channel) = index.quotientAndRemainder(dividingBy: o)
+                let dst = y + index * plane, src = x + image * c * plane, row = wp + channel * c
+                dst.update(repeating: 0, count: plane)
+                for k in 0..<c {
+                    let weight = row[k], input = src + k * plane
+                    for p in 0..<plane { dst[p] += weight * input[p] }
+                }
+                if let bp { let b = bp[channel]; for p in 0..<plane { dst[p] += b } }
+            }
+        }
+        let input = self
+        let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
+        return Tensor.record(out, inputs: inputs) { g in
+            var dx: Tensor?, dw: Tensor?, db: Tensor?
+            if input.isTracked {
+                let d = Tensor.uninitialized(input.shape)
+                for image in 0..<n {
+                    gemm(transposeA: true, m: c, n: plane, k: o, weight.pointer, lda: c,
+                         g.pointer + image * o * plane, ldb: plane, d.pointer + image * c * plane, ldc: plane)
+                }
+                dx = d
+            }
+            if weight.isTracked {
+                let d = Tensor.zeros(weight.shape)
+                for image in 0..<n {
+                    gemm(transposeB: true, m: o, n: c, k: plane, g.pointer + image * o * plane, lda: plane,
+                         input.pointer + image * c * plane, ldb: plane, beta: 1, d.pointer, ldc: c)
+                }
+                dw = d
+            }
+            if let bias, bias.isTracked {
+                let d = Tensor.zeros([o])
+                for image in 0..<n {
+                    for channel in 0..<o {
+                        let src = g.pointer + (image * o + channel) * plane
+                        var sum: Float = 0
+                        for p in 0..<plane { sum += src[p] }
+                        d.pointer[channel] += sum
+                    }
+                }
+                db = d
+            }
+            return bias == nil ? [dx, dw] : [dx, dw, db]
+        }
+    }
+}
