@@ -108,7 +108,7 @@ struct ConvertFolder: ParsableCommand {
 /// `percept convert tags`: images plus an `image,tags` CSV.
 struct ConvertTags: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tags",
-        abstract: "Convert PNG images and a CSV ('image,tags', tags space separated) to a tagging file.")
+        abstract: "Convert PNG images and a CSV ('image,tags') to a tagging file: tags separated by ';' (names may then hold spaces) or, in files without any ';', by spaces.")
 
     @Option(help: "Folder of PNG images.") var images: String
     @Option(help: "CSV file with header 'image,tags'.") var csv: String

@@ -90,7 +90,7 @@ struct TagEval: ParsableCommand {
 struct TagPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Tag PNG images; writes CSV `image,tags` (space-separated tag names).")
+        abstract: "Tag PNG images; writes CSV `image,tags` with tag names separated by ';', as `convert tags` reads them.")
 
     @OptionGroup var arguments: PredictArguments
 
@@ -100,7 +100,7 @@ struct TagPredict: ParsableCommand {
             let names = model.configuration.classes
             var csv = "image,tags" + (arguments.scores ? "," + names.map(csvField).joined(separator: ",") : "") + "\n"
             for (path, prediction) in zip(paths, predictions) {
-                csv += "\(csvField(path)),\(csvField(prediction.tags.map { names[$0] }.joined(separator: " ")))"
+                csv += "\(csvField(path)),\(csvField(TagsCSV.field(prediction.tags.map { names[$0] })))"
                 if arguments.scores { csv += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
                 csv += "\n"
             }

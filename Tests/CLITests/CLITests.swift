@@ -211,6 +211,31 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// `tag predict` writes tags that `convert tags` reads back, names with spaces included
+    /// (the shipped tagger's "Ankle boot").
+    func testTagPredictionsReadBackWithSpacesInNames() throws {
+        let scratch = Scratch()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let images = scratch.file("canvases")
+        try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+        // A canvas with an ankle boot, among the samples.
+        let sample = root.appendingPathComponent("samples/canvases/03-t-shirt-top+coat.png").path
+        try FileManager.default.copyItem(atPath: sample, toPath: images + "/a.png")
+        let predicted = try percept(["tag", "predict", "--model", root.appendingPathComponent("models/fashion-tagger.h5").path,
+                                     images, "-o", scratch.file("tags.csv")])
+        XCTAssertEqual(predicted.status, 0, predicted.standardError)
+        // Rewrite the row so that it names "Ankle boot" beside what was predicted.
+        let csv = try String(contentsOfFile: scratch.file("tags.csv"), encoding: .utf8)
+        let row = try XCTUnwrap(csv.split(separator: "\n").dropFirst().first)
+        let tags = row.split(separator: ",", maxSplits: 1)[1]
+        let names = tags.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } + ["Ankle boot"]
+        try ("image,tags\na.png," + names.joined(separator: ";") + "\n").write(toFile: scratch.file("edited.csv"), atomically: true, encoding: .utf8)
+        let converted = try percept(["convert", "tags", "--images", images, "--csv", scratch.file("edited.csv"), "-o", scratch.file("tags.h5")])
+        XCTAssertEqual(converted.status, 0, converted.standardError)
+        XCTAssertTrue(try TaggingDataset(path: scratch.file("tags.h5")).classNames.contains("Ankle boot"))
+        XCTAssertTrue(csv.contains(";") || names.count == 1, "predictions separate tags with ';': \(csv)")
+    }
+
     func testComposeWritesADatasetAndReportsBadInputOnOneLine() throws {
         let scratch = Scratch()
         try writeDataset(scratch.file("items.h5"))
