@@ -7,12 +7,24 @@ percept=.build/release/percept
 [ -x "$percept" ] || { echo "error: $percept not built; run scripts/setup.sh first" >&2; exit 1; }
 mkdir -p out
 
-"$percept" classify predict --model models/fashion-classifier.h5 samples/fashion -o out/fashion-predictions.csv
+"$percept" classify predict --model models/fashion-classifier.h5 samples/fashion -o out/fashion-predictions.csv --force
 echo "== Fashion-MNIST classifier on samples/fashion (out/fashion-predictions.csv)"
 cat out/fashion-predictions.csv
 
 if [ -f models/fashion-tagger.h5 ]; then
-    "$percept" tag predict --model models/fashion-tagger.h5 samples/canvases -o out/canvas-tags.csv
+    "$percept" tag predict --model models/fashion-tagger.h5 samples/canvases -o out/canvas-tags.csv --force
     echo "== multi-item tagger on samples/canvases (out/canvas-tags.csv)"
     cat out/canvas-tags.csv
+fi
+
+if [ -f models/fashion-detector.h5 ]; then
+    "$percept" detect predict --model models/fashion-detector.h5 samples/scenes --annotations samples/scenes/annotations.json \
+        --draw out/scenes-drawn -o out/scene-detections.json --force
+    echo "== sliding-window detector on samples/scenes (out/scene-detections.json, drawings in out/scenes-drawn/)"
+    head -c 600 out/scene-detections.json; echo
+fi
+
+if [ -f models/fashion-segmenter.h5 ]; then
+    "$percept" segment predict --model models/fashion-segmenter.h5 samples/segmentation -o out/masks --overlay out/overlays --force
+    echo "== segmenter on samples/segmentation (index masks in out/masks/, overlays in out/overlays/)"
 fi

@@ -108,7 +108,7 @@ struct ClassifyPredict: ParsableCommand {
                     csv += "\n"
                 }
             }
-            try emit(csv, to: arguments.output)
+            try emit(csv, to: arguments.output, force: arguments.force)
         }
     }
 }

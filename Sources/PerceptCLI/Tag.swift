@@ -104,7 +104,7 @@ struct TagPredict: ParsableCommand {
                 if arguments.scores { csv += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
                 csv += "\n"
             }
-            try emit(csv, to: arguments.output)
+            try emit(csv, to: arguments.output, force: arguments.force)
         }
     }
 }

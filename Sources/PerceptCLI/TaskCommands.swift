@@ -93,6 +93,9 @@ struct TrainArguments: ParsableArguments {
     @Option(name: .shortAndLong, help: "Output model file; MODEL.last.h5 beside it holds the resumable checkpoint.")
     var output: String
 
+    @Flag(help: "Replace an existing output model (a resumed run replaces its own outputs).")
+    var force = false
+
     func validate() throws {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
@@ -135,6 +138,10 @@ struct EvalArguments: ParsableArguments {
     var json = false
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
 }
 
 extension EvalArguments {
@@ -160,16 +167,29 @@ struct PredictArguments: ParsableArguments {
     var output: String?
     @Flag(help: "Add one score column per class.")
     var scores = false
+    @Flag(help: "Replace the output file if it exists.")
+    var force = false
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    /// Checks the output up front: never an input, an existing file only with --force, in a folder that exists.
+    func checkOutput(inputs: [String]) throws {
+        guard let output else { return }
+        try checkOutputPath(output, inputs: [model] + inputs, force: force)
+    }
 }
 
 extension PredictArguments {
     /// The model and its predictions for the named images, in order.
     func predict<H: Head>(_ head: H.Type) throws -> (model: Model<H>, paths: [String], predictions: [H.Prediction]) {
         if let threads { Threads.set(threads) }
-        let (model, _) = try Model<H>.load(path: model)
         let paths = try collectImagePaths(images)
+        try checkOutput(inputs: paths)
+        let (model, _) = try Model<H>.load(path: model)
         return (model, paths, model.predict(try loadImages(paths, for: model.configuration)))
     }
 }
@@ -186,10 +206,28 @@ func failingCleanly(_ body: () throws -> Void) throws {
     }
 }
 
-/// Writes `text` to `path` atomically, or to stdout when `path` is nil.
-func emit(_ text: String, to path: String?) throws {
+/// Writes `text` to `path` atomically (replacing a file only with `force`), or to stdout when `path` is nil.
+func emit(_ text: String, to path: String?, force: Bool) throws {
     guard let path else { print(text, terminator: ""); return }
-    try AtomicOutput.write(Data(text.utf8), to: path, overwrite: true)
+    try AtomicOutput.write(Data(text.utf8), to: path, overwrite: force)
+}
+
+/// The output policy of every command, checked before any work: an output is never one of the
+/// command's inputs, replaces an existing file only with `force`, and goes into a folder that exists.
+func checkOutputPath(_ output: String, inputs: [String], force: Bool) throws {
+    let target = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath().path
+    for input in inputs where URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path == target {
+        throw DatasetError(output, "is also an input of this command; choose another output")
+    }
+    var isDirectory: ObjCBool = false
+    let folder = (target as NSString).deletingLastPathComponent
+    guard FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw DatasetError(output, "folder \(folder) does not exist")
+    }
+    if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) {
+        guard !isDirectory.boolValue else { throw DatasetError(output, "is a directory") }
+        guard force else { throw DatasetError(output, "exists; pass --force to replace it") }
+    }
 }
 
 /// Quotes a CSV field when it needs it.
@@ -206,6 +244,17 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
                           prepare: (Model<H>, Recipe) throws -> Void = { _, _ in },
                           source: ((Model<H>, Recipe) throws -> any BatchSource)? = nil) throws {
     if let threads = args.threads { Threads.set(threads) }
+    // Outputs are checked before any work: the model and its checkpoint, never an input.
+    let checkpointPath = Trainer.checkpointPath(for: args.output)
+    let inputs = [args.data] + (args.val.map { [$0] } ?? [])
+    try checkOutputPath(args.output, inputs: inputs + (args.resume.map { [$0] } ?? []), force: args.force || args.resume != nil)
+    try checkOutputPath(checkpointPath, inputs: inputs, force: args.force || args.resume != nil)
+    if let validation {
+        guard validation.channels == dataset.channels, validation.height == dataset.height, validation.width == dataset.width,
+              validation.classNames == dataset.classNames else {
+            throw DatasetError(validation.path, "holds \(validation.channels)x\(validation.height)x\(validation.width) images of classes \(validation.classNames), the training set \(dataset.path) \(dataset.channels)x\(dataset.height)x\(dataset.width) of \(dataset.classNames)")
+        }
+    }
     var recipe = args.recipe(base)
     let configuration: ModelConfiguration<H.Configuration>
     if let resume = args.resume {

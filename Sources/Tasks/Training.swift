@@ -58,8 +58,11 @@ public final class Trainer {
     /// Where the best (or, without validation, the final) model goes.
     public let outputPath: String
     /// The resumable checkpoint written after every epoch.
-    public var checkpointPath: String {
-        (outputPath.hasSuffix(".h5") ? String(outputPath.dropLast(3)) : outputPath) + ".last.h5"
+    public var checkpointPath: String { Trainer.checkpointPath(for: outputPath) }
+
+    /// MODEL.last.h5 beside MODEL.h5.
+    public static func checkpointPath(for output: String) -> String {
+        (output.hasSuffix(".h5") ? String(output.dropLast(3)) : output) + ".last.h5"
     }
     /// Receives progress lines.
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }

@@ -158,6 +158,50 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(good.standardOutput.contains("\"images\":6"), good.standardOutput)
     }
 
+    /// One output policy: no command replaces an existing file without --force, none writes over
+    /// its own input, and bad options or outputs are refused before any work.
+    func testOutputsAndOptionsAreCheckedBeforeWork() throws {
+        let scratch = Scratch()
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        try writeDataset(scratch.file("data.h5"))
+        let image = scratch.file("image.png")
+        try PNG.write(Image(width: 8, height: 8, channels: 1, pixels: [UInt8](repeating: 90, count: 64)), to: image)
+        let modelBytes = try Data(contentsOf: URL(fileURLWithPath: scratch.file("classifier.h5")))
+        func refused(_ arguments: [String], mentioning text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            let result = try percept(arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments) succeeded", file: file, line: line)
+            XCTAssertNotEqual(result.status, 132, "\(arguments) crashed", file: file, line: line)
+            XCTAssertTrue(result.standardError.contains(text), "\(arguments): \(result.standardError)", file: file, line: line)
+        }
+        // predict -o naming the model itself, or an existing file.
+        try refused(["classify", "predict", "--model", scratch.file("classifier.h5"), image, "-o", scratch.file("classifier.h5")],
+                    mentioning: "is also an input")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: scratch.file("classifier.h5"))), modelBytes, "the model was replaced")
+        try "x".write(toFile: scratch.file("out.csv"), atomically: true, encoding: .utf8)
+        try refused(["classify", "predict", "--model", scratch.file("classifier.h5"), image, "-o", scratch.file("out.csv")],
+                    mentioning: "--force")
+        XCTAssertEqual(try percept(["classify", "predict", "--model", scratch.file("classifier.h5"), image, "-o", scratch.file("out.csv"), "--force"]).status, 0)
+        // --threads 0 or -1: a clean usage error, not a crash.
+        for threads in ["--threads=0", "--threads=-1"] {
+            try refused(["classify", "predict", "--model", scratch.file("classifier.h5"), image, threads], mentioning: "--threads")
+            try refused(["classify", "eval", "--model", scratch.file("classifier.h5"), "--data", scratch.file("data.h5"), threads], mentioning: "--threads")
+        }
+        // train -o into a missing folder, or over the training data, fails before an epoch runs.
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--epochs", "1", "-o", scratch.file("missing/model.h5")],
+                    mentioning: "does not exist")
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--epochs", "1", "-o", scratch.file("data.h5")],
+                    mentioning: "is also an input")
+        // A validation set of other classes or image size is refused up front.
+        let other = try DatasetWriter(path: scratch.file("other.h5"), task: .classification, channels: 1, height: 6, width: 6, source: "test")
+        for index in 0..<3 { try other.append(image: Image(width: 6, height: 6, channels: 1), label: index) }
+        try other.finish(classNames: ["a", "b", "c"])
+        let mismatch = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--val", scratch.file("other.h5"),
+                                    "--epochs", "1", "-o", scratch.file("new.h5")])
+        XCTAssertEqual(mismatch.status, 1)
+        XCTAssertTrue(mismatch.errorLines.first?.contains("other.h5") == true, mismatch.standardError)
+        XCTAssertFalse(mismatch.standardError.contains("epoch 1/1"), "trained before refusing: \(mismatch.standardError)")
+    }
+
     func testPredictOnACorruptPNGFailsWithoutWritingCSV() throws {
         let scratch = Scratch()
         try writeModel(scratch.file("classifier.h5"), task: .classification)
