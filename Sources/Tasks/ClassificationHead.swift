@@ -75,6 +75,7 @@ public final class ClassificationHead: VectorHeadLayers, Head {
     }
 
     public var classes: Int { layout.outputs }
+    public var classCount: Int { layout.outputs }
 
     public func targets(of batch: Batch) -> [Int32] { batch.labels }
 

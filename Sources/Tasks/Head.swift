@@ -47,6 +47,9 @@ public protocol Head: Module {
     /// Names of the backbone maps the head reads.
     var inputs: [String] { get }
 
+    /// How many names the model's class list must hold: the classes (or tags) the head scores.
+    var classCount: Int { get }
+
     /// Raw outputs (logits) from the backbone's maps.
     func callAsFunction(_ features: FeatureMaps) -> Tensor
 

@@ -229,7 +229,13 @@ public final class Model<H: Head>: Module, TrainableModel {
         do { model = try Model(configuration, seed: 0) } catch let error as ModelError {
             throw DatasetError(path, error.description)
         }
+        guard configuration.classes.count == model.head.classCount, checkpoint.classNames.isEmpty || checkpoint.classNames == configuration.classes else {
+            throw DatasetError(path, "names \(configuration.classes.count) classes (\(checkpoint.classNames.count) in class_names) for a head of \(model.head.classCount)")
+        }
         try checkpoint.load(into: model, path: path)
+        for (name, tensor) in model.state where !tensor.scalars.allSatisfy(\.isFinite) {
+            throw DatasetError(path, "\(name) holds values that are not finite (NaN or infinity)")
+        }
         model.setMode(.inference)
         return (model, checkpoint)
     }

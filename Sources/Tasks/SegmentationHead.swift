@@ -152,6 +152,8 @@ public final class SegmentationHead: Head {
         self.geometry = geometry
     }
 
+    public var classCount: Int { configuration.classes }
+
     public var inputs: [String] { [configuration.deepest] + configuration.skips + (refinement == nil ? [] : ["input"]) }
 
     /// [N, classes, H, W] logits at the input size.

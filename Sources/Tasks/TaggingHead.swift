@@ -62,6 +62,7 @@ public final class TaggingHead: VectorHeadLayers, Head {
     }
 
     public var tagCount: Int { layout.outputs }
+    public var classCount: Int { layout.outputs }
     public var thresholds: [Float] { configuration.thresholds ?? Array(repeating: 0.5, count: tagCount) }
 
     /// Stores per-tag decision thresholds (saved with the model).

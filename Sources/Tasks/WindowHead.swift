@@ -113,6 +113,8 @@ public final class WindowHead: Head {
 
     public var inputs: [String] { [configuration.input] }
 
+    public var classCount: Int { configuration.classes }
+
     /// [N, classes + 5, positions down, positions across]: class logits then box deltas. The
     /// output layer sums in a fixed order (`pointwiseConv2D`), so dense scores equal crops' exactly.
     public func callAsFunction(_ features: FeatureMaps) -> Tensor {

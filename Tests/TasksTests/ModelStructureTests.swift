@@ -136,4 +136,27 @@ final class ModelStructureTests: XCTestCase {
             }
         }
     }
+
+    /// A model file is checked when loaded: a class list that disagrees with its head, or
+    /// weights that are not finite, are one error naming the file.
+    func testInconsistentOrNonFiniteModelFilesAreRefused() throws {
+        let folder = TemporaryFolder()
+        let model = try Classifier(configuration(residual: false), seed: 3)
+        try model.save(to: folder.file("good.h5"))
+        XCTAssertNoThrow(try Classifier.load(path: folder.file("good.h5")))
+
+        var checkpoint = try ModelCheckpoint.read(path: folder.file("good.h5"))
+        checkpoint.architecture = checkpoint.architecture.replacingOccurrences(of: #""classes":["a","b","c"]"#, with: #""classes":["a","b"]"#)
+        checkpoint.classNames = ["a", "b"]
+        try checkpoint.write(to: folder.file("classes.h5"))
+        XCTAssertThrowsError(try Classifier.load(path: folder.file("classes.h5"))) { error in
+            XCTAssertTrue("\(error)".contains("classes.h5") && "\(error)".contains("head of 3"), "\(error)")
+        }
+
+        model.head.output.weight.value.pointer[4] = .nan
+        try model.save(to: folder.file("nan.h5"))
+        XCTAssertThrowsError(try Classifier.load(path: folder.file("nan.h5"))) { error in
+            XCTAssertTrue("\(error)".contains("nan.h5") && "\(error)".contains("head.output.weight") && "\(error)".contains("not finite"), "\(error)")
+        }
+    }
 }
