@@ -108,7 +108,11 @@ struct TrainArguments: ParsableArguments {
     /// The recipe with this command line's overrides applied.
     func recipe(_ base: Recipe) -> Recipe {
         var r = base
-        if let backbone { r.backbone = backbone }
+        if let backbone, backbone != r.backbone {
+            // The recipe's channel counts belong to its own backbone; another one gets its preset's.
+            r.backbone = backbone
+            r.widths = nil
+        }
         if let stemStride { r.stemStride = stemStride }
         if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
