@@ -192,6 +192,9 @@ struct DetectPredict: ParsableCommand {
     @Option(help: "Also write PNG copies with the boxes and class names drawn to this directory.")
     var draw: String?
 
+    @Option(help: "Draw only detections scoring at least this (the JSON keeps all of them).")
+    var drawThreshold: Float = 0.3
+
     @Option(name: .shortAndLong, help: "Detections JSON to write.")
     var output: String
 
@@ -205,6 +208,7 @@ struct DetectPredict: ParsableCommand {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard (0...1).contains(drawThreshold) else { throw ValidationError("--draw-threshold must be in [0, 1]") }
     }
 
     func run() throws {
@@ -240,7 +244,8 @@ struct DetectPredict: ParsableCommand {
                                                   geometry: InputGeometry(height: image.height, width: image.width))[0]
                 results.append((imageIDs[i], names[i], detections))
                 if let drawings {
-                    try PNG.write(Drawing.boxes(image: image, detections.map { ($0.box, $0.score) }, classNames: c.classes), to: drawings[i])
+                    let shown = detections.filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }
+                    try PNG.write(Drawing.boxes(image: image, shown, classNames: c.classes), to: drawings[i])
                 }
             }
             let json = try JSONSerialization.data(withJSONObject: cocoResults(results, categoryIDs: categoryIDs), options: [.sortedKeys])

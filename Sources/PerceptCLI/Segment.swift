@@ -27,6 +27,9 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Hidden channels of the full-resolution refinement of the class scores from the input image; 0 for none (default: the recipe's).")
     var refineWidth: Int?
 
+    @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
+    var flipAverage: Bool?
+
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
     var classWeights: String?
 
@@ -46,6 +49,7 @@ struct SegmentTrain: ParsableCommand {
             if let skips { recipe.skips = commaList(skips)!.filter { !$0.isEmpty } }
             if let decoderWidth { recipe.decoderWidth = decoderWidth }
             if let refineWidth { recipe.refineWidth = refineWidth }
+            if let flipAverage { recipe.flipAverage = flipAverage }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
             if let weights, weights.count != classes {
@@ -53,7 +57,8 @@ struct SegmentTrain: ParsableCommand {
             }
             try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, _, _ in
                 SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
-                                               refineWidth: recipe.refineWidth, classes: classes, classWeights: weights)
+                                               refineWidth: recipe.refineWidth, classes: classes, classWeights: weights,
+                                               flipAverage: recipe.flipAverage ? true : nil)
             }
         }
     }
@@ -65,9 +70,15 @@ struct SegmentEval: ParsableCommand {
 
     @OptionGroup var arguments: EvalArguments
 
+    @Flag(inversion: .prefixedNo, help: "Average the scores of each image and its mirror image (default: the model's setting).")
+    var flipAverage: Bool?
+
     func run() throws {
         try failingCleanly {
-            let (model, _, loader): (Model<SegmentationHead>, _, _) = try arguments.open(SegmentationDataset.init(path:))
+            var (model, _, loader): (Model<SegmentationHead>, _, _) = try arguments.open(SegmentationDataset.init(path:))
+            if let flipAverage, flipAverage != (model.configuration.head.flipAverage ?? false) {
+                model = try model.reconfigured { $0.head.flipAverage = flipAverage }
+            }
             let names = model.configuration.classes
             let metrics = try model.measure(loader)
             let iou = metrics.perClassIoU, recall = metrics.perClassAccuracy

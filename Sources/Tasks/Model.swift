@@ -252,6 +252,20 @@ public final class Model<H: Head>: Module, TrainableModel {
                             optimizer: state, epoch: epoch, step: step, metadata: metadata).write(to: path)
     }
 
+    /// This model with `change` applied to its configuration (inference settings, say) and the
+    /// same weights.
+    public func reconfigured(_ change: (inout ModelConfiguration<H.Configuration>) -> Void) throws -> Model {
+        var configuration = self.configuration
+        change(&configuration)
+        let model = try Model(configuration, seed: 0)
+        let values = Dictionary(uniqueKeysWithValues: state.map { ($0.path, $0.value) })
+        let index = model.index
+        for (path, parameter) in index.parameters { parameter.value = values[path]!.copy() }
+        for (path, buffer) in index.buffers { buffer.value = values[path]!.copy() }
+        model.setMode(.inference)
+        return model
+    }
+
     public func matchesArchitecture(of checkpoint: ModelCheckpoint) -> Bool {
         (try? ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: "")) == configuration
     }

@@ -21,6 +21,8 @@ public struct Recipe: Sendable {
     public var decoderWidth = 0
     /// Segmentation: hidden channels of the full-resolution refinement (0: none).
     public var refineWidth = 0
+    /// Segmentation: predict from the mean scores of each image and its mirror image.
+    public var flipAverage = false
     /// Padding of a plain backbone's convolutions (nil: 1).
     public var padding: Int? = nil
 
@@ -53,7 +55,8 @@ public struct Recipe: Sendable {
 
     /// Per-pixel classes of 64x64 canvases: a ResNet-8 of widths 24/48/96 with a stride-2 stem,
     /// 1x1 class scores on its deepest map upsampled to the input and refined there from the
-    /// image itself (borders follow brightness), 20 epochs at a high peak learning rate (0.4).
+    /// image itself (borders follow brightness), 20 epochs at a high peak learning rate (0.4);
+    /// predictions average each image's scores with its mirror image's.
     /// models/README.md has the runs behind each choice.
     public static var segmentation: Recipe {
         var o = TrainingOptions()
@@ -64,6 +67,7 @@ public struct Recipe: Sendable {
         r.skips = []
         r.decoderWidth = 0
         r.refineWidth = 8
+        r.flipAverage = true
         return r
     }
 

@@ -51,15 +51,18 @@ public final class SegmentationHead: Head {
         public var loss: SegmentationLoss
         /// Optional weight per class in the loss (none: all 1).
         public var classWeights: [Float]?
+        /// Predict from the mean of the scores of each image and its mirror image (nil: off).
+        public var flipAverage: Bool?
 
         public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classes: Int,
-                    loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil) {
+                    loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil, flipAverage: Bool? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
-            self.classes = classes; self.loss = loss; self.classWeights = classWeights
+            self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
         }
 
         enum CodingKeys: String, CodingKey {
-            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classes = "outputs", loss, classWeights
+            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classes = "outputs", loss,
+                 classWeights, flipAverage
         }
     }
 
@@ -209,6 +212,18 @@ public final class SegmentationHead: Head {
             }
             return SegmentationPrediction(width: w, height: h, mask: mask)
         }
+    }
+
+    /// Class maps for normalised images: one pass, or with `flipAverage` the mean of the scores of
+    /// each image and (mirrored back) of its mirror image, which evens out the left-right bias
+    /// of any single pass.
+    public func predict(_ images: Tensor, _ context: PredictionContext) -> [SegmentationPrediction] {
+        let scores = context.run(images)
+        guard configuration.flipAverage == true else { return decode(scores, geometry: context.geometry) }
+        let mirrored = context.run(images.flippedHorizontally()).flippedHorizontally()
+        let mean = Tensor.uninitialized(scores.shape)
+        for i in 0..<scores.count { mean.pointer[i] = 0.5 * (scores.pointer[i] + mirrored.pointer[i]) }
+        return decode(mean, geometry: context.geometry)
     }
 
     public func makeMetrics() -> SegmentationMetrics { SegmentationMetrics(classes: configuration.classes) }

@@ -120,6 +120,26 @@ final class SegmentationTests: XCTestCase {
         }
     }
 
+    /// With flip averaging the predictor commutes with mirroring: segmenting a mirrored image
+    /// gives the mirrored class map, exactly (a single pass gives no such guarantee).
+    func testFlipAveragedPredictionsMirrorWithTheImage() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 44)
+        var configuration = try smallSegmenterConfiguration(dataset: SegmentationDataset(path: folder.file("data.h5")), decoderWidth: 4, refineWidth: 3)
+        configuration.head.flipAverage = true
+        let model = try Model<SegmentationHead>(configuration, seed: 6)
+        var generator = SeededGenerator(seed: 10)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        let direct = model.predict(images), mirrored = model.predict(images.flippedHorizontally())
+        for (a, b) in zip(direct, mirrored) {
+            let flippedBack: [UInt8] = (0..<256).map { (p: Int) -> UInt8 in
+                let row: Int = p / 16, column: Int = p % 16
+                return b.mask[row * 16 + 15 - column]
+            }
+            XCTAssertEqual(a.mask, flippedBack)
+        }
+    }
+
     /// Decoding takes each pixel's highest class; ties keep the lower class.
     func testDecodingIsThePerPixelArgmax() throws {
         let folder = TemporaryFolder()

@@ -225,3 +225,18 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// [N, C, H, W] mirrored left-right. For inference (test-time flips): it records no gradient.
+    public func flippedHorizontally() -> Tensor {
+        checkShape(rank == 4, "flippedHorizontally of \(shape)")
+        precondition(!isTracked, "flippedHorizontally is for inference and records no gradient")
+        let w = shape[3], rows = count / Swift.max(w, 1)
+        let out = Tensor.uninitialized(shape)
+        for row in 0..<rows {
+            let src = pointer + row * w, dst = out.pointer + row * w
+            for x in 0..<w { dst[x] = src[w - 1 - x] }
+        }
+        return out
+    }
+}
