@@ -105,4 +105,34 @@ final class ShippedModelTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("fashion-classifier.h5: is a classification model, not tagging"), "\(error)")
         }
     }
+
+    /// The shipped detector finds the items of the sample scenes (first 8 test scenes, their
+    /// boxes in samples/scenes/annotations.json): its test AP50 is 0.83 (models/README.md).
+    func testFashionDetectorFindsTheItemsOfTheSampleScenes() throws {
+        let (model, _) = try Model<WindowHead>.load(path: path("models/fashion-detector.h5"))
+        let c = model.configuration
+        let data = try Data(contentsOf: root.appendingPathComponent("samples/scenes/annotations.json"))
+        let coco = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let images = try XCTUnwrap(coco["images"] as? [[String: Any]])
+        let annotations = try XCTUnwrap(coco["annotations"] as? [[String: Any]])
+        let categories = try XCTUnwrap(c.head.categoryIDs)
+        var evaluator = COCOEvaluator(categories: Array(0..<c.classes.count))
+        for image in images {
+            let id = try XCTUnwrap((image["id"] as? NSNumber)?.intValue), name = try XCTUnwrap(image["file_name"] as? String)
+            let truth = try annotations.filter { ($0["image_id"] as? NSNumber)?.intValue == id }.map { annotation -> DetectionBox in
+                let b = try XCTUnwrap(annotation["bbox"] as? [Double]), category = try XCTUnwrap((annotation["category_id"] as? NSNumber)?.int64Value)
+                let label = try XCTUnwrap(categories.firstIndex(of: category))
+                return DetectionBox(x1: Float(b[0]), y1: Float(b[1]), x2: Float(b[0] + b[2]), y2: Float(b[1] + b[3]), label: Int32(label))
+            }
+            let png = try PNG.read(path: path("samples/scenes/" + name), channels: 1)
+            let detections = model.predict(normalisedTensor(png, mean: c.mean, std: c.std),
+                                           geometry: InputGeometry(height: png.height, width: png.width))[0]
+            evaluator.add(imageID: id, groundTruth: truth, detections: detections)
+        }
+        let summary = evaluator.summarize()
+        // A detector guessing boxes would score near 0; 8 scenes leave room below the test figure.
+        XCTAssertGreaterThanOrEqual(summary.ap50, 0.6, "AP50 \(summary.ap50) on the sample scenes")
+        XCTAssertGreaterThanOrEqual(summary.ap, 0.35, "AP \(summary.ap) on the sample scenes")
+    }
 }
+
