@@ -145,6 +145,26 @@ struct GridConv {
     func forward(_ input: UnsafePointer<Float>, batch: Int, packedWeights: UnsafePointer<Float>,
                  bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
         let offsets = tapOffsets()
+        if batch < Threads.count && outBlocks > 1 {
+            // Fewer images than threads (one large image, say): the threads share each image's
+            // output channel blocks instead. Every output is the same run of FMAs either way.
+            let padded = TensorStorage(zeros: inChannels * planeStride)
+            let grid = TensorStorage(uninitializedCount: outBlocks * blockChannels * pixels)
+            for i in 0..<batch {
+                pad(input + i * inChannels * height * width, into: padded.pointer)
+                parallelFor(outBlocks) { blocks in
+                    offsets.withUnsafeBufferPointer { taps in
+                        pc_conv_grid(padded.pointer, planeStride, Int32(inChannels),
+                                     packedWeights + blocks.lowerBound * inChannels * self.taps * blockChannels,
+                                     Int32(blocks.count), taps.baseAddress, Int32(self.taps),
+                                     grid.pointer + blocks.lowerBound * blockChannels * pixels, pixels, pixels)
+                    }
+                    copyOut(grid.pointer, channels: (blocks.lowerBound * blockChannels)..<min(blocks.upperBound * blockChannels, outChannels),
+                            bias: bias, into: output + i * outChannels * outHeight * outWidth)
+                }
+            }
+            return
+        }
         parallelFor(batch) { images in
             let padded = TensorStorage(zeros: inChannels * planeStride)
             let grid = TensorStorage(uninitializedCount: outBlocks * blockChannels * pixels)
@@ -156,21 +176,27 @@ struct GridConv {
         }
     }
 
-    /// One image: runs the kernel over padded planes into `grid` and copies the valid pixels
-    /// (plus bias) out to `output` [outChannels, outHeight, outWidth].
-    private func convolve(_ padded: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, offsets: [Int],
-                          grid: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?,
-                          into output: UnsafeMutablePointer<Float>) {
+    /// Copies the valid pixels of `channels` from `grid` (plus bias) to `output` [outChannels, outHeight, outWidth].
+    private func copyOut(_ grid: UnsafePointer<Float>, channels: Range<Int>, bias: UnsafePointer<Float>?,
+                         into output: UnsafeMutablePointer<Float>) {
         let (ho, wo, rs, px) = (outHeight, outWidth, rowStride, pixels)
-        pc_conv_grid(padded, planeStride, Int32(inChannels), packedWeights, Int32(outBlocks),
-                     offsets, Int32(taps), grid, px, px)
-        for o in 0..<outChannels {
+        for o in channels {
             let shift = bias?[o] ?? 0
             for y in 0..<ho {
                 let s = grid + o * px + y * rs, d = output + (o * ho + y) * wo
                 if shift == 0 { copyFloats(s, d, count: wo) } else { for x in 0..<wo { d[x] = s[x] + shift } }
             }
         }
+    }
+
+    /// One image: runs the kernel over padded planes into `grid` and copies the valid pixels
+    /// (plus bias) out to `output` [outChannels, outHeight, outWidth].
+    private func convolve(_ padded: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, offsets: [Int],
+                          grid: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?,
+                          into output: UnsafeMutablePointer<Float>) {
+        pc_conv_grid(padded, planeStride, Int32(inChannels), packedWeights, Int32(outBlocks),
+                     offsets, Int32(taps), grid, pixels, pixels)
+        copyOut(grid, channels: 0..<outChannels, bias: bias, into: output)
     }
 
     /// Both gradients of a stride-1 "same" convolution (2 padding + 1 = kernel) in one pass
