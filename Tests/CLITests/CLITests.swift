@@ -102,7 +102,7 @@ final class CLITests: XCTestCase {
     func testHelpListsEveryCommand() throws {
         let result = try percept(["--help"])
         XCTAssertEqual(result.status, 0, result.standardError)
-        for command in ["classify", "tag", "convert", "inspect", "bench", "compose"] {
+        for command in ["classify", "tag", "detect", "segment", "convert", "inspect", "bench", "compose"] {
             XCTAssertTrue(result.standardOutput.range(of: "\n  \(command) ") != nil || result.standardOutput.contains("  \(command)\n"),
                           "`percept --help` does not list \(command):\n\(result.standardOutput)")
         }
