@@ -76,7 +76,7 @@ public struct Recipe: Sendable {
     /// windows every 4 pixels on a 9-level pyramid for objects of 26-56 px.
     public static var detection: Recipe {
         var o = TrainingOptions()
-        o.epochs = 12; o.batchSize = 128; o.optimizer = .sgd; o.learningRate = 0.05
+        o.epochs = 16; o.batchSize = 128; o.optimizer = .sgd; o.learningRate = 0.05
         o.weightDecay = 5e-4; o.warmupEpochs = 1
         var r = Recipe(backbone: .plain, stemStride: 1, options: o, labelSmoothing: 0)
         r.widths = [32, 64]
