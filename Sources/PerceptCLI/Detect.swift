@@ -66,14 +66,9 @@ struct DetectionSettings: ParsableArguments {
 
 /// Loads a detector with the command line's inference settings.
 func loadDetector(_ path: String, _ settings: DetectionSettings) throws -> Model<WindowHead> {
-    let (model, checkpoint) = try Model<WindowHead>.load(path: path)
-    var configuration = model.configuration
-    configuration.head = settings.apply(to: configuration.head)
-    guard configuration != model.configuration else { return model }
-    let adjusted = try Model<WindowHead>(configuration, seed: 0)
-    try checkpoint.load(into: adjusted, path: path)
-    adjusted.setMode(.inference)
-    return adjusted
+    let (model, _) = try Model<WindowHead>.load(path: path)
+    let head = settings.apply(to: model.configuration.head)
+    return head == model.configuration.head ? model : try model.reconfigured { $0.head = head }
 }
 
 struct DetectTrain: ParsableCommand {

@@ -212,11 +212,15 @@ public final class WindowHead: Head {
     /// scaled by one of `scales`, rounded) and its effective scale (boxes map back exactly for
     /// square images, to within half a pixel otherwise).
     public func levels(height: Int, width: Int) -> [(height: Int, width: Int, scale: Float)] {
-        configuration.scales.map { scale in
-            let levelHeight = Swift.max(1, Int((Float(height) * scale).rounded()))
-            let levelWidth = Swift.max(1, Int((Float(width) * scale).rounded()))
-            return (levelHeight, levelWidth, (Float(levelWidth) / Float(width) + Float(levelHeight) / Float(height)) / 2)
-        }
+        configuration.scales.map { Self.level(height: height, width: width, scale: $0) }
+    }
+
+    /// One level: the image of `height` x `width` scaled by `scale`, its size rounded, and the
+    /// effective scale of that rounded size.
+    public static func level(height: Int, width: Int, scale: Float) -> (height: Int, width: Int, scale: Float) {
+        let levelHeight = Swift.max(1, Int((Float(height) * scale).rounded()))
+        let levelWidth = Swift.max(1, Int((Float(width) * scale).rounded()))
+        return (levelHeight, levelWidth, (Float(levelWidth) / Float(width) + Float(levelHeight) / Float(height)) / 2)
     }
 
     /// Detections of outputs computed on images at their own size (a one-level pyramid).

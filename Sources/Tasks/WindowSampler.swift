@@ -81,16 +81,10 @@ public final class WindowSampler: BatchSource {
 
     /// Scene `index` as a normalised [1, C, H, W] tensor.
     func sceneTensor(_ index: Int) -> Tensor {
-        let plane = height * width
-        let out = Tensor.uninitialized([1, channels, height, width])
-        scenes.withUnsafeBufferPointer { bytes in
-            let source = bytes.baseAddress! + index * channels * plane
-            for c in 0..<channels {
-                let scale = 1 / (255 * std[c]), shift = -mean[c] / std[c]
-                for p in 0..<plane { out.pointer[c * plane + p] = Float(source[c * plane + p]) * scale + shift }
-            }
+        let image = scenes.withUnsafeBufferPointer { bytes in
+            Image(planar: bytes.baseAddress! + index * channels * height * width, width: width, height: height, channels: channels)
         }
-        return out
+        return normalisedTensor(image, mean: mean, std: std)
     }
 
     /// Whether a window square (original pixels) overlaps no object of `scene` by `negativeIoU` or more.
@@ -112,8 +106,7 @@ public final class WindowSampler: BatchSource {
                 let side = Swift.max(square.x2 - square.x1, 1)
                 var scale = Float(window) / side * Foundation.exp(halfStep * (2 * rng.nextUniform() - 1))
                 scale = Swift.min(Swift.max(scale, scales.min()!), scales.max()!)
-                let levelHeight = Swift.max(1, Int((Float(height) * scale).rounded())), levelWidth = Swift.max(1, Int((Float(width) * scale).rounded()))
-                let effective = (Float(levelWidth) / Float(width) + Float(levelHeight) / Float(height)) / 2
+                let (levelHeight, levelWidth, effective) = WindowHead.level(height: height, width: width, scale: scale)
                 let jitterX = (2 * rng.nextUniform() - 1) * Float(stride) / 2, jitterY = (2 * rng.nextUniform() - 1) * Float(stride) / 2
                 let left = Int(((box.x1 + box.x2) / 2 * effective - Float(window) / 2 + jitterX).rounded())
                 let top = Int(((box.y1 + box.y2) / 2 * effective - Float(window) / 2 + jitterY).rounded())
@@ -157,7 +150,7 @@ public final class WindowSampler: BatchSource {
         model.setMode(.inference)
         defer { model.setMode(.training) }
         let padding = head.levelPadding
-        let background = zip(mean, std).map { -$0 / $1 }
+        let background = model.context().background
         var found: [(window: TrainingWindow, score: Float)] = []
         for _ in 0..<Swift.min(sampling.minedScenes, boxes.count) {
             let scene = Int.random(in: 0..<boxes.count, using: &rng)
@@ -183,7 +176,7 @@ public final class WindowSampler: BatchSource {
     func batch(_ windows: ArraySlice<TrainingWindow>) -> Batch {
         let size = head.configuration.window, plane = size * size
         let images = Tensor.uninitialized([windows.count, channels, size, size])
-        let background = zip(mean, std).map { -$0 / $1 }
+        let background = model.context().background
         var labels: [Int32] = [], boxes: [[DetectionBox]] = [], indices: [Int] = []
         var cache: (scene: Int, tensor: Tensor)?
         for (slot, window) in windows.enumerated() {
