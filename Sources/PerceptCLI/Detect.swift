@@ -30,6 +30,12 @@ struct DetectionSettings: ParsableArguments {
     @Option(help: "Detections kept per image (default: the model's, 100).")
     var maxDetections: Int?
 
+    @Option(help: "Second looks: re-crop each detection's window centred on its box, rescore and regress again, this many times (default: the model's).")
+    var refinements: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Second looks average each window with its mirror image (default: the model's).")
+    var flipAverage: Bool?
+
     @Flag(inversion: .prefixedNo, help: "Box voting: average each kept box with the boxes it suppressed (default: the model's).")
     var boxVoting: Bool?
 
@@ -37,6 +43,7 @@ struct DetectionSettings: ParsableArguments {
         if let scoreThreshold, !(0...1).contains(scoreThreshold) { throw ValidationError("--score-threshold must be in [0, 1]") }
         if let nmsIou, !(0...1).contains(nmsIou) { throw ValidationError("--nms-iou must be in [0, 1]") }
         if let maxDetections, maxDetections < 1 { throw ValidationError("--max-detections must be at least 1") }
+        if let refinements, refinements < 0 { throw ValidationError("--refinements must be 0 or more") }
         if scales != nil && (minSize != nil || maxSize != nil) { throw ValidationError("give --scales or --min-size/--max-size, not both") }
         if (minSize == nil) != (maxSize == nil) { throw ValidationError("--min-size and --max-size go together") }
         if let minSize, let maxSize, !(minSize > 0 && maxSize >= minSize) { throw ValidationError("--min-size must be positive and at most --max-size") }
@@ -56,6 +63,8 @@ struct DetectionSettings: ParsableArguments {
         if let nmsIou { c.nmsIoU = nmsIou }
         if let maxDetections { c.maxDetections = maxDetections }
         if let boxVoting { c.boxVoting = boxVoting }
+        if let refinements { c.refinements = refinements }
+        if let flipAverage { c.flipAverage = flipAverage }
         if let scales, let values = parsedScales(scales) { c.scales = values }
         if let minSize, let maxSize {
             c.scales = WindowHead.Configuration.pyramid(window: c.window, minSize: minSize, maxSize: maxSize, levels: c.scales.count)

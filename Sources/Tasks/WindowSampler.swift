@@ -102,14 +102,10 @@ public final class WindowSampler: BatchSource {
         let halfStep = scales.count > 1 ? Foundation.log(scales[0] / scales[scales.count - 1]) / Float(scales.count - 1) / 2 : 0
         for (scene, sceneBoxes) in boxes.enumerated() {
             for box in sceneBoxes {
-                let square = objectSquare(box)
-                let side = Swift.max(square.x2 - square.x1, 1)
-                var scale = Float(window) / side * Foundation.exp(halfStep * (2 * rng.nextUniform() - 1))
-                scale = Swift.min(Swift.max(scale, scales.min()!), scales.max()!)
-                let (levelHeight, levelWidth, effective) = WindowHead.level(height: height, width: width, scale: scale)
+                let factor = Foundation.exp(halfStep * (2 * rng.nextUniform() - 1))
                 let jitterX = (2 * rng.nextUniform() - 1) * Float(stride) / 2, jitterY = (2 * rng.nextUniform() - 1) * Float(stride) / 2
-                let left = Int(((box.x1 + box.x2) / 2 * effective - Float(window) / 2 + jitterX).rounded())
-                let top = Int(((box.y1 + box.y2) / 2 * effective - Float(window) / 2 + jitterY).rounded())
+                let (levelHeight, levelWidth, effective, left, top) = head.fittingWindow(box, height: height, width: width,
+                                                                                       scaleFactor: factor, shift: (jitterX, jitterY))
                 let inWindow = DetectionBox(x1: box.x1 * effective - Float(left), y1: box.y1 * effective - Float(top),
                                             x2: box.x2 * effective - Float(left), y2: box.y2 * effective - Float(top), label: box.label)
                 windows.append(TrainingWindow(scene: scene, levelHeight: levelHeight, levelWidth: levelWidth, left: left, top: top,
@@ -191,7 +187,7 @@ public final class WindowSampler: BatchSource {
                     }
                 }
             } else {
-                destination.update(from: crop.pointer, count: channels * plane)
+                withExtendedLifetime(crop) { destination.update(from: crop.pointer, count: channels * plane) }
             }
             labels.append(window.label)
             indices.append(window.scene)

@@ -146,3 +146,85 @@ final class DetectionTests: XCTestCase {
         XCTAssertTrue(zip(detections, detections.dropFirst()).allSatisfy { $0.score >= $1.score }, "detections come best first")
     }
 }
+
+final class SecondLookTests: XCTestCase {
+    /// Small detector (window 16, scales 2 to 1) on a 40x40 image.
+    func head(flipAverage: Bool = false) throws -> WindowHead {
+        var configuration = smallDetectorConfiguration(classes: 2)
+        configuration.head.flipAverage = flipAverage
+        return try Model<WindowHead>(configuration, seed: 1).head
+    }
+
+    func testTheFittingWindowCentresTheBoxAtTheLevelItFills() throws {
+        let head = try head()
+        // A 6 x 10 box: its square (side 10) fills the 16-pixel window at scale 1.6, a level of 64 x 64.
+        let fit = head.fittingWindow(DetectionBox(x1: 12, y1: 20, x2: 18, y2: 30, label: 0), height: 40, width: 40)
+        XCTAssertEqual([fit.height, fit.width], [64, 64])
+        XCTAssertEqual(fit.scale, 1.6, accuracy: 1e-6)
+        XCTAssertEqual([fit.left, fit.top], [16, 32])   // centre (15, 25) * 1.6 - 8
+        // Boxes larger or smaller than the pyramid covers take its end levels.
+        XCTAssertEqual(head.fittingWindow(DetectionBox(x1: 0, y1: 0, x2: 30, y2: 30, label: 0), height: 40, width: 40).scale, 1)
+        XCTAssertEqual(head.fittingWindow(DetectionBox(x1: 0, y1: 0, x2: 2, y2: 2, label: 0), height: 40, width: 40).scale, 2)
+    }
+
+    /// `refine` crops each detection's fitting window, and from the window's outputs takes the
+    /// box regressed there and the geometric mean of the old score and the class probability.
+    func testASecondLookRescoresAndRegressesFromTheFittingWindow() throws {
+        let head = try head()
+        var generator = SeededGenerator(seed: 4)
+        let image = Tensor(shape: [1, 1, 40, 40], scalars: (0..<1600).map { _ in generator.nextUniform() })
+        let detections = [Detection(box: DetectionBox(x1: 12, y1: 20, x2: 18, y2: 30, label: 1), score: 0.64),
+                          Detection(box: DetectionBox(x1: 0, y1: 0, x2: 30, y2: 30, label: 0), score: 0.25)]
+        // Logits (background, class 0, class 1) and deltas for each window.
+        let outputs: [[Float]] = [[0, 0, log(2), 1, -2, 0.5, 0], [log(3), 0, 0, 0, 0, 0, -1]]
+        var seen: Tensor?
+        let context = PredictionContext(geometry: InputGeometry(height: 40, width: 40), background: [-1]) { crops in
+            seen = crops
+            return Tensor(shape: [crops.shape[0], 7, 1, 1], scalars: outputs.flatMap { $0 })
+        }
+        let refined = head.refine(detections, in: image, context)
+        // The crops are the fitting windows of the pyramid level.
+        let crops = try XCTUnwrap(seen)
+        XCTAssertEqual(crops.shape, [2, 1, 16, 16])
+        let first = image.resizedBilinearWindow(height: 64, width: 64, left: 16, top: 32, size: 16, background: [-1])
+        XCTAssertEqual(Array(crops.scalars[0..<256]), first.scalars)
+        let second = image.resizedBilinearWindow(height: 40, width: 40, left: 7, top: 7, size: 16, background: [-1])
+        XCTAssertEqual(Array(crops.scalars[256..<512]), second.scalars)
+        // Scores: sqrt(0.64 * p(class 1) = 2/4) and sqrt(0.25 * p(class 0) = 1/5).
+        XCTAssertEqual(refined[0].score, (0.64 * 0.5).squareRoot(), accuracy: 1e-6)
+        XCTAssertEqual(refined[1].score, (0.25 * 0.2).squareRoot(), accuracy: 1e-6)
+        XCTAssertEqual(refined.map(\.box.label), [1, 0])
+        // Boxes: the deltas decoded against each window's square in image pixels.
+        let square = DetectionBox(x1: 10, y1: 20, x2: 20, y2: 30, label: 1)
+        XCTAssertEqual(refined[0].box, WindowHead.coder.decode(deltas: (1, -2, 0.5, 0), reference: square))
+        XCTAssertEqual(refined[1].box, WindowHead.coder.decode(deltas: (0, 0, 0, -1), reference: DetectionBox(x1: 7, y1: 7, x2: 23, y2: 23, label: 0)))
+    }
+
+    /// With `flipAverage` the mirrored crops follow the crops; probabilities and deltas are
+    /// averaged, the mirror's x offset negated.
+    func testAMirroredSecondLookAveragesWithTheMirrorImage() throws {
+        let head = try head(flipAverage: true)
+        var generator = SeededGenerator(seed: 5)
+        let image = Tensor(shape: [1, 1, 40, 40], scalars: (0..<1600).map { _ in generator.nextUniform() })
+        let detection = Detection(box: DetectionBox(x1: 12, y1: 20, x2: 18, y2: 30, label: 1), score: 0.5)
+        var seen: Tensor?
+        let context = PredictionContext(geometry: InputGeometry(height: 40, width: 40), background: [-1]) { crops in
+            seen = crops
+            // The window: p(class 1) = 1/2, dx 1; its mirror: p(class 1) = 1/4, dx 0.6 (that is -0.6 unmirrored).
+            return Tensor(shape: [2, 7, 1, 1], scalars: [0, 0, log(2), 1, 0.2, 0, 0, log(2), 0, 0, 0.6, 0.4, 0, 0])
+        }
+        let refined = head.refine([detection], in: image, context)
+        let crops = try XCTUnwrap(seen)
+        XCTAssertEqual(crops.shape, [2, 1, 16, 16])
+        for y in 0..<16 {
+            for x in 0..<16 { XCTAssertEqual(crops.scalars[256 + y * 16 + x], crops.scalars[y * 16 + 15 - x]) }
+        }
+        XCTAssertEqual(refined[0].score, (0.5 * (0.5 + 0.25) / 2).squareRoot(), accuracy: 1e-6)
+        let square = DetectionBox(x1: 10, y1: 20, x2: 20, y2: 30, label: 1)
+        let expected = WindowHead.coder.decode(deltas: ((1 - 0.6) / 2, (0.2 + 0.4) / 2, 0, 0), reference: square)
+        XCTAssertEqual(refined[0].box.x1, expected.x1, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.y1, expected.y1, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.x2, expected.x2, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.y2, expected.y2, accuracy: 1e-5)
+    }
+}
