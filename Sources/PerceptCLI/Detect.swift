@@ -84,7 +84,7 @@ struct DetectTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a sliding-window detector on a detection dataset.",
-        discussion: "With no options this trains the tuned recipe: the W1 network with unpadded convolutions as a 28x28 window classifier (11 outputs: background and 10 classes) with a 4-number box regression (R-CNN deltas of the tight box against the window's square), trained on window crops: every object once per epoch at the pyramid level that fits it, two random background windows per object, and from the second epoch one hard negative per object mined with the current model (the highest-scoring background windows on 128 scenes). Inference scores every window of a 9-level pyramid densely, then per-class NMS at IoU 0.4 with box voting. The best epoch is picked by COCO AP on --val.")
+        discussion: "With no options this trains the tuned recipe: the W1 network with unpadded convolutions as a 28x28 window classifier (11 outputs: background and 10 classes) with a 4-number box regression (R-CNN deltas of the tight box against the window's square), trained on window crops: every object twice per epoch at the pyramid level that fits it (each view jittered on its own), one random background window per object, and from the second epoch one hard negative per object mined with the current model (the highest-scoring background windows on 128 scenes). Inference scores every window of a 9-level pyramid densely, then per-class NMS at IoU 0.4, then ten second looks: each kept detection's window is cropped again centred on its box at the level that fits it (and mirrored), rescored and its box regressed again, with NMS after each look. The best epoch is picked by COCO AP on --val.")
 
     @OptionGroup var arguments: TrainArguments
 
@@ -97,15 +97,19 @@ struct DetectTrain: ParsableCommand {
     @Option(help: "Pyramid levels between them (default: 9).")
     var levels: Int = 9
 
-    @Option(help: "Random background windows per object window (default: 2).")
-    var negatives: Float = 2
+    @Option(help: "Windows of each object per epoch, each jittered on its own (default: 2).")
+    var views: Int = 2
 
-    @Option(help: "Hard negatives per object window, mined each epoch from the second on (default: 1; 0 turns mining off).")
-    var hardNegatives: Float = 1
+    @Option(help: "Random background windows per object window (default: 0.5).")
+    var negatives: Float = 0.5
+
+    @Option(help: "Hard negatives per object window, mined each epoch from the second on (default: 0.5; 0 turns mining off).")
+    var hardNegatives: Float = 0.5
 
     func validate() throws {
         guard minSize > 0, maxSize >= minSize else { throw ValidationError("--min-size must be positive and at most --max-size") }
         guard levels >= 1 else { throw ValidationError("--levels must be at least 1") }
+        guard views >= 1 else { throw ValidationError("--views must be at least 1") }
         guard negatives >= 0, hardNegatives >= 0 else { throw ValidationError("--negatives and --hard-negatives must not be negative") }
     }
 
@@ -115,6 +119,7 @@ struct DetectTrain: ParsableCommand {
             let validation = try arguments.val.map { try DetectionDataset(path: $0) }
             let classes = dataset.classNames.count
             var sampling = WindowSampling()
+            sampling.viewsPerObject = views
             sampling.negativesPerPositive = negatives
             sampling.hardNegativesPerPositive = hardNegatives
             sampling.flip = arguments.augment ?? true
@@ -128,7 +133,7 @@ struct DetectTrain: ParsableCommand {
                 guard side >= 1 else { throw ModelError("a \(window)x\(window) window leaves no map for the head") }
                 return WindowHead.Configuration(input: map.name, window: window, featureSide: side, hidden: 128, classes: classes,
                                                 scales: WindowHead.Configuration.pyramid(window: window, minSize: minSize, maxSize: maxSize, levels: levels),
-                                                categoryIDs: dataset.categoryIDs)
+                                                boxVoting: false, categoryIDs: dataset.categoryIDs, refinements: 10, flipAverage: true)
             }, source: { model, recipe in
                 try WindowSampler(dataset: dataset, model: model, sampling: sampling, batchSize: recipe.options.batchSize, seed: recipe.options.seed)
             })

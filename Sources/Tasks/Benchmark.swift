@@ -165,3 +165,46 @@ public enum MemoryStatistics {
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 }
+
+/// One convolution of a workload's training step, measured on its own (`percept bench --layers`).
+public struct LayerProfileRow: Codable, Sendable {
+    /// Shape, e.g. "3x3/1 16->16 at 32x32".
+    public var layer: String
+    /// How many of the step's convolutions have this shape.
+    public var count: Int
+    public var forward_gflops: Double
+    /// nil for the first layer, whose input gradient a step does not compute.
+    public var input_gradient_gflops: Double?
+    public var weight_gradient_gflops: Double
+    /// Input and weight gradient fused in one pass, where the step runs them so (nil otherwise).
+    public var fused_backward_gflops: Double?
+    /// Forward and backward passes of all `count` layers, as a share of the measured step.
+    public var step_share: Double
+}
+
+/// The convolutions of `workload`'s training step at `threads` threads: each distinct shape
+/// timed pass by pass, in GFLOP/s (2 flops per multiply-add), with its share of the step.
+public func profileLayers(_ workload: BenchmarkWorkload, threads: Int, minTime: Double)
+    -> (rows: [LayerProfileRow], stepSeconds: Double) {
+    let step = workload.makeStep(mode: .train)
+    Threads.set(threads)
+    let (_, layers) = ConvolutionRecorder.record { step() }
+    let stepSeconds = Double(workload.trainBatch) / runBenchmark(workload, mode: .train, threads: threads, minTime: minTime).images_per_second
+    var distinct: [ConvolutionLayer] = [], counts: [ConvolutionLayer: Int] = [:]
+    for layer in layers {
+        if counts[layer] == nil { distinct.append(layer) }
+        counts[layer, default: 0] += 1
+    }
+    let rows = distinct.map { layer -> LayerProfileRow in
+        let timing = timeConvolution(layer, minTime: max(0.2, minTime / 10))
+        let flops = 2 * Double(layer.multiplyAdds) / 1e9
+        let count = counts[layer]!
+        let seconds = timing.forward + timing.backward(needsInputGradient: layer.needsInputGradient)
+        return LayerProfileRow(layer: layer.description, count: count, forward_gflops: flops / timing.forward,
+                               input_gradient_gflops: layer.needsInputGradient ? flops / timing.inputGradient : nil,
+                               weight_gradient_gflops: flops / timing.weightGradient,
+                               fused_backward_gflops: timing.fusedBackward.map { 2 * flops / $0 },
+                               step_share: Double(count) * seconds / stepSeconds)
+    }
+    return (rows, stepSeconds)
+}

@@ -4,6 +4,8 @@ import Foundation
 
 /// How a window detector's training windows are drawn from detection scenes.
 public struct WindowSampling: Codable, Equatable, Sendable {
+    /// Object windows per object and epoch, each jittered on its own.
+    public var viewsPerObject = 1
     /// Random background windows per object window.
     public var negativesPerPositive: Float = 2
     /// Hard negatives (the current model's strongest false windows) per object window, at most.
@@ -70,7 +72,7 @@ public final class WindowSampler: BatchSource {
         channels = dataset.channels; height = dataset.height; width = dataset.width
         let configuration = model.configuration
         mean = configuration.mean; std = configuration.std
-        let positives = boxes.reduce(0) { $0 + $1.count }
+        let positives = boxes.reduce(0) { $0 + $1.count } * sampling.viewsPerObject
         guard positives > 0 else { throw DatasetError(dataset.path, "holds no boxes to learn from") }
         windowsPerEpoch = positives + Int((Float(positives) * (sampling.negativesPerPositive + sampling.hardNegativesPerPositive)).rounded())
     }
@@ -101,7 +103,7 @@ public final class WindowSampler: BatchSource {
         let scales = levels.map(\.scale)
         let halfStep = scales.count > 1 ? Foundation.log(scales[0] / scales[scales.count - 1]) / Float(scales.count - 1) / 2 : 0
         for (scene, sceneBoxes) in boxes.enumerated() {
-            for box in sceneBoxes {
+            for box in sceneBoxes.flatMap({ Array(repeating: $0, count: sampling.viewsPerObject) }) {
                 let factor = Foundation.exp(halfStep * (2 * rng.nextUniform() - 1))
                 let jitterX = (2 * rng.nextUniform() - 1) * Float(stride) / 2, jitterY = (2 * rng.nextUniform() - 1) * Float(stride) / 2
                 let (levelHeight, levelWidth, effective, left, top) = head.fittingWindow(box, height: height, width: width,

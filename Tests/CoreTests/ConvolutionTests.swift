@@ -77,3 +77,40 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 }
+
+final class ConvolutionProfileTests: XCTestCase {
+    /// The recorder sees each convolution a forward pass runs, in order, with its shape and
+    /// whether its input gradient is needed; outside `record` nothing is kept.
+    func testTheRecorderListsTheConvolutionsOfAPass() throws {
+        var rng = SeededGenerator(seed: 1)
+        let x = Tensor.randomNormal([2, 3, 9, 9], using: &rng)
+        let w1 = Tensor.randomNormal([4, 3, 3, 3], using: &rng).trackingGradient()
+        let w2 = Tensor.randomNormal([5, 4, 1, 1], using: &rng).trackingGradient()
+        let (y, layers) = ConvolutionRecorder.record { x.conv2D(w1, padding: 1).conv2D(w2, stride: 2) }
+        XCTAssertEqual(y.shape, [2, 5, 5, 5])
+        XCTAssertEqual(layers, [
+            ConvolutionLayer(batch: 2, inChannels: 3, outChannels: 4, height: 9, width: 9, kernel: 3, stride: 1, padding: 1, needsInputGradient: false),
+            ConvolutionLayer(batch: 2, inChannels: 4, outChannels: 5, height: 9, width: 9, kernel: 1, stride: 2, padding: 0, needsInputGradient: true),
+        ])
+        XCTAssertEqual(layers[1].multiplyAdds, 2 * 5 * 5 * 5 * 4)
+        XCTAssertEqual(layers[0].description, "3x3/1 3->4 at 9x9")
+        _ = x.conv2D(w1, padding: 1)
+        XCTAssertNil(ConvolutionRecorder.layers)
+    }
+
+    /// Each pass is timed on the path conv2D takes: a stride-1 "same" 3x3 layer fuses its
+    /// backward, a stride-2 one and a 1x1 layer do not.
+    func testTimingCoversEachPass() {
+        for (kernel, stride, padding, fuses) in [(3, 1, 1, true), (3, 2, 1, false), (1, 2, 0, false)] {
+            let layer = ConvolutionLayer(batch: 2, inChannels: 8, outChannels: 8, height: 8, width: 8, kernel: kernel,
+                                         stride: stride, padding: padding, needsInputGradient: true)
+            let timing = timeConvolution(layer, minTime: 0.001)
+            for seconds in [timing.forward, timing.inputGradient, timing.weightGradient] {
+                XCTAssertTrue(seconds > 0 && seconds.isFinite, "\(layer): \(timing)")
+            }
+            XCTAssertEqual(timing.fusedBackward != nil, fuses, "\(layer)")
+            XCTAssertEqual(timing.backward(needsInputGradient: false), timing.weightGradient)
+        }
+        XCTAssertGreaterThan(measureGEMMPeak(threads: 1, minTime: 0.01), 0)
+    }
+}

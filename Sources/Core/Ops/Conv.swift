@@ -161,6 +161,10 @@ extension Tensor {
         checkShape(stride >= 1 && padding >= 0 && h + 2 * padding >= kh && w + 2 * padding >= kw,
                    "conv2D: kernel \(kh)x\(kw) does not fit input \(shape) with padding \(padding)")
         if let bias { checkShape(bias.shape == [cout], "conv2D: bias \(bias.shape), expected [\(cout)]") }
+        if groups == 1 && kh == kw {
+            ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
+                                                      stride: stride, padding: padding, needsInputGradient: isTracked))
+        }
         if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
