@@ -36,6 +36,9 @@ struct DetectionSettings: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Second looks average each window with its mirror image (default: the model's).")
     var flipAverage: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "Second looks also look from the window moved half a stride each way, and average (default: the model's).")
+    var shiftAverage: Bool?
+
     @Flag(inversion: .prefixedNo, help: "Box voting: average each kept box with the boxes it suppressed (default: the model's).")
     var boxVoting: Bool?
 
@@ -65,6 +68,7 @@ struct DetectionSettings: ParsableArguments {
         if let boxVoting { c.boxVoting = boxVoting }
         if let refinements { c.refinements = refinements }
         if let flipAverage { c.flipAverage = flipAverage }
+        if let shiftAverage { c.shiftAverage = shiftAverage }
         if let scales, let values = parsedScales(scales) { c.scales = values }
         if let minSize, let maxSize {
             c.scales = WindowHead.Configuration.pyramid(window: c.window, minSize: minSize, maxSize: maxSize, levels: c.scales.count)
@@ -84,7 +88,7 @@ struct DetectTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a sliding-window detector on a detection dataset.",
-        discussion: "With no options this trains the tuned recipe: the W1 network with unpadded convolutions as a 28x28 window classifier (11 outputs: background and 10 classes) with a 4-number box regression (R-CNN deltas of the tight box against the window's square), trained on window crops: every object twice per epoch at the pyramid level that fits it (each view jittered on its own), one random background window per object, and from the second epoch one hard negative per object mined with the current model (the highest-scoring background windows on 128 scenes). Inference scores every window of a 9-level pyramid densely, then per-class NMS at IoU 0.4, then ten second looks: each kept detection's window is cropped again centred on its box at the level that fits it (and mirrored), rescored and its box regressed again, with NMS after each look. The best epoch is picked by COCO AP on --val.")
+        discussion: "With no options this trains the tuned recipe: the W1 network with unpadded convolutions as a 28x28 window classifier (11 outputs: background and 10 classes) with a 4-number box regression (R-CNN deltas of the tight box against the window's square), trained on window crops: every object twice per epoch at the pyramid level that fits it (each view jittered on its own), one random background window per object, and from the second epoch one hard negative per object mined with the current model (the highest-scoring background windows on 128 scenes). Inference scores every window of a 9-level pyramid densely, then per-class NMS at IoU 0.4, then ten second looks: each kept detection's window is cropped again centred on its box at the level that fits it (also mirrored, and moved half a stride each way), rescored and its box regressed again, averaged over those views, with NMS after each look. The best epoch is picked by COCO AP on --val.")
 
     @OptionGroup var arguments: TrainArguments
 
@@ -133,7 +137,8 @@ struct DetectTrain: ParsableCommand {
                 guard side >= 1 else { throw ModelError("a \(window)x\(window) window leaves no map for the head") }
                 return WindowHead.Configuration(input: map.name, window: window, featureSide: side, hidden: 128, classes: classes,
                                                 scales: WindowHead.Configuration.pyramid(window: window, minSize: minSize, maxSize: maxSize, levels: levels),
-                                                boxVoting: false, categoryIDs: dataset.categoryIDs, refinements: 10, flipAverage: true)
+                                                boxVoting: false, categoryIDs: dataset.categoryIDs, refinements: 10, flipAverage: true,
+                                                shiftAverage: true)
             }, source: { model, recipe in
                 try WindowSampler(dataset: dataset, model: model, sampling: sampling, batchSize: recipe.options.batchSize, seed: recipe.options.seed)
             })

@@ -53,14 +53,18 @@ public final class WindowHead: Head {
         public var refinements: Int
         /// Second looks average the window's outputs with those of its mirror image.
         public var flipAverage: Bool
+        /// Second looks also look from the window moved half a stride left, right, up and down,
+        /// and average the probabilities and boxes.
+        public var shiftAverage: Bool
 
         public init(input: String, window: Int, featureSide: Int, hidden: Int, classes: Int, scales: [Float],
                     scoreThreshold: Float = 0.05, nmsIoU: Float = 0.4, boxVoting: Bool = true, maxDetections: Int = 100,
-                    categoryIDs: [Int64]? = nil, refinements: Int = 0, flipAverage: Bool = false) {
+                    categoryIDs: [Int64]? = nil, refinements: Int = 0, flipAverage: Bool = false,
+                    shiftAverage: Bool = false) {
             self.input = input; self.window = window; self.featureSide = featureSide; self.hidden = hidden
             self.classes = classes; self.scales = scales; self.scoreThreshold = scoreThreshold; self.nmsIoU = nmsIoU
             self.boxVoting = boxVoting; self.maxDetections = maxDetections; self.categoryIDs = categoryIDs
-            self.refinements = refinements; self.flipAverage = flipAverage
+            self.refinements = refinements; self.flipAverage = flipAverage; self.shiftAverage = shiftAverage
         }
 
         /// Files written before second looks existed decode with them off.
@@ -79,6 +83,7 @@ public final class WindowHead: Head {
             categoryIDs = try c.decodeIfPresent([Int64].self, forKey: .categoryIDs)
             refinements = try c.decodeIfPresent(Int.self, forKey: .refinements) ?? 0
             flipAverage = try c.decodeIfPresent(Bool.self, forKey: .flipAverage) ?? false
+            shiftAverage = try c.decodeIfPresent(Bool.self, forKey: .shiftAverage) ?? false
         }
 
         /// `levels` scales from 1 down to `window / maxSize` for objects of `minSize` to
@@ -91,7 +96,7 @@ public final class WindowHead: Head {
 
         enum CodingKeys: String, CodingKey {
             case input = "windowInput", window, featureSide = "windowFeatureSide", hidden = "windowHidden",
-                 classes = "objectClasses", scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, categoryIDs, refinements, flipAverage
+                 classes = "objectClasses", scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, categoryIDs, refinements, flipAverage, shiftAverage
         }
     }
 
@@ -313,15 +318,24 @@ public final class WindowHead: Head {
     public func refine(_ detections: [Detection], in image: Tensor, _ context: PredictionContext) -> [Detection] {
         let (c, h, w) = (image.shape[1], image.shape[2], image.shape[3])
         let size = configuration.window, plane = size * size
-        let crops = Tensor.uninitialized([detections.count, c, size, size])
-        let windows = detections.enumerated().map { slot, detection in
-            let fit = fittingWindow(detection.box, height: h, width: w)
-            let crop = image.resizedBilinearWindow(height: fit.height, width: fit.width, left: fit.left, top: fit.top,
-                                                   size: size, background: context.background)
-            withExtendedLifetime(crop) { (crops.pointer + slot * c * plane).update(from: crop.pointer, count: c * plane) }
-            return fit
+        // Each detection's views: its fitting window and, with `shiftAverage`, that window moved
+        // by half a stride in each direction.
+        let d = Float(stride) / 2, zero: Float = 0
+        var shifts: [(x: Float, y: Float)] = [(zero, zero)]
+        if configuration.shiftAverage { shifts += [(d, zero), (-d, zero), (zero, d), (zero, -d)] }
+        let views = shifts.count, m = detections.count * views
+        let crops = Tensor.uninitialized([m, c, size, size])
+        var windows: [(height: Int, width: Int, scale: Float, left: Int, top: Int)] = []
+        for (index, detection) in detections.enumerated() {
+            for (view, shift) in shifts.enumerated() {
+                let fit = fittingWindow(detection.box, height: h, width: w, shift: shift)
+                let crop = image.resizedBilinearWindow(height: fit.height, width: fit.width, left: fit.left, top: fit.top,
+                                                       size: size, background: context.background)
+                let slot = index * views + view
+                withExtendedLifetime(crop) { (crops.pointer + slot * c * plane).update(from: crop.pointer, count: c * plane) }
+                windows.append(fit)
+            }
         }
-        let m = detections.count
         var batch = crops
         if configuration.flipAverage {
             batch = Tensor.uninitialized([2 * m, c, size, size])
@@ -330,21 +344,30 @@ public final class WindowHead: Head {
             withExtendedLifetime(mirrored) { (batch.pointer + crops.count).update(from: mirrored.pointer, count: crops.count) }
         }
         let outputs = context.run(batch)
-        return detections.enumerated().map { slot, detection in
-            let fit = windows[slot], label = Int(detection.box.label)
-            var (probability, deltas) = secondLook(outputs.pointer + slot * channels, label: label)
-            if configuration.flipAverage {
-                let (mirrorProbability, mirrorDeltas) = secondLook(outputs.pointer + (m + slot) * channels, label: label)
-                probability = (probability + mirrorProbability) / 2
-                deltas = ((deltas.0 - mirrorDeltas.0) / 2, (deltas.1 + mirrorDeltas.1) / 2,
-                          (deltas.2 + mirrorDeltas.2) / 2, (deltas.3 + mirrorDeltas.3) / 2)
+        return detections.enumerated().map { index, detection in
+            let label = Int(detection.box.label)
+            var probability: Float = 0, corners = (x1: Float(0), y1: Float(0), x2: Float(0), y2: Float(0))
+            for view in 0..<views {
+                let slot = index * views + view, fit = windows[slot]
+                var (p, deltas) = secondLook(outputs.pointer + slot * channels, label: label)
+                if configuration.flipAverage {
+                    let (mirrorP, mirrorDeltas) = secondLook(outputs.pointer + (m + slot) * channels, label: label)
+                    p = (p + mirrorP) / 2
+                    deltas = ((deltas.0 - mirrorDeltas.0) / 2, (deltas.1 + mirrorDeltas.1) / 2,
+                              (deltas.2 + mirrorDeltas.2) / 2, (deltas.3 + mirrorDeltas.3) / 2)
+                }
+                let square = DetectionBox(x1: Float(fit.left) / fit.scale, y1: Float(fit.top) / fit.scale,
+                                          x2: Float(fit.left + size) / fit.scale, y2: Float(fit.top + size) / fit.scale,
+                                          label: detection.box.label)
+                let box = Self.coder.decode(deltas: deltas, reference: square)
+                probability += p
+                corners = (corners.x1 + box.x1, corners.y1 + box.y1, corners.x2 + box.x2, corners.y2 + box.y2)
             }
-            let square = DetectionBox(x1: Float(fit.left) / fit.scale, y1: Float(fit.top) / fit.scale,
-                                      x2: Float(fit.left + size) / fit.scale, y2: Float(fit.top + size) / fit.scale,
-                                      label: detection.box.label)
-            let box = Self.coder.decode(deltas: deltas, reference: square)
+            let n = Float(views)
+            let box = views == 1 ? DetectionBox(x1: corners.x1, y1: corners.y1, x2: corners.x2, y2: corners.y2, label: detection.box.label)
+                : DetectionBox(x1: corners.x1 / n, y1: corners.y1 / n, x2: corners.x2 / n, y2: corners.y2 / n, label: detection.box.label)
             // The geometric mean with the score so far: repeated looks weigh the latest most.
-            let score = (probability * detection.score).squareRoot()
+            let score = (probability / n * detection.score).squareRoot()
             return Detection(box: box, score: score)
         }
     }

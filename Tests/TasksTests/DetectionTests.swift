@@ -149,9 +149,10 @@ final class DetectionTests: XCTestCase {
 
 final class SecondLookTests: XCTestCase {
     /// Small detector (window 16, scales 2 to 1) on a 40x40 image.
-    func head(flipAverage: Bool = false) throws -> WindowHead {
+    func head(flipAverage: Bool = false, shiftAverage: Bool = false) throws -> WindowHead {
         var configuration = smallDetectorConfiguration(classes: 2)
         configuration.head.flipAverage = flipAverage
+        configuration.head.shiftAverage = shiftAverage
         return try Model<WindowHead>(configuration, seed: 1).head
     }
 
@@ -226,5 +227,41 @@ final class SecondLookTests: XCTestCase {
         XCTAssertEqual(refined[0].box.y1, expected.y1, accuracy: 1e-5)
         XCTAssertEqual(refined[0].box.x2, expected.x2, accuracy: 1e-5)
         XCTAssertEqual(refined[0].box.y2, expected.y2, accuracy: 1e-5)
+    }
+
+    /// With `shiftAverage` each detection is looked at from five windows, its fitting window
+    /// and that window moved half a stride (2 level pixels) each way; the probabilities and the
+    /// decoded boxes are averaged.
+    func testAShiftedSecondLookAveragesFiveWindows() throws {
+        let head = try head(shiftAverage: true)
+        var generator = SeededGenerator(seed: 6)
+        let image = Tensor(shape: [1, 1, 40, 40], scalars: (0..<1600).map { _ in generator.nextUniform() })
+        let detection = Detection(box: DetectionBox(x1: 12, y1: 20, x2: 18, y2: 30, label: 0), score: 0.5)
+        // Logits (background 0, class 0 at 0, class 1 at log r): p(class 0) = 1 / (2 + r); for the
+        // second view the other two logits are off, p = 1. So p is 1/3, 1, 1/4, 1/5, 1/6.
+        let ratios: [Float] = [1, 0, 2, 3, 4]
+        var seen: Tensor?
+        let context = PredictionContext(geometry: InputGeometry(height: 40, width: 40), background: [-1]) { crops in
+            seen = crops
+            return Tensor(shape: [5, 7, 1, 1], scalars: ratios.flatMap { r -> [Float] in
+                r == 0 ? [-100, 0, -100, 0, 0, 0, 0] : [0, 0, log(r), 0, 0, 0, 0]
+            })
+        }
+        let refined = head.refine([detection], in: image, context)
+        let crops = try XCTUnwrap(seen)
+        XCTAssertEqual(crops.shape, [5, 1, 16, 16])
+        // The fitting window is at (16, 32) of the 64 x 64 level; the others 2 pixels off it.
+        for (view, (left, top)) in [(16, 32), (18, 32), (14, 32), (16, 34), (16, 30)].enumerated() {
+            let expected = image.resizedBilinearWindow(height: 64, width: 64, left: left, top: top, size: 16, background: [-1])
+            XCTAssertEqual(Array(crops.scalars[(view * 256)..<((view + 1) * 256)]), expected.scalars, "view \(view)")
+        }
+        let probabilities: [Float] = [1.0 / 3, 1, 1.0 / 4, 1.0 / 5, 1.0 / 6]
+        let mean = probabilities.reduce(0, +) / 5
+        XCTAssertEqual(refined[0].score, (0.5 * mean).squareRoot(), accuracy: 1e-5)
+        // Zero deltas: each view's box is its square; their mean is the fitting square.
+        XCTAssertEqual(refined[0].box.x1, 10, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.y1, 20, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.x2, 20, accuracy: 1e-5)
+        XCTAssertEqual(refined[0].box.y2, 30, accuracy: 1e-5)
     }
 }

@@ -106,8 +106,9 @@ final class ShippedModelTests: XCTestCase {
         }
     }
 
-    /// The shipped detector finds the items of the sample scenes (first 8 test scenes, their
-    /// boxes in samples/scenes/annotations.json): its test AP50 is 0.85 (models/README.md).
+    /// The shipped detector, as shipped (second looks included), finds the items of the first
+    /// three sample scenes (test scenes, their boxes in samples/scenes/annotations.json): its
+    /// test AP50 is 0.91 (models/README.md). Three, because a debug build takes about 20 s a scene.
     func testFashionDetectorFindsTheItemsOfTheSampleScenes() throws {
         let (model, _) = try Model<WindowHead>.load(path: path("models/fashion-detector.h5"))
         let c = model.configuration
@@ -117,7 +118,7 @@ final class ShippedModelTests: XCTestCase {
         let annotations = try XCTUnwrap(coco["annotations"] as? [[String: Any]])
         let categories = try XCTUnwrap(c.head.categoryIDs)
         var evaluator = COCOEvaluator(categories: Array(0..<c.classes.count))
-        for image in images {
+        for image in images.prefix(3) {
             let id = try XCTUnwrap((image["id"] as? NSNumber)?.intValue), name = try XCTUnwrap(image["file_name"] as? String)
             let truth = try annotations.filter { ($0["image_id"] as? NSNumber)?.intValue == id }.map { annotation -> DetectionBox in
                 let b = try XCTUnwrap(annotation["bbox"] as? [Double]), category = try XCTUnwrap((annotation["category_id"] as? NSNumber)?.int64Value)
@@ -130,7 +131,7 @@ final class ShippedModelTests: XCTestCase {
             evaluator.add(imageID: id, groundTruth: truth, detections: detections)
         }
         let summary = evaluator.summarize()
-        // A detector guessing boxes would score near 0; 8 scenes leave room below the test figure.
+        // A detector guessing boxes would score near 0; 3 scenes leave room below the test figure.
         XCTAssertGreaterThanOrEqual(summary.ap50, 0.6, "AP50 \(summary.ap50) on the sample scenes")
         XCTAssertGreaterThanOrEqual(summary.ap, 0.35, "AP \(summary.ap) on the sample scenes")
     }
