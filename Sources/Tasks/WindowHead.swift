@@ -184,20 +184,33 @@ public final class WindowHead: Head {
     @inline(__always)
     func bestObject(_ base: UnsafePointer<Float>, _ p: Int, plane: Int) -> (label: Int, score: Float) {
         let k = configuration.classes + 1
-        var peak = base[p]
-        for j in 1..<k { peak = Swift.max(peak, base[j * plane + p]) }
-        var total: Float = 0
-        for j in 0..<k { total += Foundation.exp(base[j * plane + p] - peak) }
         var best = 1
         if k > 2 { for j in 2..<k where base[j * plane + p] > base[best * plane + p] { best = j } }
-        return (best - 1, Foundation.exp(base[best * plane + p] - peak) / total)
+        return (best - 1, probability(of: best, base, p, plane: plane))
+    }
+
+    /// The softmax probability over background + classes of output channel `j` (0 background,
+    /// c + 1 class c) at position `p` of outputs `base` whose channel planes hold `plane` floats.
+    @inline(__always)
+    func probability(of j: Int, _ base: UnsafePointer<Float>, _ p: Int, plane: Int) -> Float {
+        let k = configuration.classes + 1
+        var peak = base[p]
+        for i in 1..<k { peak = Swift.max(peak, base[i * plane + p]) }
+        var total: Float = 0
+        for i in 0..<k { total += Foundation.exp(base[i * plane + p] - peak) }
+        return Foundation.exp(base[j * plane + p] - peak) / total
     }
 
     /// The square in original-image pixels of the window at map position (x, y) of a level
     /// made by scaling the image by `scale` and padding it by `padding` pixels.
     public func windowSquare(x: Int, y: Int, scale: Float, padding: Int, label: Int = 0) -> DetectionBox {
-        let window = Float(configuration.window)
-        let left = Float(x * stride - padding), top = Float(y * stride - padding)
+        windowSquare(left: x * stride - padding, top: y * stride - padding, scale: scale, label: label)
+    }
+
+    /// The square in original-image pixels of the window with its top-left corner at (`left`,
+    /// `top`) of a level made by scaling the image by `scale`.
+    public func windowSquare(left: Int, top: Int, scale: Float, label: Int = 0) -> DetectionBox {
+        let window = Float(configuration.window), left = Float(left), top = Float(top)
         return DetectionBox(x1: left / scale, y1: top / scale, x2: (left + window) / scale, y2: (top + window) / scale,
                             label: Int32(label))
     }
@@ -356,16 +369,13 @@ public final class WindowHead: Head {
                     deltas = ((deltas.0 - mirrorDeltas.0) / 2, (deltas.1 + mirrorDeltas.1) / 2,
                               (deltas.2 + mirrorDeltas.2) / 2, (deltas.3 + mirrorDeltas.3) / 2)
                 }
-                let square = DetectionBox(x1: Float(fit.left) / fit.scale, y1: Float(fit.top) / fit.scale,
-                                          x2: Float(fit.left + size) / fit.scale, y2: Float(fit.top + size) / fit.scale,
-                                          label: detection.box.label)
+                let square = windowSquare(left: fit.left, top: fit.top, scale: fit.scale, label: label)
                 let box = Self.coder.decode(deltas: deltas, reference: square)
                 probability += p
                 corners = (corners.x1 + box.x1, corners.y1 + box.y1, corners.x2 + box.x2, corners.y2 + box.y2)
             }
             let n = Float(views)
-            let box = views == 1 ? DetectionBox(x1: corners.x1, y1: corners.y1, x2: corners.x2, y2: corners.y2, label: detection.box.label)
-                : DetectionBox(x1: corners.x1 / n, y1: corners.y1 / n, x2: corners.x2 / n, y2: corners.y2 / n, label: detection.box.label)
+            let box = DetectionBox(x1: corners.x1 / n, y1: corners.y1 / n, x2: corners.x2 / n, y2: corners.y2 / n, label: detection.box.label)
             // The geometric mean with the score so far: repeated looks weigh the latest most.
             let score = (probability / n * detection.score).squareRoot()
             return Detection(box: box, score: score)
@@ -376,11 +386,7 @@ public final class WindowHead: Head {
     /// object class `label` and the box deltas.
     func secondLook(_ base: UnsafePointer<Float>, label: Int) -> (Float, (Float, Float, Float, Float)) {
         let k = configuration.classes + 1
-        var peak = base[0]
-        for j in 1..<k { peak = Swift.max(peak, base[j]) }
-        var total: Float = 0
-        for j in 0..<k { total += Foundation.exp(base[j] - peak) }
-        return (Foundation.exp(base[label + 1] - peak) / total, (base[k], base[k + 1], base[k + 2], base[k + 3]))
+        return (probability(of: label + 1, base, 0, plane: 1), (base[k], base[k + 1], base[k + 2], base[k + 3]))
     }
 
     public func makeMetrics() -> COCOEvaluator { COCOEvaluator(categories: Array(0..<configuration.classes)) }

@@ -129,8 +129,7 @@ public final class WindowSampler: BatchSource {
             let level = levels[Int.random(in: 0..<levels.count, using: &rng)]
             let left = Int.random(in: -padding...Swift.max(-padding, level.width + padding - window), using: &rng)
             let top = Int.random(in: -padding...Swift.max(-padding, level.height + padding - window), using: &rng)
-            let square = DetectionBox(x1: Float(left) / level.scale, y1: Float(top) / level.scale,
-                                      x2: Float(left + window) / level.scale, y2: Float(top + window) / level.scale, label: 0)
+            let square = head.windowSquare(left: left, top: top, scale: level.scale)
             guard isBackground(square, scene: scene) else { continue }
             negatives.append(TrainingWindow(scene: scene, levelHeight: level.height, levelWidth: level.width, left: left, top: top,
                                             label: 0, box: nil, flip: sampling.flip && rng.next() & 1 == 1))

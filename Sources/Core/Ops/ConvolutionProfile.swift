@@ -53,26 +53,14 @@ public struct ConvolutionTiming: Sendable {
     }
 }
 
-/// Times each pass of `layer` on random data: repeated until `minTime` seconds have passed
-/// (after one warm-up call), the mean per call.
+/// Times each pass of `layer` on random data (`secondsPerCall`).
 public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> ConvolutionTiming {
     var rng = SeededGenerator(seed: 7)
     let x = Tensor.randomNormal([layer.batch, layer.inChannels, layer.height, layer.width], using: &rng)
     let weight = Tensor.randomNormal([layer.outChannels, layer.inChannels, layer.kernel, layer.kernel], using: &rng)
     let g = Tensor.randomNormal([layer.batch, layer.outChannels, layer.outHeight, layer.outWidth], using: &rng)
     let y = Tensor.uninitialized(g.shape), dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
-    func seconds(_ body: () -> Void) -> Double {
-        body()
-        var calls = 0
-        let start = DispatchTime.now().uptimeNanoseconds
-        var elapsed = 0.0
-        repeat {
-            body()
-            calls += 1
-            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        } while elapsed < minTime
-        return elapsed / Double(calls)
-    }
+    func seconds(_ body: () -> Void) -> Double { secondsPerCall(minTime: minTime, body) }
     return withExtendedLifetime((x, weight, g, y, dx, dw)) {
         let n = layer.batch
         if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1) {
@@ -126,15 +114,20 @@ public func measureGEMMPeak(threads: Int, minTime: Double) -> Double {
                 }
             }
         }
-        round()
-        var rounds = 0
-        let start = DispatchTime.now().uptimeNanoseconds
-        var elapsed = 0.0
-        repeat {
-            round()
-            rounds += 1
-            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        } while elapsed < minTime
-        return 2 * Double(side * side * side) * Double(threads * rounds) / elapsed / 1e9
+        return 2 * Double(side * side * side) * Double(threads) / secondsPerCall(minTime: minTime, round) / 1e9
     }
+}
+
+/// Mean seconds per call of `body`, called once to warm up, then until `minTime` seconds have passed.
+func secondsPerCall(minTime: Double, _ body: () -> Void) -> Double {
+    body()
+    var calls = 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    var elapsed = 0.0
+    repeat {
+        body()
+        calls += 1
+        elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    } while elapsed < minTime
+    return elapsed / Double(calls)
 }
