@@ -27,6 +27,9 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Hidden channels of the full-resolution refinement of the class scores from the input image; 0 for none (default: the recipe's).")
     var refineWidth: Int?
 
+    @Option(help: "Side of the class-score convolution on the deepest map: 1 scores each position from its own features, 3 (or 5, 7) also from its neighbours' (default: the recipe's).")
+    var classifierKernel: Int?
+
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
     var flipAverage: Bool?
 
@@ -36,6 +39,7 @@ struct SegmentTrain: ParsableCommand {
     func validate() throws {
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
+        if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
         if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {
             throw ValidationError("--class-weights must be non-negative numbers separated by commas, got '\(classWeights)'")
         }
@@ -49,6 +53,7 @@ struct SegmentTrain: ParsableCommand {
             if let skips { recipe.skips = commaList(skips)!.filter { !$0.isEmpty } }
             if let decoderWidth { recipe.decoderWidth = decoderWidth }
             if let refineWidth { recipe.refineWidth = refineWidth }
+            if let classifierKernel { recipe.classifierKernel = classifierKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
@@ -57,7 +62,9 @@ struct SegmentTrain: ParsableCommand {
             }
             try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, _, _ in
                 SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
-                                               refineWidth: recipe.refineWidth, classes: classes, classWeights: weights,
+                                               refineWidth: recipe.refineWidth,
+                                               classifierKernel: recipe.classifierKernel == 1 ? nil : recipe.classifierKernel,
+                                               classes: classes, classWeights: weights,
                                                flipAverage: recipe.flipAverage ? true : nil)
             }
         }
@@ -87,6 +94,8 @@ struct SegmentEval: ParsableCommand {
                 let object: [String: Any] = [
                     "pixels": metrics.pixels, "pixel_accuracy": metrics.pixelAccuracy,
                     "mean_iou": items, "mean_iou_with_background": all,
+                    // confusion[truth][prediction] in pixels, as torchvision's ConfusionMatrix.mat.
+                    "confusion": names.indices.map { t in Array(metrics.confusion[t * names.count..<(t + 1) * names.count]) },
                     "per_class": names.indices.map { c in
                         ["class": names[c], "iou": iou[c] as Any? ?? NSNull(), "accuracy": recall[c] as Any? ?? NSNull()] as [String: Any]
                     },

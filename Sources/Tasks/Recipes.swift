@@ -21,6 +21,8 @@ public struct Recipe: Sendable {
     public var decoderWidth = 0
     /// Segmentation: hidden channels of the full-resolution refinement (0: none).
     public var refineWidth = 0
+    /// Segmentation: side of the class-score convolution on the deepest map.
+    public var classifierKernel = 1
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
     /// Padding of a plain backbone's convolutions (nil: 1).

@@ -46,6 +46,10 @@ public final class SegmentationHead: Head {
         public var decoderWidth: Int
         /// Hidden channels of the full-resolution refinement from the input image; 0 for none.
         public var refineWidth: Int
+        /// Side of the class-score convolution on the deepest map (or the decoder's last level):
+        /// 1 scores each position from its own features; 3 also from its 8 neighbours', as a
+        /// classifier's global pooling sees a whole item (nil: 1).
+        public var classifierKernel: Int?
         /// Output classes, background (0) included.
         public var classes: Int
         public var loss: SegmentationLoss
@@ -54,15 +58,16 @@ public final class SegmentationHead: Head {
         /// Predict from the mean of the scores of each image and its mirror image (nil: off).
         public var flipAverage: Bool?
 
-        public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classes: Int,
-                    loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil, flipAverage: Bool? = nil) {
+        public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classifierKernel: Int? = nil,
+                    classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil, flipAverage: Bool? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
+            self.classifierKernel = classifierKernel
             self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
         }
 
         enum CodingKeys: String, CodingKey {
-            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classes = "outputs", loss,
-                 classWeights, flipAverage
+            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel,
+                 classes = "outputs", loss, classWeights, flipAverage
         }
     }
 
@@ -103,7 +108,8 @@ public final class SegmentationHead: Head {
     }
 
     public let configuration: Configuration
-    /// 1x1 classifier on the deepest map (FCN) or on the decoder's last level.
+    /// Class scores (1x1, or `classifierKernel` square, same padding) on the deepest map (FCN) or
+    /// on the decoder's last level.
     public let classifier: Conv2D
     /// Decoder levels, one per skip (U-Net style), or 1x1 score layers of the skips (FCN).
     public let levels: [DecoderLevel]
@@ -134,6 +140,10 @@ public final class SegmentationHead: Head {
         for (finer, coarser) in zip(skips, [deepest] + skips) where finer.stride > coarser.stride {
             throw ModelError("segmentation skip '\(finer.name)' (stride \(finer.stride)) is coarser than '\(coarser.name)' (stride \(coarser.stride))")
         }
+        let kernel = configuration.classifierKernel ?? 1
+        guard kernel >= 1, kernel % 2 == 1, kernel <= 7 else {
+            throw ModelError("segmentation classifier kernel \(kernel) must be odd, 1 to 7")
+        }
         let k = configuration.classes, width = configuration.decoderWidth
         if width > 0 {
             var channels = deepest.channels
@@ -142,10 +152,10 @@ public final class SegmentationHead: Head {
                 return DecoderLevel(channels + skip.channels, width, using: &rng)
             }
             skipScores = []
-            classifier = Conv2D(skips.isEmpty ? deepest.channels : width, k, kernel: 1, using: &rng)
+            classifier = Conv2D(skips.isEmpty ? deepest.channels : width, k, kernel: kernel, padding: kernel / 2, using: &rng)
         } else {
             levels = []
-            classifier = Conv2D(deepest.channels, k, kernel: 1, using: &rng)
+            classifier = Conv2D(deepest.channels, k, kernel: kernel, padding: kernel / 2, using: &rng)
             skipScores = skips.map { Conv2D($0.channels, k, kernel: 1, using: &rng) }
         }
         refinement = configuration.refineWidth > 0

@@ -249,6 +249,28 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(again.errorLines.first?.contains("--force") == true, again.standardError)
         XCTAssertEqual(try percept(arguments + ["--force"]).status, 0)
 
+        // eval --json: the confusion matrix [truth][prediction] beside the IoUs derived from it.
+        let data = scratch.file("masks.h5")
+        let writer = try DatasetWriter(path: data, task: .segmentation, channels: 1, height: 8, width: 8, source: "test")
+        for index in 0..<3 {
+            try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 5 + index * 60) % 256) }),
+                              mask: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 / 8 + index) % 3) }))
+        }
+        try writer.finish(classNames: ["background", "a", "b"])
+        let evaluated = try percept(["segment", "eval", "--model", scratch.file("segmenter.h5"), "--data", data, "--json"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.standardError)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(evaluated.standardOutput.utf8)) as? [String: Any])
+        let confusion = try XCTUnwrap(report["confusion"] as? [[Int]], evaluated.standardOutput)
+        XCTAssertEqual(confusion.count, 3)
+        XCTAssertEqual(confusion.flatMap { $0 }.reduce(0, +), 3 * 64, "every pixel counted once")
+        let perClass = try XCTUnwrap(report["per_class"] as? [[String: Any]])
+        for c in 0..<3 {
+            let union = confusion[c].reduce(0, +) + confusion.map { $0[c] }.reduce(0, +) - confusion[c][c]
+            guard union > 0 else { continue }
+            let iou = try XCTUnwrap(perClass[c]["iou"] as? Double)
+            XCTAssertEqual(iou, Double(confusion[c][c]) / Double(union), accuracy: 1e-12, "class \(c)")
+        }
+
         let help = try percept(["segment", "train", "--help"])
         for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")

@@ -101,6 +101,18 @@ final class SegmentationTests: XCTestCase {
                 XCTAssertEqual(model(images).shape, [2, 3, 16, 16], "decoder width \(width), skips \(skips)")
             }
         }
+        // A 3x3 classifier (same padding) keeps the input size; even sides are refused.
+        var wide = try smallSegmenterConfiguration(dataset: dataset, decoderWidth: 0, skips: [])
+        wide.head.classifierKernel = 3
+        let wideModel = try Model<SegmentationHead>(wide, seed: 1)
+        XCTAssertEqual(wideModel.head.classifier.weight.value.shape, [3, 8, 3, 3])
+        XCTAssertEqual(wideModel(images).shape, [2, 3, 16, 16])
+        wide.head.classifierKernel = 2
+        XCTAssertThrowsError(try Model<SegmentationHead>(wide, seed: 1)) { XCTAssertTrue("\($0)".contains("kernel 2"), "\($0)") }
+        // Old model files have no classifier kernel: 1.
+        XCTAssertNil(try JSONDecoder().decode(SegmentationHead.Configuration.self,
+                                             from: Data(#"{"segmentationInput":"stage2","segmentationSkips":[],"decoderWidth":0,"refineWidth":0,"outputs":3,"loss":"pixel_cross_entropy"}"#.utf8)).classifierKernel)
+
         // The refinement starts as the identity: its output layer is zero.
         let plain = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 6, refineWidth: 0), seed: 1)
         let refined = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 6, refineWidth: 4), seed: 1)

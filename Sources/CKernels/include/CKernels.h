@@ -38,6 +38,10 @@ void pc_conv_grid_weight_grad(const float *input, long inStride, long inImageStr
                               const float *dOut, long outStride, long outImageStride, int outChannels,
                               int images, long pixels, const long *offsets, int taps, float *grad);
 
+/// x[i] = exp(x[i]) for i < count, in place: within about 2 ulp of expf for results that are
+/// normal floats; inputs below -87.3 give the smallest normal float instead of a subnormal or 0.
+void pc_exp(float *x, long count);
+
 /// 1 when the AVX2+FMA kernels are in use.
 int pc_kernels_use_avx2(void);
 /// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports.

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Losses reduce to a scalar (rank-0) tensor with mean reduction. Partial sums are taken over
@@ -74,11 +75,12 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     if let weights { weightSum = 0; for k in 0..<classes { weightSum += weights[k] } }
     let smoothing = labelSmoothing, target = 1 - labelSmoothing
     let uniform = smoothing / Float(classes)
-    // Per sample: the largest logit and log(sum(exp(x - largest))), kept for the pullback's
-    // probabilities. Shifted logits are used throughout, so large logits lose no precision.
-    let peaks = TensorStorage(uninitializedCount: samples)
-    let logSums = TensorStorage(uninitializedCount: samples)
-    let x = logits.pointer
+    // Log-probabilities, kept for the pullback (which exponentiates them back): the blocked,
+    // vectorised log-softmax, so every pass reads contiguous memory.
+    let layout = SoftmaxLayout(logits.shape, axis: 1, name: "softmaxCrossEntropy")
+    let logProbabilities = TensorStorage(uninitializedCount: logits.count)
+    softmaxForward(logits.pointer, logProbabilities.pointer, layout, logarithm: true)
+    let logP = UnsafePointer(logProbabilities.pointer)
     var counted: Double = 0
     var total: Double = 0
     labels.withUnsafeBufferPointer { labelsPointer in
@@ -93,27 +95,14 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
         }
         total = blockSum(samples) { range in
             var sum: Double = 0
-            for s in range {
+            for s in range where label[s] != ignored {
                 let (o, i) = s.quotientAndRemainder(dividingBy: inner)
-                let row = x + o * classes * inner + i
-                var peak = row[0]
-                for k in 1..<classes where row[k * inner] > peak { peak = row[k * inner] }
-                var expSum: Float = 0
-                for k in 0..<classes { expSum += Foundation.exp(row[k * inner] - peak) }
-                let logSum = Foundation.log(expSum)
-                peaks.pointer[s] = peak
-                logSums.pointer[s] = logSum
-                guard label[s] != ignored else { continue }
+                let row = logP + o * classes * inner + i
                 let y = Int(label[s])
-                // -log p_k = log(sum) - (x_k - max).
-                var term = target * (weights?[y] ?? 1) * (logSum - (row[y * inner] - peak))
+                var term = target * (weights?[y] ?? 1) * -row[y * inner]
                 if smoothing > 0 {
                     var spread: Float = 0
-                    if let weights {
-                        for k in 0..<classes { spread += weights[k] * (logSum - (row[k * inner] - peak)) }
-                    } else {
-                        for k in 0..<classes { spread += logSum - (row[k * inner] - peak) }
-                    }
+                    for k in 0..<classes { spread -= (weights?[k] ?? 1) * row[k * inner] }
                     term += uniform * spread
                 }
                 sum += Double(term)
@@ -124,32 +113,42 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
     let normaliser = counted > 0 ? Float(1 / counted) : 0
     let loss = Tensor(counted > 0 ? Float(total / counted) : 0)
     let shape = logits.shape
-    // Pullbacks hold tensors, not their pointers: the tensors keep the storage alive until backward.
+    // Pullbacks hold tensors and storage, not their pointers: they stay alive until backward.
     return Tensor.record(loss, inputs: [logits]) { g in
         let dx = Tensor.uninitialized(shape)
         let scale = g.scalar * normaliser
-        let x = logits.pointer, weights = classWeights?.pointer
+        let weights = classWeights?.pointer, logP = UnsafePointer(logProbabilities.pointer)
+        // d/dx_k = (1 - e) w_y (p_k - [k = y]) + e / C (p_k sum(w) - w_k), over the weight sum:
+        // per position, a factor on p_k, a per-class offset, and a correction at the label.
         labels.withUnsafeBufferPointer { labelsPointer in
             guard let label = labelsPointer.baseAddress else { return }
-            blockFor(samples) { range in
-                for s in range {
-                    let (o, i) = s.quotientAndRemainder(dividingBy: inner)
-                    let offset = o * classes * inner + i
-                    let row = x + offset, d = dx.pointer + offset
-                    guard label[s] != ignored else {
-                        for k in 0..<classes { d[k * inner] = 0 }
-                        continue
+            parallelFor(layout.workItems, grain: layout.grain) { items in
+                let factor = UnsafeMutablePointer<Float>.allocate(capacity: 2 * softmaxBlockSize)
+                defer { factor.deallocate() }
+                let counts = factor + softmaxBlockSize
+                for item in items {
+                    let (offset, length) = layout.block(item)
+                    // Inner > 1: `length` neighbouring positions, class planes `inner` apart.
+                    // Inner = 1: one sample, its classes side by side.
+                    let (o, start) = offset.quotientAndRemainder(dividingBy: classes * inner)
+                    let first = o * inner + start
+                    for i in 0..<length {
+                        let y = label[first + i]
+                        let keep: Float = y == ignored ? 0 : 1
+                        counts[i] = keep * scale
+                        factor[i] = y == ignored ? 0 : scale * (target * (weights?[Int(y)] ?? 1) + uniform * weightSum)
                     }
-                    let y = Int(label[s])
-                    let peak = peaks.pointer[s], logSum = logSums.pointer[s]
-                    // d/dx_k = (1 - e) w_y (p_k - [k = y]) + e / C (p_k sum(w) - w_k), over the weight sum.
-                    let hard = target * (weights?[y] ?? 1)
-                    let perProbability = hard + uniform * weightSum
+                    for k in 0..<classes { (dx.pointer + offset + k * inner).update(from: logP + offset + k * inner, count: length) }
+                    exponentiate(dx.pointer + offset, layout, length: length)
                     for k in 0..<classes {
-                        let p = Foundation.exp((row[k * inner] - peak) - logSum)
-                        d[k * inner] = scale * (perProbability * p - uniform * (weights?[k] ?? 1))
+                        let d = dx.pointer + offset + k * inner
+                        let shift = uniform * (weights?[k] ?? 1)
+                        for i in 0..<length { d[i] = factor[i] * d[i] - counts[i] * shift }
                     }
-                    d[y * inner] -= scale * hard
+                    for i in 0..<length where label[first + i] != ignored {
+                        let y = Int(label[first + i])
+                        dx.pointer[offset + y * inner + i] -= scale * target * (weights?[y] ?? 1)
+                    }
                 }
             }
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Softmax and log-softmax along one axis of a row-major tensor, seen as [outer, classes, inner]:
@@ -5,9 +6,9 @@ import Foundation
 // sweep blocks of neighbouring positions class by class, so every pass reads contiguous memory.
 
 /// Positions per work item along the inner axis; also the size of the per-chunk scratch rows.
-private let softmaxBlock = 256
+let softmaxBlockSize = 256
 
-private struct SoftmaxLayout {
+struct SoftmaxLayout {
     let outer: Int, classes: Int, inner: Int
 
     init(_ shape: [Int], axis: Int, name: String) {
@@ -18,27 +19,38 @@ private struct SoftmaxLayout {
         inner = shape[(axis + 1)...].reduce(1, *)
     }
 
-    var blocksPerOuter: Int { (inner + softmaxBlock - 1) / softmaxBlock }
+    var blocksPerOuter: Int { (inner + softmaxBlockSize - 1) / softmaxBlockSize }
     var workItems: Int { outer * blocksPerOuter }
-    var grain: Int { Swift.max(1, 8_192 / Swift.max(classes * Swift.min(inner, softmaxBlock), 1)) }
+    var grain: Int { Swift.max(1, 8_192 / Swift.max(classes * Swift.min(inner, softmaxBlockSize), 1)) }
 
     /// Offset of (item's outer index, class 0, block start) and the block length.
     @inline(__always)
     func block(_ item: Int) -> (offset: Int, length: Int) {
-        let o = item / blocksPerOuter, start = (item % blocksPerOuter) * softmaxBlock
-        return (o * classes * inner + start, Swift.min(softmaxBlock, inner - start))
+        let o = item / blocksPerOuter, start = (item % blocksPerOuter) * softmaxBlockSize
+        return (o * classes * inner + start, Swift.min(softmaxBlockSize, inner - start))
+    }
+}
+
+/// exp in place over one block's class rows (`length` positions each, `inner` apart): one
+/// vector run when the block spans whole planes (then the rows are contiguous), else one per row.
+@inline(__always)
+func exponentiate(_ block: UnsafeMutablePointer<Float>, _ layout: SoftmaxLayout, length: Int) {
+    if length == layout.inner {
+        pc_exp(block, layout.classes * length)
+    } else {
+        for k in 0..<layout.classes { pc_exp(block + k * layout.inner, length) }
     }
 }
 
 /// Writes softmax (or log-softmax) of `x` along the class axis into `y`.
-private func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                             _ layout: SoftmaxLayout, logarithm: Bool) {
     let classes = layout.classes, inner = layout.inner
     parallelFor(layout.workItems, grain: layout.grain) { items in
         // Running max and sum for one block of positions.
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * softmaxBlock)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * softmaxBlockSize)
         defer { scratch.deallocate() }
-        let peak = scratch, total = scratch + softmaxBlock
+        let peak = scratch, total = scratch + softmaxBlockSize
         for item in items {
             let (offset, length) = layout.block(item)
             let src = x + offset, dst = y + offset
@@ -50,11 +62,12 @@ private func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer
             total.update(repeating: 0, count: length)
             for k in 0..<classes {
                 let row = src + k * inner, out = dst + k * inner
-                for i in 0..<length {
-                    let e = Foundation.exp(row[i] - peak[i])
-                    out[i] = e
-                    total[i] += e
-                }
+                for i in 0..<length { out[i] = row[i] - peak[i] }
+            }
+            exponentiate(dst, layout, length: length)
+            for k in 0..<classes {
+                let out = dst + k * inner
+                for i in 0..<length { total[i] += out[i] }
             }
             if logarithm {
                 // log softmax = (x - max) - log(sum exp(x - max)), kept in that order: forming
@@ -80,7 +93,7 @@ private func softmaxBackward(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float
                              _ layout: SoftmaxLayout, logarithm: Bool) {
     let classes = layout.classes, inner = layout.inner
     parallelFor(layout.workItems, grain: layout.grain) { items in
-        let total = UnsafeMutablePointer<Float>.allocate(capacity: softmaxBlock)
+        let total = UnsafeMutablePointer<Float>.allocate(capacity: softmaxBlockSize)
         defer { total.deallocate() }
         for item in items {
             let (offset, length) = layout.block(item)
@@ -93,10 +106,15 @@ private func softmaxBackward(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float
                     for i in 0..<length { total[i] += gk[i] * yk[i] }
                 }
             }
+            if logarithm {
+                // dx = g - exp(y) * sum(g), with exp(y) formed in dx first.
+                for k in 0..<classes { (dx + offset + k * inner).update(from: y + offset + k * inner, count: length) }
+                exponentiate(dx + offset, layout, length: length)
+            }
             for k in 0..<classes {
                 let gk = g + offset + k * inner, yk = y + offset + k * inner, dk = dx + offset + k * inner
                 if logarithm {
-                    for i in 0..<length { dk[i] = gk[i] - Foundation.exp(yk[i]) * total[i] }
+                    for i in 0..<length { dk[i] = gk[i] - dk[i] * total[i] }
                 } else {
                     for i in 0..<length { dk[i] = yk[i] * (gk[i] - total[i]) }
                 }
