@@ -27,7 +27,7 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Hidden channels of the full-resolution refinement of the class scores from the input image; 0 for none (default: the recipe's).")
     var refineWidth: Int?
 
-    @Option(help: "Side of the class-score convolution on the deepest map: 1 scores each position from its own features, 3 (or 5, 7) also from its neighbours' (default: the recipe's).")
+    @Option(help: "Side of the class-score convolution on the deepest map (or the decoder's last level): 1 scores each position from its own features, 3 (or 5, 7) also from its neighbours' (default: the recipe's).")
     var classifierKernel: Int?
 
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")

@@ -44,7 +44,7 @@ final class ExpKernelTests: XCTestCase {
                 }
                 XCTAssertEqual(values[count], 42, "wrote past the end (count \(count))")
             }
-            var edges: [Float] = [0, -1000, .nan, 1, -.infinity, 88.3, -87.3, 0.5]
+            var edges: [Float] = [0, -1000, .nan, 1, -.infinity, 88.3, -87.3, 88.7, .infinity]
             pc_exp(&edges, edges.count)
             XCTAssertEqual(edges[0], 1)
             XCTAssertLessThan(edges[1], 1.2e-38, "exp(-1000) is (nearly) 0")
@@ -54,6 +54,12 @@ final class ExpKernelTests: XCTestCase {
             XCTAssertLessThan(edges[4], 1.2e-38)
             XCTAssertEqual(Double(edges[5]), Foundation.exp(Double(Float(88.3))), accuracy: 1e32)
             XCTAssertTrue(edges[5].isFinite)
+            // The ends of the range are exact up to rounding, not clamped; beyond them, the
+            // largest values (AVX2: about FLT_MAX; expf: inf).
+            XCTAssertEqual(Double(edges[6]), Foundation.exp(Double(Float(-87.3))), accuracy: 1e-6 * Foundation.exp(-87.3))
+            XCTAssertTrue(edges[6].isNormal)
+            XCTAssertEqual(Double(edges[7]), Foundation.exp(Double(Float(88.7))), accuracy: 1e-6 * Foundation.exp(88.7))
+            XCTAssertGreaterThanOrEqual(edges[8], 3.4e38)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 @testable import Core
 
@@ -51,6 +52,32 @@ final class GradientCheckLossTests: XCTestCase {
         assertGradientsMatch([logits]) {
             softmaxCrossEntropy(logits: $0[0], labels: pixelLabels, ignoreIndex: 255, classWeights: classWeights, labelSmoothing: 0.1)
         }
+    }
+
+    /// 17 x 17 = 289 positions: each image's plane is two blocks of the blocked log-softmax, the
+    /// second one short, with ignored pixels, weights and smoothing; in both exp kernel builds.
+    func testPerPixelCrossEntropyOverSeveralBlocksInBothKernelBuilds() {
+        defer { pc_kernels_force_portable(0) }
+        let logits = uniformTensor([2, 3, 17, 17], seed: 504, low: -3, high: 3)
+        let labels: [Int32] = (0..<(2 * 289)).map { (p: Int) -> Int32 in p % 7 == 3 ? 255 : Int32((p * 5 / 3) % 3) }
+        let weights: [Float] = [1, 0.5, 3]
+        let classWeights = Tensor(shape: [3], scalars: weights)
+        for portable: Int32 in [0, 1] {
+            pc_kernels_force_portable(portable)
+            assertGradientsMatch([logits]) {
+                softmaxCrossEntropy(logits: $0[0], labels: labels, ignoreIndex: 255, classWeights: classWeights, labelSmoothing: 0.1)
+            }
+            let loss = softmaxCrossEntropy(logits: logits, labels: labels, ignoreIndex: 255, classWeights: classWeights, labelSmoothing: 0.1)
+            XCTAssertEqual(Double(loss.scalar), referenceCrossEntropy(logits, labels, ignoreIndex: 255, weights: weights, smoothing: 0.1),
+                           accuracy: 1e-5, "portable \(portable)")
+        }
+        // Ignored pixels get a zero gradient even where their logits are not finite.
+        let broken = logits.copy()
+        broken.pointer[3] = .nan
+        let tracked = broken.trackingGradient()
+        let gradient = softmaxCrossEntropy(logits: tracked, labels: labels, ignoreIndex: 255).backward()[tracked]!
+        XCTAssertEqual(gradient.scalars[3], 0)
+        XCTAssertTrue(gradient.scalars.allSatisfy { $0.isFinite })
     }
 
     func testCrossEntropyMatchesReference() {

@@ -38,8 +38,10 @@ void pc_conv_grid_weight_grad(const float *input, long inStride, long inImageStr
                               const float *dOut, long outStride, long outImageStride, int outChannels,
                               int images, long pixels, const long *offsets, int taps, float *grad);
 
-/// x[i] = exp(x[i]) for i < count, in place: within about 2 ulp of expf for results that are
-/// normal floats; inputs below -87.3 give the smallest normal float instead of a subnormal or 0.
+/// x[i] = exp(x[i]) for i < count, in place, within 2 ulp of expf where the result is a normal
+/// float. The AVX2 build clamps its input to [ln FLT_MIN, ln FLT_MAX], so far below it gives
+/// about FLT_MIN (not a subnormal or 0) and far above about FLT_MAX (not inf); the portable
+/// build is expf itself. NaN stays NaN in both.
 void pc_exp(float *x, long count);
 
 /// 1 when the AVX2+FMA kernels are in use.

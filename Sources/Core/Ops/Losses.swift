@@ -145,7 +145,12 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
                         let shift = uniform * (weights?[k] ?? 1)
                         for i in 0..<length { d[i] = factor[i] * d[i] - counts[i] * shift }
                     }
-                    for i in 0..<length where label[first + i] != ignored {
+                    for i in 0..<length {
+                        guard label[first + i] != ignored else {
+                            // Written, not 0 x p: an ignored pixel's gradient is 0 whatever its logits.
+                            for k in 0..<classes { dx.pointer[offset + k * inner + i] = 0 }
+                            continue
+                        }
                         let y = Int(label[first + i])
                         dx.pointer[offset + y * inner + i] -= scale * target * (weights?[y] ?? 1)
                     }
