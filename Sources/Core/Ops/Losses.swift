@@ -123,27 +123,25 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
         labels.withUnsafeBufferPointer { labelsPointer in
             guard let label = labelsPointer.baseAddress else { return }
             parallelFor(layout.workItems, grain: layout.grain) { items in
-                let factor = UnsafeMutablePointer<Float>.allocate(capacity: 2 * softmaxBlockSize)
+                let factor = UnsafeMutablePointer<Float>.allocate(capacity: softmaxBlockSize)
                 defer { factor.deallocate() }
-                let counts = factor + softmaxBlockSize
                 for item in items {
                     let (offset, length) = layout.block(item)
                     // Inner > 1: `length` neighbouring positions, class planes `inner` apart.
                     // Inner = 1: one sample, its classes side by side.
                     let (o, start) = offset.quotientAndRemainder(dividingBy: classes * inner)
                     let first = o * inner + start
+                    // Ignored positions are overwritten with 0 below, whatever is formed for them here.
                     for i in 0..<length {
                         let y = label[first + i]
-                        let keep: Float = y == ignored ? 0 : 1
-                        counts[i] = keep * scale
                         factor[i] = y == ignored ? 0 : scale * (target * (weights?[Int(y)] ?? 1) + uniform * weightSum)
                     }
                     for k in 0..<classes { (dx.pointer + offset + k * inner).update(from: logP + offset + k * inner, count: length) }
                     exponentiate(dx.pointer + offset, layout, length: length)
                     for k in 0..<classes {
                         let d = dx.pointer + offset + k * inner
-                        let shift = uniform * (weights?[k] ?? 1)
-                        for i in 0..<length { d[i] = factor[i] * d[i] - counts[i] * shift }
+                        let shift = scale * (uniform * (weights?[k] ?? 1))
+                        for i in 0..<length { d[i] = factor[i] * d[i] - shift }
                     }
                     for i in 0..<length {
                         guard label[first + i] != ignored else {
