@@ -60,6 +60,9 @@ struct TrainArguments: ParsableArguments {
             })
     var widths: [Int]?
 
+    @Option(help: ArgumentHelp("Start the backbone from this model file's (any task's, e.g. a classifier's): its architecture, weights and input normalisation; the head starts fresh. 'none' trains from scratch (default: the task's recipe).", valueName: "MODEL.h5|none"))
+    var backboneWeights: String?
+
     @Option(help: "Head pooling for ResNet backbones: average or max of features over positions, or score-max (score every position, keep each output's maximum) (default: the task's recipe).")
     var pooling: Pooling?
 
@@ -260,6 +263,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         }
     }
     var recipe = args.recipe(base)
+    let pretrained = args.resume == nil ? try pretrainedBackbone(args, recipe: recipe, dataset: dataset) : nil
     let configuration: ModelConfiguration<H.Configuration>
     if let resume = args.resume {
         // A resumed run continues with the model and settings it was started with (as
@@ -271,14 +275,17 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         }
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
-            || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
+            || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil
+            || args.backboneWeights != nil {
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --backbone-weights, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
         configuration = saved
     } else {
-        let stats = try channelStatistics(dataset)
-        configuration = try recipe.configuration(for: dataset, task: H.task, mean: stats.mean, std: stats.std) {
+        // A pretrained backbone keeps the normalisation its features were learned on.
+        let stats = try pretrained.map { (mean: $0.mean, std: $0.std) } ?? channelStatistics(dataset)
+        configuration = try recipe.configuration(for: dataset, task: H.task, mean: stats.mean, std: stats.std,
+                                                 backbone: pretrained?.configuration) {
             try configure(recipe, $0, $1, $2)
         }
     }
@@ -286,7 +293,8 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
           configuration.inputWidth == dataset.width, configuration.classes == dataset.classNames else {
         throw DatasetError(dataset.path, "does not match the images or classes of the model being resumed")
     }
-    let model = try Model<H>(configuration, seed: recipe.options.seed)
+    let model = try pretrained.map { try Model<H>(configuration, startingFrom: $0, seed: recipe.options.seed) }
+        ?? Model<H>(configuration, seed: recipe.options.seed)
     if args.resume == nil { try prepare(model, recipe) }
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
@@ -300,10 +308,43 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
     FileHandle.standardError.write(Data(("training \(H.task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
         + "\(dataset.classNames.count) classes, \(b.kind.rawValue) backbone widths \(b.widths) stem stride \(b.stemStride)\(b.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate), "
-        + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads\n").utf8))
+        + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads"
+        + (pretrained.map { ", backbone from \($0.path)" } ?? "") + "\n").utf8))
     let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: recipe.options, outputPath: args.output)
     try trainer.run(resume: args.resume)
     FileHandle.standardError.write(Data("wrote \(args.output) (resumable checkpoint: \(trainer.checkpointPath))\n".utf8))
+}
+
+/// The backbone a new run starts from: `--backbone-weights FILE` (checked to fit), none for
+/// `--backbone-weights none`, else the recipe's shipped model where it is found and fits the
+/// data and the command line's backbone (a run that cannot use it says so and starts from scratch).
+func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDataset) throws -> PretrainedBackbone? {
+    let customBackbone = args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil
+    if let path = args.backboneWeights {
+        guard path != "none" else { return nil }
+        let pretrained = try PretrainedBackbone(path: path)
+        guard pretrained.configuration.inputChannels == dataset.channels else {
+            throw DatasetError(path, "has a backbone for \(pretrained.configuration.inputChannels)-channel images; \(dataset.path) holds \(dataset.channels)-channel images")
+        }
+        if customBackbone, try recipe.backboneConfiguration(inputChannels: dataset.channels) != pretrained.configuration {
+            throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool or --widths contradict; drop them")
+        }
+        return pretrained
+    }
+    guard let name = recipe.backboneWeights else { return nil }
+    func fromScratch(_ reason: String) -> PretrainedBackbone? {
+        FileHandle.standardError.write(Data("note: the recipe's backbone weights (\(name)) are not used: \(reason); training from scratch\n".utf8))
+        return nil
+    }
+    guard !customBackbone else { return fromScratch("--backbone, --stem-stride, --stem-pool or --widths choose another backbone") }
+    guard let path = ShippedModels.locate(name) else {
+        return fromScratch("not found in $PERCEPT_MODELS, ./models or the package's models folder; pass --backbone-weights FILE")
+    }
+    let pretrained = try PretrainedBackbone(path: path)
+    guard pretrained.configuration.inputChannels == dataset.channels else {
+        return fromScratch("\(path) is for \(pretrained.configuration.inputChannels)-channel images, \(dataset.path) holds \(dataset.channels)-channel images")
+    }
+    return pretrained
 }
 
 /// Checks that a dataset's images fit a model before evaluating.

@@ -25,6 +25,9 @@ public struct Recipe: Sendable {
     public var classifierKernel = 1
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
+    /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from
+    /// (nil: from scratch).
+    public var backboneWeights: String? = nil
     /// Padding of a plain backbone's convolutions (nil: 1).
     public var padding: Int? = nil
 
@@ -104,10 +107,12 @@ public struct Recipe: Sendable {
 
     /// A model configuration for `dataset` with this recipe's backbone and the head that
     /// `head` makes from the backbone's deepest map and the dataset's input size.
+    /// `backbone` replaces the recipe's (a pretrained one's, say).
     public func configuration<C>(for dataset: ImageDataset, task: VisionTask, mean: [Float], std: [Float],
+                                 backbone given: BackboneConfiguration? = nil,
                                  head: (_ deepest: FeatureMapInfo, _ kind: BackboneKind, _ geometry: InputGeometry) throws -> C)
         throws -> ModelConfiguration<C> {
-        let backbone = try backboneConfiguration(inputChannels: dataset.channels)
+        let backbone = try given ?? backboneConfiguration(inputChannels: dataset.channels)
         let geometry = InputGeometry(height: dataset.height, width: dataset.width)
         return ModelConfiguration(task: task, inputChannels: dataset.channels, inputHeight: dataset.height,
                                   inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone,

@@ -272,9 +272,53 @@ final class CLITests: XCTestCase {
         }
 
         let help = try percept(["segment", "train", "--help"])
-        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output"] {
+        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
         }
+    }
+
+    /// `--backbone-weights` starts a segmenter from a classifier's backbone and normalisation;
+    /// files that do not fit are refused before training, and `none` trains from scratch.
+    func testSegmenterTrainsFromAClassifiersBackbone() throws {
+        let scratch = Scratch()
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        let data = scratch.file("masks.h5")
+        let writer = try DatasetWriter(path: data, task: .segmentation, channels: 1, height: 8, width: 8, source: "test")
+        for index in 0..<4 {
+            try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 7 + index * 50) % 256) }),
+                              mask: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 / 8 + index) % 3) }))
+        }
+        try writer.finish(classNames: ["background", "a", "b"])
+        let train = ["segment", "train", "--data", data, "--epochs", "1", "--batch", "2"]
+
+        let started = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "-o", scratch.file("s.h5")])
+        XCTAssertEqual(started.status, 0, started.standardError)
+        XCTAssertTrue(started.standardError.contains("backbone from \(scratch.file("classifier.h5"))"), started.standardError)
+        let (segmenter, _) = try Model<SegmentationHead>.load(path: scratch.file("s.h5"))
+        // The classifier's backbone (plain, width 2) and normalisation, not the recipe's or the data's.
+        XCTAssertEqual(segmenter.configuration.backbone, BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]))
+        XCTAssertEqual([segmenter.configuration.mean, segmenter.configuration.std], [[0.5], [0.25]])
+
+        let scratchRun = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "-o", scratch.file("n.h5")])
+        XCTAssertEqual(scratchRun.status, 0, scratchRun.standardError)
+        XCTAssertFalse(scratchRun.standardError.contains("backbone from"), scratchRun.standardError)
+        XCTAssertNotEqual(try Model<SegmentationHead>.load(path: scratch.file("n.h5")).0.configuration.mean, [0.5])
+
+        for (flags, text) in [(["--backbone-weights", scratch.file("classifier.h5"), "--backbone", "plain", "--widths", "2,4"], "contradict"),
+                              (["--backbone-weights", data], "masks.h5"),
+                              (["--backbone-weights", scratch.file("missing.h5")], "missing.h5")] {
+            let refused = try percept(train + flags + ["-o", scratch.file("r.h5")])
+            XCTAssertEqual(refused.status, 1, "\(flags): \(refused.standardError)")
+            XCTAssertEqual(refused.errorLines.count, 1, refused.standardError)
+            XCTAssertTrue(refused.errorLines.first?.contains(text) == true, "\(flags): \(refused.standardError)")
+            XCTAssertFalse(refused.standardError.contains("epoch 1/1"), "trained before refusing: \(refused.standardError)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        }
+        // A resumed run keeps the weights it has.
+        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--backbone-weights", scratch.file("classifier.h5"),
+                                           "-o", scratch.file("s.h5")])
+        XCTAssertEqual(resumed.status, 1, resumed.standardError)
+        XCTAssertTrue(resumed.errorLines.first?.contains("--backbone-weights") == true, resumed.standardError)
     }
 
     /// `tag predict` writes tags that `convert tags` reads back, names with spaces included

@@ -1,0 +1,96 @@
+import Core
+import Datasets
+import Foundation
+
+/// The backbone of a trained model file, to start another task's model from (transfer learning,
+/// as FCN starts from a classifier and torchvision's `weights_backbone` does): its description,
+/// the input normalisation it was trained with, and its weights and batch-norm statistics.
+/// The file's head is not read.
+public struct PretrainedBackbone {
+    public let path: String
+    public let configuration: BackboneConfiguration
+    /// The normalisation the backbone's features were learned on; a model started from it
+    /// normalises its images the same way.
+    public let mean: [Float], std: [Float]
+    /// Backbone tensors by their path under the backbone (`stages.0.blocks.0.conv1.weight`).
+    let parameters: [String: Tensor], buffers: [String: Tensor]
+
+    /// The part of any task's architecture JSON that a backbone needs.
+    private struct Description: Decodable {
+        var backbone: BackboneConfiguration
+        var mean: [Float], std: [Float]
+    }
+
+    static let prefix = "backbone."
+
+    /// Reads the backbone of the model file at `path` (of any task).
+    public init(path: String) throws {
+        let checkpoint = try ModelCheckpoint.read(path: path)
+        let description: Description
+        do {
+            description = try JSONDecoder().decode(Description.self, from: Data(checkpoint.architecture.utf8))
+        } catch let error as DecodingError {
+            throw DatasetError(path, "architecture JSON does not describe a Percept backbone: \(describe(error))")
+        }
+        let channels = description.backbone.inputChannels
+        guard description.mean.count == channels, description.std.count == channels,
+              description.std.allSatisfy({ $0 > 0 && $0.isFinite }), description.mean.allSatisfy(\.isFinite) else {
+            throw DatasetError(path, "normalisation (mean \(description.mean), std \(description.std)) does not fit \(channels) input channels")
+        }
+        func backboneTensors(_ tensors: [String: Tensor]) -> [String: Tensor] {
+            Dictionary(uniqueKeysWithValues: tensors.compactMap { key, value in
+                key.hasPrefix(Self.prefix) ? (String(key.dropFirst(Self.prefix.count)), value) : nil
+            })
+        }
+        self.path = path
+        configuration = description.backbone
+        mean = description.mean; std = description.std
+        parameters = backboneTensors(checkpoint.parameters)
+        buffers = backboneTensors(checkpoint.buffers)
+        for (key, tensor) in parameters.merging(buffers, uniquingKeysWith: { a, _ in a }) where !tensor.scalars.allSatisfy(\.isFinite) {
+            throw DatasetError(path, "backbone.\(key) holds values that are not finite (NaN or infinity)")
+        }
+    }
+
+    /// Copies the weights into `backbone`, which must be built from `configuration`: every tensor
+    /// is checked (names and shapes) before any is changed.
+    public func load(into backbone: any Backbone) throws {
+        guard backbone.configuration == configuration else {
+            throw DatasetError(path, "holds a backbone \(configuration), not \(backbone.configuration)")
+        }
+        try ModelCheckpoint(architecture: "{}", task: "", parameters: parameters, buffers: buffers).load(into: backbone, path: path)
+    }
+}
+
+extension Model {
+    /// A model whose backbone starts from `pretrained` (the configuration's backbone and
+    /// normalisation must be the pretrained one's) and whose head is fresh, drawn from `seed`.
+    public convenience init(_ configuration: ModelConfiguration<H.Configuration>, startingFrom pretrained: PretrainedBackbone,
+                            seed: UInt64) throws {
+        guard configuration.mean == pretrained.mean, configuration.std == pretrained.std else {
+            throw DatasetError(pretrained.path, "normalises images with mean \(pretrained.mean), std \(pretrained.std); the model being built uses \(configuration.mean), \(configuration.std)")
+        }
+        try self.init(configuration, seed: seed)
+        try pretrained.load(into: backbone)
+    }
+}
+
+/// Where the models shipped in the package's `models/` folder are found: `$PERCEPT_MODELS`,
+/// then `models/` in the current directory, then a `models/` folder beside or above the
+/// running executable (the package checkout, for a binary under `.build/`).
+public enum ShippedModels {
+    public static func locate(_ name: String) -> String? {
+        var folders: [URL] = []
+        if let folder = ProcessInfo.processInfo.environment["PERCEPT_MODELS"], !folder.isEmpty {
+            folders.append(URL(fileURLWithPath: folder))
+        }
+        folders.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("models"))
+        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        var directory = executable.resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            folders.append(directory.appendingPathComponent("models"))
+            directory.deleteLastPathComponent()
+        }
+        return folders.map { $0.appendingPathComponent(name).path }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}

@@ -1,0 +1,102 @@
+import Core
+import Datasets
+import Foundation
+import Tasks
+import XCTest
+
+/// Starting one task's backbone from another task's model file (a segmenter from a classifier).
+final class PretrainedBackboneTests: XCTestCase {
+    let backbone = BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1])
+
+    /// A classifier of 16 x 16 images with `backbone`, its weights and batch-norm statistics
+    /// drawn at random (not the fresh ones every model of `seed` would get), saved to `path`.
+    func writeClassifier(_ path: String, backbone: BackboneConfiguration, mean: [Float] = [0.3], std: [Float] = [0.4]) throws -> Classifier {
+        let configuration = ModelConfiguration(
+            task: .classification, inputChannels: 1, inputHeight: 16, inputWidth: 16, classes: ["a", "b", "c"],
+            backbone: backbone,
+            head: ClassificationHead.Configuration(layers: VectorHeadConfiguration(pooling: .global, inFeatures: backbone.widths.last!, outputs: 3)),
+            mean: mean, std: std)
+        let classifier = try Classifier(configuration, seed: 5)
+        var generator = SeededGenerator(seed: 77)
+        for (_, parameter) in classifier.index.parameters { parameter.value = Tensor.randomNormal(parameter.value.shape, using: &generator) }
+        for (_, buffer) in classifier.index.buffers {
+            let values = Tensor.randomNormal(buffer.value.shape, using: &generator)
+            // Running variances must stay positive.
+            buffer.value = Tensor(shape: values.shape, scalars: values.scalars.map { abs($0) + 0.5 })
+        }
+        try classifier.save(to: path)
+        return classifier
+    }
+
+    func segmenterConfiguration(backbone: BackboneConfiguration, mean: [Float], std: [Float]) -> ModelConfiguration<SegmentationHead.Configuration> {
+        ModelConfiguration(task: .segmentation, inputChannels: 1, inputHeight: 16, inputWidth: 16,
+                           classes: ["background", "horizontal", "vertical"], backbone: backbone,
+                           head: SegmentationHead.Configuration(deepest: "stage2", skips: [], decoderWidth: 0, refineWidth: 0, classes: 3),
+                           mean: mean, std: std)
+    }
+
+    /// The segmenter's backbone computes exactly the classifier's features; its head is fresh.
+    func testSegmenterStartsFromTheClassifiersBackbone() throws {
+        let folder = TemporaryFolder()
+        let classifier = try writeClassifier(folder.file("classifier.h5"), backbone: backbone)
+        let pretrained = try PretrainedBackbone(path: folder.file("classifier.h5"))
+        XCTAssertEqual(pretrained.configuration, backbone)
+        XCTAssertEqual([pretrained.mean, pretrained.std], [[0.3], [0.4]])
+        let configuration = segmenterConfiguration(backbone: backbone, mean: [0.3], std: [0.4])
+        let segmenter = try Model<SegmentationHead>(configuration, startingFrom: pretrained, seed: 2)
+        let fresh = try Model<SegmentationHead>(configuration, seed: 2)
+
+        var generator = SeededGenerator(seed: 9)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        classifier.setMode(.inference); segmenter.setMode(.inference); fresh.setMode(.inference)
+        let expected = classifier.backbone(images).scalars
+        XCTAssertEqual(segmenter.backbone(images).scalars, expected)
+        XCTAssertNotEqual(fresh.backbone(images).scalars, expected, "a fresh backbone would pass this test too")
+        // The head is the one `seed` draws, untouched by the file.
+        XCTAssertEqual(segmenter.head.classifier.weight.value.scalars, fresh.head.classifier.weight.value.scalars)
+    }
+
+    func testMismatchedBackbonesNormalisationAndBadWeightsAreRefused() throws {
+        let folder = TemporaryFolder()
+        var wider = backbone
+        wider.widths = [4, 16]
+        _ = try writeClassifier(folder.file("wide.h5"), backbone: wider)
+        let pretrained = try PretrainedBackbone(path: folder.file("wide.h5"))
+        XCTAssertThrowsError(try Model<SegmentationHead>(segmenterConfiguration(backbone: backbone, mean: [0.3], std: [0.4]),
+                                                         startingFrom: pretrained, seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("wide.h5") && "\(error)".contains("backbone"), "\(error)")
+        }
+        XCTAssertThrowsError(try Model<SegmentationHead>(segmenterConfiguration(backbone: wider, mean: [0.1], std: [0.4]),
+                                                         startingFrom: pretrained, seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("wide.h5") && "\(error)".contains("mean"), "\(error)")
+        }
+
+        // A weight that is not finite is refused when the file is read, naming the tensor.
+        let classifier = try writeClassifier(folder.file("nan.h5"), backbone: backbone)
+        let conv = try XCTUnwrap(classifier.index.parameters.first { $0.path == "backbone.stem.weight" }).parameter
+        var scalars = conv.value.scalars
+        scalars[3] = .nan
+        conv.value = Tensor(shape: conv.value.shape, scalars: scalars)
+        try classifier.save(to: folder.file("nan.h5"))
+        XCTAssertThrowsError(try PretrainedBackbone(path: folder.file("nan.h5"))) { error in
+            XCTAssertTrue("\(error)".contains("nan.h5") && "\(error)".contains("backbone.stem.weight"), "\(error)")
+        }
+        // A dataset is not a model file.
+        try writeSegmentationData(folder.file("data.h5"), count: 2, seed: 1)
+        XCTAssertThrowsError(try PretrainedBackbone(path: folder.file("data.h5"))) { error in
+            XCTAssertTrue("\(error)".contains("data.h5"), "\(error)")
+        }
+    }
+
+    func testShippedModelsAreFoundThroughTheEnvironmentThenThePackage() throws {
+        let folder = TemporaryFolder()
+        XCTAssertTrue(FileManager.default.createFile(atPath: folder.file("mine.h5"), contents: Data()))
+        setenv("PERCEPT_MODELS", folder.path, 1)
+        defer { unsetenv("PERCEPT_MODELS") }
+        XCTAssertEqual(ShippedModels.locate("mine.h5"), folder.file("mine.h5"))
+        XCTAssertNil(ShippedModels.locate("no-such-model.h5"))
+        // The package's own models folder, above the test binary in .build.
+        let found = try XCTUnwrap(ShippedModels.locate("fashion-classifier.h5"))
+        XCTAssertEqual(try PretrainedBackbone(path: found).configuration.widths, [32, 64, 128])
+    }
+}
