@@ -139,6 +139,10 @@ struct DetectTrain: ParsableCommand {
                                                 scales: WindowHead.Configuration.pyramid(window: window, minSize: minSize, maxSize: maxSize, levels: levels),
                                                 boxVoting: false, categoryIDs: dataset.categoryIDs, refinements: 10, flipAverage: true,
                                                 shiftAverage: true)
+            }, prepare: { model, _, pretrained in
+                if let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {
+                    FileHandle.standardError.write(Data("window classifier's fully connected layers from \(pretrained.path)\n".utf8))
+                }
             }, source: { model, recipe in
                 try WindowSampler(dataset: dataset, model: model, sampling: sampling, batchSize: recipe.options.batchSize, seed: recipe.options.seed)
             })

@@ -28,7 +28,7 @@ struct TagTrain: ParsableCommand {
             let tags = dataset.classNames.count
             try runTraining(TaggingHead.self, arguments, base: .tagging, dataset: dataset, validation: validation, configure: { recipe, map, kind, geometry in
                 TaggingHead.Configuration(layers: try .standard(for: map, kind: kind, geometry: geometry, pooling: recipe.pooling, outputs: tags))
-            }, prepare: { model, recipe in
+            }, prepare: { model, recipe, _ in
                 model.head.initializeAtBaseRates(try tagFrequencies(dataset), seed: recipe.options.seed &+ 2)
             })
             if let validation, tuneThresholds {

@@ -63,6 +63,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: ArgumentHelp("Start the backbone from this model file's (any task's, e.g. a classifier's): its architecture, weights and input normalisation; the head starts fresh. 'none' trains from scratch (default: the task's recipe).", valueName: "MODEL.h5|none"))
     var backboneWeights: String?
 
+    @Option(help: "Zero padding of the plain backbone's 3x3 convolutions: 1 keeps each map's size, 0 makes a window classifier whose dense scores equal its crops' (default: the task's recipe).")
+    var padding: Int?
+
     @Option(help: "Head pooling for ResNet backbones: average or max of features over positions, or score-max (score every position, keep each output's maximum) (default: the task's recipe).")
     var pooling: Pooling?
 
@@ -105,6 +108,7 @@ struct TrainArguments: ParsableArguments {
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
+        if let padding, padding != 0 && padding != 1 { throw ValidationError("--padding must be 0 or 1") }
         guard output.hasSuffix(".h5") else { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
     }
 
@@ -119,6 +123,7 @@ struct TrainArguments: ParsableArguments {
         if let stemStride { r.stemStride = stemStride }
         if let stemPool { r.stemPool = stemPool }
         if let widths { r.widths = widths }
+        if let padding { r.padding = padding }
         if let pooling { r.pooling = pooling }
         if let epochs { r.options.epochs = epochs }
         if let batch { r.options.batchSize = batch }
@@ -245,10 +250,11 @@ func csvField(_ text: String) -> String {
 
 /// Trains a model with head `H` on `dataset` with the recipe and the command line's overrides:
 /// `configure` makes the head's configuration from the backbone's deepest map, and `prepare` gets
-/// the fresh model before training starts (not when resuming).
+/// the fresh model (and the pretrained backbone it started from) before training starts (not
+/// when resuming).
 func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, dataset: ImageDataset, validation: ImageDataset?,
                           configure: (Recipe, FeatureMapInfo, BackboneKind, InputGeometry) throws -> H.Configuration,
-                          prepare: (Model<H>, Recipe) throws -> Void = { _, _ in },
+                          prepare: (Model<H>, Recipe, PretrainedBackbone?) throws -> Void = { _, _, _ in },
                           source: ((Model<H>, Recipe) throws -> any BatchSource)? = nil) throws {
     if let threads = args.threads { Threads.set(threads) }
     // Outputs are checked before any work: the model and its checkpoint, never an input.
@@ -276,8 +282,8 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
             || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil
-            || args.backboneWeights != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --backbone-weights, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
+            || args.backboneWeights != nil || args.padding != nil {
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
         configuration = saved
@@ -295,7 +301,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
     }
     let model = try pretrained.map { try Model<H>(configuration, startingFrom: $0, seed: recipe.options.seed) }
         ?? Model<H>(configuration, seed: recipe.options.seed)
-    if args.resume == nil { try prepare(model, recipe) }
+    if args.resume == nil { try prepare(model, recipe, pretrained) }
     let augmentation = recipe.options.augment
         ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true) : .none
     let loader = try source?(model, recipe)
@@ -319,7 +325,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
 /// `--backbone-weights none`, else the recipe's shipped model where it is found and fits the
 /// data and the command line's backbone (a run that cannot use it says so and starts from scratch).
 func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDataset) throws -> PretrainedBackbone? {
-    let customBackbone = args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil
+    let customBackbone = args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.padding != nil
     if let path = args.backboneWeights {
         guard path != "none" else { return nil }
         let pretrained = try PretrainedBackbone(path: path)
@@ -327,7 +333,7 @@ func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDa
             throw DatasetError(path, "has a backbone for \(pretrained.configuration.inputChannels)-channel images; \(dataset.path) holds \(dataset.channels)-channel images")
         }
         if customBackbone, try recipe.backboneConfiguration(inputChannels: dataset.channels) != pretrained.configuration {
-            throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool or --widths contradict; drop them")
+            throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool, --widths or --padding contradict; drop them")
         }
         return pretrained
     }
@@ -336,7 +342,7 @@ func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDa
         FileHandle.standardError.write(Data("note: the recipe's backbone weights (\(name)) are not used: \(reason); training from scratch\n".utf8))
         return nil
     }
-    guard !customBackbone else { return fromScratch("--backbone, --stem-stride, --stem-pool or --widths choose another backbone") }
+    guard !customBackbone else { return fromScratch("--backbone, --stem-stride, --stem-pool, --widths or --padding choose another backbone") }
     guard let path = ShippedModels.locate(name) else {
         return fromScratch("not found in $PERCEPT_MODELS, ./models or the package's models folder; pass --backbone-weights FILE")
     }

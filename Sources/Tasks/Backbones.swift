@@ -6,8 +6,20 @@ public struct FeatureMapInfo: Codable, Equatable, Sendable {
     public var name: String
     public var channels: Int
     public var stride: Int
-    public init(name: String, channels: Int, stride: Int) {
-        self.name = name; self.channels = channels; self.stride = stride
+    /// Pixels that each stage's unpadded convolution trims from every side before its 2x2 pool
+    /// (a plain backbone with padding 0: 1; nil: none), so the map is smaller than input / stride.
+    public var trim: Int?
+
+    public init(name: String, channels: Int, stride: Int, trim: Int? = nil) {
+        self.name = name; self.channels = channels; self.stride = stride; self.trim = trim
+    }
+
+    /// The map's height and width for inputs of `geometry`.
+    public func size(for geometry: InputGeometry) -> (height: Int, width: Int) {
+        guard let trim, trim > 0 else { return (geometry.height / stride, geometry.width / stride) }
+        var height = geometry.height, width = geometry.width
+        for _ in 0..<stride.trailingZeroBitCount { height = (height - 2 * trim) / 2; width = (width - 2 * trim) / 2 }
+        return (height, width)
     }
 }
 
@@ -126,7 +138,8 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
         let input = FeatureMapInfo(name: "input", channels: inputChannels, stride: 1)
         switch kind {
         case .plain:
-            return [input] + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0) }
+            let trim = plainPadding < 1 ? 1 - plainPadding : nil
+            return [input] + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0, trim: trim) }
         case .resnet:
             let stem = stemStride * (poolsStem ? 2 : 1)
             return [input, FeatureMapInfo(name: "stem", channels: widths[0], stride: stem)]

@@ -14,14 +14,17 @@ public struct PretrainedBackbone {
     public let mean: [Float], std: [Float]
     /// Backbone tensors by their path under the backbone (`stages.0.blocks.0.conv1.weight`).
     let parameters: [String: Tensor], buffers: [String: Tensor]
+    /// The file's task, class names and head parameters by their path under the head
+    /// (`hiddenLayer.weight`): a head that can start from them may (`WindowHead.start(from:)`).
+    public let task: String, classes: [String]
+    public let headParameters: [String: Tensor]
 
     /// The part of any task's architecture JSON that a backbone needs.
     private struct Description: Decodable {
         var backbone: BackboneConfiguration
         var mean: [Float], std: [Float]
+        var classes: [String]
     }
-
-    static let prefix = "backbone."
 
     /// Reads the backbone of the model file at `path` (of any task).
     public init(path: String) throws {
@@ -37,18 +40,21 @@ public struct PretrainedBackbone {
               description.std.allSatisfy({ $0 > 0 && $0.isFinite }), description.mean.allSatisfy(\.isFinite) else {
             throw DatasetError(path, "normalisation (mean \(description.mean), std \(description.std)) does not fit \(channels) input channels")
         }
-        func backboneTensors(_ tensors: [String: Tensor]) -> [String: Tensor] {
-            Dictionary(uniqueKeysWithValues: tensors.compactMap { key, value in
-                key.hasPrefix(Self.prefix) ? (String(key.dropFirst(Self.prefix.count)), value) : nil
+        func tensors(_ all: [String: Tensor], under prefix: String) -> [String: Tensor] {
+            Dictionary(uniqueKeysWithValues: all.compactMap { key, value in
+                key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), value) : nil
             })
         }
         self.path = path
         configuration = description.backbone
         mean = description.mean; std = description.std
-        parameters = backboneTensors(checkpoint.parameters)
-        buffers = backboneTensors(checkpoint.buffers)
-        for (key, tensor) in parameters.merging(buffers, uniquingKeysWith: { a, _ in a }) where !tensor.scalars.allSatisfy(\.isFinite) {
-            throw DatasetError(path, "backbone.\(key) holds values that are not finite (NaN or infinity)")
+        task = checkpoint.task; classes = description.classes
+        parameters = tensors(checkpoint.parameters, under: "backbone.")
+        buffers = tensors(checkpoint.buffers, under: "backbone.")
+        headParameters = tensors(checkpoint.parameters, under: "head.")
+        for (key, tensor) in checkpoint.parameters.merging(checkpoint.buffers, uniquingKeysWith: { a, _ in a })
+            where (key.hasPrefix("backbone.") || key.hasPrefix("head.")) && !tensor.scalars.allSatisfy(\.isFinite) {
+            throw DatasetError(path, "\(key) holds values that are not finite (NaN or infinity)")
         }
     }
 

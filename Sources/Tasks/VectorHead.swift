@@ -38,15 +38,25 @@ public struct VectorHeadConfiguration: Codable, Equatable, Sendable {
                                 pooling: Pooling, outputs: Int) throws -> VectorHeadConfiguration {
         switch kind {
         case .plain:
-            let stride = map.stride
-            guard geometry.height % stride == 0, geometry.width % stride == 0 else {
-                throw ModelError("the plain backbone needs image sides divisible by \(stride), the dataset has \(geometry.height)x\(geometry.width)")
-            }
-            return .init(pooling: .flatten, inFeatures: map.channels * (geometry.height / stride) * (geometry.width / stride),
-                         hidden: 128, outputs: outputs)
+            let size = try flattenedSize(of: map, geometry)
+            return .init(pooling: .flatten, inFeatures: map.channels * size.height * size.width, hidden: 128, outputs: outputs)
         case .resnet:
             return .init(pooling: pooling == .flatten ? .global : pooling, inFeatures: map.channels, outputs: outputs)
         }
+    }
+}
+
+extension VectorHeadConfiguration {
+    /// The size of `map` that a flattening head reads on inputs of `geometry`.
+    static func flattenedSize(of map: FeatureMapInfo, _ geometry: InputGeometry) throws -> (height: Int, width: Int) {
+        let size = map.size(for: geometry)
+        if map.trim == nil, geometry.height % map.stride != 0 || geometry.width % map.stride != 0 {
+            throw ModelError("input \(geometry.height)x\(geometry.width) is not divisible by the backbone stride \(map.stride)")
+        }
+        guard size.height >= 1, size.width >= 1 else {
+            throw ModelError("input \(geometry.height)x\(geometry.width) leaves no feature map for the head")
+        }
+        return size
     }
 }
 
@@ -66,12 +76,13 @@ public class VectorHeadLayers: Module {
     init(_ layout: VectorHeadConfiguration, features: [FeatureMapInfo], geometry: InputGeometry,
          seed: UInt64, using rng: inout SeededGenerator) throws {
         guard let map = features.last else { throw ModelError("the backbone returns no feature maps") }
-        let stride = map.stride
-        let h = geometry.height, w = geometry.width
-        if layout.pooling == .flatten && (h % stride != 0 || w % stride != 0) {
-            throw ModelError("input \(h)x\(w) is not divisible by the backbone stride \(stride)")
+        let available: Int
+        if layout.pooling == .flatten {
+            let size = try VectorHeadConfiguration.flattenedSize(of: map, geometry)
+            available = map.channels * size.height * size.width
+        } else {
+            available = map.channels
         }
-        let available = layout.pooling == .flatten ? map.channels * (h / stride) * (w / stride) : map.channels
         guard available == layout.inFeatures else {
             throw ModelError("head expects \(layout.inFeatures) features, backbone gives \(available)")
         }

@@ -99,4 +99,50 @@ final class PretrainedBackboneTests: XCTestCase {
         let found = try XCTUnwrap(ShippedModels.locate("fashion-classifier.h5"))
         XCTAssertEqual(try PretrainedBackbone(path: found).configuration.widths, [32, 64, 128])
     }
+
+    /// A W1-shaped classifier of 16 x 16 windows (unpadded convolutions, flatten, hidden layer)
+    /// becomes a dense window classifier: on one window the detector's class logits (after
+    /// background) are the classifier's, which a wrongly ordered reshape of the hidden layer
+    /// would break.
+    func testWindowHeadStartsFromAW1Classifier() throws {
+        let folder = TemporaryFolder()
+        var plain = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [3, 4])
+        plain.padding = 0
+        let geometry = InputGeometry(height: 16, width: 16)
+        let layers = try VectorHeadConfiguration.standard(for: plain.featureInfo.last!, kind: .plain, geometry: geometry,
+                                                          pooling: .flatten, outputs: 3)
+        // 16 -> conv 14 -> pool 7 -> conv 5 -> pool 2: a 4 x 2 x 2 map.
+        XCTAssertEqual([layers.inFeatures, layers.hidden], [16, 128])
+        var widerLayers = layers
+        widerLayers.hidden = 6
+        let configuration = ModelConfiguration(task: .classification, inputChannels: 1, inputHeight: 16, inputWidth: 16,
+                                               classes: ["a", "b", "c"], backbone: plain,
+                                               head: ClassificationHead.Configuration(layers: widerLayers), mean: [0.3], std: [0.4])
+        let classifier = try Classifier(configuration, seed: 4)
+        var generator = SeededGenerator(seed: 21)
+        for (_, parameter) in classifier.index.parameters { parameter.value = Tensor.randomNormal(parameter.value.shape, using: &generator) }
+        try classifier.save(to: folder.file("w1.h5"))
+        let pretrained = try PretrainedBackbone(path: folder.file("w1.h5"))
+
+        let window = WindowHead.Configuration(input: "stage2", window: 16, featureSide: 2, hidden: 6, classes: 3, scales: [1])
+        let detector = try Model<WindowHead>(ModelConfiguration(task: .detection, inputChannels: 1, inputHeight: 16, inputWidth: 16,
+                                                                classes: ["a", "b", "c"], backbone: plain, head: window,
+                                                                mean: [0.3], std: [0.4]),
+                                             startingFrom: pretrained, seed: 1)
+        let freshBackground = detector.head.output.weight.value.scalars.prefix(6)
+        XCTAssertFalse(detector.head.start(from: pretrained, classes: ["a", "c", "b"]), "classes in another order")
+        XCTAssertTrue(detector.head.start(from: pretrained, classes: ["a", "b", "c"]))
+        XCTAssertEqual(Array(detector.head.output.weight.value.scalars.prefix(6)), Array(freshBackground), "background row kept")
+
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        classifier.setMode(.inference); detector.setMode(.inference)
+        let expected = classifier(images).scalars
+        let outputs = detector(images)
+        XCTAssertEqual(outputs.shape, [2, 3 + 5, 1, 1])
+        for image in 0..<2 {
+            for k in 0..<3 {
+                XCTAssertEqual(outputs.scalars[image * 8 + 1 + k], expected[image * 3 + k], accuracy: 1e-4, "image \(image) class \(k)")
+            }
+        }
+    }
 }
