@@ -33,6 +33,9 @@ struct SegmentTrain: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
     var flipAverage: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "With a classifier's backbone (--backbone-weights), also start the item classes' scores from its output layer (default: off).")
+    var startScores = false
+
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
     var classWeights: String?
 
@@ -60,13 +63,17 @@ struct SegmentTrain: ParsableCommand {
             if let weights, weights.count != classes {
                 throw DatasetError(dataset.path, "has \(classes) classes, --class-weights gives \(weights.count) weights")
             }
-            try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation) { recipe, map, _, _ in
+            try runTraining(SegmentationHead.self, arguments, base: recipe, dataset: dataset, validation: validation, configure: { recipe, map, _, _ in
                 SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
                                                refineWidth: recipe.refineWidth,
                                                classifierKernel: recipe.classifierKernel == 1 ? nil : recipe.classifierKernel,
                                                classes: classes, classWeights: weights,
                                                flipAverage: recipe.flipAverage ? true : nil)
-            }
+            }, prepare: { model, _, pretrained in
+                if startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {
+                    FileHandle.standardError.write(Data("class scores from \(pretrained.path)'s output layer\n".utf8))
+                }
+            })
         }
     }
 }

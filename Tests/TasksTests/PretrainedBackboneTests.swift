@@ -145,4 +145,32 @@ final class PretrainedBackboneTests: XCTestCase {
             }
         }
     }
+
+    /// FCN's convolutionalised classifier: where the deepest map is the same vector f over a
+    /// 3x3 neighbourhood, the segmenter's item scores there are the classifier's logits W f + b.
+    func testSegmentationScoresStartFromTheClassifiersOutputLayer() throws {
+        let folder = TemporaryFolder()
+        let classifier = try writeClassifier(folder.file("classifier.h5"), backbone: backbone)
+        let pretrained = try PretrainedBackbone(path: folder.file("classifier.h5"))
+        var configuration = segmenterConfiguration(backbone: backbone, mean: [0.3], std: [0.4])
+        configuration.classes = ["background", "a", "b", "c"]
+        configuration.head.classes = 4
+        configuration.head.classifierKernel = 3
+        let segmenter = try Model<SegmentationHead>(configuration, startingFrom: pretrained, seed: 2)
+        let fresh = segmenter.head.classifier.weight.value.scalars
+        XCTAssertFalse(segmenter.head.start(from: pretrained, classes: ["a", "b", "c", "background"]), "background must come first")
+        XCTAssertTrue(segmenter.head.start(from: pretrained, classes: ["background", "a", "b", "c"]))
+        XCTAssertEqual(Array(segmenter.head.classifier.weight.value.scalars.prefix(8 * 9)), Array(fresh.prefix(8 * 9)), "background row kept")
+
+        var generator = SeededGenerator(seed: 3)
+        let f = (0..<8).map { _ in Float.random(in: -1...1, using: &generator) }
+        let map = Tensor(shape: [1, 8, 5, 5], scalars: f.flatMap { Array(repeating: $0, count: 25) })
+        let scores = segmenter.head.classifier(map)
+        let w = classifier.head.output.weight.value.scalars, b = try XCTUnwrap(classifier.head.output.bias).value.scalars
+        for c in 0..<3 {
+            let logit = (0..<8).reduce(b[c]) { $0 + w[c * 8 + $1] * f[$1] }
+            // Position (2, 2): its 3x3 neighbourhood lies inside the map.
+            XCTAssertEqual(scores.scalars[(c + 1) * 25 + 2 * 5 + 2], logit, accuracy: 1e-5, "class \(c)")
+        }
+    }
 }
