@@ -14,7 +14,7 @@ struct SegmentTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a segmenter on a segmentation dataset (index masks, 0 = background, 255 = ignored).",
-        discussion: "With no options this trains the tuned recipe: a ResNet-8 backbone of widths 24/48/96 with a stride-2 stem, 3x3 class scores on its deepest map upsampled bilinearly to the input size and refined there from the image (a 3x3 convolution of the image and two 1x1 convolutions, added to the scores), per-pixel softmax cross-entropy, 16 epochs of SGD with Nesterov momentum at peak learning rate 0.4, cosine schedule, crop and flip augmentation. --skips and --decoder-width add finer maps (FCN score fusion, or a U-Net-style decoder). With --val the best epoch is picked by mean IoU over the item classes (background excluded).")
+        discussion: "With no options this trains the tuned recipe: a ResNet-8 backbone of widths 24/48/96 with a stride-2 stem, started from the shipped Fashion-MNIST classifier of that shape (models/fashion-classifier-small.h5: its weights and input normalisation; --backbone-weights none trains from scratch), 3x3 class scores on its deepest map upsampled bilinearly to the input size and refined there from the image (a 3x3 convolution of the image and two 1x1 convolutions, added to the scores), per-pixel softmax cross-entropy, 16 epochs of SGD with Nesterov momentum at peak learning rate 0.2, cosine schedule, crop and flip augmentation. --skips and --decoder-width add finer maps (FCN score fusion, or a U-Net-style decoder). With --val the best epoch is picked by mean IoU over the item classes (background excluded).")
 
     @OptionGroup var arguments: TrainArguments
 

@@ -59,17 +59,19 @@ public struct Recipe: Sendable {
     }
 
     /// Per-pixel classes of 64x64 canvases: a ResNet-8 of widths 24/48/96 with a stride-2 stem,
-    /// 3x3 class scores on its deepest map (each position also reads its neighbours, as a
-    /// classifier's pooling sees a whole item) upsampled to the input and refined there from the
-    /// image itself (borders follow brightness), 16 epochs at a high peak learning rate (0.4);
-    /// predictions average each image's scores with its mirror image's.
+    /// started from the shipped Fashion-MNIST classifier of that shape (as FCN starts from a
+    /// classifier), 3x3 class scores on its deepest map (each position also reads its
+    /// neighbours, as a classifier's pooling sees a whole item) upsampled to the input and
+    /// refined there from the image itself (borders follow brightness), 16 epochs at peak
+    /// learning rate 0.2; predictions average each image's scores with its mirror image's.
     /// models/README.md has the runs behind each choice.
     public static var segmentation: Recipe {
         var o = TrainingOptions()
-        o.epochs = 16; o.batchSize = 64; o.optimizer = .sgd; o.learningRate = 0.4
+        o.epochs = 16; o.batchSize = 64; o.optimizer = .sgd; o.learningRate = 0.2
         o.weightDecay = 5e-4; o.warmupEpochs = 1
         var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
         r.widths = [24, 48, 96]
+        r.backboneWeights = "fashion-classifier-small.h5"
         r.skips = []
         r.decoderWidth = 0
         r.refineWidth = 8
@@ -80,7 +82,9 @@ public struct Recipe: Sendable {
 
     /// Sliding-window detection on 160x160 scenes of 28-56 px items: the W1 network with
     /// unpadded convolutions as a 28x28 window classifier (so dense scoring equals cropping),
-    /// windows every 4 pixels on a 9-level pyramid for objects of 26-56 px.
+    /// started from the shipped W1 Fashion-MNIST classifier (OverFeat: its fully connected
+    /// layers become the window convolutions), windows every 4 pixels on a 9-level pyramid for
+    /// objects of 26-56 px.
     public static var detection: Recipe {
         var o = TrainingOptions()
         o.epochs = 16; o.batchSize = 128; o.optimizer = .sgd; o.learningRate = 0.05
@@ -88,6 +92,7 @@ public struct Recipe: Sendable {
         var r = Recipe(backbone: .plain, stemStride: 1, options: o, labelSmoothing: 0)
         r.widths = [32, 64]
         r.padding = 0
+        r.backboneWeights = "fashion-window-classifier.h5"
         return r
     }
 

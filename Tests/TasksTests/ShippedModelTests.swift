@@ -11,23 +11,30 @@ final class ShippedModelTests: XCTestCase {
 
     func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 
-    func testFashionClassifierGetsTheSamplesRight() throws {
-        let (model, checkpoint) = try Classifier.load(path: path("models/fashion-classifier.h5"))
-        XCTAssertEqual(checkpoint.classNames.count, 10)
-        XCTAssertEqual([model.configuration.inputChannels, model.configuration.inputHeight, model.configuration.inputWidth], [1, 28, 28])
-        let images = try collectImagePaths([path("samples/fashion")])
-        XCTAssertEqual(images.count, 20)
-        let predictions = model.predict(try loadImages(images, for: model.configuration))
-        var correct = 0
-        for (image, prediction) in zip(images, predictions) {
-            // Sample files are named NNNN-<class>.png after their true class.
-            let truth = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent.split(separator: "-", maxSplits: 1)[1]
-            let name = model.configuration.classes[prediction.label].lowercased().replacingOccurrences(of: "/", with: "-")
-                .replacingOccurrences(of: " ", with: "-")
-            if name == truth { correct += 1 }
+    /// The classifier, and the two that the detector's and the segmenter's recipes start from.
+    func testFashionClassifiersGetTheSamplesRight() throws {
+        for (file, widths) in [("fashion-classifier.h5", [32, 64, 128]), ("fashion-classifier-small.h5", [24, 48, 96]),
+                               ("fashion-window-classifier.h5", [32, 64])] {
+            let (model, checkpoint) = try Classifier.load(path: path("models/" + file))
+            XCTAssertEqual(checkpoint.classNames.count, 10, file)
+            XCTAssertEqual([model.configuration.inputChannels, model.configuration.inputHeight, model.configuration.inputWidth], [1, 28, 28], file)
+            XCTAssertEqual(model.configuration.backbone.widths, widths, file)
+            let images = try collectImagePaths([path("samples/fashion")])
+            XCTAssertEqual(images.count, 20)
+            let predictions = model.predict(try loadImages(images, for: model.configuration))
+            var correct = 0
+            for (image, prediction) in zip(images, predictions) {
+                // Sample files are named NNNN-<class>.png after their true class.
+                let truth = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent.split(separator: "-", maxSplits: 1)[1]
+                let name = model.configuration.classes[prediction.label].lowercased().replacingOccurrences(of: "/", with: "-")
+                    .replacingOccurrences(of: " ", with: "-")
+                if name == truth { correct += 1 }
+            }
+            // Test accuracies are 92-93%: 20 samples leave room for one or two misses.
+            XCTAssertGreaterThanOrEqual(correct, 18, "\(file): \(correct) of 20 samples classified correctly")
         }
-        // The model's test accuracy is about 93%: 20 samples leave room for one or two misses.
-        XCTAssertGreaterThanOrEqual(correct, 18, "\(correct) of 20 samples classified correctly")
+        // The window classifier's convolutions are unpadded, as the detector's.
+        XCTAssertEqual(try Classifier.load(path: path("models/fashion-window-classifier.h5")).0.configuration.backbone.padding, 0)
     }
 
     func testFashionTaggerFindsTheItemsOnTheSampleCanvases() throws {
