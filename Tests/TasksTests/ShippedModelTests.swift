@@ -115,7 +115,7 @@ final class ShippedModelTests: XCTestCase {
 
     /// The shipped detector, as shipped (second looks included), finds the items of the first
     /// three sample scenes (test scenes, their boxes in samples/scenes/annotations.json): its
-    /// test AP50 is 0.91 (models/README.md). Three, because a debug build takes about 20 s a scene.
+    /// test AP50 is 0.94 (models/README.md). Three, because a debug build takes about 20 s a scene.
     func testFashionDetectorFindsTheItemsOfTheSampleScenes() throws {
         let (model, _) = try Model<WindowHead>.load(path: path("models/fashion-detector.h5"))
         let c = model.configuration
@@ -145,7 +145,7 @@ final class ShippedModelTests: XCTestCase {
 
     /// The shipped segmenter labels the items of the sample canvases (first 8 test canvases,
     /// named NN-<class>+<class>.png after their items) with their classes: on each canvas the
-    /// classes covering most item pixels are the canvas's own. Its test mIoU is 0.76.
+    /// classes covering most item pixels are the canvas's own. Its test mIoU is 0.77.
     func testFashionSegmenterLabelsTheSampleCanvases() throws {
         let (model, _) = try Model<SegmentationHead>.load(path: path("models/fashion-segmenter.h5"))
         let names = model.configuration.classes.map { $0.lowercased().replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: " ", with: "-") }
