@@ -33,7 +33,7 @@ struct SegmentTrain: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
     var flipAverage: Bool?
 
-    @Flag(inversion: .prefixedNo, help: "With a classifier's backbone (--backbone-weights), also start the item classes' scores from its output layer (default: off).")
+    @Flag(inversion: .prefixedNo, help: "With a classifier's backbone (--backbone-weights), also start the item classes' scores from its output layer.")
     var startScores = false
 
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
