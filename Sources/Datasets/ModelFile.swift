@@ -171,6 +171,15 @@ public struct ModelCheckpoint {
                                metadata: metadata)
     }
 
+    /// Throws naming `path` and the first tensor (by key) that holds NaN or infinity, among
+    /// the parameters and buffers whose key `include` accepts.
+    public func checkFinite(path: String, include: (String) -> Bool = { _ in true }) throws {
+        for (key, tensor) in parameters.merging(buffers, uniquingKeysWith: { a, _ in a }).sorted(by: { $0.key < $1.key })
+            where include(key) && !tensor.scalars.allSatisfy(\.isFinite) {
+            throw DatasetError(path, "\(key) holds values that are not finite (NaN or infinity)")
+        }
+    }
+
     /// Copies the stored parameters and buffers into `module`, matching dotted paths. Missing
     /// or unexpected keys and shape mismatches throw one error (naming `path` and the keys)
     /// before anything is changed.

@@ -112,6 +112,10 @@ struct TrainArguments: ParsableArguments {
         guard output.hasSuffix(".h5") else { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
     }
 
+    /// Whether the command line chooses the backbone (--backbone, --stem-stride, --stem-pool,
+    /// --widths or --padding) rather than leaving it to the recipe.
+    var choosesBackbone: Bool { backbone != nil || stemStride != nil || stemPool != nil || widths != nil || padding != nil }
+
     /// The recipe with this command line's overrides applied.
     func recipe(_ base: Recipe) -> Recipe {
         var r = base
@@ -281,8 +285,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         }
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
-            || args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.pooling != nil
-            || args.backboneWeights != nil || args.padding != nil {
+            || args.choosesBackbone || args.pooling != nil || args.backboneWeights != nil {
             throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
@@ -325,14 +328,13 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
 /// `--backbone-weights none`, else the recipe's shipped model where it is found and fits the
 /// data and the command line's backbone (a run that cannot use it says so and starts from scratch).
 func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDataset) throws -> PretrainedBackbone? {
-    let customBackbone = args.backbone != nil || args.stemStride != nil || args.stemPool != nil || args.widths != nil || args.padding != nil
     if let path = args.backboneWeights {
         guard path != "none" else { return nil }
         let pretrained = try PretrainedBackbone(path: path)
         guard pretrained.configuration.inputChannels == dataset.channels else {
             throw DatasetError(path, "has a backbone for \(pretrained.configuration.inputChannels)-channel images; \(dataset.path) holds \(dataset.channels)-channel images")
         }
-        if customBackbone, try recipe.backboneConfiguration(inputChannels: dataset.channels) != pretrained.configuration {
+        if args.choosesBackbone, try recipe.backboneConfiguration(inputChannels: dataset.channels) != pretrained.configuration {
             throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool, --widths or --padding contradict; drop them")
         }
         return pretrained
@@ -342,7 +344,7 @@ func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDa
         FileHandle.standardError.write(Data("note: the recipe's backbone weights (\(name)) are not used: \(reason); training from scratch\n".utf8))
         return nil
     }
-    guard !customBackbone else { return fromScratch("--backbone, --stem-stride, --stem-pool, --widths or --padding choose another backbone") }
+    guard !args.choosesBackbone else { return fromScratch("--backbone, --stem-stride, --stem-pool, --widths or --padding choose another backbone") }
     guard let path = ShippedModels.locate(name) else {
         return fromScratch("not found in $PERCEPT_MODELS, ./models or the package's models folder; pass --backbone-weights FILE")
     }

@@ -233,9 +233,8 @@ public final class Model<H: Head>: Module, TrainableModel {
             throw DatasetError(path, "names \(configuration.classes.count) classes (\(checkpoint.classNames.count) in class_names) for a head of \(model.head.classCount)")
         }
         try checkpoint.load(into: model, path: path)
-        for (name, tensor) in model.state where !tensor.scalars.allSatisfy(\.isFinite) {
-            throw DatasetError(path, "\(name) holds values that are not finite (NaN or infinity)")
-        }
+        // After the load, whose key check makes the checkpoint's tensors exactly the model's.
+        try checkpoint.checkFinite(path: path)
         model.setMode(.inference)
         return (model, checkpoint)
     }

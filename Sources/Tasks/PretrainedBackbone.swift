@@ -4,8 +4,8 @@ import Foundation
 
 /// The backbone of a trained model file, to start another task's model from (transfer learning,
 /// as FCN starts from a classifier and torchvision's `weights_backbone` does): its description,
-/// the input normalisation it was trained with, and its weights and batch-norm statistics.
-/// The file's head is not read.
+/// the input normalisation it was trained with, and its weights and batch-norm statistics, with
+/// the file's task, classes and head parameters for heads that can start from them.
 public struct PretrainedBackbone {
     public let path: String
     public let configuration: BackboneConfiguration
@@ -52,10 +52,7 @@ public struct PretrainedBackbone {
         parameters = tensors(checkpoint.parameters, under: "backbone.")
         buffers = tensors(checkpoint.buffers, under: "backbone.")
         headParameters = tensors(checkpoint.parameters, under: "head.")
-        for (key, tensor) in checkpoint.parameters.merging(checkpoint.buffers, uniquingKeysWith: { a, _ in a })
-            where (key.hasPrefix("backbone.") || key.hasPrefix("head.")) && !tensor.scalars.allSatisfy(\.isFinite) {
-            throw DatasetError(path, "\(key) holds values that are not finite (NaN or infinity)")
-        }
+        try checkpoint.checkFinite(path: path) { $0.hasPrefix("backbone.") || $0.hasPrefix("head.") }
     }
 
     /// Copies the weights into `backbone`, which must be built from `configuration`: every tensor

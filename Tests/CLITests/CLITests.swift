@@ -284,6 +284,8 @@ final class CLITests: XCTestCase {
         try writeModel(scratch.file("classifier.h5"), task: .classification)
         let data = scratch.file("masks.h5")
         let writer = try DatasetWriter(path: data, task: .segmentation, channels: 1, height: 8, width: 8, source: "test")
+        // Not the eval test's pixels: those average exactly 0.5, the classifier's mean, which the
+        // from-scratch run below must be seen not to use.
         for index in 0..<4 {
             try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 7 + index * 50) % 256) }),
                               mask: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 / 8 + index) % 3) }))
