@@ -44,6 +44,26 @@ void pc_conv_grid_weight_grad(const float *input, long inStride, long inImageStr
 /// build is expf itself. NaN stays NaN in both.
 void pc_exp(float *x, long count);
 
+/// Winograd F(m x m, r x r) pieces (alpha = m + r - 1 <= 8); see Sources/Core/Ops/Winograd.swift.
+/// Channels go in blocks of 8. `packed` is [ceil(channels / 8)][paddedHeight][paddedWidth][8]:
+/// the image at (padTop, padLeft), zeros around it and in the lanes past the last channel.
+void pc_winograd_pack_input(const float *input, int channels, int height, int width, int padTop, int padLeft,
+                            int paddedHeight, int paddedWidth, float *packed);
+/// V[xi][i][8 * block + lane] = (B^T d B)[xi] for tiles first + i, i < count (tile t's corner is
+/// row (t / tilesX) * m, column (t % tilesX) * m of `packed`); xi = alpha * row + column, matrices
+/// `xiStride` floats apart with rows `ldv` floats long. `bt` is B^T, alpha x alpha row-major.
+void pc_winograd_input_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
+                                 const float *bt, int tilesX, int first, int count, float *v, long xiStride, long ldv);
+/// output[o][y][x] = (A^T M A)[p][q] + bias[o] over the valid pixels of tiles first + i, where
+/// M[xi][i][o] is laid out as V above. `at` is A^T, m x alpha row-major; `bias` may be NULL.
+void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
+                                  const float *at, const float *bias, int tilesX, int first, int count,
+                                  float *output, int outHeight, int outWidth);
+/// U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r] (sums in double);
+/// `g` is G, alpha x r row-major; U's rows are `ldu` floats long, matrices `xiStride` apart.
+void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
+                                  const float *g, float *u, long xiStride, long ldu);
+
 /// 1 when the AVX2+FMA kernels are in use.
 int pc_kernels_use_avx2(void);
 /// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports.

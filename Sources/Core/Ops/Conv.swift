@@ -165,6 +165,18 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
+        if !isTracked, !weight.isTracked, bias?.isTracked != true, Tensor.winogradEnabled,
+           WinogradConv.handles(inChannels: cin, outChannels: cout, outHeight: h + 2 * padding - kh + 1,
+                                outWidth: w + 2 * padding - kw + 1, kernelH: kh, kernelW: kw, stride: stride,
+                                padding: padding, groups: groups) {
+            // Inference: nothing asks for gradients, so the fewer multiplications of Winograd's
+            // algorithm can stand in for the direct sums.
+            let conv = WinogradConv(inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
+                                    padding: padding, m: WinogradConv.tileSize(kernel: kh)!)
+            let out = Tensor.uninitialized([n, cout, conv.outHeight, conv.outWidth])
+            conv.forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer, output: out.pointer)
+            return out
+        }
         if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)

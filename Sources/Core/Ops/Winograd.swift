@@ -1,0 +1,176 @@
+import CKernels
+import Foundation
+
+/// The matrices of Winograd's minimal filtering algorithm F(m, r): m outputs of an r-tap
+/// correlation from alpha = m + r - 1 inputs with alpha multiplications,
+///     y = A^T [(G g) (.) (B^T d)],
+/// and in two dimensions Y = A^T [(G g G^T) (.) (B^T d B)] A.
+///
+/// They come from Toom-Cook polynomial multiplication by the transposition principle. With E_n
+/// the alpha x n matrix that evaluates a polynomial of degree < n at the points (0, 1, -1, 2,
+/// -2, 1/2, -1/2, the first alpha - 1 of them, then infinity, which reads the leading
+/// coefficient), the linear convolution s = h * g is E_alpha^-1 [(E_m h) (.) (E_r g)], and the
+/// correlation is its transpose in h: A^T = E_m^T, G = E_r, B^T = E_alpha^-T. Row j of B^T is
+/// then the j-th Lagrange basis polynomial; it is scaled by its denominator prod (p_j - p_k)
+/// and G's row j divided by it (an exact rescaling), so B^T holds the small integer (or dyadic)
+/// coefficients of prod over k != j of (x - p_k), exact in float, and the divisions fall on
+/// the weights, which are transformed once, in double.
+public struct WinogradTransform: Sendable, Equatable {
+    public let m: Int, r: Int
+    public var alpha: Int { m + r - 1 }
+    /// A^T, m x alpha; G, alpha x r; B^T, alpha x alpha; all row-major.
+    public let at: [Float], g: [Float], bt: [Float]
+
+    static let points: [Double] = [0, 1, -1, 2, -2, 0.5, -0.5]
+
+    public init(m: Int, r: Int) {
+        let alpha = m + r - 1
+        precondition(m >= 1 && r >= 1 && alpha <= Self.points.count + 1, "Winograd F(\(m), \(r)) needs alpha <= 8")
+        self.m = m; self.r = r
+        let p = Array(Self.points.prefix(alpha - 1))
+        /// Row j of E_n: point j's powers 0..<n, or the leading coefficient for infinity.
+        func evaluation(_ j: Int, _ n: Int) -> [Double] {
+            j == alpha - 1 ? (0..<n).map { $0 == n - 1 ? 1 : 0 } : (0..<n).map { pow(p[j], Double($0)) }
+        }
+        let inverse = invertMatrix((0..<alpha).map { evaluation($0, alpha) })
+        let scale = (0..<alpha).map { j in
+            j == alpha - 1 ? 1.0 : p.indices.filter { $0 != j }.reduce(1.0) { $0 * (p[j] - p[$1]) }
+        }
+        bt = (0..<alpha).flatMap { j in (0..<alpha).map { k in Float(inverse[k][j] * scale[j]) } }
+        g = (0..<alpha).flatMap { j in evaluation(j, r).map { Float($0 / scale[j]) } }
+        at = (0..<m).flatMap { i in (0..<alpha).map { j in Float(evaluation(j, m)[i]) } }
+    }
+}
+
+/// Gauss-Jordan inversion with partial pivoting of a small invertible matrix.
+private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
+    let n = matrix.count
+    var a = matrix.enumerated().map { i, row in row + (0..<n).map { $0 == i ? 1.0 : 0.0 } }
+    for column in 0..<n {
+        let pivot = (column..<n).max { abs(a[$0][column]) < abs(a[$1][column]) }!
+        a.swapAt(column, pivot)
+        let lead = a[column][column]
+        a[column] = a[column].map { $0 / lead }
+        for row in 0..<n where row != column {
+            let factor = a[row][column]
+            if factor != 0 { a[row] = zip(a[row], a[column]).map { $0 - factor * $1 } }
+        }
+    }
+    return a.map { Array($0[n...]) }
+}
+
+/// A stride-1 square convolution computed with Winograd's F(m x m, r x r): for inference, where
+/// it saves most of the multiplications (F(4, 3): 36 instead of 144 per 4 x 4 outputs and
+/// channel pair; F(4, 5): 64 instead of 400).
+///
+/// The output is cut into m x m tiles; each tile's alpha x alpha input patch is transformed
+/// (`pc_winograd_input_transform`), the alpha^2 channel sums are sgemm products
+/// [tiles x inChannels] x [inChannels x outChannels], and the output transform writes the
+/// tiles back to NCHW planes. Tiles go in blocks of `tileBlock` per call so each block's
+/// transformed inputs and products stay in cache.
+///
+/// Results agree with the direct convolution up to float rounding, which the transforms
+/// amplify somewhat (tested within 1e-4 relative to the sums' magnitude); training keeps the
+/// direct grid convolution so its gradients are those of exactly the function it computed.
+struct WinogradConv {
+    let inChannels: Int, outChannels: Int
+    let height: Int, width: Int
+    let kernel: Int, padding: Int
+    let transform: WinogradTransform
+    var tileBlock = 64
+
+    init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int) {
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.height = height; self.width = width
+        self.kernel = kernel; self.padding = padding
+        self.transform = WinogradTransform(m: m, r: kernel)
+    }
+
+    /// The tile size used for a kernel size, or nil where this path is not used: F(4, 3) for
+    /// 3x3 and F(4, 5) for 5x5 kernels (measured against the grid convolution in
+    /// `docs/performance.md`).
+    static func tileSize(kernel: Int) -> Int? {
+        switch kernel { case 3: return 4; case 5: return 4; default: return nil }
+    }
+
+    /// Whether an inference convolution goes here: stride 1, one group, a square 3x3 or 5x5
+    /// kernel, padding below the kernel size, enough channels for the products to run at sgemm
+    /// speed, and output planes large enough that partial tiles waste little.
+    static func handles(inChannels: Int, outChannels: Int, outHeight: Int, outWidth: Int, kernelH: Int, kernelW: Int,
+                        stride: Int, padding: Int, groups: Int) -> Bool {
+        guard stride == 1, groups == 1, kernelH == kernelW, let m = tileSize(kernel: kernelH),
+              padding < kernelH else { return false }
+        return inChannels >= 16 && outChannels >= 16 && outHeight >= 4 * m && outWidth >= 4 * m
+    }
+
+    var m: Int { transform.m }
+    var alpha: Int { transform.alpha }
+    var outHeight: Int { height + 2 * padding - kernel + 1 }
+    var outWidth: Int { width + 2 * padding - kernel + 1 }
+    var tilesY: Int { (outHeight + m - 1) / m }
+    var tilesX: Int { (outWidth + m - 1) / m }
+    var paddedHeight: Int { tilesY * m + kernel - 1 }
+    var paddedWidth: Int { tilesX * m + kernel - 1 }
+
+    /// output = conv(input) (+ bias) for NCHW `input` [batch, inChannels, height, width],
+    /// `weight` [outChannels, inChannels, kernel, kernel] and `output` [batch, outChannels,
+    /// outHeight, outWidth].
+    func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>,
+                 bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let (lanes, a2) = (8, alpha * alpha)
+        let (inPadded, outPadded) = (roundUp(inChannels, lanes), roundUp(outChannels, lanes))
+        let inBlocks = inPadded / lanes
+        let packedImage = inBlocks * paddedHeight * paddedWidth * lanes
+        let (tiles, block) = (tilesY * tilesX, tileBlock)
+        let blocksPerImage = (tiles + block - 1) / block
+
+        let u = TensorStorage(zeros: a2 * inPadded * outPadded)
+        parallelFor(outChannels, grain: 8) { outs in
+            transform.g.withUnsafeBufferPointer { g in
+                pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel, Int32(outs.count),
+                                             Int32(inChannels), Int32(kernel), Int32(alpha), g.baseAddress,
+                                             u.pointer + outs.lowerBound, inPadded * outPadded, outPadded)
+            }
+        }
+        let packed = TensorStorage(uninitializedCount: batch * packedImage)
+        parallelFor(batch) { images in
+            for i in images {
+                pc_winograd_pack_input(input + i * inChannels * height * width, Int32(inChannels), Int32(height),
+                                       Int32(width), Int32(padding), Int32(padding), Int32(paddedHeight),
+                                       Int32(paddedWidth), packed.pointer + i * packedImage)
+            }
+        }
+        transform.bt.withUnsafeBufferPointer { bt in
+            transform.at.withUnsafeBufferPointer { at in
+                parallelFor(batch * blocksPerImage) { items in
+                    let v = TensorStorage(uninitializedCount: a2 * block * inPadded)
+                    let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
+                    for item in items {
+                        let (image, b) = item.quotientAndRemainder(dividingBy: blocksPerImage)
+                        let first = b * block, count = min(block, tiles - first)
+                        pc_winograd_input_transform(packed.pointer + image * packedImage, Int32(inBlocks),
+                                                    Int32(paddedHeight), Int32(paddedWidth), Int32(m), Int32(alpha),
+                                                    bt.baseAddress, Int32(tilesX), Int32(first), Int32(count),
+                                                    v.pointer, block * inPadded, inPadded)
+                        for xi in 0..<a2 {
+                            gemm(m: count, n: outPadded, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
+                                 u.pointer + xi * inPadded * outPadded, ldb: outPadded,
+                                 products.pointer + xi * block * outPadded, ldc: outPadded)
+                        }
+                        pc_winograd_output_transform(products.pointer, block * outPadded, outPadded, Int32(outChannels),
+                                                     Int32(m), Int32(alpha), at.baseAddress, bias, Int32(tilesX),
+                                                     Int32(first), Int32(count),
+                                                     output + image * outChannels * outHeight * outWidth,
+                                                     Int32(outHeight), Int32(outWidth))
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// Whether inference convolutions may take the Winograd path (on by default; tests and
+    /// benchmarks switch it off to compare with the direct sums).
+    nonisolated(unsafe) public static var winogradEnabled = true
+}

@@ -1,0 +1,116 @@
+import CKernels
+import XCTest
+@testable import Core
+
+/// Winograd's F(m x m, r x r) inference convolution: its matrices against the direct
+/// correlation, both kernel builds against the direct-loop reference on shapes with partial
+/// tiles, partial channel blocks and every padding, and `conv2D`'s choice of path.
+final class WinogradTests: XCTestCase {
+    override func tearDown() {
+        pc_kernels_force_portable(0)
+        Tensor.winogradEnabled = true
+    }
+
+    /// |A^T [(G g) (.) (B^T d)] - correlation(g, d)| per output, in double with the float
+    /// matrices (B^T given separately so a test can damage it).
+    private func errors(_ t: WinogradTransform, bt: [Float], d: [Double], g: [Double]) -> [Double] {
+        let (m, r, alpha) = (t.m, t.r, t.alpha)
+        var product = [Double](repeating: 0, count: alpha)
+        for i in 0..<alpha {
+            var gg = 0.0, bd = 0.0
+            for k in 0..<r { gg += Double(t.g[i * r + k]) * g[k] }
+            for k in 0..<alpha { bd += Double(bt[i * alpha + k]) * d[k] }
+            product[i] = gg * bd
+        }
+        return (0..<m).map { i in
+            var y = 0.0, expected = 0.0
+            for j in 0..<alpha { y += Double(t.at[i * alpha + j]) * product[j] }
+            for k in 0..<r { expected += g[k] * d[i + k] }
+            return abs(y - expected)
+        }
+    }
+
+    /// y = A^T [(G g) (.) (B^T d)] is the r-tap correlation of d, in one dimension, for every
+    /// F(m, r) the points allow; only the matrices' float rounding separates the two sides.
+    func testMatricesComputeTheCorrelation() {
+        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5), (3, 3), (1, 3), (2, 2)] {
+            let t = WinogradTransform(m: m, r: r)
+            let alpha = t.alpha
+            XCTAssertEqual(t.at.count, m * alpha); XCTAssertEqual(t.g.count, alpha * r); XCTAssertEqual(t.bt.count, alpha * alpha)
+            var rng = SeededGenerator(seed: UInt64(10 * m + r))
+            for _ in 0..<20 {
+                let d = (0..<alpha).map { _ in Double(rng.nextUniform() * 2 - 1) }
+                let g = (0..<r).map { _ in Double(rng.nextUniform() * 2 - 1) }
+                XCTAssertLessThan(errors(t, bt: t.bt, d: d, g: g).max()!, 1e-5, "F(\(m), \(r))")
+            }
+        }
+    }
+
+    /// The check above can fail: B^T with one coefficient changed does not compute the correlation.
+    func testCheckFailsOnADamagedMatrix() {
+        let t = WinogradTransform(m: 4, r: 3)
+        var bt = t.bt
+        bt[7] += 1
+        let d: [Double] = [0.3, -0.2, 0.9, 0.4, -0.7, 0.1], g: [Double] = [0.5, -0.25, 0.75]
+        XCTAssertGreaterThan(errors(t, bt: bt, d: d, g: g).max()!, 1e-2)
+    }
+
+    static let cases: [(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int)] = [
+        (2, 16, 16, 16, 16, 3, 1),   // whole tiles, whole channel blocks
+        (2, 19, 21, 18, 23, 3, 1),   // partial tiles and channel blocks
+        (1, 17, 16, 21, 20, 3, 0),
+        (1, 16, 18, 19, 17, 3, 2),
+        (2, 20, 17, 22, 21, 5, 0),
+        (1, 16, 24, 20, 19, 5, 2),
+        (1, 18, 16, 21, 22, 5, 4),
+    ]
+
+    func testBothBuildsMatchTheDirectConvolution() {
+        for (i, c) in Self.cases.enumerated() {
+            let seed = UInt64(900 + 10 * i)
+            let x = uniformTensor([c.batch, c.inChannels, c.height, c.width], seed: seed)
+            let w = uniformTensor([c.outChannels, c.inChannels, c.kernel, c.kernel], seed: seed + 1)
+            let b = uniformTensor([c.outChannels], seed: seed + 2)
+            let expected = referenceConv2D(x, w, bias: b, stride: 1, padding: c.padding, groups: 1)
+            let (ho, wo) = (c.height + 2 * c.padding - c.kernel + 1, c.width + 2 * c.padding - c.kernel + 1)
+            XCTAssertTrue(WinogradConv.handles(inChannels: c.inChannels, outChannels: c.outChannels, outHeight: ho,
+                                               outWidth: wo, kernelH: c.kernel, kernelW: c.kernel, stride: 1,
+                                               padding: c.padding, groups: 1), "\(c)")
+            // Sums of inChannels * kernel^2 products of values in [-1, 1]: compare relative to
+            // their typical size.
+            let scale = Float(c.inChannels * c.kernel * c.kernel).squareRoot()
+            for portable in [0, 1] {
+                pc_kernels_force_portable(Int32(portable))
+                for m in [2, 4] {
+                    var conv = WinogradConv(inChannels: c.inChannels, outChannels: c.outChannels, height: c.height,
+                                            width: c.width, kernel: c.kernel, padding: c.padding, m: m)
+                    conv.tileBlock = 7  // several blocks, the last one partial
+                    let out = Tensor.uninitialized([c.batch, c.outChannels, ho, wo])
+                    conv.forward(x.pointer, batch: c.batch, weight: w.pointer, bias: b.pointer, output: out.pointer)
+                    assertClose(out.scalars.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 1e-5,
+                                "F(\(m), \(c.kernel)) portable \(portable) \(c)")
+                    let noBias = Tensor.uninitialized([c.batch, c.outChannels, ho, wo])
+                    conv.forward(x.pointer, batch: c.batch, weight: w.pointer, bias: nil, output: noBias.pointer)
+                    let bs = b.scalars, plane = ho * wo
+                    let shifted = noBias.scalars.enumerated().map { $1 + bs[($0 / plane) % c.outChannels] }
+                    assertClose(shifted.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 1e-5, "no bias \(c)")
+                }
+            }
+        }
+    }
+
+    /// conv2D takes the Winograd path only when nothing is tracked: a training forward keeps
+    /// the direct sums bit for bit, and inference agrees with them to rounding.
+    func testConv2DUsesWinogradForInferenceOnly() {
+        let x = uniformTensor([2, 32, 20, 20], seed: 31), w = uniformTensor([32, 32, 3, 3], seed: 32)
+        let b = uniformTensor([32], seed: 33)
+        Tensor.winogradEnabled = false
+        let direct = x.conv2D(w, bias: b, padding: 1).scalars
+        Tensor.winogradEnabled = true
+        let inference = x.conv2D(w, bias: b, padding: 1).scalars
+        let training = x.conv2D(w.trackingGradient(), bias: b, padding: 1).scalars
+        XCTAssertEqual(training, direct)
+        XCTAssertNotEqual(inference, direct, "the inference forward did not take the Winograd path")
+        assertClose(inference.map { $0 / 17 }, direct.map { $0 / 17 }, tolerance: 1e-5)
+    }
+}
