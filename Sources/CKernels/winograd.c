@@ -21,8 +21,72 @@ enum { L = 8, MAX_ALPHA = 8 };
 #endif
 #define PC_INLINE static inline __attribute__((always_inline))
 
-// acc[0..8) += c * x[0..8)
-#define AXPY8(acc, c, x) do { for (int l_ = 0; l_ < L; l_++) (acc)[l_] += (c) * (x)[l_]; } while (0)
+// Eight floats, one per channel lane: clang's vector extension, one AVX register in the AVX2
+// build and two SSE registers (or scalars) elsewhere.
+// The helpers below are always inlined, so no v8 ever crosses a call: the ABI warning that a
+// 32-byte vector argument gets without AVX does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+PC_INLINE v8 load8(const float *p) { return *(const v8u *)p; }
+PC_INLINE void store8(float *p, v8 x) { *(v8u *)p = x; }
+PC_INLINE v8 splat(float s) { return (v8){s, s, s, s, s, s, s, s}; }
+
+// Which 1-D transforms run: the matrices' coefficients in general, or the two tile sizes
+// Percept uses written out, sharing the sums and differences of the +-p point pairs (the
+// coefficients are those WinogradTransform computes for the points 0, +-1, +-2, +-1/2, inf).
+enum { GENERAL = 0, F4x3 = 6, F4x5 = 8 };
+
+PC_INLINE int kind_of(int m, int alpha) {
+    return m == 4 && alpha == 6 ? F4x3 : m == 4 && alpha == 8 ? F4x5 : GENERAL;
+}
+
+// r = B^T x: alpha inputs, alpha outputs.
+PC_INLINE void apply_bt(int kind, int alpha, const float *bt, const v8 *x, v8 *r) {
+    if (kind == F4x3) {
+        const v8 e1 = x[4] - 4 * x[2], o1 = x[3] - 4 * x[1], e2 = x[4] - x[2], o2 = 2 * (x[3] - x[1]);
+        r[0] = 4 * x[0] - 5 * x[2] + x[4];
+        r[1] = e1 + o1; r[2] = e1 - o1;
+        r[3] = e2 + o2; r[4] = e2 - o2;
+        r[5] = 4 * x[1] - 5 * x[3] + x[5];
+    } else if (kind == F4x5) {
+        const v8 e1 = x[2] - 4.25f * x[4] + x[6], o1 = x[1] - 4.25f * x[3] + x[5];
+        const v8 e2 = 0.25f * x[2] - 1.25f * x[4] + x[6], o2 = 0.5f * x[1] - 2.5f * x[3] + 2 * x[5];
+        const v8 e3 = 4 * x[2] - 5 * x[4] + x[6], o3 = 2 * x[1] - 2.5f * x[3] + 0.5f * x[5];
+        r[0] = x[6] - x[0] + 5.25f * (x[2] - x[4]);
+        r[1] = e1 + o1; r[2] = e1 - o1;
+        r[3] = e2 + o2; r[4] = e2 - o2;
+        r[5] = e3 + o3; r[6] = e3 - o3;
+        r[7] = x[7] - x[1] + 5.25f * (x[3] - x[5]);
+    } else {
+        for (int i = 0; i < alpha; i++) {
+            v8 acc = splat(0);
+            for (int k = 0; k < alpha; k++) acc += splat(bt[i * alpha + k]) * x[k];
+            r[i] = acc;
+        }
+    }
+}
+
+// y = A^T s: alpha inputs, m outputs.
+PC_INLINE void apply_at(int kind, int m, int alpha, const float *at, const v8 *s, v8 *y) {
+    if (kind == F4x3) {
+        const v8 a = s[1] + s[2], b = s[1] - s[2], c = s[3] + s[4], d = s[3] - s[4];
+        y[0] = s[0] + a + c; y[1] = b + 2 * d; y[2] = a + 4 * c; y[3] = b + 8 * d + s[5];
+    } else if (kind == F4x5) {
+        const v8 a1 = s[1] + s[2], b1 = s[1] - s[2], a2 = s[3] + s[4], b2 = s[3] - s[4];
+        const v8 a3 = s[5] + s[6], b3 = s[5] - s[6];
+        y[0] = s[0] + a1 + a2 + a3;
+        y[1] = b1 + 2 * b2 + 0.5f * b3;
+        y[2] = a1 + 4 * a2 + 0.25f * a3;
+        y[3] = b1 + 8 * b2 + 0.125f * b3 + s[7];
+    } else {
+        for (int p = 0; p < m; p++) {
+            v8 acc = splat(0);
+            for (int k = 0; k < alpha; k++) acc += splat(at[p * alpha + k]) * s[k];
+            y[p] = acc;
+        }
+    }
+}
 
 PC_INLINE void pack_input_body(const float *input, int channels, int height, int width, int padTop, int padLeft,
                                int paddedHeight, int paddedWidth, float *packed) {
@@ -44,79 +108,97 @@ PC_INLINE void pack_input_body(const float *input, int channels, int height, int
     }
 }
 
-// V[xi][t][block * 8 + lane] = (B^T d B)[xi] for tiles t in [0, count) starting at `first`.
+// V[xi][t][block * 8 + lane] = (B^T d B)[xi] for tiles t in [0, count) starting at `first`:
+// B^T down each column of the patch, then across each row of the result.
 PC_INLINE void input_transform_body(const float *packed, int blocks, int paddedHeight, int paddedWidth,
                                     int m, int alpha, const float *bt, int tilesX, int first, int count,
                                     float *v, long xiStride, long ldv) {
-    const long plane = (long)paddedHeight * paddedWidth * L;
-    float d[MAX_ALPHA][MAX_ALPHA][L], t[MAX_ALPHA][MAX_ALPHA][L];
+    const int kind = kind_of(m, alpha);
+    const long plane = (long)paddedHeight * paddedWidth * L, row = (long)paddedWidth * L;
     for (int i = 0; i < count; i++) {
         const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
         for (int b = 0; b < blocks; b++) {
             const float *src = packed + b * plane + ((long)y0 * paddedWidth + x0) * L;
-            for (int k = 0; k < alpha; k++) memcpy(d[k], src + (long)k * paddedWidth * L, sizeof(float) * L * alpha);
-            // t = B^T d
-            for (int r = 0; r < alpha; r++) {
-                for (int c = 0; c < alpha; c++) memset(t[r][c], 0, sizeof t[r][c]);
-                for (int k = 0; k < alpha; k++) {
-                    const float s = bt[r * alpha + k];
-                    if (s == 0) continue;
-                    for (int c = 0; c < alpha; c++) AXPY8(t[r][c], s, d[k][c]);
-                }
+            v8 t[MAX_ALPHA][MAX_ALPHA];
+            for (int c = 0; c < alpha; c++) {
+                v8 column[MAX_ALPHA], out[MAX_ALPHA];
+                for (int k = 0; k < alpha; k++) column[k] = load8(src + k * row + c * L);
+                apply_bt(kind, alpha, bt, column, out);
+                for (int r = 0; r < alpha; r++) t[r][c] = out[r];
             }
-            // V = t B: V[r][c] = sum over k of t[r][k] * bt[c][k]
-            float *out = v + (long)i * ldv + b * L;
+            float *dst = v + (long)i * ldv + b * L;
             for (int r = 0; r < alpha; r++) {
-                for (int c = 0; c < alpha; c++) {
-                    float acc[L] = {0};
-                    for (int k = 0; k < alpha; k++) {
-                        const float s = bt[c * alpha + k];
-                        if (s != 0) AXPY8(acc, s, t[r][k]);
-                    }
-                    memcpy(out + (r * alpha + c) * xiStride, acc, sizeof acc);
-                }
+                v8 out[MAX_ALPHA];
+                apply_bt(kind, alpha, bt, t[r], out);
+                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, out[c]);
             }
         }
     }
 }
 
-// out[o][y0 + p][x0 + q] = (A^T M A)[p][q] + bias[o] for the tiles' valid pixels.
+// Stores y[q][lane] (q < cols) to dst[lane * planeStride + q] for lane < lanes.
+PC_INLINE void store_lanes(const float y[][L], int cols, int lanes, float *dst, long planeStride) {
+    for (int l = 0; l < lanes; l++)
+        for (int q = 0; q < cols; q++) dst[l * planeStride + q] = y[q][l];
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// store_lanes for four full columns and eight lanes: a 4 x 8 transpose, then one 4-float store
+// per lane.
+PC_AVX2 static void store_lanes4x8_avx2(const float y[][L], float *dst, long planeStride) {
+    const __m256 a = _mm256_loadu_ps(y[0]), b = _mm256_loadu_ps(y[1]);
+    const __m256 c = _mm256_loadu_ps(y[2]), d = _mm256_loadu_ps(y[3]);
+    const __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
+    const __m256 cd0 = _mm256_unpacklo_ps(c, d), cd1 = _mm256_unpackhi_ps(c, d);
+    const __m256 l0 = _mm256_shuffle_ps(ab0, cd0, 0x44), l1 = _mm256_shuffle_ps(ab0, cd0, 0xEE);
+    const __m256 l2 = _mm256_shuffle_ps(ab1, cd1, 0x44), l3 = _mm256_shuffle_ps(ab1, cd1, 0xEE);
+    _mm_storeu_ps(dst, _mm256_castps256_ps128(l0));
+    _mm_storeu_ps(dst + planeStride, _mm256_castps256_ps128(l1));
+    _mm_storeu_ps(dst + 2 * planeStride, _mm256_castps256_ps128(l2));
+    _mm_storeu_ps(dst + 3 * planeStride, _mm256_castps256_ps128(l3));
+    _mm_storeu_ps(dst + 4 * planeStride, _mm256_extractf128_ps(l0, 1));
+    _mm_storeu_ps(dst + 5 * planeStride, _mm256_extractf128_ps(l1, 1));
+    _mm_storeu_ps(dst + 6 * planeStride, _mm256_extractf128_ps(l2, 1));
+    _mm_storeu_ps(dst + 7 * planeStride, _mm256_extractf128_ps(l3, 1));
+}
+#endif
+
+// out[o][y0 + p][x0 + q] = (A^T M A)[p][q] + bias[o] for the tiles' valid pixels. `vector`
+// (a constant at each call) picks the AVX2 transposing store for whole 4-wide tile rows.
 PC_INLINE void output_transform_body(const float *mtx, long xiStride, long ldm, int outChannels,
                                      int m, int alpha, const float *at, const float *bias,
                                      int tilesX, int first, int count,
-                                     float *output, int outHeight, int outWidth) {
+                                     float *output, int outHeight, int outWidth, int vector) {
+    const int kind = kind_of(m, alpha);
     const int blocks = (outChannels + L - 1) / L;
-    float s[MAX_ALPHA][MAX_ALPHA][L], t[MAX_ALPHA][MAX_ALPHA][L];
+    const long planeStride = (long)outHeight * outWidth;
     for (int i = 0; i < count; i++) {
         const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
         const int rows = outHeight - y0 < m ? outHeight - y0 : m, cols = outWidth - x0 < m ? outWidth - x0 : m;
         for (int b = 0; b < blocks; b++) {
             const float *src = mtx + (long)i * ldm + b * L;
-            for (int r = 0; r < alpha; r++)
-                for (int c = 0; c < alpha; c++) memcpy(s[r][c], src + (r * alpha + c) * xiStride, sizeof s[r][c]);
-            // t = A^T s (m x alpha)
-            for (int p = 0; p < m; p++) {
-                for (int c = 0; c < alpha; c++) memset(t[p][c], 0, sizeof t[p][c]);
-                for (int k = 0; k < alpha; k++) {
-                    const float a = at[p * alpha + k];
-                    if (a == 0) continue;
-                    for (int c = 0; c < alpha; c++) AXPY8(t[p][c], a, s[k][c]);
-                }
+            v8 t[MAX_ALPHA][MAX_ALPHA];
+            for (int c = 0; c < alpha; c++) {
+                v8 column[MAX_ALPHA], out[MAX_ALPHA];
+                for (int k = 0; k < alpha; k++) column[k] = load8(src + (k * alpha + c) * xiStride);
+                apply_at(kind, m, alpha, at, column, out);
+                for (int p = 0; p < m; p++) t[p][c] = out[p];
             }
             const int lanes = outChannels - b * L < L ? outChannels - b * L : L;
             float shift[L] = {0};
             if (bias) for (int l = 0; l < lanes; l++) shift[l] = bias[b * L + l];
+            const v8 bias8 = load8(shift);
             for (int p = 0; p < rows; p++) {
-                for (int q = 0; q < cols; q++) {
-                    float y[L];
-                    memcpy(y, shift, sizeof y);
-                    for (int k = 0; k < alpha; k++) {
-                        const float a = at[q * alpha + k];
-                        if (a != 0) AXPY8(y, a, t[p][k]);
-                    }
-                    float *dst = output + ((long)b * L * outHeight + y0 + p) * outWidth + x0 + q;
-                    for (int l = 0; l < lanes; l++) dst[(long)l * outHeight * outWidth] = y[l];
-                }
+                v8 out[MAX_ALPHA];
+                apply_at(kind, m, alpha, at, t[p], out);
+                float y[MAX_ALPHA][L];
+                for (int q = 0; q < m; q++) store8(y[q], out[q] + bias8);
+                float *dst = output + ((long)b * L * outHeight + y0 + p) * outWidth + x0;
+#if defined(__x86_64__)
+                if (vector && m == 4 && cols == 4 && lanes == L) { store_lanes4x8_avx2(y, dst, planeStride); continue; }
+#endif
+                store_lanes(y, cols, lanes, dst, planeStride);
             }
         }
     }
@@ -147,17 +229,31 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
 }
 
 #ifdef PC_HAVE_X86
+// The tile sizes Percept uses get their own copies with m and alpha known, so the compiler
+// unrolls the transforms' loops and keeps them in registers; other sizes run the general code.
 PC_AVX2 static void input_transform_avx2(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
                                          int alpha, const float *bt, int tilesX, int first, int count, float *v,
                                          long xiStride, long ldv) {
-    input_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
+    if (m == 4 && alpha == 6)
+        input_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 6, bt, tilesX, first, count, v, xiStride, ldv);
+    else if (m == 4 && alpha == 8)
+        input_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 8, bt, tilesX, first, count, v, xiStride, ldv);
+    else
+        input_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
 }
 
 PC_AVX2 static void output_transform_avx2(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
                                           const float *at, const float *bias, int tilesX, int first, int count,
                                           float *output, int outHeight, int outWidth) {
-    output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
-                          outHeight, outWidth);
+    if (m == 4 && alpha == 6)
+        output_transform_body(mtx, xiStride, ldm, outChannels, 4, 6, at, bias, tilesX, first, count, output,
+                              outHeight, outWidth, 1);
+    else if (m == 4 && alpha == 8)
+        output_transform_body(mtx, xiStride, ldm, outChannels, 4, 8, at, bias, tilesX, first, count, output,
+                              outHeight, outWidth, 1);
+    else
+        output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
+                              outHeight, outWidth, 1);
 }
 #endif
 
@@ -171,7 +267,7 @@ static void output_transform_portable(const float *mtx, long xiStride, long ldm,
                                       const float *at, const float *bias, int tilesX, int first, int count,
                                       float *output, int outHeight, int outWidth) {
     output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
-                          outHeight, outWidth);
+                          outHeight, outWidth, 0);
 }
 
 void pc_winograd_pack_input(const float *input, int channels, int height, int width, int padTop, int padLeft,

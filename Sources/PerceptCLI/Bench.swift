@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Seconds each timed measurement runs.")
     var minTime: Double = 3
 
-    @Option(name: .long, help: "What to time: train, inference (W4: dense and naive) or both.")
+    @Option(name: .long, help: "What to time: train, inference (W4: dense and naive) or both; dense or naive picks one of W4's.")
     var mode: String = "both"
 
     @Flag(name: .long, help: "Print one JSON object per line instead of a table.")
@@ -35,6 +35,17 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Instead of whole steps: each convolution of the training step (default workload W2) timed pass by pass, in GFLOP/s against the machine's sgemm rate, with its share of the step.")
     var layers = false
 
+    /// Whether `--mode` asks for this row: train, inference (W4's dense and naive), both, or
+    /// one of W4's by name.
+    private func selects(_ benchmarkMode: BenchmarkMode) -> Bool {
+        switch mode {
+        case "both": return true
+        case "train": return benchmarkMode == .train
+        case "inference": return benchmarkMode != .train
+        default: return benchmarkMode.rawValue == mode
+        }
+    }
+
     func validate() throws {
         for t in threads.split(separator: ",") where Int(t).map({ $0 < 1 }) ?? true {
             throw ValidationError("--threads: '\(t)' is not a positive thread count")
@@ -42,8 +53,8 @@ struct Bench: ParsableCommand {
         for w in workload.split(separator: ",") where BenchmarkWorkload(rawValue: String(w).uppercased()) == nil {
             throw ValidationError("--workload: unknown workload '\(w)' (known: \(BenchmarkWorkload.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        guard ["train", "inference", "both"].contains(mode) else {
-            throw ValidationError("--mode must be train, inference or both, got '\(mode)'")
+        guard ["train", "inference", "both", "dense", "naive"].contains(mode) else {
+            throw ValidationError("--mode must be train, inference, both, dense or naive, got '\(mode)'")
         }
         guard minTime > 0 else { throw ValidationError("--min-time must be positive") }
         if layers && workload != Self.allWorkloads && !workload.split(separator: ",").contains(where: { $0.uppercased() != "W4" }) {
@@ -64,7 +75,7 @@ struct Bench: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         for w in workloads {
             for t in threadCounts {
-                for benchmarkMode in w.modes where mode == "both" || (mode == "train") == (benchmarkMode == .train) {
+                for benchmarkMode in w.modes where selects(benchmarkMode) {
                     let r = runBenchmark(w, mode: benchmarkMode, threads: t, minTime: minTime)
                     if json {
                         print(String(decoding: try encoder.encode(r), as: UTF8.self))

@@ -77,7 +77,7 @@ struct WinogradConv {
     let height: Int, width: Int
     let kernel: Int, padding: Int
     let transform: WinogradTransform
-    var tileBlock = 64
+    var tileBlock = Int(ProcessInfo.processInfo.environment["WTB"] ?? "") ?? 64
 
     init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int) {
         self.inChannels = inChannels; self.outChannels = outChannels
@@ -90,7 +90,8 @@ struct WinogradConv {
     /// 3x3 and F(4, 5) for 5x5 kernels (measured against the grid convolution in
     /// `docs/performance.md`).
     static func tileSize(kernel: Int) -> Int? {
-        switch kernel { case 3: return 4; case 5: return 4; default: return nil }
+        let env = ProcessInfo.processInfo.environment
+        switch kernel { case 3: return Int(env["WM3"] ?? "") ?? 4; case 5: return Int(env["WM5"] ?? "") ?? 4; default: return nil }
     }
 
     /// Whether an inference convolution goes here: stride 1, one group, a square 3x3 or 5x5
@@ -124,12 +125,13 @@ struct WinogradConv {
         let (tiles, block) = (tilesY * tilesX, tileBlock)
         let blocksPerImage = (tiles + block - 1) / block
 
-        let u = TensorStorage(zeros: a2 * inPadded * outPadded)
-        parallelFor(outChannels, grain: 8) { outs in
-            transform.g.withUnsafeBufferPointer { g in
-                pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel, Int32(outs.count),
-                                             Int32(inChannels), Int32(kernel), Int32(alpha), g.baseAddress,
-                                             u.pointer + outs.lowerBound, inPadded * outPadded, outPadded)
+        let u = WinogradWeightCache.shared.transformed(weight, of: self) { u in
+            parallelFor(outChannels, grain: 8) { outs in
+                transform.g.withUnsafeBufferPointer { g in
+                    pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel,
+                                                 Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
+                                                 g.baseAddress, u + outs.lowerBound, inPadded * outPadded, outPadded)
+                }
             }
         }
         let packed = TensorStorage(uninitializedCount: batch * packedImage)
@@ -166,6 +168,51 @@ struct WinogradConv {
                 }
             }
         }
+    }
+}
+
+/// The transformed weights U = G g G^T of the last few inference convolutions, so a model
+/// run image after image transforms each layer's weights once. An entry serves a call only when
+/// the weights are bit for bit those it was made from (a kept copy is compared), so training
+/// steps or loaded files between calls can never meet stale transforms.
+final class WinogradWeightCache: @unchecked Sendable {
+    static let shared = WinogradWeightCache()
+    private struct Entry {
+        let shape: [Int]
+        let weights: TensorStorage
+        let transformed: TensorStorage
+    }
+    private var entries: [Entry] = []
+    private var lock = pthread_mutex_t()
+    /// Entries kept; the least recently used goes first.
+    let capacity = 24
+
+    private init() { pthread_mutex_init(&lock, nil) }
+
+    /// U for `weight` [outChannels, inChannels, kernel, kernel] under `conv`'s transform: from
+    /// the cache, or made by `make` (which fills zeroed storage of the padded layout).
+    func transformed(_ weight: UnsafePointer<Float>, of conv: WinogradConv,
+                     make: (UnsafeMutablePointer<Float>) -> Void) -> TensorStorage {
+        let shape = [conv.outChannels, conv.inChannels, conv.kernel, conv.transform.m]
+        let count = conv.outChannels * conv.inChannels * conv.kernel * conv.kernel
+        pthread_mutex_lock(&lock)
+        if let i = entries.firstIndex(where: { $0.shape == shape && memcmp($0.weights.pointer, weight, count * 4) == 0 }) {
+            let entry = entries.remove(at: i)
+            entries.append(entry)
+            pthread_mutex_unlock(&lock)
+            return entry.transformed
+        }
+        pthread_mutex_unlock(&lock)
+        let a2 = conv.transform.alpha * conv.transform.alpha
+        let u = TensorStorage(zeros: a2 * roundUp(conv.inChannels, 8) * roundUp(conv.outChannels, 8))
+        make(u.pointer)
+        let copy = TensorStorage(uninitializedCount: count)
+        copy.pointer.update(from: weight, count: count)
+        pthread_mutex_lock(&lock)
+        entries.append(Entry(shape: shape, weights: copy, transformed: u))
+        if entries.count > capacity { entries.removeFirst() }
+        pthread_mutex_unlock(&lock)
+        return u
     }
 }
 
