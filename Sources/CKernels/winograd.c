@@ -270,6 +270,71 @@ static void output_transform_portable(const float *mtx, long xiStride, long ldm,
                           outHeight, outWidth, 0);
 }
 
+#ifdef PC_HAVE_X86
+// c[r][0..8w) = sum over k of a[r][k] * b[k][0..8w) for r < rows: a register tile of up to 6
+// rows of a (broadcast) by 16 columns of b (two vectors), twelve sums kept in registers.
+PC_INLINE void products_tile(int rows, int w, const float *a, long lda, const float *b, long ldb,
+                             float *c, long ldc, int depth) {
+    v8 acc[6][2];
+    for (int r = 0; r < rows; r++) { acc[r][0] = splat(0); acc[r][1] = splat(0); }
+    for (int k = 0; k < depth; k++) {
+        const v8 b0 = load8(b + k * ldb), b1 = w == 2 ? load8(b + k * ldb + 8) : splat(0);
+        for (int r = 0; r < rows; r++) {
+            const v8 x = splat(a[r * lda + k]);
+            acc[r][0] += x * b0;
+            if (w == 2) acc[r][1] += x * b1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        store8(c + r * ldc, acc[r][0]);
+        if (w == 2) store8(c + r * ldc + 8, acc[r][1]);
+    }
+}
+
+#define PC_TILE_CASES(w)                                                                          \
+    switch (rows) {                                                                               \
+    case 6: products_tile(6, w, a, lda, b, ldb, c, ldc, depth); break;                            \
+    case 5: products_tile(5, w, a, lda, b, ldb, c, ldc, depth); break;                            \
+    case 4: products_tile(4, w, a, lda, b, ldb, c, ldc, depth); break;                            \
+    case 3: products_tile(3, w, a, lda, b, ldb, c, ldc, depth); break;                            \
+    case 2: products_tile(2, w, a, lda, b, ldb, c, ldc, depth); break;                            \
+    default: products_tile(1, w, a, lda, b, ldb, c, ldc, depth); break;                           \
+    }
+
+PC_AVX2 static void products_avx2(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                                  int count, int depth, int width) {
+    for (int o = 0; o < width; o += 16) {
+        const int w = width - o >= 16 ? 2 : 1;
+        for (int t = 0; t < count; t += 6) {
+            const int rows = count - t < 6 ? count - t : 6;
+            const float *at = a + t * lda;
+            float *ct = c + t * ldc + o;
+            const float *bt = b + o;
+            {
+                const float *a = at, *b = bt;
+                float *c = ct;
+                if (w == 2) { PC_TILE_CASES(2) } else { PC_TILE_CASES(1) }
+            }
+        }
+    }
+}
+#undef PC_TILE_CASES
+#endif
+
+int pc_winograd_products(const float *v, long vStride, long ldv, const float *u, long uStride, long ldu,
+                         float *mtx, long mStride, long ldm, int matrices, int count, int depth, int width) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx2()) {
+        for (int xi = 0; xi < matrices; xi++)
+            products_avx2(v + xi * vStride, ldv, u + xi * uStride, ldu, mtx + xi * mStride, ldm, count, depth, width);
+        return 1;
+    }
+#endif
+    (void)v; (void)vStride; (void)ldv; (void)u; (void)uStride; (void)ldu; (void)mtx; (void)mStride; (void)ldm;
+    (void)matrices; (void)count; (void)depth; (void)width;
+    return 0;
+}
+
 void pc_winograd_pack_input(const float *input, int channels, int height, int width, int padTop, int padLeft,
                             int paddedHeight, int paddedWidth, float *packed) {
     pack_input_body(input, channels, height, width, padTop, padLeft, paddedHeight, paddedWidth, packed);

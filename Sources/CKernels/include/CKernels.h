@@ -59,6 +59,11 @@ void pc_winograd_input_transform(const float *packed, int blocks, int paddedHeig
 void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
                                   const float *at, const float *bias, int tilesX, int first, int count,
                                   float *output, int outHeight, int outWidth);
+/// M[xi] = V[xi] U[xi] for xi < matrices: [count x depth] times [depth x width] products, each
+/// matrix `*Stride` floats after the last, rows `ld*` floats long; `depth` and `width` are
+/// multiples of 8. Returns 0, doing nothing, where there is no AVX2 kernel (use sgemm).
+int pc_winograd_products(const float *v, long vStride, long ldv, const float *u, long uStride, long ldu,
+                         float *mtx, long mStride, long ldm, int matrices, int count, int depth, int width);
 /// U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r] (sums in double);
 /// `g` is G, alpha x r row-major; U's rows are `ldu` floats long, matrices `xiStride` apart.
 void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,

@@ -64,10 +64,12 @@ private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
 /// channel pair; F(4, 5): 64 instead of 400).
 ///
 /// The output is cut into m x m tiles; each tile's alpha x alpha input patch is transformed
-/// (`pc_winograd_input_transform`), the alpha^2 channel sums are sgemm products
-/// [tiles x inChannels] x [inChannels x outChannels], and the output transform writes the
-/// tiles back to NCHW planes. Tiles go in blocks of `tileBlock` per call so each block's
-/// transformed inputs and products stay in cache.
+/// (`pc_winograd_input_transform`), the alpha^2 channel sums are matrix products
+/// [tiles x inChannels] x [inChannels x outChannels] (`pc_winograd_products`, a 6 x 16
+/// register-tiled AVX2 kernel that reads the operands in place; sgemm without AVX2), and the
+/// output transform writes the tiles back to NCHW planes. Tiles go in blocks of `tileBlock`
+/// so each block's transformed inputs and products stay in cache; the transformed weights are
+/// kept between calls (`WinogradWeightCache`).
 ///
 /// Results agree with the direct convolution up to float rounding, which the transforms
 /// amplify somewhat (tested within 1e-4 relative to the sums' magnitude); training keeps the
@@ -77,7 +79,7 @@ struct WinogradConv {
     let height: Int, width: Int
     let kernel: Int, padding: Int
     let transform: WinogradTransform
-    var tileBlock = Int(ProcessInfo.processInfo.environment["WTB"] ?? "") ?? 64
+    var tileBlock = 64
 
     init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int) {
         self.inChannels = inChannels; self.outChannels = outChannels
@@ -90,18 +92,19 @@ struct WinogradConv {
     /// 3x3 and F(4, 5) for 5x5 kernels (measured against the grid convolution in
     /// `docs/performance.md`).
     static func tileSize(kernel: Int) -> Int? {
-        let env = ProcessInfo.processInfo.environment
-        switch kernel { case 3: return Int(env["WM3"] ?? "") ?? 4; case 5: return Int(env["WM5"] ?? "") ?? 4; default: return nil }
+        switch kernel { case 3, 5: return 4; default: return nil }
     }
 
     /// Whether an inference convolution goes here: stride 1, one group, a square 3x3 or 5x5
-    /// kernel, padding below the kernel size, enough channels for the products to run at sgemm
-    /// speed, and output planes large enough that partial tiles waste little.
+    /// kernel, padding below the kernel size, 16 or more channels in and out (so the products,
+    /// not the transforms, carry the work) and at least two tiles each way. Measured on this
+    /// project's AVX2 machine: every W1-W4 inference convolution that qualifies runs faster
+    /// this way, 11x11 and 8x8 output planes included (`docs/performance.md`).
     static func handles(inChannels: Int, outChannels: Int, outHeight: Int, outWidth: Int, kernelH: Int, kernelW: Int,
                         stride: Int, padding: Int, groups: Int) -> Bool {
         guard stride == 1, groups == 1, kernelH == kernelW, let m = tileSize(kernel: kernelH),
               padding < kernelH else { return false }
-        return inChannels >= 16 && outChannels >= 16 && outHeight >= 4 * m && outWidth >= 4 * m
+        return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m && outWidth >= 2 * m
     }
 
     var m: Int { transform.m }
@@ -154,10 +157,14 @@ struct WinogradConv {
                                                     Int32(paddedHeight), Int32(paddedWidth), Int32(m), Int32(alpha),
                                                     bt.baseAddress, Int32(tilesX), Int32(first), Int32(count),
                                                     v.pointer, block * inPadded, inPadded)
-                        for xi in 0..<a2 {
-                            gemm(m: count, n: outPadded, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
-                                 u.pointer + xi * inPadded * outPadded, ldb: outPadded,
-                                 products.pointer + xi * block * outPadded, ldc: outPadded)
+                        if pc_winograd_products(v.pointer, block * inPadded, inPadded, u.pointer, inPadded * outPadded,
+                                                outPadded, products.pointer, block * outPadded, outPadded, Int32(a2),
+                                                Int32(count), Int32(inPadded), Int32(outPadded)) == 0 {
+                            for xi in 0..<a2 {
+                                gemm(m: count, n: outPadded, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
+                                     u.pointer + xi * inPadded * outPadded, ldb: outPadded,
+                                     products.pointer + xi * block * outPadded, ldc: outPadded)
+                            }
                         }
                         pc_winograd_output_transform(products.pointer, block * outPadded, outPadded, Int32(outChannels),
                                                      Int32(m), Int32(alpha), at.baseAddress, bias, Int32(tilesX),
