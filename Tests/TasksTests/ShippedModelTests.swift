@@ -65,12 +65,20 @@ final class ShippedModelTests: XCTestCase {
 
     /// The shipped models' logits on the sample images, bit for bit, as the code before the head
     /// redesign computed them (Fixtures/shipped-logits.json, written by that code's debug build
-    /// on a CPU with AVX2). Another kernel path sums in another order: there the logits must
-    /// still agree to float rounding.
+    /// on a CPU with AVX2) with the direct convolutions. Another kernel path sums in another
+    /// order (the portable build, or the Winograd inference convolutions, on by default): there
+    /// the logits must still agree to float rounding.
     func testShippedModelsGiveThePinnedLogits() throws {
+        defer { Tensor.winogradEnabled = true }
+        for winograd in [false, true] {
+            Tensor.winogradEnabled = winograd
+            try checkPinnedLogits(exact: pc_kernels_use_avx2() != 0 && !winograd)
+        }
+    }
+
+    private func checkPinnedLogits(exact: Bool) throws {
         let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(
             with: Data(contentsOf: root.appendingPathComponent("Tests/TasksTests/Fixtures/shipped-logits.json"))) as? [String: [String: [String]]])
-        let exact = pc_kernels_use_avx2() != 0
         func check(_ name: String, _ outputs: Tensor, _ images: [String]) throws {
             let pinned = try XCTUnwrap(fixture[name], "fixture lacks \(name)")
             XCTAssertEqual(pinned.count, images.count)
@@ -82,7 +90,7 @@ final class ShippedModelTests: XCTestCase {
                 if exact {
                     XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(name) logits of \(file)")
                 } else {
-                    for (g, e) in zip(got, expected) { XCTAssertEqual(g, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) logits of \(file)") }
+                    for (g, e) in zip(got, expected) { XCTAssertEqual(g, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) logits of \(file) (exact: \(exact))") }
                 }
             }
         }
