@@ -35,6 +35,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Instead of whole steps: each convolution of the training step (default workload W2) timed pass by pass, in GFLOP/s against the machine's sgemm rate, with its share of the step.")
     var layers = false
 
+    @Flag(name: .customLong("no-winograd"), help: "Run 3x3 and 5x5 stride-1 convolutions as direct sums, not through Winograd's algorithm, to compare the two.")
+    var noWinograd = false
+
     /// Whether `--mode` asks for this row: train, inference (W4's dense and naive), both, or
     /// one of W4's by name.
     private func selects(_ benchmarkMode: BenchmarkMode) -> Bool {
@@ -63,6 +66,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        Tensor.winogradEnabled = !noWinograd
         let threadCounts = threads.split(separator: ",").compactMap { Int($0) }
         var workloads = workload.split(separator: ",").compactMap { BenchmarkWorkload(rawValue: String($0).uppercased()) }
         if layers {

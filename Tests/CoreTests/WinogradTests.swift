@@ -99,18 +99,44 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// conv2D takes the Winograd path only when nothing is tracked: a training forward keeps
-    /// the direct sums bit for bit, and inference agrees with them to rounding.
-    func testConv2DUsesWinogradForInferenceOnly() {
-        let x = uniformTensor([2, 32, 20, 20], seed: 31), w = uniformTensor([32, 32, 3, 3], seed: 32)
-        let b = uniformTensor([32], seed: 33)
-        Tensor.winogradEnabled = false
-        let direct = x.conv2D(w, bias: b, padding: 1).scalars
-        Tensor.winogradEnabled = true
-        let inference = x.conv2D(w, bias: b, padding: 1).scalars
-        let training = x.conv2D(w.trackingGradient(), bias: b, padding: 1).scalars
-        XCTAssertEqual(training, direct)
-        XCTAssertNotEqual(inference, direct, "the inference forward did not take the Winograd path")
-        assertClose(inference.map { $0 / 17 }, direct.map { $0 / 17 }, tolerance: 1e-5)
+    /// conv2D takes the Winograd path for qualifying shapes in inference and training alike,
+    /// and agrees with the direct sums to rounding; its input gradient (the adjoint convolution
+    /// through Winograd) and weight gradient agree with the direct path's.
+    func testConv2DForwardAndGradientsAgreeWithTheDirectPath() {
+        for (padding, kernel) in [(1, 3), (0, 3), (2, 5), (0, 5)] {
+            let x = uniformTensor([2, 16, 20, 20], seed: 31), w = uniformTensor([24, 16, kernel, kernel], seed: 32)
+            let b = uniformTensor([24], seed: 33)
+            let side = 20 + 2 * padding - kernel + 1
+            let g = uniformTensor([2, 24, side, side], seed: 34)
+            func run(_ winograd: Bool) -> (inference: [Float], training: [Float], dx: [Float], dw: [Float]) {
+                Tensor.winogradEnabled = winograd
+                defer { Tensor.winogradEnabled = true }
+                let inference = x.conv2D(w, bias: b, padding: padding).scalars
+                let (xt, wt) = (x.trackingGradient(), w.trackingGradient())
+                let y = xt.conv2D(wt, bias: b, padding: padding)
+                let grads = y.backward(seed: g)
+                return (inference, y.scalars, grads[xt]!.scalars, grads[wt]!.scalars)
+            }
+            let (direct, fast) = (run(false), run(true))
+            let scale = Float(16 * kernel * kernel).squareRoot()
+            XCTAssertNotEqual(fast.inference, direct.inference, "k\(kernel) p\(padding): inference did not take the Winograd path")
+            XCTAssertNotEqual(fast.dx, direct.dx, "k\(kernel) p\(padding): the input gradient did not take the Winograd path")
+            XCTAssertEqual(fast.training, fast.inference, "k\(kernel) p\(padding): training and inference forwards differ")
+            assertClose(fast.inference.map { $0 / scale }, direct.inference.map { $0 / scale }, tolerance: 1e-5, "forward k\(kernel) p\(padding)")
+            assertClose(fast.dx.map { $0 / scale }, direct.dx.map { $0 / scale }, tolerance: 1e-5, "dx k\(kernel) p\(padding)")
+            XCTAssertEqual(fast.dw, direct.dw, "k\(kernel) p\(padding): the weight gradient is the grid kernel's either way")
+        }
+    }
+
+    /// Finite differences against the Winograd path's gradients on a shape that takes it. The
+    /// convolution is linear in each element, so a central difference is exact at any step; a
+    /// large step keeps the transforms' rounding (about 1e-6 of each output) from swamping it.
+    func testGradientCheckOnTheWinogradPath() {
+        let x = uniformTensor([1, 16, 8, 8], seed: 41), w = uniformTensor([16, 16, 3, 3], seed: 42, low: -0.2, high: 0.2)
+        XCTAssertTrue(WinogradConv.handles(inChannels: 16, outChannels: 16, outHeight: 8, outWidth: 8, kernelH: 3, kernelW: 3,
+                                           stride: 1, padding: 1, groups: 1))
+        XCTAssertNotNil(WinogradConv(adjointOf: GridConv(inChannels: 16, outChannels: 16, height: 8, width: 8,
+                                                         kernelH: 3, kernelW: 3, padH: 1, padW: 1)))
+        assertGradientsMatch([x, w], epsilon: 0.25) { $0[0].conv2D($0[1], padding: 1) }
     }
 }

@@ -165,22 +165,14 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
-        if !isTracked, !weight.isTracked, bias?.isTracked != true, Tensor.winogradEnabled,
-           WinogradConv.handles(inChannels: cin, outChannels: cout, outHeight: h + 2 * padding - kh + 1,
-                                outWidth: w + 2 * padding - kw + 1, kernelH: kh, kernelW: kw, stride: stride,
-                                padding: padding, groups: groups) {
-            // Inference: nothing asks for gradients, so the fewer multiplications of Winograd's
-            // algorithm can stand in for the direct sums.
-            let conv = WinogradConv(inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
-                                    padding: padding, m: WinogradConv.tileSize(kernel: kh)!)
-            let out = Tensor.uninitialized([n, cout, conv.outHeight, conv.outWidth])
-            conv.forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer, output: out.pointer)
-            return out
-        }
+        let winograd = Tensor.winogradEnabled
+            && WinogradConv.handles(inChannels: cin, outChannels: cout, outHeight: h + 2 * padding - kh + 1,
+                                    outWidth: w + 2 * padding - kw + 1, kernelH: kh, kernelW: kw, stride: stride,
+                                    padding: padding, groups: groups)
         if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
-            return gridConv2D(conv, weight: weight, bias: bias)
+            return gridConv2D(conv, weight: weight, bias: bias, winograd: winograd)
         }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
                                stride: stride, padding: padding)
@@ -203,18 +195,29 @@ extension Tensor {
         }
     }
 
-    /// `conv2D` through `GridConv` (stride 1 or 2, one group).
-    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
+    /// `conv2D` through `GridConv` (stride 1 or 2, one group). Where `winograd` says the shape
+    /// suits it, the forward pass and the input gradient (itself a stride-1 convolution of the
+    /// output gradient) run through `WinogradConv` instead of the direct sums.
+    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?, winograd: Bool) -> Tensor {
         let n = shape[0]
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
-        let packed = conv.packWeights(weight.pointer)
-        conv.forward(pointer, batch: n, packedWeights: packed.pointer, bias: bias?.pointer, output: out.pointer)
-
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        let training = inputs.contains { $0.isTracked }
+        if winograd {
+            // Inference keeps each layer's transformed weights between calls; training changes
+            // them every step, so it transforms them afresh.
+            WinogradConv(conv).forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer,
+                                       output: out.pointer, cachingWeights: !training)
+        } else {
+            let packed = conv.packWeights(weight.pointer)
+            conv.forward(pointer, batch: n, packedWeights: packed.pointer, bias: bias?.pointer, output: out.pointer)
+        }
+        guard training else { return out }
+
         return Tensor.record(out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
-            if x.isTracked, weight.isTracked {
+            if x.isTracked, weight.isTracked, !winograd {
                 let dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
                 if conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
                                  inputGradient: dx.pointer, weightGradient: dw.pointer) {
@@ -224,7 +227,13 @@ extension Tensor {
             }
             if x.isTracked, grads[0] == nil {
                 let dx = Tensor.uninitialized(x.shape)
-                conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
+                if winograd, let adjoint = WinogradConv(adjointOf: conv) {
+                    let flipped = adjoint.adjointWeights(weight.pointer)
+                    adjoint.forward(g.pointer, batch: n, weight: flipped.pointer, bias: nil, output: dx.pointer,
+                                    cachingWeights: false)
+                } else {
+                    conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
+                }
                 grads[0] = dx
             }
             if weight.isTracked, grads[1] == nil {

@@ -107,6 +107,40 @@ struct WinogradConv {
         return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m && outWidth >= 2 * m
     }
 
+    /// The Winograd form of a stride-1 square grid convolution.
+    init(_ conv: GridConv) {
+        precondition(conv.stride == 1 && conv.kernelH == conv.kernelW && conv.padH == conv.padW)
+        self.init(inChannels: conv.inChannels, outChannels: conv.outChannels, height: conv.height, width: conv.width,
+                  kernel: conv.kernelH, padding: conv.padH, m: Self.tileSize(kernel: conv.kernelH)!)
+    }
+
+    /// The convolution that maps `conv`'s output gradient to its input gradient (the full
+    /// correlation with the flipped, transposed kernel, cropped to the input), where it takes
+    /// this path.
+    init?(adjointOf conv: GridConv) {
+        let (k, pad) = (conv.kernelH, conv.kernelH - 1 - conv.padH)
+        guard conv.stride == 1, conv.kernelW == k, conv.padW == conv.padH,
+              Self.handles(inChannels: conv.outChannels, outChannels: conv.inChannels, outHeight: conv.height,
+                           outWidth: conv.width, kernelH: k, kernelW: k, stride: 1, padding: pad, groups: 1)
+        else { return nil }
+        self.init(inChannels: conv.outChannels, outChannels: conv.inChannels, height: conv.outHeight,
+                  width: conv.outWidth, kernel: k, padding: pad, m: Self.tileSize(kernel: k)!)
+    }
+
+    /// For an adjoint: the forward convolution's weights [inChannels, outChannels, k, k] (this
+    /// one's out and in) flipped in both directions and transposed to [outChannels, inChannels, k, k].
+    func adjointWeights(_ weight: UnsafePointer<Float>) -> TensorStorage {
+        let taps = kernel * kernel
+        let flipped = TensorStorage(uninitializedCount: outChannels * inChannels * taps)
+        for o in 0..<outChannels {
+            for c in 0..<inChannels {
+                let src = weight + (c * outChannels + o) * taps, dst = flipped.pointer + (o * inChannels + c) * taps
+                for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+            }
+        }
+        return flipped
+    }
+
     var m: Int { transform.m }
     var alpha: Int { transform.alpha }
     var outHeight: Int { height + 2 * padding - kernel + 1 }
@@ -120,7 +154,7 @@ struct WinogradConv {
     /// `weight` [outChannels, inChannels, kernel, kernel] and `output` [batch, outChannels,
     /// outHeight, outWidth].
     func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>,
-                 bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+                 bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cachingWeights: Bool = true) {
         let (lanes, a2) = (8, alpha * alpha)
         let (inPadded, outPadded) = (roundUp(inChannels, lanes), roundUp(outChannels, lanes))
         let inBlocks = inPadded / lanes
@@ -128,7 +162,7 @@ struct WinogradConv {
         let (tiles, block) = (tilesY * tilesX, tileBlock)
         let blocksPerImage = (tiles + block - 1) / block
 
-        let u = WinogradWeightCache.shared.transformed(weight, of: self) { u in
+        let transformWeights = { (u: UnsafeMutablePointer<Float>) in
             parallelFor(outChannels, grain: 8) { outs in
                 transform.g.withUnsafeBufferPointer { g in
                     pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel,
@@ -136,6 +170,13 @@ struct WinogradConv {
                                                  g.baseAddress, u + outs.lowerBound, inPadded * outPadded, outPadded)
                 }
             }
+        }
+        let u: TensorStorage
+        if cachingWeights {
+            u = WinogradWeightCache.shared.transformed(weight, of: self, make: transformWeights)
+        } else {
+            u = TensorStorage(zeros: a2 * inPadded * outPadded)
+            transformWeights(u.pointer)
         }
         let packed = TensorStorage(uninitializedCount: batch * packedImage)
         parallelFor(batch) { images in
