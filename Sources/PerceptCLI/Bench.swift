@@ -66,7 +66,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        Tensor.winogradEnabled = !noWinograd
+        if noWinograd { Tensor.winogradEnabled = false }
         let threadCounts = threads.split(separator: ",").compactMap { Int($0) }
         var workloads = workload.split(separator: ",").compactMap { BenchmarkWorkload(rawValue: String($0).uppercased()) }
         if layers {

@@ -265,7 +265,8 @@ final class WinogradWeightCache: @unchecked Sendable {
 }
 
 extension Tensor {
-    /// Whether inference convolutions may take the Winograd path (on by default; tests and
-    /// benchmarks switch it off to compare with the direct sums).
-    nonisolated(unsafe) public static var winogradEnabled = true
+    /// Whether convolutions may take the Winograd path: on unless the environment sets
+    /// PERCEPT_WINOGRAD=0; tests and `percept bench --no-winograd` switch it off to compare with
+    /// the direct sums.
+    nonisolated(unsafe) public static var winogradEnabled = ProcessInfo.processInfo.environment["PERCEPT_WINOGRAD"] != "0"
 }
