@@ -3,13 +3,13 @@
 //
 // Each alpha x alpha input tile d (alpha = m + r - 1) becomes V = B^T d B, each kernel g becomes
 // U = G g G^T, and the m x m output tile is Y = A^T [sum over input channels of U (.) V] A. The
-// channel sums are alpha^2 independent matrix products (one per tile position xi), which run
-// through sgemm; these kernels do the three transforms. Channels travel in blocks of eight,
-// one SIMD lane each: the packed input is [channel block][row][column][8], so every transform
-// is a run of 8-wide multiply-adds with the matrices' coefficients broadcast.
+// channel sums are alpha^2 independent matrix products (one per tile position xi): a register-
+// tiled AVX2 kernel here, sgemm (called from Swift) without AVX2. Channels travel in blocks of
+// eight, one SIMD lane each: the packed input is [channel block][row][column][8], so every
+// transform is a run of 8-wide multiply-adds.
 //
-// The kernels are written once, with each 8-lane step as a plain loop, and compiled twice:
-// with AVX2 + FMA (the loops become one vector instruction each) and portably.
+// The transforms are written once on clang's 8-float vector type and compiled twice: with
+// AVX2 + FMA (one vector instruction each) and portably.
 #include "CKernels.h"
 #include <string.h>
 
@@ -291,7 +291,7 @@ PC_INLINE void products_tile(int rows, int w, const float *a, long lda, const fl
     }
 }
 
-#define PC_TILE_CASES(w)                                                                          \
+#define PC_TILE_CASES(w, a, b, c)                                                                 \
     switch (rows) {                                                                               \
     case 6: products_tile(6, w, a, lda, b, ldb, c, ldc, depth); break;                            \
     case 5: products_tile(5, w, a, lda, b, ldb, c, ldc, depth); break;                            \
@@ -304,17 +304,10 @@ PC_INLINE void products_tile(int rows, int w, const float *a, long lda, const fl
 PC_AVX2 static void products_avx2(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                   int count, int depth, int width) {
     for (int o = 0; o < width; o += 16) {
-        const int w = width - o >= 16 ? 2 : 1;
         for (int t = 0; t < count; t += 6) {
             const int rows = count - t < 6 ? count - t : 6;
-            const float *at = a + t * lda;
-            float *ct = c + t * ldc + o;
-            const float *bt = b + o;
-            {
-                const float *a = at, *b = bt;
-                float *c = ct;
-                if (w == 2) { PC_TILE_CASES(2) } else { PC_TILE_CASES(1) }
-            }
+            if (width - o >= 16) { PC_TILE_CASES(2, a + t * lda, b + o, c + t * ldc + o) }
+            else { PC_TILE_CASES(1, a + t * lda, b + o, c + t * ldc + o) }
         }
     }
 }

@@ -165,14 +165,10 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
-        let winograd = Tensor.winogradEnabled
-            && WinogradConv.handles(inChannels: cin, outChannels: cout, outHeight: h + 2 * padding - kh + 1,
-                                    outWidth: w + 2 * padding - kw + 1, kernelH: kh, kernelW: kw, stride: stride,
-                                    padding: padding, groups: groups)
         if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
-            return gridConv2D(conv, weight: weight, bias: bias, winograd: winograd)
+            return gridConv2D(conv, weight: weight, bias: bias)
         }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
                                stride: stride, padding: padding)
@@ -195,11 +191,12 @@ extension Tensor {
         }
     }
 
-    /// `conv2D` through `GridConv` (stride 1 or 2, one group). Where `winograd` says the shape
-    /// suits it, the forward pass and the input gradient (itself a stride-1 convolution of the
+    /// `conv2D` through `GridConv` (stride 1 or 2, one group). Where the shape suits Winograd's
+    /// algorithm, the forward pass and the input gradient (itself a stride-1 convolution of the
     /// output gradient) run through `WinogradConv` instead of the direct sums.
-    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?, winograd: Bool) -> Tensor {
+    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = shape[0]
+        let winograd = Tensor.winogradEnabled && WinogradConv.handles(conv)
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]

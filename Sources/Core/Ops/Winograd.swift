@@ -59,9 +59,9 @@ private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
     return a.map { Array($0[n...]) }
 }
 
-/// A stride-1 square convolution computed with Winograd's F(m x m, r x r): for inference, where
-/// it saves most of the multiplications (F(4, 3): 36 instead of 144 per 4 x 4 outputs and
-/// channel pair; F(4, 5): 64 instead of 400).
+/// A stride-1 square convolution computed with Winograd's F(m x m, r x r), which saves most of
+/// the multiplications (F(4, 3): 36 instead of 144 per 4 x 4 outputs and channel pair; F(4, 5):
+/// 64 instead of 400).
 ///
 /// The output is cut into m x m tiles; each tile's alpha x alpha input patch is transformed
 /// (`pc_winograd_input_transform`), the alpha^2 channel sums are matrix products
@@ -72,8 +72,8 @@ private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
 /// kept between calls (`WinogradWeightCache`).
 ///
 /// Results agree with the direct convolution up to float rounding, which the transforms
-/// amplify somewhat (tested within 1e-4 relative to the sums' magnitude); training keeps the
-/// direct grid convolution so its gradients are those of exactly the function it computed.
+/// amplify somewhat (tested within 1e-5 of sqrt(inChannels * kernel^2)). `conv2D` runs forward
+/// passes and input gradients here; weight gradients stay on `GridConv`.
 struct WinogradConv {
     let inChannels: Int, outChannels: Int
     let height: Int, width: Int
@@ -95,7 +95,7 @@ struct WinogradConv {
         switch kernel { case 3, 5: return 4; default: return nil }
     }
 
-    /// Whether an inference convolution goes here: stride 1, one group, a square 3x3 or 5x5
+    /// Whether a convolution goes here: stride 1, one group, a square 3x3 or 5x5
     /// kernel, padding below the kernel size, 16 or more channels in and out (so the products,
     /// not the transforms, carry the work) and at least two tiles each way. Measured on this
     /// project's AVX2 machine: every W1-W4 inference convolution that qualifies runs faster
@@ -105,6 +105,14 @@ struct WinogradConv {
         guard stride == 1, groups == 1, kernelH == kernelW, let m = tileSize(kernel: kernelH),
               padding < kernelH else { return false }
         return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m && outWidth >= 2 * m
+    }
+
+    /// Whether `conv` (forward) takes this path.
+    static func handles(_ conv: GridConv) -> Bool {
+        conv.padH == conv.padW
+            && handles(inChannels: conv.inChannels, outChannels: conv.outChannels, outHeight: conv.outHeight,
+                       outWidth: conv.outWidth, kernelH: conv.kernelH, kernelW: conv.kernelW, stride: conv.stride,
+                       padding: conv.padH, groups: 1)
     }
 
     /// The Winograd form of a stride-1 square grid convolution.
