@@ -88,6 +88,30 @@ PC_INLINE void apply_at(int kind, int m, int alpha, const float *at, const v8 *s
     }
 }
 
+// s = A g: m inputs, alpha outputs (the transpose of apply_at), for the weight gradient's
+// output-gradient tiles.
+PC_INLINE void apply_a(int kind, int m, int alpha, const float *at, const v8 *g, v8 *s) {
+    if (kind == F4x3 || kind == F4x5) {
+        const v8 e1 = g[0] + g[2], o1 = g[1] + g[3], e2 = g[0] + 4 * g[2], o2 = 2 * g[1] + 8 * g[3];
+        s[0] = g[0];
+        s[1] = e1 + o1; s[2] = e1 - o1;
+        s[3] = e2 + o2; s[4] = e2 - o2;
+        if (kind == F4x3) {
+            s[5] = g[3];
+        } else {
+            const v8 e3 = g[0] + 0.25f * g[2], o3 = 0.5f * g[1] + 0.125f * g[3];
+            s[5] = e3 + o3; s[6] = e3 - o3;
+            s[7] = g[3];
+        }
+    } else {
+        for (int i = 0; i < alpha; i++) {
+            v8 acc = splat(0);
+            for (int p = 0; p < m; p++) acc += splat(at[p * alpha + i]) * g[p];
+            s[i] = acc;
+        }
+    }
+}
+
 PC_INLINE void pack_input_body(const float *input, int channels, int height, int width, int padTop, int padLeft,
                                int paddedHeight, int paddedWidth, float *packed) {
     const int blocks = (channels + L - 1) / L;
@@ -130,6 +154,35 @@ PC_INLINE void input_transform_body(const float *packed, int blocks, int paddedH
             for (int r = 0; r < alpha; r++) {
                 v8 out[MAX_ALPHA];
                 apply_bt(kind, alpha, bt, t[r], out);
+                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, out[c]);
+            }
+        }
+    }
+}
+
+// dP[xi][t][block * 8 + lane] = (A dY A^T)[xi] for the m x m output-gradient tiles t in
+// [first, first + count) of `packed` (laid out as the input, tile t's corner at row
+// (t / tilesX) * m, column (t % tilesX) * m): A down each column, then across each row.
+PC_INLINE void gradient_transform_body(const float *packed, int blocks, int paddedHeight, int paddedWidth,
+                                       int m, int alpha, const float *at, int tilesX, int first, int count,
+                                       float *dp, long xiStride, long ldp) {
+    const int kind = kind_of(m, alpha);
+    const long plane = (long)paddedHeight * paddedWidth * L, row = (long)paddedWidth * L;
+    for (int i = 0; i < count; i++) {
+        const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
+        for (int b = 0; b < blocks; b++) {
+            const float *src = packed + b * plane + ((long)y0 * paddedWidth + x0) * L;
+            v8 t[MAX_ALPHA][MAX_ALPHA];
+            for (int c = 0; c < m; c++) {
+                v8 column[MAX_ALPHA], out[MAX_ALPHA];
+                for (int k = 0; k < m; k++) column[k] = load8(src + k * row + c * L);
+                apply_a(kind, m, alpha, at, column, out);
+                for (int r = 0; r < alpha; r++) t[r][c] = out[r];
+            }
+            float *dst = dp + (long)i * ldp + b * L;
+            for (int r = 0; r < alpha; r++) {
+                v8 out[MAX_ALPHA];
+                apply_a(kind, m, alpha, at, t[r], out);
                 for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, out[c]);
             }
         }
@@ -255,6 +308,17 @@ PC_AVX2 static void output_transform_avx2(const float *mtx, long xiStride, long 
         output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
                               outHeight, outWidth, 1);
 }
+
+PC_AVX2 static void gradient_transform_avx2(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
+                                            int alpha, const float *at, int tilesX, int first, int count, float *dp,
+                                            long xiStride, long ldp) {
+    if (m == 4 && alpha == 6)
+        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 6, at, tilesX, first, count, dp, xiStride, ldp);
+    else if (m == 4 && alpha == 8)
+        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 8, at, tilesX, first, count, dp, xiStride, ldp);
+    else
+        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
+}
 #endif
 
 static void input_transform_portable(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
@@ -361,4 +425,37 @@ void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int
 void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
                                   const float *g, float *u, long xiStride, long ldu) {
     weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu);
+}
+
+void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
+                                    const float *at, int tilesX, int first, int count, float *dp, long xiStride, long ldp) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx2()) {
+        gradient_transform_avx2(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
+        return;
+    }
+#endif
+    gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
+}
+
+void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
+                                           int r, int alpha, const float *g, float *gradient) {
+    for (int o = 0; o < outChannels; o++) {
+        for (int c = 0; c < inChannels; c++) {
+            double t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
+            for (int k = 0; k < r; k++)
+                for (int j = 0; j < alpha; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < alpha; i++) acc += (double)g[i * r + k] * du[(i * alpha + j) * xiStride + (long)c * ldu + o];
+                    t[k][j] = acc;
+                }
+            float *w = gradient + ((long)o * inChannels + c) * r * r;
+            for (int k = 0; k < r; k++)
+                for (int l = 0; l < r; l++) {
+                    double acc = 0;
+                    for (int j = 0; j < alpha; j++) acc += t[k][j] * g[j * r + l];
+                    w[k * r + l] = (float)acc;
+                }
+        }
+    }
 }

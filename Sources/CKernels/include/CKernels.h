@@ -69,6 +69,16 @@ int pc_winograd_products(const float *v, long vStride, long ldv, const float *u,
 void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
                                   const float *g, float *u, long xiStride, long ldu);
 
+/// The weight gradient's transform of the output gradient: dP[xi][i][8 * block + lane] =
+/// (A dY A^T)[xi] for the m x m tiles first + i of `packed` (the output gradient packed as the
+/// input is, without padding), laid out as V above. `at` is A^T, m x alpha row-major.
+void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
+                                    const float *at, int tilesX, int first, int count, float *dp, long xiStride, long ldp);
+/// gradient[o][c] = G^T dU[.][c][o] G (r x r, sums in double) for the transformed weight gradient
+/// dU laid out as U above; writes every weight of [outChannels][inChannels][r][r].
+void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
+                                           int r, int alpha, const float *g, float *gradient);
+
 /// 1 when the AVX2+FMA kernels are in use.
 int pc_kernels_use_avx2(void);
 /// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports.

@@ -192,8 +192,9 @@ extension Tensor {
     }
 
     /// `conv2D` through `GridConv` (stride 1 or 2, one group). Where the shape suits Winograd's
-    /// algorithm, the forward pass and the input gradient (itself a stride-1 convolution of the
-    /// output gradient) run through `WinogradConv` instead of the direct sums.
+    /// algorithm, the forward pass, the input gradient (itself a stride-1 convolution of the
+    /// output gradient) and the weight gradient run through `WinogradConv` instead of the direct
+    /// sums.
     private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = shape[0]
         let winograd = Tensor.winogradEnabled && WinogradConv.handles(conv)
@@ -235,7 +236,11 @@ extension Tensor {
             }
             if weight.isTracked, grads[1] == nil {
                 let dw = Tensor.uninitialized(weight.shape)
-                conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+                if winograd {
+                    WinogradConv(conv).weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+                } else {
+                    conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+                }
                 grads[1] = dw
             }
             if let bias, bias.isTracked { grads[2] = g.channelSums() }
