@@ -29,6 +29,10 @@ public class SlotOptimizer {
     public var weightDecay: Float
     /// When false (the default), biases and normalisation scales (rank-1 parameters) are not decayed.
     public var decaysVectors: Bool
+    /// Learning-rate multipliers for the parameters whose path starts with a prefix (the first
+    /// match counts; others get 1), e.g. `[("backbone.", 0.5)]` to fine-tune a pretrained
+    /// backbone more gently than a fresh head, as PyTorch's parameter groups do.
+    public var rateScales: [(prefix: String, scale: Float)] = []
     public internal(set) var step = 0
     var slots: [String: [ObjectIdentifier: Tensor]] = [:]
     let slotNames: [String]
@@ -59,6 +63,11 @@ public class SlotOptimizer {
             indexedModule = model
         }
         return indexedParameters
+    }
+
+    /// The learning-rate multiplier of the parameter at `path`.
+    func rateScale(for path: String) -> Float {
+        rateScales.first { path.hasPrefix($0.prefix) }?.scale ?? 1
     }
 
     func decay(for parameter: Parameter) -> Float {
@@ -123,10 +132,10 @@ public final class SGD: SlotOptimizer, Optimizer {
 
     public func update(_ model: Module, along gradients: Gradients) {
         step += 1
-        for (_, p) in parameters(of: model) where p.isTrainable {
+        for (path, p) in parameters(of: model) where p.isTrainable {
             guard let g = gradients[p] else { continue }
             let w = p.value.pointer, gp = g.pointer, n = p.value.count
-            let lr = learningRate, wd = decay(for: p), mu = momentum
+            let lr = learningRate * rateScale(for: path), wd = decay(for: p), mu = momentum
             if mu == 0 {
                 for i in 0..<n { w[i] -= lr * (gp[i] + wd * w[i]) }
                 continue
@@ -176,14 +185,14 @@ public final class Adam: SlotOptimizer, Optimizer {
     public func update(_ model: Module, along gradients: Gradients) {
         step += 1
         let correction1 = 1 - pow(beta1, Float(step)), correction2 = 1 - pow(beta2, Float(step))
-        let stepSize = learningRate / correction1
-        for (_, p) in parameters(of: model) where p.isTrainable {
+        for (path, p) in parameters(of: model) where p.isTrainable {
             guard let g = gradients[p] else { continue }
             let w = p.value.pointer, gp = g.pointer, n = p.value.count
             let m = slot("first_moment", for: p).pointer, v = slot("second_moment", for: p).pointer
+            let lr = learningRate * rateScale(for: path), stepSize = lr / correction1
             let wd = decay(for: p), b1 = beta1, b2 = beta2, eps = epsilon
             let coupled = decoupledWeightDecay ? 0 : wd
-            let shrink = decoupledWeightDecay ? 1 - learningRate * wd : 1
+            let shrink = decoupledWeightDecay ? 1 - lr * wd : 1
             for i in 0..<n {
                 let grad = gp[i] + coupled * w[i]
                 m[i] = b1 * m[i] + (1 - b1) * grad

@@ -78,6 +78,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Peak learning rate (default: the task's recipe for sgd, 0.002 for adam/adamw).")
     var lr: Float?
 
+    @Option(help: "Learning rate of a pretrained backbone (--backbone-weights) as a fraction of the head's, e.g. 0.5 (default: the task's recipe; 1 where it has none).")
+    var backboneLrScale: Float?
+
     @Option(help: "Optimizer: sgd (Nesterov momentum 0.9), adam or adamw (default: sgd).")
     var optimizer: OptimizerKind?
 
@@ -106,6 +109,9 @@ struct TrainArguments: ParsableArguments {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if let backboneLrScale, !(backboneLrScale >= 0 && backboneLrScale <= 10) {
+            throw ValidationError("--backbone-lr-scale must be between 0 and 10")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
         if let padding, padding != 0 && padding != 1 { throw ValidationError("--padding must be 0 or 1") }
@@ -138,6 +144,7 @@ struct TrainArguments: ParsableArguments {
         }
         if let lr { r.options.learningRate = lr }
         if let weightDecay { r.options.weightDecay = weightDecay }
+        if let backboneLrScale { r.options.backboneLearningRateScale = backboneLrScale == 1 ? nil : backboneLrScale }
         if let augment { r.options.augment = augment }
         if let seed { r.options.seed = seed }
         return r
@@ -286,7 +293,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
             || args.choosesBackbone || args.pooling != nil || args.backboneWeights != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --optimizer, --weight-decay, --augment, --seed")
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --backbone-lr-scale, --optimizer, --weight-decay, --augment, --seed")
         }
         recipe.options = options
         configuration = saved
@@ -316,7 +323,8 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
     let b = configuration.backbone
     FileHandle.standardError.write(Data(("training \(H.task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
         + "\(dataset.classNames.count) classes, \(b.kind.rawValue) backbone widths \(b.widths) stem stride \(b.stemStride)\(b.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
-        + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate), "
+        + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate)"
+        + (recipe.options.backboneLearningRateScale.map { " (backbone x\($0))" } ?? "") + ", "
         + "augment \(recipe.options.augment ? "on" : "off"), \(Threads.count) threads"
         + (pretrained.map { ", backbone from \($0.path)" } ?? "") + "\n").utf8))
     let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: recipe.options, outputPath: args.output)

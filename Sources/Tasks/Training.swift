@@ -28,6 +28,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var warmupEpochs = 1
     public var augment = true
     public var seed: UInt64 = 0
+    /// The backbone's learning rate as a fraction of the head's (nil: 1, the same).
+    public var backboneLearningRateScale: Float?
     public init() {}
 
     /// These options as JSON (stored in checkpoints so a resumed run can be checked against them).
@@ -40,11 +42,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var peakLearningRate: Float { learningRate ?? optimizer.defaultLearningRate }
 
     func makeOptimizer() -> any Optimizer {
+        let made: SlotOptimizer & Optimizer
         switch optimizer {
-        case .sgd: return SGD(learningRate: peakLearningRate, momentum: momentum, nesterov: true, weightDecay: weightDecay)
-        case .adam: return Adam(learningRate: peakLearningRate, weightDecay: weightDecay)
-        case .adamw: return Adam.adamW(learningRate: peakLearningRate, weightDecay: weightDecay)
+        case .sgd: made = SGD(learningRate: peakLearningRate, momentum: momentum, nesterov: true, weightDecay: weightDecay)
+        case .adam: made = Adam(learningRate: peakLearningRate, weightDecay: weightDecay)
+        case .adamw: made = Adam.adamW(learningRate: peakLearningRate, weightDecay: weightDecay)
         }
+        if let backboneLearningRateScale { made.rateScales = [("backbone.", backboneLearningRateScale)] }
+        return made
     }
 }
 

@@ -301,6 +301,23 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(segmenter.configuration.backbone, BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]))
         XCTAssertEqual([segmenter.configuration.mean, segmenter.configuration.std], [[0.5], [0.25]])
 
+        // --backbone-lr-scale 0 trains the head alone: the backbone's weights stay the classifier's.
+        let frozen = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--backbone-lr-scale", "0",
+                                          "-o", scratch.file("f.h5")])
+        XCTAssertEqual(frozen.status, 0, frozen.standardError)
+        XCTAssertTrue(frozen.standardError.contains("(backbone x0.0)"), frozen.standardError)
+        let (classifier, trained, headOnly) = (try ModelCheckpoint.read(path: scratch.file("classifier.h5")),
+                                               try ModelCheckpoint.read(path: scratch.file("s.h5")),
+                                               try ModelCheckpoint.read(path: scratch.file("f.h5")))
+        let backboneKeys = classifier.parameters.keys.filter { $0.hasPrefix("backbone.") }
+        XCTAssertFalse(backboneKeys.isEmpty)
+        for key in backboneKeys {
+            XCTAssertEqual(headOnly.parameters[key]?.scalars, classifier.parameters[key]!.scalars, key)
+        }
+        XCTAssertTrue(backboneKeys.contains { trained.parameters[$0]?.scalars != classifier.parameters[$0]!.scalars },
+                      "the default run did not train the backbone either")
+        XCTAssertNotEqual(headOnly.parameters["head.classifier.weight"]?.scalars, trained.parameters["head.classifier.weight"]?.scalars)
+
         let scratchRun = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "-o", scratch.file("n.h5")])
         XCTAssertEqual(scratchRun.status, 0, scratchRun.standardError)
         XCTAssertFalse(scratchRun.standardError.contains("backbone from"), scratchRun.standardError)
@@ -316,6 +333,10 @@ final class CLITests: XCTestCase {
             XCTAssertFalse(refused.standardError.contains("epoch 1/1"), "trained before refusing: \(refused.standardError)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         }
+        let negative = try percept(train + ["--backbone-lr-scale=-1", "-o", scratch.file("r.h5")])
+        XCTAssertNotEqual(negative.status, 0)
+        XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         // A resumed run keeps the weights it has.
         let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--backbone-weights", scratch.file("classifier.h5"),
                                            "-o", scratch.file("s.h5")])

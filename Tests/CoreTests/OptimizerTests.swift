@@ -123,6 +123,31 @@ final class OptimizerTests: XCTestCase {
         assertClose(decayed[1], [0.8266, -1.6532, -0.09245])
     }
 
+    /// `rateScales` gives the parameters under a prefix their own learning rate: with "inner."
+    /// at 0.5, inner.weight and inner.bias follow the trajectory of the whole model at half the
+    /// learning rate and `scale` that at the full rate (Outer's loss is separable by parameter).
+    func testRateScalesGiveAPrefixItsOwnLearningRate() {
+        func run(_ make: (Float) -> SlotOptimizer & Optimizer, lr: Float, scales: [(String, Float)]) -> [String: [Float]] {
+            let model = Outer(), optimizer = make(lr)
+            optimizer.rateScales = scales.map { (prefix: $0.0, scale: $0.1) }
+            for _ in 0..<3 { optimizer.update(model, along: model.loss().backward()) }
+            return ["inner.weight": model.inner.weight.value.scalars, "inner.bias": model.inner.bias.value.scalars,
+                    "scale": model.scale.value.scalars]
+        }
+        let makers: [(String, (Float) -> SlotOptimizer & Optimizer)] = [
+            ("sgd", { SGD(learningRate: $0, momentum: 0.9, nesterov: true, weightDecay: 0.1) }),
+            ("adamw", { Adam.adamW(learningRate: $0, weightDecay: 0.1) }),
+        ]
+        for (name, make) in makers {
+            let scaled = run(make, lr: 0.1, scales: [("inner.", 0.5)])
+            let half = run(make, lr: 0.05, scales: []), full = run(make, lr: 0.1, scales: [])
+            XCTAssertNotEqual(half["inner.weight"]!, full["inner.weight"]!, name)
+            assertClose(scaled["inner.weight"]!, half["inner.weight"]!, tolerance: 1e-6, "\(name) inner.weight")
+            assertClose(scaled["inner.bias"]!, half["inner.bias"]!, tolerance: 1e-6, "\(name) inner.bias")
+            assertClose(scaled["scale"]!, full["scale"]!, tolerance: 1e-6, "\(name) scale")
+        }
+    }
+
     // MARK: Adam
 
     /// Adam / AdamW written out in Double from the published algorithm (PyTorch placement of epsilon:
