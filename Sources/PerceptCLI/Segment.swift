@@ -30,6 +30,9 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Side of the class-score convolution on the deepest map (or the decoder's last level): 1 scores each position from its own features, 3 (or 5, 7) also from its neighbours' (default: the recipe's).")
     var classifierKernel: Int?
 
+    @Option(help: "Side of the class-score convolutions of the skip maps in FCN score fusion (--decoder-width 0): 1, 3, 5 or 7 (default: the recipe's).")
+    var skipKernel: Int?
+
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
     var flipAverage: Bool?
 
@@ -43,6 +46,7 @@ struct SegmentTrain: ParsableCommand {
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
         if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
+        if let skipKernel, ![1, 3, 5, 7].contains(skipKernel) { throw ValidationError("--skip-kernel must be 1, 3, 5 or 7") }
         if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {
             throw ValidationError("--class-weights must be non-negative numbers separated by commas, got '\(classWeights)'")
         }
@@ -57,6 +61,7 @@ struct SegmentTrain: ParsableCommand {
             if let decoderWidth { recipe.decoderWidth = decoderWidth }
             if let refineWidth { recipe.refineWidth = refineWidth }
             if let classifierKernel { recipe.classifierKernel = classifierKernel }
+            if let skipKernel { recipe.skipKernel = skipKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
@@ -67,6 +72,7 @@ struct SegmentTrain: ParsableCommand {
                 SegmentationHead.Configuration(deepest: map.name, skips: recipe.skips, decoderWidth: recipe.decoderWidth,
                                                refineWidth: recipe.refineWidth,
                                                classifierKernel: recipe.classifierKernel == 1 ? nil : recipe.classifierKernel,
+                                               skipKernel: recipe.skipKernel == 1 ? nil : recipe.skipKernel,
                                                classes: classes, classWeights: weights,
                                                flipAverage: recipe.flipAverage ? true : nil)
             }, prepare: { model, _, pretrained in

@@ -23,6 +23,8 @@ public struct Recipe: Sendable {
     public var refineWidth = 0
     /// Segmentation: side of the class-score convolution on the deepest map.
     public var classifierKernel = 1
+    /// Segmentation: side of the FCN score convolutions of the skip maps.
+    public var skipKernel = 1
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
     /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from

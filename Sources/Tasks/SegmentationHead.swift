@@ -50,6 +50,8 @@ public final class SegmentationHead: Head {
         /// 1 scores each position from its own features; 3 also from its 8 neighbours', as a
         /// classifier's global pooling sees a whole item (nil: 1).
         public var classifierKernel: Int?
+        /// Side of the FCN score convolutions of the skip maps (nil: 1).
+        public var skipKernel: Int?
         /// Output classes, background (0) included.
         public var classes: Int
         public var loss: SegmentationLoss
@@ -59,14 +61,15 @@ public final class SegmentationHead: Head {
         public var flipAverage: Bool?
 
         public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classifierKernel: Int? = nil,
-                    classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil, flipAverage: Bool? = nil) {
+                    skipKernel: Int? = nil, classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil,
+                    flipAverage: Bool? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
-            self.classifierKernel = classifierKernel
+            self.classifierKernel = classifierKernel; self.skipKernel = skipKernel
             self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
         }
 
         enum CodingKeys: String, CodingKey {
-            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel,
+            case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel, skipKernel,
                  classes = "outputs", loss, classWeights, flipAverage
         }
     }
@@ -111,7 +114,8 @@ public final class SegmentationHead: Head {
     /// Class scores (1x1, or `classifierKernel` square, same padding) on the deepest map (FCN) or
     /// on the decoder's last level.
     public let classifier: Conv2D
-    /// Decoder levels, one per skip (U-Net style), or 1x1 score layers of the skips (FCN).
+    /// Decoder levels, one per skip (U-Net style), or score layers of the skips (FCN; 1x1 unless
+    /// `skipKernel` says otherwise).
     public let levels: [DecoderLevel]
     public let skipScores: [Conv2D]
     public let refinement: Refinement?
@@ -140,9 +144,9 @@ public final class SegmentationHead: Head {
         for (finer, coarser) in zip(skips, [deepest] + skips) where finer.stride > coarser.stride {
             throw ModelError("segmentation skip '\(finer.name)' (stride \(finer.stride)) is coarser than '\(coarser.name)' (stride \(coarser.stride))")
         }
-        let kernel = configuration.classifierKernel ?? 1
-        guard kernel >= 1, kernel % 2 == 1, kernel <= 7 else {
-            throw ModelError("segmentation classifier kernel \(kernel) must be odd, 1 to 7")
+        let kernel = configuration.classifierKernel ?? 1, skipKernel = configuration.skipKernel ?? 1
+        for (name, side) in [("classifier", kernel), ("skip score", skipKernel)] where !(side >= 1 && side % 2 == 1 && side <= 7) {
+            throw ModelError("segmentation \(name) kernel \(side) must be odd, 1 to 7")
         }
         let k = configuration.classes, width = configuration.decoderWidth
         if width > 0 {
@@ -156,7 +160,7 @@ public final class SegmentationHead: Head {
         } else {
             levels = []
             classifier = Conv2D(deepest.channels, k, kernel: kernel, padding: kernel / 2, using: &rng)
-            skipScores = skips.map { Conv2D($0.channels, k, kernel: 1, using: &rng) }
+            skipScores = skips.map { Conv2D($0.channels, k, kernel: skipKernel, padding: skipKernel / 2, using: &rng) }
         }
         refinement = configuration.refineWidth > 0
             ? Refinement(imageChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil

@@ -109,9 +109,19 @@ final class SegmentationTests: XCTestCase {
         XCTAssertEqual(wideModel(images).shape, [2, 3, 16, 16])
         wide.head.classifierKernel = 2
         XCTAssertThrowsError(try Model<SegmentationHead>(wide, seed: 1)) { XCTAssertTrue("\($0)".contains("kernel 2"), "\($0)") }
-        // Old model files have no classifier kernel: 1.
-        XCTAssertNil(try JSONDecoder().decode(SegmentationHead.Configuration.self,
-                                             from: Data(#"{"segmentationInput":"stage2","segmentationSkips":[],"decoderWidth":0,"refineWidth":0,"outputs":3,"loss":"pixel_cross_entropy"}"#.utf8)).classifierKernel)
+        // So do 3x3 skip scores in FCN fusion; even sides are refused there too.
+        var fused = try smallSegmenterConfiguration(dataset: dataset, decoderWidth: 0, skips: ["stage1", "stem"])
+        fused.head.skipKernel = 3
+        let fusedModel = try Model<SegmentationHead>(fused, seed: 1)
+        XCTAssertEqual(fusedModel.head.skipScores.map { Array($0.weight.value.shape.suffix(2)) }, [[3, 3], [3, 3]])
+        XCTAssertEqual(fusedModel(images).shape, [2, 3, 16, 16])
+        fused.head.skipKernel = 4
+        XCTAssertThrowsError(try Model<SegmentationHead>(fused, seed: 1)) { XCTAssertTrue("\($0)".contains("skip score kernel 4"), "\($0)") }
+        // Old model files have no classifier or skip kernel: 1.
+        let old = try JSONDecoder().decode(SegmentationHead.Configuration.self,
+                                           from: Data(#"{"segmentationInput":"stage2","segmentationSkips":[],"decoderWidth":0,"refineWidth":0,"outputs":3,"loss":"pixel_cross_entropy"}"#.utf8))
+        XCTAssertNil(old.classifierKernel)
+        XCTAssertNil(old.skipKernel)
 
         // The refinement starts as the identity: its output layer is zero.
         let plain = try Model<SegmentationHead>(smallSegmenterConfiguration(dataset: dataset, decoderWidth: 6, refineWidth: 0), seed: 1)
