@@ -301,7 +301,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         // A pretrained backbone keeps the normalisation its features were learned on.
         let stats = try pretrained.map { (mean: $0.mean, std: $0.std) } ?? channelStatistics(dataset)
         configuration = try recipe.configuration(for: dataset, task: H.task, mean: stats.mean, std: stats.std,
-                                                 backbone: pretrained?.configuration) {
+                                                 backbone: args.choosesBackbone ? nil : pretrained?.configuration) {
             try configure(recipe, $0, $1, $2)
         }
     }
@@ -342,8 +342,11 @@ func pretrainedBackbone(_ args: TrainArguments, recipe: Recipe, dataset: ImageDa
         guard pretrained.configuration.inputChannels == dataset.channels else {
             throw DatasetError(path, "has a backbone for \(pretrained.configuration.inputChannels)-channel images; \(dataset.path) holds \(dataset.channels)-channel images")
         }
-        if args.choosesBackbone, try recipe.backboneConfiguration(inputChannels: dataset.channels) != pretrained.configuration {
-            throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool, --widths or --padding contradict; drop them")
+        if args.choosesBackbone {
+            let chosen = try recipe.backboneConfiguration(inputChannels: dataset.channels)
+            guard chosen == pretrained.configuration || chosen.extends(pretrained.configuration) else {
+                throw DatasetError(path, "holds a backbone \(pretrained.configuration), which --backbone, --stem-stride, --stem-pool, --widths or --padding contradict; drop them, or add stages after its last")
+            }
         }
         return pretrained
     }

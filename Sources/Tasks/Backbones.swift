@@ -125,6 +125,14 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
 
     /// Whether the ResNet stem max-pools.
     public var poolsStem: Bool { stemPool ?? false }
+
+    /// Whether this ResNet is `base` with more stages after its last: the same stem and the same
+    /// first stages, so `base`'s weights can start those and the new stages start fresh.
+    public func extends(_ base: BackboneConfiguration) -> Bool {
+        kind == .resnet && base.kind == .resnet && inputChannels == base.inputChannels && stemStride == base.stemStride
+            && poolsStem == base.poolsStem && widths.count > base.widths.count
+            && Array(widths.prefix(base.widths.count)) == base.widths && Array(blocks.prefix(base.blocks.count)) == base.blocks
+    }
     /// Padding of the plain CNN's convolutions.
     public var plainPadding: Int { padding ?? 1 }
 

@@ -57,11 +57,26 @@ public struct PretrainedBackbone {
 
     /// Copies the weights into `backbone`, which must be built from `configuration`: every tensor
     /// is checked (names and shapes) before any is changed.
+    /// A backbone that extends this one (`BackboneConfiguration.extends`) gets its first stages
+    /// and stem from here and keeps its fresh later stages.
     public func load(into backbone: any Backbone) throws {
-        guard backbone.configuration == configuration else {
+        if backbone.configuration == configuration {
+            try ModelCheckpoint(architecture: "{}", task: "", parameters: parameters, buffers: buffers).load(into: backbone, path: path)
+            return
+        }
+        guard backbone.configuration.extends(configuration) else {
             throw DatasetError(path, "holds a backbone \(configuration), not \(backbone.configuration)")
         }
-        try ModelCheckpoint(architecture: "{}", task: "", parameters: parameters, buffers: buffers).load(into: backbone, path: path)
+        let index = backbone.index
+        let targets = Dictionary(uniqueKeysWithValues: index.parameters.map { ($0.path, $0.parameter.value) }
+            + index.buffers.map { ("buffer " + $0.path, $0.buffer.value) })
+        for (key, tensor) in parameters.map({ ($0.key, $0.value) }) + buffers.map({ ("buffer " + $0.key, $0.value) }) {
+            guard let target = targets[key], target.shape == tensor.shape else {
+                throw DatasetError(path, "backbone tensor \(key) (shape \(tensor.shape)) has no place of that shape in \(backbone.configuration)")
+            }
+        }
+        for (key, parameter) in index.parameters { if let value = parameters[key] { parameter.value = value.copy() } }
+        for (key, buffer) in index.buffers { if let value = buffers[key] { buffer.value = value.copy() } }
     }
 }
 

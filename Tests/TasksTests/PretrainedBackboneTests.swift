@@ -56,6 +56,50 @@ final class PretrainedBackboneTests: XCTestCase {
         XCTAssertEqual(segmenter.head.classifier.weight.value.scalars, fresh.head.classifier.weight.value.scalars)
     }
 
+    /// A backbone with stages after the classifier's last takes the classifier's stem and
+    /// stages and keeps its fresh later ones; other differences are refused.
+    func testADeeperBackboneStartsItsFirstStagesFromTheClassifier() throws {
+        var deeper = backbone
+        deeper.widths = [4, 8, 12]; deeper.blocks = [1, 1, 1]
+        XCTAssertTrue(deeper.extends(backbone))
+        XCTAssertFalse(backbone.extends(backbone))
+        XCTAssertFalse(backbone.extends(deeper))
+        var changed = deeper
+        changed.widths = [4, 16, 12]
+        XCTAssertFalse(changed.extends(backbone))
+        var strided = deeper
+        strided.stemStride = 2
+        XCTAssertFalse(strided.extends(backbone))
+
+        let folder = TemporaryFolder()
+        let classifier = try writeClassifier(folder.file("classifier.h5"), backbone: backbone)
+        let pretrained = try PretrainedBackbone(path: folder.file("classifier.h5"))
+        var configuration = segmenterConfiguration(backbone: deeper, mean: [0.3], std: [0.4])
+        configuration.head.deepest = "stage3"
+        let segmenter = try Model<SegmentationHead>(configuration, startingFrom: pretrained, seed: 2)
+        let fresh = try Model<SegmentationHead>(configuration, seed: 2)
+        let loaded = Dictionary(uniqueKeysWithValues: segmenter.index.parameters.map { ($0.path, $0.parameter.value.scalars) }
+            + segmenter.index.buffers.map { ($0.path, $0.buffer.value.scalars) })
+        let drawn = Dictionary(uniqueKeysWithValues: fresh.index.parameters.map { ($0.path, $0.parameter.value.scalars) }
+            + fresh.index.buffers.map { ($0.path, $0.buffer.value.scalars) })
+        let source = classifier.index.parameters.map { ($0.path, $0.parameter.value.scalars) }
+            + classifier.index.buffers.map { ($0.path, $0.buffer.value.scalars) }
+        var copied = 0
+        for (path, scalars) in source where path.hasPrefix("backbone.") {
+            XCTAssertEqual(loaded[path], scalars, path)
+            copied += 1
+        }
+        XCTAssertGreaterThan(copied, 10)
+        let third = loaded.keys.filter { $0.hasPrefix("backbone.stages.2.") }
+        XCTAssertFalse(third.isEmpty)
+        for path in third { XCTAssertEqual(loaded[path], drawn[path], "\(path) should start fresh") }
+
+        configuration.backbone = changed
+        XCTAssertThrowsError(try Model<SegmentationHead>(configuration, startingFrom: pretrained, seed: 2)) { error in
+            XCTAssertTrue("\(error)".contains("classifier.h5") && "\(error)".contains("backbone"), "\(error)")
+        }
+    }
+
     func testMismatchedBackbonesNormalisationAndBadWeightsAreRefused() throws {
         let folder = TemporaryFolder()
         var wider = backbone
