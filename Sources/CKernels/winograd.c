@@ -132,61 +132,49 @@ PC_INLINE void pack_input_body(const float *input, int channels, int height, int
     }
 }
 
-// V[xi][t][block * 8 + lane] = (B^T d B)[xi] for tiles t in [0, count) starting at `first`:
-// B^T down each column of the patch, then across each row of the result.
-PC_INLINE void input_transform_body(const float *packed, int blocks, int paddedHeight, int paddedWidth,
-                                    int m, int alpha, const float *bt, int tilesX, int first, int count,
-                                    float *v, long xiStride, long ldv) {
-    const int kind = kind_of(m, alpha);
+// The two forward tile transforms of the packed planes, for tiles t in [first, first + count)
+// (tile t's corner at row (t / tilesX) * m, column (t % tilesX) * m), written to
+// out[xi][t][block * 8 + lane]: the matrix down each column of the patch, then across each row of
+// the result. `gradient` (a constant at each call) picks which:
+// - 0: V = B^T d B of the alpha x alpha input patches (`matrix` is B^T);
+// - 1: dP = A dY A^T of the m x m output-gradient tiles, for the weight gradient (`matrix` is A^T).
+PC_INLINE void tile_transform_body(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
+                                   int m, int alpha, const float *matrix, int tilesX, int first, int count,
+                                   float *out, long xiStride, long ldo) {
+    const int kind = kind_of(m, alpha), side = gradient ? m : alpha;
     const long plane = (long)paddedHeight * paddedWidth * L, row = (long)paddedWidth * L;
     for (int i = 0; i < count; i++) {
         const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
         for (int b = 0; b < blocks; b++) {
             const float *src = packed + b * plane + ((long)y0 * paddedWidth + x0) * L;
             v8 t[MAX_ALPHA][MAX_ALPHA];
-            for (int c = 0; c < alpha; c++) {
-                v8 column[MAX_ALPHA], out[MAX_ALPHA];
-                for (int k = 0; k < alpha; k++) column[k] = load8(src + k * row + c * L);
-                apply_bt(kind, alpha, bt, column, out);
-                for (int r = 0; r < alpha; r++) t[r][c] = out[r];
+            for (int c = 0; c < side; c++) {
+                v8 column[MAX_ALPHA], r8[MAX_ALPHA];
+                for (int k = 0; k < side; k++) column[k] = load8(src + k * row + c * L);
+                if (gradient) apply_a(kind, m, alpha, matrix, column, r8); else apply_bt(kind, alpha, matrix, column, r8);
+                for (int r = 0; r < alpha; r++) t[r][c] = r8[r];
             }
-            float *dst = v + (long)i * ldv + b * L;
+            float *dst = out + (long)i * ldo + b * L;
             for (int r = 0; r < alpha; r++) {
-                v8 out[MAX_ALPHA];
-                apply_bt(kind, alpha, bt, t[r], out);
-                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, out[c]);
+                v8 r8[MAX_ALPHA];
+                if (gradient) apply_a(kind, m, alpha, matrix, t[r], r8); else apply_bt(kind, alpha, matrix, t[r], r8);
+                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, r8[c]);
             }
         }
     }
 }
 
-// dP[xi][t][block * 8 + lane] = (A dY A^T)[xi] for the m x m output-gradient tiles t in
-// [first, first + count) of `packed` (laid out as the input, tile t's corner at row
-// (t / tilesX) * m, column (t % tilesX) * m): A down each column, then across each row.
-PC_INLINE void gradient_transform_body(const float *packed, int blocks, int paddedHeight, int paddedWidth,
-                                       int m, int alpha, const float *at, int tilesX, int first, int count,
-                                       float *dp, long xiStride, long ldp) {
-    const int kind = kind_of(m, alpha);
-    const long plane = (long)paddedHeight * paddedWidth * L, row = (long)paddedWidth * L;
-    for (int i = 0; i < count; i++) {
-        const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
-        for (int b = 0; b < blocks; b++) {
-            const float *src = packed + b * plane + ((long)y0 * paddedWidth + x0) * L;
-            v8 t[MAX_ALPHA][MAX_ALPHA];
-            for (int c = 0; c < m; c++) {
-                v8 column[MAX_ALPHA], out[MAX_ALPHA];
-                for (int k = 0; k < m; k++) column[k] = load8(src + k * row + c * L);
-                apply_a(kind, m, alpha, at, column, out);
-                for (int r = 0; r < alpha; r++) t[r][c] = out[r];
-            }
-            float *dst = dp + (long)i * ldp + b * L;
-            for (int r = 0; r < alpha; r++) {
-                v8 out[MAX_ALPHA];
-                apply_a(kind, m, alpha, at, t[r], out);
-                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, out[c]);
-            }
-        }
-    }
+// tile_transform_body with the two tile sizes Percept uses as constants, so the compiler
+// unrolls the transforms' loops and keeps them in registers; other sizes run the general code.
+PC_INLINE void tile_transform_sized(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
+                                    int m, int alpha, const float *matrix, int tilesX, int first, int count,
+                                    float *out, long xiStride, long ldo) {
+    if (m == 4 && alpha == 6)
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 6, matrix, tilesX, first, count, out, xiStride, ldo);
+    else if (m == 4 && alpha == 8)
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 8, matrix, tilesX, first, count, out, xiStride, ldo);
+    else
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
 }
 
 // Stores y[q][lane] (q < cols) to dst[lane * planeStride + q] for lane < lanes.
@@ -282,17 +270,15 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
 }
 
 #ifdef PC_HAVE_X86
-// The tile sizes Percept uses get their own copies with m and alpha known, so the compiler
-// unrolls the transforms' loops and keeps them in registers; other sizes run the general code.
-PC_AVX2 static void input_transform_avx2(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
-                                         int alpha, const float *bt, int tilesX, int first, int count, float *v,
-                                         long xiStride, long ldv) {
-    if (m == 4 && alpha == 6)
-        input_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 6, bt, tilesX, first, count, v, xiStride, ldv);
-    else if (m == 4 && alpha == 8)
-        input_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 8, bt, tilesX, first, count, v, xiStride, ldv);
+// The AVX2 builds. As in tile_transform_sized, the tile sizes Percept uses get their own copies
+// with m and alpha known; other sizes run the general code.
+PC_AVX2 static void tile_transform_avx2(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
+                                        int m, int alpha, const float *matrix, int tilesX, int first, int count, float *out,
+                                        long xiStride, long ldo) {
+    if (gradient)
+        tile_transform_sized(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
     else
-        input_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
+        tile_transform_sized(0, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
 }
 
 PC_AVX2 static void output_transform_avx2(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
@@ -308,24 +294,7 @@ PC_AVX2 static void output_transform_avx2(const float *mtx, long xiStride, long 
         output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
                               outHeight, outWidth, 1);
 }
-
-PC_AVX2 static void gradient_transform_avx2(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
-                                            int alpha, const float *at, int tilesX, int first, int count, float *dp,
-                                            long xiStride, long ldp) {
-    if (m == 4 && alpha == 6)
-        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 6, at, tilesX, first, count, dp, xiStride, ldp);
-    else if (m == 4 && alpha == 8)
-        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, 4, 8, at, tilesX, first, count, dp, xiStride, ldp);
-    else
-        gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
-}
 #endif
-
-static void input_transform_portable(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
-                                     int alpha, const float *bt, int tilesX, int first, int count, float *v,
-                                     long xiStride, long ldv) {
-    input_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
-}
 
 static void output_transform_portable(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
                                       const float *at, const float *bias, int tilesX, int first, int count,
@@ -397,15 +366,24 @@ void pc_winograd_pack_input(const float *input, int channels, int height, int wi
     pack_input_body(input, channels, height, width, padTop, padLeft, paddedHeight, paddedWidth, packed);
 }
 
-void pc_winograd_input_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
-                                 const float *bt, int tilesX, int first, int count, float *v, long xiStride, long ldv) {
+// The best build of tile_transform_body for this CPU.
+static void tile_transform(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth, int m,
+                           int alpha, const float *matrix, int tilesX, int first, int count, float *out, long xiStride,
+                           long ldo) {
 #ifdef PC_HAVE_X86
     if (pc_kernels_use_avx2()) {
-        input_transform_avx2(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
+        tile_transform_avx2(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
+                            xiStride, ldo);
         return;
     }
 #endif
-    input_transform_portable(packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
+    tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
+                        xiStride, ldo);
+}
+
+void pc_winograd_input_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
+                                 const float *bt, int tilesX, int first, int count, float *v, long xiStride, long ldv) {
+    tile_transform(0, packed, blocks, paddedHeight, paddedWidth, m, alpha, bt, tilesX, first, count, v, xiStride, ldv);
 }
 
 void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
@@ -429,13 +407,7 @@ void pc_winograd_weight_transform(const float *weight, int outChannels, int inCh
 
 void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
                                     const float *at, int tilesX, int first, int count, float *dp, long xiStride, long ldp) {
-#ifdef PC_HAVE_X86
-    if (pc_kernels_use_avx2()) {
-        gradient_transform_avx2(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
-        return;
-    }
-#endif
-    gradient_transform_body(packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
+    tile_transform(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
 }
 
 void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
