@@ -7,10 +7,15 @@ public struct Augmentation: Sendable {
     public var cropPadding: Int
     /// Mirror left-right with probability 1/2.
     public var horizontalFlip: Bool
+    /// Probability of random erasing (Zhong et al. 2017) after the crop and flip: a rectangle of
+    /// 2-40% of the image, aspect ratio 0.3-3.3, filled with uniform noise; its mask pixels are
+    /// ignored. 0: never.
+    public var erasing: Float
 
-    public init(cropPadding: Int = 0, horizontalFlip: Bool = false) {
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0) {
         self.cropPadding = cropPadding
         self.horizontalFlip = horizontalFlip
+        self.erasing = erasing
     }
 
     /// No augmentation.
@@ -64,6 +69,36 @@ struct CropFlip {
         if flip { (x1, x2) = (w - x2, w - x1) }
         // Boxes cropped away entirely have no area left to learn from.
         return x2 > x1 && y2 > y1 ? DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: box.label) : nil
+    }
+}
+
+/// The rectangle one image's random erasing covers (rows `y`, columns `x`), drawn as
+/// torchvision's `RandomErasing` does: up to ten tries at an area and a log-uniform aspect ratio
+/// until the rectangle fits.
+struct ErasedRectangle {
+    let x: Range<Int>, y: Range<Int>
+
+    /// Nil when the image is not erased this time (probability `1 - probability`, or no try fits).
+    /// Draws nothing when `probability` is 0, so runs without erasing keep their random stream.
+    init?(width: Int, height: Int, probability: Float, using generator: inout SeededGenerator) {
+        guard probability > 0, generator.nextUniform() < probability else { return nil }
+        let area = Float(width * height), logRatio = Foundation.log(Float(0.3))
+        for _ in 0..<10 {
+            let target = area * Float.random(in: 0.02...0.4, using: &generator)
+            let ratio = Foundation.exp(Float.random(in: logRatio...(-logRatio), using: &generator))
+            let h = Int((target * ratio).squareRoot().rounded()), w = Int((target / ratio).squareRoot().rounded())
+            guard h >= 1, w >= 1, h < height, w < width else { continue }
+            let top = Int.random(in: 0...(height - h), using: &generator)
+            let left = Int.random(in: 0...(width - w), using: &generator)
+            x = left..<(left + w); y = top..<(top + h)
+            return
+        }
+        return nil
+    }
+
+    /// Sets the rectangle of the `width`-wide plane `plane` to values from `fill`.
+    func apply<T>(to plane: UnsafeMutablePointer<T>, width: Int, _ fill: () -> T) {
+        for row in y { for column in x { plane[row * width + column] = fill() } }
     }
 }
 
@@ -243,6 +278,7 @@ final class EpochPlan {
             let block = blocks[blockIndex]
             indices.append(block.rows.lowerBound + row)
             let transform = CropFlip(width: width, height: height, augmentation: loader.augmentation, using: &generator)
+            let erased = ErasedRectangle(width: width, height: height, probability: loader.augmentation.erasing, using: &generator)
             block.images.withUnsafeBufferPointer { source in
                 let image = source.baseAddress! + row * channels * plane
                 let out = images.pointer + slot * channels * plane
@@ -251,6 +287,8 @@ final class EpochPlan {
                     transform.apply(image + channel * plane, into: out + channel * plane, padding: shift) {
                         Float($0) * scale + shift
                     }
+                    // Noise over the pixel range, normalised as the pixels are.
+                    erased?.apply(to: out + channel * plane, width: width) { generator.nextUniform() * 255 * scale + shift }
                 }
             }
             switch dataset.task {
@@ -266,6 +304,7 @@ final class EpochPlan {
                     masks.withUnsafeMutableBufferPointer { out in
                         transform.apply(source.baseAddress! + row * plane, into: out.baseAddress! + slot * plane,
                                         padding: Int32(DatasetLayout.ignoreIndex)) { Int32($0) }
+                        erased?.apply(to: out.baseAddress! + slot * plane, width: width) { Int32(DatasetLayout.ignoreIndex) }
                     }
                 }
             case .detection:

@@ -27,6 +27,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Epochs of linear warm-up before the cosine decay.
     public var warmupEpochs = 1
     public var augment = true
+    /// Probability of random erasing on top of the crop and flip (nil: none); see
+    /// `Augmentation.erasing`.
+    public var erasing: Float?
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's (nil: 1, the same).
     public var backboneLearningRateScale: Float?

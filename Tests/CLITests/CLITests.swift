@@ -113,7 +113,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.standardError)
         let options = ["--data", "--val", "--backbone", "--stem-stride", "--epochs", "--batch", "--lr", "--optimizer",
                        "--weight-decay", "--augment", "--no-augment", "--seed", "--threads", "--resume", "--output",
-                       "--loss", "--label-smoothing", "--stem-pool", "--no-stem-pool", "--widths", "--pooling"]
+                       "--loss", "--label-smoothing", "--stem-pool", "--no-stem-pool", "--widths", "--pooling", "--erase",
+                       "--backbone-weights", "--backbone-lr-scale"]
         for option in options {
             XCTAssertTrue(result.standardOutput.contains(option), "`classify train --help` does not mention \(option)")
         }
@@ -337,6 +338,17 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(negative.status, 0)
         XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        let overProbable = try percept(train + ["--erase", "1.5", "-o", scratch.file("r.h5")])
+        XCTAssertNotEqual(overProbable.status, 0)
+        XCTAssertTrue(overProbable.standardError.contains("--erase must be between 0 and 1"), overProbable.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        // Random erasing is a training option: logged, and kept in the checkpoint for --resume.
+        let erased = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "--erase", "0.5",
+                                          "-o", scratch.file("e.h5")])
+        XCTAssertEqual(erased.status, 0, erased.standardError)
+        XCTAssertTrue(erased.standardError.contains("augment on + erasing 0.5"), erased.standardError)
+        let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("e.last.h5")).metadata["training_options"])
+        XCTAssertTrue(options.contains("\"erasing\":0.5"), options)
         // A resumed run keeps the weights it has.
         let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--backbone-weights", scratch.file("classifier.h5"),
                                            "-o", scratch.file("s.h5")])

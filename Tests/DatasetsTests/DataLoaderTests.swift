@@ -85,6 +85,53 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertGreaterThan(flipped, 0)
     }
 
+    func testRandomErasingFillsOneRectangleWithNoiseAndIgnoresItsMask() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("erase.h5")
+        let side = 20, count = 40
+        let writer = try DatasetWriter(path: path, task: .segmentation, channels: 1, height: side, width: side, source: "test")
+        for _ in 0..<count {
+            try writer.append(image: Image(width: side, height: side, channels: 1, pixels: [UInt8](repeating: 200, count: side * side)),
+                              mask: Image(width: side, height: side, channels: 1, pixels: [UInt8](repeating: 1, count: side * side)))
+        }
+        try writer.finish(classNames: ["background", "thing"])
+        let dataset = try SegmentationDataset(path: path)
+        func erasedCounts(probability: Float) throws -> [Int] {
+            let loader = DataLoader(dataset, batchSize: count, augmentation: Augmentation(erasing: probability), seed: 4)
+            let batch = try XCTUnwrap(Array(loader).first)
+            return try (0..<count).map { slot in
+                let plane = slot * side * side
+                var rows: Set<Int> = [], columns: Set<Int> = [], erased = 0, distinct: Set<Float> = []
+                for y in 0..<side {
+                    for x in 0..<side {
+                        let mask = batch.masks[plane + y * side + x], value = batch.images.pointer[plane + y * side + x] * 255
+                        if mask == 255 {
+                            erased += 1; rows.insert(y); columns.insert(x); distinct.insert(value)
+                            XCTAssert(value >= 0 && value <= 255)
+                        } else {
+                            XCTAssertEqual(mask, 1)
+                            XCTAssertEqual(value, 200, accuracy: 1e-3)
+                        }
+                    }
+                }
+                guard erased > 0 else { return 0 }
+                // One axis-aligned rectangle of 2-40% of the image (with rounding), filled with noise.
+                XCTAssertEqual(erased, rows.count * columns.count)
+                XCTAssertEqual(rows.count, try XCTUnwrap(rows.max()) - rows.min()! + 1)
+                XCTAssertEqual(columns.count, try XCTUnwrap(columns.max()) - columns.min()! + 1)
+                XCTAssert(erased >= 4 && erased <= 180, "erased \(erased) pixels")
+                XCTAssertGreaterThan(distinct.count, erased / 2, "the rectangle is not noise")
+                return erased
+            }
+        }
+        XCTAssertEqual(try erasedCounts(probability: 0), [Int](repeating: 0, count: count))
+        let always = try erasedCounts(probability: 1)
+        XCTAssertEqual(always.filter { $0 == 0 }.count, 0)
+        XCTAssertGreaterThan(Set(always).count, 10, "rectangles of one size")
+        let half = try erasedCounts(probability: 0.5).filter { $0 > 0 }.count
+        XCTAssert(half > 8 && half < 32, "\(half) of \(count) images erased at probability 0.5")
+    }
+
     func testFlipMovesBoxes() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("det.h5")
