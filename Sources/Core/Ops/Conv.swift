@@ -197,16 +197,17 @@ extension Tensor {
     /// sums.
     private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = shape[0]
-        let winograd = Tensor.winogradEnabled && WinogradConv.handles(conv)
+        // Built once: the backward pass's weight gradient reuses its transform matrices.
+        let winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         let training = inputs.contains { $0.isTracked }
-        if winograd {
+        if let winograd {
             // Inference keeps each layer's transformed weights between calls; training changes
             // them every step, so it transforms them afresh.
-            WinogradConv(conv).forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer,
-                                       output: out.pointer, cachingWeights: !training)
+            winograd.forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer,
+                             output: out.pointer, cachingWeights: !training)
         } else {
             let packed = conv.packWeights(weight.pointer)
             conv.forward(pointer, batch: n, packedWeights: packed.pointer, bias: bias?.pointer, output: out.pointer)
@@ -215,7 +216,7 @@ extension Tensor {
 
         return Tensor.record(out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
-            if x.isTracked, weight.isTracked, !winograd {
+            if x.isTracked, weight.isTracked, winograd == nil {
                 let dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
                 if conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
                                  inputGradient: dx.pointer, weightGradient: dw.pointer) {
@@ -225,7 +226,7 @@ extension Tensor {
             }
             if x.isTracked, grads[0] == nil {
                 let dx = Tensor.uninitialized(x.shape)
-                if winograd, let adjoint = WinogradConv(adjointOf: conv) {
+                if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
                     let flipped = adjoint.adjointWeights(weight.pointer)
                     adjoint.forward(g.pointer, batch: n, weight: flipped.pointer, bias: nil, output: dx.pointer,
                                     cachingWeights: false)
@@ -236,8 +237,8 @@ extension Tensor {
             }
             if weight.isTracked, grads[1] == nil {
                 let dw = Tensor.uninitialized(weight.shape)
-                if winograd {
-                    WinogradConv(conv).weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+                if let winograd {
+                    winograd.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
                 } else {
                     conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
                 }
