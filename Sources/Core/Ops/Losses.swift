@@ -313,3 +313,119 @@ public func smoothL1Loss(_ prediction: Tensor, _ target: Tensor, weights: Tensor
         return [dp]
     }
 }
+
+/// The Lovász-softmax loss (Berman, Rannen Triki & Blaschko, CVPR 2018), over the whole batch:
+/// for each class present among the counted labels, the Lovász extension of its Jaccard loss
+/// 1 - |P ∩ G| / |P ∪ G| evaluated at the pixels' errors |[y = c] - p_c|, then the mean over
+/// those classes: a convex, piecewise-linear surrogate of 1 - IoU that equals it exactly on
+/// 0/1 probabilities. `probabilities` are [N, C, ...] (a softmax over axis 1); labels in
+/// `ignoreIndex` take no part. Each class sorts its errors once (a radix sort, so the cost
+/// stays linear in the pixels), and the sorted walk gives the pullback's gradient too.
+public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: Int32? = nil) -> Tensor {
+    checkShape(probabilities.rank >= 2, "lovaszSoftmax: probabilities \(probabilities.shape) need a class axis 1")
+    let (n, classes) = (probabilities.shape[0], probabilities.shape[1])
+    let inner = probabilities.shape[2...].reduce(1, *)
+    checkShape(labels.count == n * inner, "lovaszSoftmax: probabilities \(probabilities.shape) need \(n * inner) labels, got \(labels.count)")
+    precondition(probabilities.count <= Int(Int32.max), "lovaszSoftmax: \(probabilities.count) values need 64-bit offsets")
+    let ignored = ignoreIndex ?? Int32.min
+    // Where each counted pixel's class-0 probability sits; class c is `c * inner` further.
+    var offsets: [Int32] = [], counted: [Int32] = []
+    offsets.reserveCapacity(labels.count); counted.reserveCapacity(labels.count)
+    var present = [Bool](repeating: false, count: classes)
+    for (s, label) in labels.enumerated() where label != ignored {
+        precondition(label >= 0 && Int(label) < classes, "lovaszSoftmax: label \(label) out of range for \(classes) classes")
+        let (o, i) = s.quotientAndRemainder(dividingBy: inner)
+        offsets.append(Int32(truncatingIfNeeded: o * classes * inner + i))
+        counted.append(label)
+        present[Int(label)] = true
+    }
+    let classesPresent = (0..<classes).filter { present[$0] }
+    let shape = probabilities.shape
+    guard !classesPresent.isEmpty else {
+        return Tensor.record(Tensor(0), inputs: [probabilities]) { _ in [Tensor.zeros(shape)] }
+    }
+    // d loss / d p, filled class by class as each is sorted; the pullback scales it.
+    let gradient = Tensor.zeros(shape)
+    let losses = UnsafeMutablePointer<Double>.allocate(capacity: classesPresent.count)
+    defer { losses.deallocate() }
+    let p = probabilities.pointer, count = counted.count
+    offsets.withUnsafeBufferPointer { offsets in
+        counted.withUnsafeBufferPointer { counted in
+            parallelFor(classesPresent.count) { range in
+                let errors = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                let order = UnsafeMutablePointer<UInt32>.allocate(capacity: count)
+                let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 3 * count)
+                defer { errors.deallocate(); order.deallocate(); scratch.deallocate() }
+                for slot in range {
+                    let c = classesPresent[slot]
+                    let plane = p + c * inner
+                    var foreground = 0
+                    for j in 0..<count {
+                        let isForeground = counted[j] == Int32(c)
+                        foreground += isForeground ? 1 : 0
+                        let value = plane[Int(offsets[j])]
+                        errors[j] = isForeground ? 1 - value : value
+                    }
+                    sortDescending(errors, count: count, order: order, scratch: scratch)
+                    // Walking down the errors, the k-th one's weight is how much the Jaccard
+                    // loss of the top k pixels (taken as class c) exceeds that of the top k - 1.
+                    let g = gradient.pointer + c * inner
+                    let total = Double(foreground)
+                    var inside = 0.0, outside = 0.0, previous = 0.0, loss = 0.0
+                    for k in 0..<count {
+                        let j = Int(order[k])
+                        let isForeground = counted[j] == Int32(c)
+                        if isForeground { inside += 1 } else { outside += 1 }
+                        let jaccard = 1 - (total - inside) / (total + outside)
+                        let weight = jaccard - previous
+                        previous = jaccard
+                        loss += Double(errors[j]) * weight
+                        // d error / d p is -1 for the class's own pixels and +1 for the others.
+                        g[Int(offsets[j])] = Float(isForeground ? -weight : weight)
+                    }
+                    losses[slot] = loss
+                }
+            }
+        }
+    }
+    var total = 0.0
+    for slot in classesPresent.indices { total += losses[slot] }
+    let scale = 1 / Float(classesPresent.count)
+    return Tensor.record(Tensor(Float(total) * scale), inputs: [probabilities]) { g in
+        let dp = Tensor.uninitialized(shape)
+        let factor = g.scalar * scale
+        for i in 0..<dp.count { dp.pointer[i] = gradient.pointer[i] * factor }
+        return [dp]
+    }
+}
+
+/// Writes the indices of `values[0..<count]` (all >= 0) into `order`, from the largest value to
+/// the smallest, ties in index order: an LSD radix sort on the values' bit patterns (monotonic
+/// for non-negative floats), three passes of 11 bits. `scratch` holds `3 * count` entries.
+private func sortDescending(_ values: UnsafePointer<Float>, count: Int, order: UnsafeMutablePointer<UInt32>,
+                            scratch: UnsafeMutablePointer<UInt32>) {
+    let keys = scratch, swapKeys = scratch + count, swapOrder = scratch + 2 * count
+    // Descending by value = ascending by the complement of its bits.
+    for j in 0..<count {
+        keys[j] = ~values[j].bitPattern
+        order[j] = UInt32(j)
+    }
+    var (fromKeys, toKeys) = (keys, swapKeys), (fromOrder, toOrder) = (order, swapOrder)
+    var histogram = [Int](repeating: 0, count: 2048)
+    for shift in stride(from: UInt32(0), to: 33, by: 11) {
+        histogram.withUnsafeMutableBufferPointer { h in
+            h.update(repeating: 0)
+            for j in 0..<count { h[Int((fromKeys[j] >> shift) & 2047)] += 1 }
+            var start = 0
+            for b in 0..<2048 { let n = h[b]; h[b] = start; start += n }
+            for j in 0..<count {
+                let b = Int((fromKeys[j] >> shift) & 2047)
+                toKeys[h[b]] = fromKeys[j]; toOrder[h[b]] = fromOrder[j]
+                h[b] += 1
+            }
+        }
+        swap(&fromKeys, &toKeys); swap(&fromOrder, &toOrder)
+    }
+    // An odd number of passes leaves the result in the swap buffer.
+    order.update(from: fromOrder, count: count)
+}
