@@ -42,7 +42,11 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
     var classWeights: String?
 
+    @Option(help: "Weight of a Lovász-softmax term (a surrogate of 1 - IoU over each batch, Berman et al. 2018) added to the cross-entropy; 0 for none (default: the recipe's).")
+    var lovasz: Float?
+
     func validate() throws {
+        if let lovasz, !(lovasz >= 0 && lovasz <= 100) { throw ValidationError("--lovasz must be between 0 and 100") }
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
         if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
@@ -63,6 +67,7 @@ struct SegmentTrain: ParsableCommand {
             if let classifierKernel { recipe.classifierKernel = classifierKernel }
             if let skipKernel { recipe.skipKernel = skipKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
+            if let lovasz { recipe.lovaszWeight = lovasz }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
             if let weights, weights.count != classes {
@@ -74,6 +79,7 @@ struct SegmentTrain: ParsableCommand {
                                                classifierKernel: recipe.classifierKernel == 1 ? nil : recipe.classifierKernel,
                                                skipKernel: recipe.skipKernel == 1 ? nil : recipe.skipKernel,
                                                classes: classes, classWeights: weights,
+                                               lovaszWeight: recipe.lovaszWeight == 0 ? nil : recipe.lovaszWeight,
                                                flipAverage: recipe.flipAverage ? true : nil)
             }, prepare: { model, _, pretrained in
                 if startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {

@@ -25,6 +25,8 @@ public struct Recipe: Sendable {
     public var classifierKernel = 1
     /// Segmentation: side of the FCN score convolutions of the skip maps.
     public var skipKernel = 1
+    /// Segmentation: weight of the Lovász-softmax term beside the cross-entropy (0: none).
+    public var lovaszWeight: Float = 0
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
     /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from

@@ -57,20 +57,23 @@ public final class SegmentationHead: Head {
         public var loss: SegmentationLoss
         /// Optional weight per class in the loss (none: all 1).
         public var classWeights: [Float]?
+        /// Weight of a Lovász-softmax term added to the cross-entropy (nil: none).
+        public var lovaszWeight: Float?
         /// Predict from the mean of the scores of each image and its mirror image (nil: off).
         public var flipAverage: Bool?
 
         public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classifierKernel: Int? = nil,
                     skipKernel: Int? = nil, classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil,
-                    flipAverage: Bool? = nil) {
+                    lovaszWeight: Float? = nil, flipAverage: Bool? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
             self.classifierKernel = classifierKernel; self.skipKernel = skipKernel
             self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
+            self.lovaszWeight = lovaszWeight
         }
 
         enum CodingKeys: String, CodingKey {
             case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel, skipKernel,
-                 classes = "outputs", loss, classWeights, flipAverage
+                 classes = "outputs", loss, classWeights, lovaszWeight, flipAverage
         }
     }
 
@@ -232,7 +235,10 @@ public final class SegmentationHead: Head {
     public func targets(of batch: Batch) -> [Int32] { batch.masks }
 
     public func loss(_ outputs: Tensor, _ masks: [Int32], geometry: InputGeometry) -> Tensor {
-        softmaxCrossEntropy(logits: outputs, labels: masks, ignoreIndex: Int32(DatasetLayout.ignoreIndex), classWeights: classWeights)
+        let ignored = Int32(DatasetLayout.ignoreIndex)
+        let crossEntropy = softmaxCrossEntropy(logits: outputs, labels: masks, ignoreIndex: ignored, classWeights: classWeights)
+        guard let weight = configuration.lovaszWeight else { return crossEntropy }
+        return crossEntropy + lovaszSoftmax(probabilities: outputs.softmax(axis: 1), labels: masks, ignoreIndex: ignored) * weight
     }
 
     /// [N, classes, H, W] logits -> N class maps (per-pixel argmax; ties keep the lower class).

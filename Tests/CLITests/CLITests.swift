@@ -273,7 +273,8 @@ final class CLITests: XCTestCase {
         }
 
         let help = try percept(["segment", "train", "--help"])
-        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights"] {
+        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights",
+                       "--lovasz", "--erase", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
         }
     }
@@ -338,10 +339,12 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(negative.status, 0)
         XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        let overProbable = try percept(train + ["--erase", "1.5", "-o", scratch.file("r.h5")])
-        XCTAssertNotEqual(overProbable.status, 0)
-        XCTAssertTrue(overProbable.standardError.contains("--erase must be between 0 and 1"), overProbable.standardError)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100")] {
+            let refused = try percept(train + [flag, "-o", scratch.file("r.h5")])
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.standardError.contains(message), refused.standardError)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        }
         // Random erasing is a training option: logged, and kept in the checkpoint for --resume.
         let erased = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "--erase", "0.5",
                                           "-o", scratch.file("e.h5")])

@@ -176,6 +176,37 @@ final class SegmentationTests: XCTestCase {
     }
 }
 
+extension SegmentationTests {
+    /// --lovasz adds its weight times the Lovász-softmax of the pixels' probabilities to the
+    /// cross-entropy, with the same ignored pixels; model files without the field have none.
+    func testLovaszTermIsAddedToTheCrossEntropy() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 45)
+        var configuration = try smallSegmenterConfiguration(dataset: SegmentationDataset(path: folder.file("data.h5")), decoderWidth: 4)
+        let plain = try Model<SegmentationHead>(configuration, seed: 1)
+        configuration.head.lovaszWeight = 0.5
+        let weighted = try Model<SegmentationHead>(configuration, seed: 1)
+        let logits = uniformLogits([2, 3, 4, 4], seed: 46)
+        var generator = SeededGenerator(seed: 47)
+        let masks = (0..<32).map { _ in generator.next() % 5 == 0 ? Int32(255) : Int32(generator.next() % 3) }
+        let geometry = InputGeometry(height: 4, width: 4)
+        let crossEntropy = plain.head.loss(logits, masks, geometry: geometry).scalar
+        let lovasz = lovaszSoftmax(probabilities: logits.softmax(axis: 1), labels: masks, ignoreIndex: 255).scalar
+        XCTAssertGreaterThan(lovasz, 0.1)
+        XCTAssertEqual(weighted.head.loss(logits, masks, geometry: geometry).scalar, crossEntropy + 0.5 * lovasz, accuracy: 1e-5)
+        let stored = try JSONDecoder().decode(SegmentationHead.Configuration.self, from: JSONEncoder().encode(configuration.head))
+        XCTAssertEqual(stored.lovaszWeight, 0.5)
+        let old = try JSONDecoder().decode(SegmentationHead.Configuration.self,
+                                           from: Data(#"{"segmentationInput":"stage2","segmentationSkips":[],"decoderWidth":0,"refineWidth":0,"outputs":3,"loss":"pixel_cross_entropy"}"#.utf8))
+        XCTAssertNil(old.lovaszWeight)
+    }
+
+    private func uniformLogits(_ shape: [Int], seed: UInt64) -> Tensor {
+        var generator = SeededGenerator(seed: seed)
+        return Tensor.randomUniform(shape, low: -2, high: 2, using: &generator)
+    }
+}
+
 /// The metrics agree with torchvision's reference ConfusionMatrix on a worked example.
 final class SegmentationMetricsTests: XCTestCase {
     func testConfusionMatrixIoUAndIgnoredPixels() {
