@@ -355,7 +355,8 @@ public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: I
                 let errors = UnsafeMutablePointer<Float>.allocate(capacity: count)
                 let order = UnsafeMutablePointer<UInt32>.allocate(capacity: count)
                 let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 3 * count)
-                defer { errors.deallocate(); order.deallocate(); scratch.deallocate() }
+                let slopes = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                defer { errors.deallocate(); order.deallocate(); scratch.deallocate(); slopes.deallocate() }
                 for slot in range {
                     let c = classesPresent[slot]
                     let plane = p + c * inner
@@ -366,23 +367,27 @@ public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: I
                         let value = plane[Int(offsets[j])]
                         errors[j] = isForeground ? 1 - value : value
                     }
-                    sortDescending(errors, count: count, order: order, scratch: scratch)
+                    // The sort leaves the errors in their sorted order and carries each pixel's
+                    // class-c flag in its index's top bit, so the walk below reads in order.
+                    sortDescending(errors, count: count, order: order, scratch: scratch) { counted[$0] == Int32(c) }
                     // Walking down the errors, the k-th one's weight is how much the Jaccard
                     // loss of the top k pixels (taken as class c) exceeds that of the top k - 1.
-                    let g = gradient.pointer + c * inner
+                    // d error / d p is -1 for the class's own pixels and +1 for the others.
                     let total = Double(foreground)
                     var inside = 0.0, outside = 0.0, previous = 0.0, loss = 0.0
                     for k in 0..<count {
-                        let j = Int(order[k])
-                        let isForeground = counted[j] == Int32(c)
+                        let entry = order[k], isForeground = entry & foregroundBit != 0
+                        let j = Int(entry & ~foregroundBit)
                         if isForeground { inside += 1 } else { outside += 1 }
                         let jaccard = 1 - (total - inside) / (total + outside)
                         let weight = jaccard - previous
                         previous = jaccard
-                        loss += Double(errors[j]) * weight
-                        // d error / d p is -1 for the class's own pixels and +1 for the others.
-                        g[Int(offsets[j])] = Float(isForeground ? -weight : weight)
+                        loss += Double(errors[k]) * weight
+                        slopes[j] = Float(isForeground ? -weight : weight)
                     }
+                    // Written in pixel order: `offsets` rise, so the class plane fills forwards.
+                    let g = gradient.pointer + c * inner
+                    for j in 0..<count { g[Int(offsets[j])] = slopes[j] }
                     losses[slot] = loss
                 }
             }
@@ -399,16 +404,21 @@ public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: I
     }
 }
 
-/// Writes the indices of `values[0..<count]` (all >= 0) into `order`, from the largest value to
-/// the smallest, ties in index order: an LSD radix sort on the values' bit patterns (monotonic
-/// for non-negative floats), three passes of 11 bits. `scratch` holds `3 * count` entries.
-private func sortDescending(_ values: UnsafePointer<Float>, count: Int, order: UnsafeMutablePointer<UInt32>,
-                            scratch: UnsafeMutablePointer<UInt32>) {
+/// The top bit of a sorted index in `sortDescending`: the pixel's flag.
+private let foregroundBit: UInt32 = 1 << 31
+
+/// Sorts `values[0..<count]` (all >= 0) from the largest to the smallest and writes their
+/// original indices into `order`, ties in index order, each with `foregroundBit` set where
+/// `flag(index)`: an LSD radix sort on the values' bit patterns (monotonic for non-negative
+/// floats), three passes of 11 bits. `scratch` holds `3 * count` entries.
+private func sortDescending(_ values: UnsafeMutablePointer<Float>, count: Int, order: UnsafeMutablePointer<UInt32>,
+                            scratch: UnsafeMutablePointer<UInt32>, flag: (Int) -> Bool) {
+    precondition(count < Int(foregroundBit), "sortDescending: \(count) values")
     let keys = scratch, swapKeys = scratch + count, swapOrder = scratch + 2 * count
     // Descending by value = ascending by the complement of its bits.
     for j in 0..<count {
         keys[j] = ~values[j].bitPattern
-        order[j] = UInt32(j)
+        order[j] = UInt32(j) | (flag(j) ? foregroundBit : 0)
     }
     var (fromKeys, toKeys) = (keys, swapKeys), (fromOrder, toOrder) = (order, swapOrder)
     var histogram = [Int](repeating: 0, count: 2048)
@@ -426,6 +436,7 @@ private func sortDescending(_ values: UnsafePointer<Float>, count: Int, order: U
         }
         swap(&fromKeys, &toKeys); swap(&fromOrder, &toOrder)
     }
-    // An odd number of passes leaves the result in the swap buffer.
+    // An odd number of passes leaves the result in the swap buffers.
     order.update(from: fromOrder, count: count)
+    for k in 0..<count { values[k] = Float(bitPattern: ~fromKeys[k]) }
 }
