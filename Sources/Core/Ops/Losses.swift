@@ -369,7 +369,7 @@ public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: I
                     }
                     // The sort leaves the errors in their sorted order and carries each pixel's
                     // class-c flag in its index's top bit, so the walk below reads in order.
-                    sortDescending(errors, count: count, order: order, scratch: scratch) { counted[$0] == Int32(c) }
+                    sortDescending(errors, count: count, order: order, scratch: scratch, flagging: counted.baseAddress!, Int32(c))
                     // Walking down the errors, the k-th one's weight is how much the Jaccard
                     // loss of the top k pixels (taken as class c) exceeds that of the top k - 1.
                     // d error / d p is -1 for the class's own pixels and +1 for the others.
@@ -409,34 +409,40 @@ private let foregroundBit: UInt32 = 1 << 31
 
 /// Sorts `values[0..<count]` (all >= 0) from the largest to the smallest and writes their
 /// original indices into `order`, ties in index order, each with `foregroundBit` set where
-/// `flag(index)`: an LSD radix sort on the values' bit patterns (monotonic for non-negative
-/// floats), three passes of 11 bits. `scratch` holds `3 * count` entries.
+/// `labels[index] == label`: an LSD radix sort on the values' bit patterns (monotonic for
+/// non-negative floats), four passes of 8 bits whose histograms are counted in one read, a pass
+/// skipped where all keys share its digit (as the top bits of values in [0, 1] mostly do).
+/// `scratch` holds `3 * count` entries.
 private func sortDescending(_ values: UnsafeMutablePointer<Float>, count: Int, order: UnsafeMutablePointer<UInt32>,
-                            scratch: UnsafeMutablePointer<UInt32>, flag: (Int) -> Bool) {
+                            scratch: UnsafeMutablePointer<UInt32>, flagging labels: UnsafePointer<Int32>, _ label: Int32) {
     precondition(count < Int(foregroundBit), "sortDescending: \(count) values")
     let keys = scratch, swapKeys = scratch + count, swapOrder = scratch + 2 * count
+    let histograms = UnsafeMutablePointer<Int>.allocate(capacity: 4 * 256)
+    defer { histograms.deallocate() }
+    histograms.initialize(repeating: 0, count: 4 * 256)
     // Descending by value = ascending by the complement of its bits.
     for j in 0..<count {
-        keys[j] = ~values[j].bitPattern
-        order[j] = UInt32(j) | (flag(j) ? foregroundBit : 0)
+        let key = ~values[j].bitPattern
+        keys[j] = key
+        order[j] = UInt32(j) | (labels[j] == label ? foregroundBit : 0)
+        histograms[Int(key & 255)] += 1
+        histograms[256 + Int((key >> 8) & 255)] += 1
+        histograms[512 + Int((key >> 16) & 255)] += 1
+        histograms[768 + Int(key >> 24)] += 1
     }
     var (fromKeys, toKeys) = (keys, swapKeys), (fromOrder, toOrder) = (order, swapOrder)
-    var histogram = [Int](repeating: 0, count: 2048)
-    for shift in stride(from: UInt32(0), to: 33, by: 11) {
-        histogram.withUnsafeMutableBufferPointer { h in
-            h.update(repeating: 0)
-            for j in 0..<count { h[Int((fromKeys[j] >> shift) & 2047)] += 1 }
-            var start = 0
-            for b in 0..<2048 { let n = h[b]; h[b] = start; start += n }
-            for j in 0..<count {
-                let b = Int((fromKeys[j] >> shift) & 2047)
-                toKeys[h[b]] = fromKeys[j]; toOrder[h[b]] = fromOrder[j]
-                h[b] += 1
-            }
+    for pass in 0..<4 {
+        let h = histograms + pass * 256, shift = UInt32(8 * pass)
+        if (0..<256).contains(where: { h[$0] == count }) { continue }
+        var start = 0
+        for b in 0..<256 { let n = h[b]; h[b] = start; start += n }
+        for j in 0..<count {
+            let b = Int((fromKeys[j] >> shift) & 255)
+            toKeys[h[b]] = fromKeys[j]; toOrder[h[b]] = fromOrder[j]
+            h[b] += 1
         }
         swap(&fromKeys, &toKeys); swap(&fromOrder, &toOrder)
     }
-    // An odd number of passes leaves the result in the swap buffers.
-    order.update(from: fromOrder, count: count)
+    if fromOrder != order { order.update(from: fromOrder, count: count) }
     for k in 0..<count { values[k] = Float(bitPattern: ~fromKeys[k]) }
 }
