@@ -115,6 +115,8 @@ struct DetectTrain: ParsableCommand {
         guard levels >= 1 else { throw ValidationError("--levels must be at least 1") }
         guard views >= 1 else { throw ValidationError("--views must be at least 1") }
         guard negatives >= 0, hardNegatives >= 0 else { throw ValidationError("--negatives and --hard-negatives must not be negative") }
+        // Window crops are sampled, jittered and flipped by the sampler, which has no erasing.
+        if arguments.erase != nil { throw ValidationError("--erase is not available for detection (its windows are sampled, not loaded)") }
     }
 
     func run() throws {

@@ -192,6 +192,9 @@ final class CLITests: XCTestCase {
                     mentioning: "does not exist")
         try refused(["classify", "train", "--data", scratch.file("data.h5"), "--epochs", "1", "-o", scratch.file("data.h5")],
                     mentioning: "is also an input")
+        // Detection samples its own windows: --erase would do nothing there, so it is refused.
+        try refused(["detect", "train", "--data", scratch.file("data.h5"), "--erase", "0.5", "-o", scratch.file("detector.h5")],
+                    mentioning: "--erase is not available for detection")
         // A validation set of other classes or image size is refused up front.
         let other = try DatasetWriter(path: scratch.file("other.h5"), task: .classification, channels: 1, height: 6, width: 6, source: "test")
         for index in 0..<3 { try other.append(image: Image(width: 6, height: 6, channels: 1), label: index) }
