@@ -397,10 +397,7 @@ public func lovaszSoftmax(probabilities: Tensor, labels: [Int32], ignoreIndex: I
     for slot in classesPresent.indices { total += losses[slot] }
     let scale = 1 / Float(classesPresent.count)
     return Tensor.record(Tensor(Float(total) * scale), inputs: [probabilities]) { g in
-        let dp = Tensor.uninitialized(shape)
-        let factor = g.scalar * scale
-        for i in 0..<dp.count { dp.pointer[i] = gradient.pointer[i] * factor }
-        return [dp]
+        [gradient.scaled(by: g.scalar * scale)]
     }
 }
 
