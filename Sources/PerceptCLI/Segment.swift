@@ -45,7 +45,21 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Weight of a Lovász-softmax term (a surrogate of 1 - IoU over each batch, Berman et al. 2018) added to the cross-entropy; 0 for none (default: the recipe's).")
     var lovasz: Float?
 
+    @Option(help: "Context the deepest map's positions gather before they are scored: attention (each position adds an attention-weighted mix of all positions' features, Wang et al. 2018), global (the mean of all positions' features, ParseNet) or none; FCN score fusion only (default: the recipe's).")
+    var context: String?
+
+    @Option(help: "Query and key channels of --context attention (default: the recipe's).")
+    var contextKeys: Int?
+
+    @Option(help: "Channels of a 3x3 convolution + batch norm + ReLU on the deepest map before the class scores (torchvision's FCNHead); 0 for none; FCN score fusion only (default: the recipe's).")
+    var hiddenWidth: Int?
+
     func validate() throws {
+        if let hiddenWidth, !(0...4096).contains(hiddenWidth) { throw ValidationError("--hidden-width must be 0 to 4096") }
+        if let context, context != "none", SegmentationContext(rawValue: context) == nil {
+            throw ValidationError("--context must be attention, global or none, got '\(context)'")
+        }
+        if let contextKeys, !(1...4096).contains(contextKeys) { throw ValidationError("--context-keys must be 1 to 4096") }
         if let lovasz, !(lovasz >= 0 && lovasz <= 100) { throw ValidationError("--lovasz must be between 0 and 100") }
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
@@ -68,6 +82,9 @@ struct SegmentTrain: ParsableCommand {
             if let skipKernel { recipe.skipKernel = skipKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
             if let lovasz { recipe.lovaszWeight = lovasz }
+            if let context { recipe.context = SegmentationContext(rawValue: context) }
+            if let contextKeys { recipe.contextKeys = contextKeys }
+            if let hiddenWidth { recipe.hiddenWidth = hiddenWidth }
             let classes = dataset.classNames.count
             let weights = classWeights.map { commaList($0)!.compactMap(Float.init) }
             if let weights, weights.count != classes {
@@ -80,8 +97,14 @@ struct SegmentTrain: ParsableCommand {
                                                skipKernel: recipe.skipKernel == 1 ? nil : recipe.skipKernel,
                                                classes: classes, classWeights: weights,
                                                lovaszWeight: recipe.lovaszWeight == 0 ? nil : recipe.lovaszWeight,
-                                               flipAverage: recipe.flipAverage ? true : nil)
+                                               flipAverage: recipe.flipAverage ? true : nil, context: recipe.context,
+                                               contextKeys: recipe.context == .attention ? recipe.contextKeys : nil,
+                                               hiddenWidth: recipe.hiddenWidth == 0 ? nil : recipe.hiddenWidth)
             }, prepare: { model, _, pretrained in
+                if let context = model.head.configuration.context {
+                    let keys = model.head.configuration.contextKeys.map { " (\($0) keys)" } ?? ""
+                    FileHandle.standardError.write(Data("\(context.rawValue) context on \(model.head.configuration.deepest)\(keys)\n".utf8))
+                }
                 if startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {
                     FileHandle.standardError.write(Data("class scores from \(pretrained.path)'s output layer\n".utf8))
                 }

@@ -27,6 +27,12 @@ public struct Recipe: Sendable {
     public var skipKernel = 1
     /// Segmentation: weight of the Lovász-softmax term beside the cross-entropy (0: none).
     public var lovaszWeight: Float = 0
+    /// Segmentation: context gathered on the deepest map before the class scores (nil: none).
+    public var context: SegmentationContext? = nil
+    /// Segmentation: query and key channels of attention context.
+    public var contextKeys = 32
+    /// Segmentation: channels of a 3x3 hidden layer before the class scores (0: none).
+    public var hiddenWidth = 0
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
     /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from

@@ -8,6 +8,17 @@ public enum SegmentationLoss: String, Codable, Sendable, CaseIterable {
     case crossEntropy = "pixel_cross_entropy"
 }
 
+/// Context the deepest map's positions gather before they are scored.
+public enum SegmentationContext: String, Codable, Sendable, CaseIterable {
+    /// Position attention (the non-local block of Wang et al. 2018, DANet's position attention):
+    /// each position adds a learned mix of all positions' features, weighted by the softmax of
+    /// query . key, so the positions of one item can share what each of them sees.
+    case attention
+    /// Image pooling (ParseNet, DeepLabv3): each position adds a learned map of the mean of all
+    /// positions' features.
+    case global
+}
+
 /// One image's class map: a class index per pixel, at the size of the network's input.
 public struct SegmentationPrediction: Sendable {
     public let width: Int, height: Int
@@ -61,19 +72,30 @@ public final class SegmentationHead: Head {
         public var lovaszWeight: Float?
         /// Predict from the mean of the scores of each image and its mirror image (nil: off).
         public var flipAverage: Bool?
+        /// Context added to the deepest map before the class scores (nil: none); FCN score fusion only.
+        public var context: SegmentationContext?
+        /// Query and key channels of `.attention` context (nil: 32).
+        public var contextKeys: Int?
+        /// Channels of a 3x3 convolution + batch norm + ReLU on the deepest map (after its
+        /// context) before the class scores, as torchvision's `FCNHead` (nil: none); FCN score
+        /// fusion only.
+        public var hiddenWidth: Int?
 
         public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classifierKernel: Int? = nil,
                     skipKernel: Int? = nil, classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil,
-                    lovaszWeight: Float? = nil, flipAverage: Bool? = nil) {
+                    lovaszWeight: Float? = nil, flipAverage: Bool? = nil, context: SegmentationContext? = nil, contextKeys: Int? = nil,
+                    hiddenWidth: Int? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
             self.classifierKernel = classifierKernel; self.skipKernel = skipKernel
             self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
             self.lovaszWeight = lovaszWeight
+            self.context = context; self.contextKeys = contextKeys; self.hiddenWidth = hiddenWidth
         }
 
         enum CodingKeys: String, CodingKey {
             case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel, skipKernel,
-                 classes = "outputs", loss, classWeights, lovaszWeight, flipAverage
+                 classes = "outputs", loss, classWeights, lovaszWeight, flipAverage,
+                 context, contextKeys, hiddenWidth
         }
     }
 
@@ -84,7 +106,8 @@ public final class SegmentationHead: Head {
 
     public static let task = VisionTask.segmentation
 
-    /// One decoder level: mixes the upsampled features with a skip map.
+    /// A 3x3 convolution + batch norm + ReLU: a decoder level (mixing the upsampled features
+    /// with a skip map) or the hidden layer before FCN class scores.
     public final class DecoderLevel: Module {
         public let conv: Conv2D
         public let norm: BatchNorm2D
@@ -113,7 +136,41 @@ public final class SegmentationHead: Head {
         }
     }
 
+    /// Context for the deepest map: `features + output(mix)`, where mix is attention of all
+    /// positions' values (`.attention`) or the value map of the mean features (`.global`). The
+    /// output convolution starts at zero, so training starts from the map without context.
+    public final class Context: Module {
+        public let kind: SegmentationContext
+        public let query: Conv2D?
+        public let key: Conv2D?
+        public let value: Conv2D
+        public let output: Conv2D
+        init(_ kind: SegmentationContext, channels: Int, keys: Int, using rng: inout SeededGenerator) {
+            self.kind = kind
+            query = kind == .attention ? Conv2D(channels, keys, kernel: 1, using: &rng) : nil
+            key = kind == .attention ? Conv2D(channels, keys, kernel: 1, using: &rng) : nil
+            value = Conv2D(channels, channels, kernel: 1, using: &rng)
+            output = Conv2D(channels, channels, kernel: 1, using: &rng)
+            output.weight.value = .zeros(output.weight.value.shape)
+        }
+        func callAsFunction(_ x: Tensor) -> Tensor {
+            let mix: Tensor
+            if let query, let key {
+                mix = Tensor.attention(query: query(x), key: key(x), value: value(x))
+            } else {
+                let (n, c) = (x.shape[0], x.shape[1])
+                mix = value(x.globalAveragePool().reshaped([n, c, 1, 1])).relu()
+                    .resizedBilinear(height: x.shape[2], width: x.shape[3])
+            }
+            return x + output(mix)
+        }
+    }
+
     public let configuration: Configuration
+    /// Context gathered on the deepest map before its class scores (FCN score fusion only).
+    public let context: Context?
+    /// The hidden layer between the deepest map (after its context) and the class scores.
+    public let hidden: DecoderLevel?
     /// Class scores (1x1, or `classifierKernel` square, same padding) on the deepest map (FCN) or
     /// on the decoder's last level.
     public let classifier: Conv2D
@@ -162,8 +219,25 @@ public final class SegmentationHead: Head {
             classifier = Conv2D(skips.isEmpty ? deepest.channels : width, k, kernel: kernel, padding: kernel / 2, using: &rng)
         } else {
             levels = []
-            classifier = Conv2D(deepest.channels, k, kernel: kernel, padding: kernel / 2, using: &rng)
+            classifier = Conv2D(configuration.hiddenWidth ?? deepest.channels, k, kernel: kernel, padding: kernel / 2, using: &rng)
             skipScores = skips.map { Conv2D($0.channels, k, kernel: skipKernel, padding: skipKernel / 2, using: &rng) }
+        }
+        if let kind = configuration.context {
+            let keys = configuration.contextKeys ?? 32
+            guard width == 0, keys >= 1 && keys <= 4096 else {
+                throw ModelError("segmentation context needs FCN score fusion (decoder width 0) and 1 to 4096 keys, got width \(width), \(keys) keys")
+            }
+            context = Context(kind, channels: deepest.channels, keys: keys, using: &rng)
+        } else {
+            context = nil
+        }
+        if let hiddenWidth = configuration.hiddenWidth {
+            guard width == 0, hiddenWidth >= 1 && hiddenWidth <= 4096 else {
+                throw ModelError("segmentation hidden layer needs FCN score fusion (decoder width 0) and 1 to 4096 channels, got width \(width), \(hiddenWidth) channels")
+            }
+            hidden = DecoderLevel(deepest.channels, hiddenWidth, using: &rng)
+        } else {
+            hidden = nil
         }
         refinement = configuration.refineWidth > 0
             ? Refinement(imageChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil
@@ -214,6 +288,8 @@ public final class SegmentationHead: Head {
             }
             h = classifier(h)
         } else {
+            if let context { h = context(h) }
+            if let hidden { h = hidden(h) }
             h = classifier(h)
             for (score, name) in zip(skipScores, configuration.skips) {
                 let skip = features[name]

@@ -277,7 +277,7 @@ final class CLITests: XCTestCase {
 
         let help = try percept(["segment", "train", "--help"])
         for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights",
-                       "--lovasz", "--erase", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
+                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
         }
     }
@@ -342,7 +342,10 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(negative.status, 0)
         XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100")] {
+        for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100"),
+                                ("--context=local", "--context must be attention, global or none"),
+                                ("--context-keys=0", "--context-keys must be 1 to 4096"),
+                                ("--hidden-width=-2", "--hidden-width must be 0 to 4096")] {
             let refused = try percept(train + [flag, "-o", scratch.file("r.h5")])
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.standardError.contains(message), refused.standardError)

@@ -142,6 +142,76 @@ final class SegmentationTests: XCTestCase {
         }
     }
 
+    /// Both kinds of context start as the identity (their output layer is zero), learn, are
+    /// stored in the configuration, and are refused with a decoder.
+    func testContextStartsAsTheIdentityAndLearns() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 8, seed: 48)
+        let dataset = try SegmentationDataset(path: folder.file("data.h5"))
+        let plainConfiguration = try smallSegmenterConfiguration(dataset: dataset, decoderWidth: 0, skips: [])
+        let plain = try Model<SegmentationHead>(plainConfiguration, seed: 1)
+        plain.setMode(.inference)
+        var generator = SeededGenerator(seed: 9)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        let masks = (0..<(2 * 16 * 16)).map { _ in Int32(generator.next() % 3) }
+        let geometry = InputGeometry(height: 16, width: 16)
+        for kind in SegmentationContext.allCases {
+            var configuration = plainConfiguration
+            configuration.head.context = kind
+            configuration.head.contextKeys = kind == .attention ? 5 : nil
+            let model = try Model<SegmentationHead>(configuration, seed: 1)
+            let context = try XCTUnwrap(model.head.context)
+            XCTAssertEqual(context.query?.weight.value.shape, kind == .attention ? [5, 8, 1, 1] : nil)
+            // The context is drawn after everything else, so both models share those weights.
+            model.setMode(.inference)
+            XCTAssertEqual(model(images).scalars, plain(images).scalars, "\(kind)")
+            // Training reaches the output layer first, then (once it is nonzero) the mix.
+            model.setMode(.training)
+            let gradients = model.head.loss(model(images), masks, geometry: geometry).backward()
+            let outputGradient = try XCTUnwrap(gradients[context.output.weight])
+            XCTAssertTrue(outputGradient.scalars.contains { $0 != 0 }, "\(kind)")
+            context.output.weight.value = uniformLogits(context.output.weight.shape, seed: 10)
+            let again = model.head.loss(model(images), masks, geometry: geometry).backward()
+            for parameter in [context.value.weight] + [context.query?.weight, context.key?.weight].compactMap({ $0 }) {
+                XCTAssertTrue(try XCTUnwrap(again[parameter]).scalars.contains { $0 != 0 }, "\(kind)")
+            }
+            model.setMode(.inference)
+            XCTAssertNotEqual(model(images).scalars, plain(images).scalars, "\(kind)")
+            let stored = try JSONDecoder().decode(SegmentationHead.Configuration.self, from: JSONEncoder().encode(configuration.head))
+            XCTAssertEqual(stored.context, kind)
+            configuration.head.decoderWidth = 4
+            configuration.head.skips = ["stage1"]
+            XCTAssertThrowsError(try Model<SegmentationHead>(configuration, seed: 1)) { XCTAssertTrue("\($0)".contains("context"), "\($0)") }
+        }
+        let old = try JSONDecoder().decode(SegmentationHead.Configuration.self,
+                                           from: Data(#"{"segmentationInput":"stage2","segmentationSkips":[],"decoderWidth":0,"refineWidth":0,"outputs":3,"loss":"pixel_cross_entropy"}"#.utf8))
+        XCTAssertNil(old.context)
+    }
+
+    /// A hidden 3x3 layer sits between the deepest map and the class scores; it needs FCN fusion.
+    func testHiddenLayerFeedsTheClassScores() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 49)
+        var configuration = try smallSegmenterConfiguration(dataset: SegmentationDataset(path: folder.file("data.h5")), decoderWidth: 0, skips: [])
+        configuration.head.hiddenWidth = 6
+        configuration.head.context = .attention
+        let model = try Model<SegmentationHead>(configuration, seed: 1)
+        XCTAssertEqual(model.head.hidden?.conv.weight.shape, [6, 8, 3, 3])
+        XCTAssertEqual(model.head.classifier.weight.shape, [3, 6, 1, 1])
+        var generator = SeededGenerator(seed: 11)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        let masks = (0..<(2 * 16 * 16)).map { _ in Int32(generator.next() % 3) }
+        let gradients = model.head.loss(model(images), masks, geometry: InputGeometry(height: 16, width: 16)).backward()
+        let hiddenGradient = try XCTUnwrap(gradients[try XCTUnwrap(model.head.hidden).conv.weight])
+        XCTAssertTrue(hiddenGradient.scalars.contains { $0 != 0 })
+        let stored = try JSONDecoder().decode(SegmentationHead.Configuration.self, from: JSONEncoder().encode(configuration.head))
+        XCTAssertEqual(stored.hiddenWidth, 6)
+        configuration.head.context = nil
+        configuration.head.decoderWidth = 4
+        configuration.head.skips = ["stage1"]
+        XCTAssertThrowsError(try Model<SegmentationHead>(configuration, seed: 1)) { XCTAssertTrue("\($0)".contains("hidden layer"), "\($0)") }
+    }
+
     /// With flip averaging the predictor commutes with mirroring: segmenting a mirrored image
     /// gives the mirrored class map, exactly (a single pass gives no such guarantee).
     func testFlipAveragedPredictionsMirrorWithTheImage() throws {
