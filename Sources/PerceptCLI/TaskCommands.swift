@@ -81,6 +81,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Learning rate of a pretrained backbone (--backbone-weights) as a fraction of the head's, e.g. 0.5 (default: the task's recipe; 1 where it has none).")
     var backboneLrScale: Float?
 
+    @Flag(help: "Keep the backbone's batch-norm statistics as it starts (a pretrained backbone's, from --backbone-weights) instead of normalising with each batch's; its scales and shifts still train (default: the task's recipe).")
+    var freezeBnStats = false
+
     @Option(help: "Optimizer: sgd (Nesterov momentum 0.9), adam or adamw (default: sgd).")
     var optimizer: OptimizerKind?
 
@@ -152,6 +155,7 @@ struct TrainArguments: ParsableArguments {
         if let augment { r.options.augment = augment }
         if let erase { r.options.erasing = erase == 0 ? nil : erase }
         if let seed { r.options.seed = seed }
+        if freezeBnStats { r.options.freezeBackboneStatistics = true }
         return r
     }
 }
@@ -286,6 +290,9 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
     }
     var recipe = args.recipe(base)
     let pretrained = args.resume == nil ? try pretrainedBackbone(args, recipe: recipe, dataset: dataset) : nil
+    if args.resume == nil, recipe.options.freezeBackboneStatistics == true, pretrained == nil {
+        throw ValidationError("--freeze-bn-stats keeps a pretrained backbone's statistics; this run starts from scratch (give --backbone-weights)")
+    }
     let configuration: ModelConfiguration<H.Configuration>
     if let resume = args.resume {
         // A resumed run continues with the model and settings it was started with (as
@@ -298,7 +305,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
             || args.choosesBackbone || args.pooling != nil || args.backboneWeights != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --backbone-lr-scale, --optimizer, --weight-decay, --augment, --erase, --seed")
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --backbone-lr-scale, --optimizer, --weight-decay, --augment, --erase, --freeze-bn-stats, --seed")
         }
         recipe.options = options
         configuration = saved
@@ -331,6 +338,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate)"
         + (recipe.options.backboneLearningRateScale.map { " (backbone x\($0))" } ?? "") + ", "
         + "augment \(recipe.options.augment ? "on" : "off")" + (recipe.options.augment ? recipe.options.erasing.map { " + erasing \($0)" } ?? "" : "")
+        + (recipe.options.freezeBackboneStatistics == true ? ", backbone batch-norm statistics frozen" : "")
         + ", \(Threads.count) threads"
         + (pretrained.map { ", backbone from \($0.path)" } ?? "") + "\n").utf8))
     let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: recipe.options, outputPath: args.output)

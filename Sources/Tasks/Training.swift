@@ -33,6 +33,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's (nil: 1, the same).
     public var backboneLearningRateScale: Float?
+    /// Keep the backbone's batch-norm statistics as they start (a pretrained network's) instead
+    /// of normalising with each batch's (nil: off); see `BatchNorm2D.freezesStatistics`.
+    public var freezeBackboneStatistics: Bool?
     public init() {}
 
     /// These options as JSON (stored in checkpoints so a resumed run can be checked against them).
@@ -79,6 +82,11 @@ public final class Trainer {
                 options: TrainingOptions, outputPath: String) {
         self.model = model; self.train = train
         self.validation = validation; self.options = options; self.outputPath = outputPath
+        if options.freezeBackboneStatistics == true {
+            model.module.walk { path, object in
+                if path.hasPrefix("backbone."), let norm = object as? BatchNorm2D { norm.freezesStatistics = true }
+            }
+        }
     }
 
     /// Trains from scratch, or from `resume` (a `.last.h5` checkpoint) exactly where it stopped.

@@ -277,7 +277,7 @@ final class CLITests: XCTestCase {
 
         let help = try percept(["segment", "train", "--help"])
         for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights",
-                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
+                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--freeze-bn-stats", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
         }
     }
@@ -351,6 +351,16 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(refused.standardError.contains(message), refused.standardError)
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         }
+        // Frozen batch-norm statistics need a pretrained backbone's; with one they are logged and checkpointed.
+        let scratchFrozen = try percept(train + ["--backbone-weights", "none", "--freeze-bn-stats", "-o", scratch.file("r.h5")])
+        XCTAssertEqual(scratchFrozen.status, 1, scratchFrozen.standardError)
+        XCTAssertEqual(scratchFrozen.errorLines, ["error: --freeze-bn-stats keeps a pretrained backbone's statistics; this run starts from scratch (give --backbone-weights)"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
+        let statistics = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--freeze-bn-stats", "-o", scratch.file("b.h5")])
+        XCTAssertEqual(statistics.status, 0, statistics.standardError)
+        XCTAssertTrue(statistics.standardError.contains("backbone batch-norm statistics frozen"), statistics.standardError)
+        let frozenOptions = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("b.last.h5")).metadata["training_options"])
+        XCTAssertTrue(frozenOptions.contains("\"freezeBackboneStatistics\":true"), frozenOptions)
         // Random erasing is a training option: logged, and kept in the checkpoint for --resume.
         let erased = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "--erase", "0.5",
                                           "-o", scratch.file("e.h5")])

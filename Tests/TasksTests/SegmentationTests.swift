@@ -212,6 +212,46 @@ final class SegmentationTests: XCTestCase {
         XCTAssertThrowsError(try Model<SegmentationHead>(configuration, seed: 1)) { XCTAssertTrue("\($0)".contains("hidden layer"), "\($0)") }
     }
 
+    /// With frozen backbone statistics the backbone's batch norms keep their running statistics
+    /// through training (their scales still train); the head's batch norm keeps updating.
+    func testFrozenBackboneStatisticsStayThroughTraining() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("train.h5"), count: 32, seed: 50)
+        let train = try SegmentationDataset(path: folder.file("train.h5"))
+        var configuration = try smallSegmenterConfiguration(dataset: train, decoderWidth: 0, skips: [])
+        configuration.head.hiddenWidth = 4
+        let model = try Model<SegmentationHead>(configuration, seed: 2)
+        func norms(_ prefix: String) -> [(statistics: [Float], scale: [Float])] {
+            var found: [(statistics: [Float], scale: [Float])] = []
+            model.walk { path, object in
+                if path.hasPrefix(prefix), let norm = object as? BatchNorm2D {
+                    found.append((norm.runningMean.value.scalars + norm.runningVariance.value.scalars, norm.weight.value.scalars))
+                }
+            }
+            return found
+        }
+        let backboneBefore = norms("backbone."), headBefore = norms("head.")
+        XCTAssertFalse(backboneBefore.isEmpty)
+        XCTAssertEqual(headBefore.count, 1)
+        var options = smallOptions(epochs: 1, learningRate: 0.1)
+        options.batchSize = 16
+        options.freezeBackboneStatistics = true
+        let trainer = Trainer(model: model, train: DataLoader(train, batchSize: 16, shuffle: true, mean: configuration.mean,
+                                                              std: configuration.std, seed: 1),
+                              validation: nil, options: options, outputPath: folder.file("frozen.h5"))
+        trainer.log = { _ in }
+        try trainer.run()
+        let backboneAfter = norms("backbone."), headAfter = norms("head.")
+        for (before, after) in zip(backboneBefore, backboneAfter) {
+            XCTAssertEqual(before.statistics, after.statistics)
+            XCTAssertNotEqual(before.scale, after.scale)
+        }
+        XCTAssertNotEqual(headBefore[0].statistics, headAfter[0].statistics)
+        // The option is stored with the run, so a resumed run keeps it.
+        let stored = try JSONDecoder().decode(TrainingOptions.self, from: Data(options.json().utf8))
+        XCTAssertEqual(stored.freezeBackboneStatistics, true)
+    }
+
     /// With flip averaging the predictor commutes with mirroring: segmenting a mirrored image
     /// gives the mirrored class map, exactly (a single pass gives no such guarantee).
     func testFlipAveragedPredictionsMirrorWithTheImage() throws {
