@@ -119,6 +119,9 @@ struct TrainArguments: ParsableArguments {
             throw ValidationError("--backbone-lr-scale must be between 0 and 10")
         }
         if let erase, !(erase >= 0 && erase <= 1) { throw ValidationError("--erase must be between 0 and 1") }
+        if augment == false, let erase, erase > 0 {
+            throw ValidationError("--erase is part of the augmentation; --no-augment turns it off (drop one of them)")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
         if let padding, padding != 0 && padding != 1 { throw ValidationError("--padding must be 0 or 1") }

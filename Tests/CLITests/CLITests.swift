@@ -351,6 +351,10 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(refused.standardError.contains(message), refused.standardError)
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         }
+        let unaugmented = try percept(train + ["--no-augment", "--erase", "0.5", "-o", scratch.file("r.h5")])
+        XCTAssertNotEqual(unaugmented.status, 0, unaugmented.standardError)
+        XCTAssertTrue(unaugmented.standardError.contains("--erase is part of the augmentation; --no-augment turns it off"), unaugmented.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         // Frozen batch-norm statistics need a pretrained backbone's; with one they are logged and checkpointed.
         let scratchFrozen = try percept(train + ["--backbone-weights", "none", "--freeze-bn-stats", "-o", scratch.file("r.h5")])
         XCTAssertEqual(scratchFrozen.status, 1, scratchFrozen.standardError)
