@@ -60,6 +60,9 @@ struct SegmentTrain: ParsableCommand {
             throw ValidationError("--context must be attention, global or none, got '\(context)'")
         }
         if let contextKeys, !(1...4096).contains(contextKeys) { throw ValidationError("--context-keys must be 1 to 4096") }
+        if contextKeys != nil, context != SegmentationContext.attention.rawValue {
+            throw ValidationError("--context-keys sets attention's keys; it needs --context attention")
+        }
         if let lovasz, !(lovasz >= 0 && lovasz <= 100) { throw ValidationError("--lovasz must be between 0 and 100") }
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }

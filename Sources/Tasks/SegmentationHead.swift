@@ -43,6 +43,9 @@ public struct SegmentationPrediction: Sendable {
 /// `decoderWidth` 0 it is plain FCN score fusion instead: 1x1 class scores of every map,
 /// summed after upsampling (FCN-16s/8s).
 ///
+/// With FCN score fusion the deepest map may first gather context (`context`: position attention
+/// or image pooling, added to it) and pass a 3x3 hidden layer (`hiddenWidth`) before its scores.
+///
 /// Optionally (`refineWidth` > 0) the upsampled class scores are refined at full resolution
 /// from the input image itself: a 3x3 convolution of the image, concatenated with the scores,
 /// two 1x1 convolutions, added to the scores. Item borders follow pixel brightness, which the

@@ -345,6 +345,7 @@ final class CLITests: XCTestCase {
         for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100"),
                                 ("--context=local", "--context must be attention, global or none"),
                                 ("--context-keys=0", "--context-keys must be 1 to 4096"),
+                                ("--context-keys=8", "--context-keys sets attention's keys; it needs --context attention"),
                                 ("--hidden-width=-2", "--hidden-width must be 0 to 4096")] {
             let refused = try percept(train + [flag, "-o", scratch.file("r.h5")])
             XCTAssertNotEqual(refused.status, 0)
