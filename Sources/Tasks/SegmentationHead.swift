@@ -143,13 +143,11 @@ public final class SegmentationHead: Head {
     /// positions' values (`.attention`) or the value map of the mean features (`.global`). The
     /// output convolution starts at zero, so training starts from the map without context.
     public final class Context: Module {
-        public let kind: SegmentationContext
         public let query: Conv2D?
         public let key: Conv2D?
         public let value: Conv2D
         public let output: Conv2D
         init(_ kind: SegmentationContext, channels: Int, keys: Int, using rng: inout SeededGenerator) {
-            self.kind = kind
             query = kind == .attention ? Conv2D(channels, keys, kernel: 1, using: &rng) : nil
             key = kind == .attention ? Conv2D(channels, keys, kernel: 1, using: &rng) : nil
             value = Conv2D(channels, channels, kernel: 1, using: &rng)
