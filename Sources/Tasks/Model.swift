@@ -111,6 +111,13 @@ extension TrainableModel where Self: Module {
     public var module: Module { self }
 }
 
+/// Where a model's parts sit among its dotted parameter and buffer paths (weight files,
+/// checkpoints, per-group learning rates): under the property names of `Model`.
+public enum ModelPath {
+    public static let backbone = "backbone."
+    public static let head = "head."
+}
+
 /// A backbone and a head: images in, the head's predictions out.
 public final class Model<H: Head>: Module, TrainableModel {
     public let backbone: any Backbone

@@ -49,10 +49,10 @@ public struct PretrainedBackbone {
         configuration = description.backbone
         mean = description.mean; std = description.std
         task = checkpoint.task; classes = description.classes
-        parameters = tensors(checkpoint.parameters, under: "backbone.")
-        buffers = tensors(checkpoint.buffers, under: "backbone.")
-        headParameters = tensors(checkpoint.parameters, under: "head.")
-        try checkpoint.checkFinite(path: path) { $0.hasPrefix("backbone.") || $0.hasPrefix("head.") }
+        parameters = tensors(checkpoint.parameters, under: ModelPath.backbone)
+        buffers = tensors(checkpoint.buffers, under: ModelPath.backbone)
+        headParameters = tensors(checkpoint.parameters, under: ModelPath.head)
+        try checkpoint.checkFinite(path: path) { $0.hasPrefix(ModelPath.backbone) || $0.hasPrefix(ModelPath.head) }
     }
 
     /// Copies the weights into `backbone`, which must be built from `configuration`: every tensor

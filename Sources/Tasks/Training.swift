@@ -54,7 +54,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case .adam: made = Adam(learningRate: peakLearningRate, weightDecay: weightDecay)
         case .adamw: made = Adam.adamW(learningRate: peakLearningRate, weightDecay: weightDecay)
         }
-        if let backboneLearningRateScale { made.rateScales = [("backbone.", backboneLearningRateScale)] }
+        if let backboneLearningRateScale { made.rateScales = [(ModelPath.backbone, backboneLearningRateScale)] }
         return made
     }
 }
@@ -82,10 +82,10 @@ public final class Trainer {
                 options: TrainingOptions, outputPath: String) {
         self.model = model; self.train = train
         self.validation = validation; self.options = options; self.outputPath = outputPath
-        if options.freezeBackboneStatistics == true {
-            model.module.walk { path, object in
-                if path.hasPrefix("backbone."), let norm = object as? BatchNorm2D { norm.freezesStatistics = true }
-            }
+        // Set either way, so a model object trained again with other options does not keep an old setting.
+        let frozen = options.freezeBackboneStatistics == true
+        model.module.walk { path, object in
+            if path.hasPrefix(ModelPath.backbone), let norm = object as? BatchNorm2D { norm.freezesStatistics = frozen }
         }
     }
 

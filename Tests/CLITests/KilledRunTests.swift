@@ -51,7 +51,7 @@ final class KilledRunTests: XCTestCase {
                 + (resuming ? ["--resume", checkpoint] : [])
             process.standardOutput = FileHandle.nullDevice
             let log = scratch.file("run.log")
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             try process.run()
             if resuming { resumes += 1 }
