@@ -27,6 +27,12 @@ struct SegmentTrain: ParsableCommand {
     @Option(help: "Hidden channels of the full-resolution refinement of the class scores from the input image; 0 for none (default: the recipe's).")
     var refineWidth: Int?
 
+    @Option(help: ArgumentHelp("Backbone maps the class scores are refined from on their way up to the input size, coarsest first, e.g. stage2,stage1 (each: the scores resized to the map, a 3x3 convolution of the map, two 1x1 convolutions, added to the scores) (default: the recipe's).", valueName: "MAP,..."))
+    var refineMaps: String?
+
+    @Option(help: "Hidden channels of each --refine-maps refinement (default: the recipe's).")
+    var refineMapsWidth: Int?
+
     @Option(help: "Side of the class-score convolution on the deepest map (or the decoder's last level): 1 scores each position from its own features, 3 (or 5, 7) also from its neighbours' (default: the recipe's).")
     var classifierKernel: Int?
 
@@ -66,6 +72,7 @@ struct SegmentTrain: ParsableCommand {
         if let lovasz, !(lovasz >= 0 && lovasz <= 100) { throw ValidationError("--lovasz must be between 0 and 100") }
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
+        if let refineMapsWidth, !(1...4096).contains(refineMapsWidth) { throw ValidationError("--refine-maps-width must be 1 to 4096") }
         if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
         if let skipKernel, ![1, 3, 5, 7].contains(skipKernel) { throw ValidationError("--skip-kernel must be 1, 3, 5 or 7") }
         if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {
@@ -81,6 +88,8 @@ struct SegmentTrain: ParsableCommand {
             if let skips { recipe.skips = commaList(skips)!.filter { !$0.isEmpty } }
             if let decoderWidth { recipe.decoderWidth = decoderWidth }
             if let refineWidth { recipe.refineWidth = refineWidth }
+            if let refineMaps { recipe.refineMaps = commaList(refineMaps)!.filter { !$0.isEmpty } }
+            if let refineMapsWidth { recipe.refineMapsWidth = refineMapsWidth }
             if let classifierKernel { recipe.classifierKernel = classifierKernel }
             if let skipKernel { recipe.skipKernel = skipKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
@@ -102,7 +111,9 @@ struct SegmentTrain: ParsableCommand {
                                                lovaszWeight: recipe.lovaszWeight == 0 ? nil : recipe.lovaszWeight,
                                                flipAverage: recipe.flipAverage ? true : nil, context: recipe.context,
                                                contextKeys: recipe.context == .attention ? recipe.contextKeys : nil,
-                                               hiddenWidth: recipe.hiddenWidth == 0 ? nil : recipe.hiddenWidth)
+                                               hiddenWidth: recipe.hiddenWidth == 0 ? nil : recipe.hiddenWidth,
+                                               refineMaps: recipe.refineMaps.isEmpty ? nil : recipe.refineMaps,
+                                               refineMapsWidth: recipe.refineMaps.isEmpty ? nil : recipe.refineMapsWidth)
             }, prepare: { model, _, pretrained in
                 if let context = model.head.configuration.context {
                     let keys = model.head.configuration.contextKeys.map { " (\($0) keys)" } ?? ""

@@ -33,6 +33,10 @@ public struct Recipe: Sendable {
     public var contextKeys = 32
     /// Segmentation: channels of a 3x3 hidden layer before the class scores (0: none).
     public var hiddenWidth = 0
+    /// Segmentation: backbone maps the class scores are refined from on their way up, coarsest first.
+    public var refineMaps: [String] = []
+    /// Segmentation: hidden channels of each backbone-map refinement.
+    public var refineMapsWidth = 16
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
     /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from

@@ -50,6 +50,8 @@ public struct SegmentationPrediction: Sendable {
 /// from the input image itself: a 3x3 convolution of the image, concatenated with the scores,
 /// two 1x1 convolutions, added to the scores. Item borders follow pixel brightness, which the
 /// coarser maps only see blurred; the refinement costs a few hundred multiply-adds per pixel.
+/// The same refinement can also run on the way up from finer backbone maps (`refineMaps`),
+/// whose features tell which item a pixel belongs to where items overlap.
 public final class SegmentationHead: Head {
     public struct Configuration: Codable, Equatable, Sendable {
         /// The deepest map read (the decoder's start).
@@ -83,22 +85,29 @@ public final class SegmentationHead: Head {
         /// context) before the class scores, as torchvision's `FCNHead` (nil: none); FCN score
         /// fusion only.
         public var hiddenWidth: Int?
+        /// Backbone maps the class scores are refined from on their way up to the input size,
+        /// coarsest first (nil: none): at each, the scores are resized to the map and corrected
+        /// from it as the full-resolution refinement corrects them from the image.
+        public var refineMaps: [String]?
+        /// Hidden channels of each `refineMaps` refinement (nil: 16).
+        public var refineMapsWidth: Int?
 
         public init(deepest: String, skips: [String], decoderWidth: Int, refineWidth: Int = 0, classifierKernel: Int? = nil,
                     skipKernel: Int? = nil, classes: Int, loss: SegmentationLoss = .crossEntropy, classWeights: [Float]? = nil,
                     lovaszWeight: Float? = nil, flipAverage: Bool? = nil, context: SegmentationContext? = nil, contextKeys: Int? = nil,
-                    hiddenWidth: Int? = nil) {
+                    hiddenWidth: Int? = nil, refineMaps: [String]? = nil, refineMapsWidth: Int? = nil) {
             self.deepest = deepest; self.skips = skips; self.decoderWidth = decoderWidth; self.refineWidth = refineWidth
             self.classifierKernel = classifierKernel; self.skipKernel = skipKernel
             self.classes = classes; self.loss = loss; self.classWeights = classWeights; self.flipAverage = flipAverage
             self.lovaszWeight = lovaszWeight
             self.context = context; self.contextKeys = contextKeys; self.hiddenWidth = hiddenWidth
+            self.refineMaps = refineMaps; self.refineMapsWidth = refineMapsWidth
         }
 
         enum CodingKeys: String, CodingKey {
             case deepest = "segmentationInput", skips = "segmentationSkips", decoderWidth, refineWidth, classifierKernel, skipKernel,
                  classes = "outputs", loss, classWeights, lovaszWeight, flipAverage,
-                 context, contextKeys, hiddenWidth
+                 context, contextKeys, hiddenWidth, refineMaps, refineMapsWidth
         }
     }
 
@@ -121,20 +130,21 @@ public final class SegmentationHead: Head {
         func callAsFunction(_ x: Tensor) -> Tensor { norm(conv(x), relu: true) }
     }
 
-    /// Refines upsampled class scores from the input image at full resolution.
+    /// Refines class scores from a map of their resolution (the input image, or a backbone map):
+    /// `scores + output(relu(mix([scores, relu(edges(map))])))`, edges 3x3, mix and output 1x1.
     public final class Refinement: Module {
         public let edges: Conv2D
         public let mix: Conv2D
         public let output: Conv2D
-        init(imageChannels: Int, classes: Int, width: Int, using rng: inout SeededGenerator) {
-            edges = Conv2D(imageChannels, width, kernel: 3, padding: 1, using: &rng)
+        init(mapChannels: Int, classes: Int, width: Int, using rng: inout SeededGenerator) {
+            edges = Conv2D(mapChannels, width, kernel: 3, padding: 1, using: &rng)
             mix = Conv2D(classes + width, width, kernel: 1, using: &rng)
             output = Conv2D(width, classes, kernel: 1, using: &rng)
             // Zero output weights: training starts from the unrefined scores.
             output.weight.value = .zeros(output.weight.value.shape)
         }
-        func callAsFunction(_ scores: Tensor, image: Tensor) -> Tensor {
-            let h = mix(concatChannels([scores, edges(image).relu()])).relu()
+        func callAsFunction(_ scores: Tensor, map: Tensor) -> Tensor {
+            let h = mix(concatChannels([scores, edges(map).relu()])).relu()
             return scores + output(h)
         }
     }
@@ -180,6 +190,8 @@ public final class SegmentationHead: Head {
     public let levels: [DecoderLevel]
     public let skipScores: [Conv2D]
     public let refinement: Refinement?
+    /// Refinements from backbone maps (`refineMaps`), coarsest first.
+    public let mapRefinements: [Refinement]
     private let classWeights: Tensor?
     private let geometry: InputGeometry
 
@@ -241,7 +253,20 @@ public final class SegmentationHead: Head {
             hidden = nil
         }
         refinement = configuration.refineWidth > 0
-            ? Refinement(imageChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil
+            ? Refinement(mapChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil
+        let refineMaps = try (configuration.refineMaps ?? []).map(map)
+        let refineMapsWidth = configuration.refineMapsWidth ?? 16
+        guard refineMapsWidth >= 1 && refineMapsWidth <= 4096 else {
+            throw ModelError("segmentation map refinement width \(refineMapsWidth) must be 1 to 4096")
+        }
+        let scoresStride = skips.last?.stride ?? deepest.stride
+        for (finer, coarser) in zip(refineMaps.dropFirst(), refineMaps) where finer.stride > coarser.stride {
+            throw ModelError("segmentation refinement map '\(finer.name)' (stride \(finer.stride)) is coarser than '\(coarser.name)' (stride \(coarser.stride))")
+        }
+        if let first = refineMaps.first, first.stride > scoresStride {
+            throw ModelError("segmentation refinement map '\(first.name)' (stride \(first.stride)) is coarser than the class scores (stride \(scoresStride))")
+        }
+        mapRefinements = refineMaps.map { Refinement(mapChannels: $0.channels, classes: k, width: refineMapsWidth, using: &rng) }
         classWeights = configuration.classWeights.map { Tensor(shape: [k], scalars: $0) }
         self.configuration = configuration
         self.geometry = geometry
@@ -277,7 +302,9 @@ public final class SegmentationHead: Head {
         return true
     }
 
-    public var inputs: [String] { [configuration.deepest] + configuration.skips + (refinement == nil ? [] : ["input"]) }
+    public var inputs: [String] {
+        [configuration.deepest] + configuration.skips + (configuration.refineMaps ?? []) + (refinement == nil ? [] : ["input"])
+    }
 
     /// [N, classes, H, W] logits at the input size.
     public func callAsFunction(_ features: FeatureMaps) -> Tensor {
@@ -297,10 +324,14 @@ public final class SegmentationHead: Head {
                 h = resized(h, like: skip) + score(skip)
             }
         }
+        for (refinement, name) in zip(mapRefinements, configuration.refineMaps ?? []) {
+            let map = features[name]
+            h = refinement(resized(h, like: map), map: map)
+        }
         if h.shape[2] != geometry.height || h.shape[3] != geometry.width {
             h = h.resizedBilinear(height: geometry.height, width: geometry.width)
         }
-        if let refinement { h = refinement(h, image: features["input"]) }
+        if let refinement { h = refinement(h, map: features["input"]) }
         return h
     }
 

@@ -277,7 +277,7 @@ final class CLITests: XCTestCase {
 
         let help = try percept(["segment", "train", "--help"])
         for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights",
-                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--freeze-bn-stats", "--skip-kernel", "--classifier-kernel", "--refine-width", "--start-scores", "--flip-average"] {
+                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--freeze-bn-stats", "--skip-kernel", "--classifier-kernel", "--refine-width", "--refine-maps", "--refine-maps-width", "--start-scores", "--flip-average"] {
             XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
         }
     }

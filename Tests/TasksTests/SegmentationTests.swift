@@ -212,6 +212,56 @@ final class SegmentationTests: XCTestCase {
         XCTAssertThrowsError(try Model<SegmentationHead>(configuration, seed: 1)) { XCTAssertTrue("\($0)".contains("hidden layer"), "\($0)") }
     }
 
+    /// Refinements from backbone maps start as the identity (zero output layer), learn through all
+    /// three layers, are stored, and refuse maps the backbone lacks or that get coarser.
+    func testBackboneMapRefinementsStartAsTheIdentityAndLearn() throws {
+        let folder = TemporaryFolder()
+        try writeSegmentationData(folder.file("data.h5"), count: 4, seed: 50)
+        let plainConfiguration = try smallSegmenterConfiguration(dataset: SegmentationDataset(path: folder.file("data.h5")), decoderWidth: 0, skips: [])
+        var configuration = plainConfiguration
+        configuration.head.refineMaps = ["stage1"]
+        configuration.head.refineMapsWidth = 5
+        let plain = try Model<SegmentationHead>(plainConfiguration, seed: 1)
+        let model = try Model<SegmentationHead>(configuration, seed: 1)
+        XCTAssertEqual(model.head.inputs, ["stage2", "stage1"])
+        let refinement = try XCTUnwrap(model.head.mapRefinements.first)
+        XCTAssertEqual(model.head.mapRefinements.count, 1)
+        XCTAssertEqual(refinement.edges.weight.shape, [5, 4, 3, 3])
+        XCTAssertEqual(refinement.mix.weight.shape, [5, 3 + 5, 1, 1])
+        var generator = SeededGenerator(seed: 12)
+        let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
+        let masks = (0..<(2 * 16 * 16)).map { _ in Int32(generator.next() % 3) }
+        let geometry = InputGeometry(height: 16, width: 16)
+        // Drawn after everything else and zero at the output: the same scores as without it.
+        model.setMode(.inference); plain.setMode(.inference)
+        XCTAssertEqual(model(images).scalars, plain(images).scalars)
+        model.setMode(.training)
+        let gradients = model.head.loss(model(images), masks, geometry: geometry).backward()
+        XCTAssertTrue(try XCTUnwrap(gradients[refinement.output.weight]).scalars.contains { $0 != 0 })
+        refinement.output.weight.value = uniformLogits(refinement.output.weight.shape, seed: 13)
+        let again = model.head.loss(model(images), masks, geometry: geometry).backward()
+        for parameter in [refinement.edges.weight, refinement.mix.weight, model.head.classifier.weight] {
+            XCTAssertTrue(try XCTUnwrap(again[parameter]).scalars.contains { $0 != 0 })
+        }
+        model.setMode(.inference)
+        XCTAssertNotEqual(model(images).scalars, plain(images).scalars)
+        XCTAssertEqual(model(images).shape, [2, 3, 16, 16])
+        let stored = try JSONDecoder().decode(SegmentationHead.Configuration.self, from: JSONEncoder().encode(configuration.head))
+        XCTAssertEqual(stored.refineMaps, ["stage1"])
+        XCTAssertEqual(stored.refineMapsWidth, 5)
+        for (maps, width, message) in [(["stage9"], 5, "stage9"), (["stage1", "stage2"], 5, "coarser"), (["stage1"], 0, "width 0")] {
+            var refused = configuration
+            refused.head.refineMaps = maps
+            refused.head.refineMapsWidth = width
+            XCTAssertThrowsError(try Model<SegmentationHead>(refused, seed: 1)) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+        }
+        // A map coarser than the class scores (here the fused stage1 scores, stride 1) is refused too.
+        var fused = configuration
+        fused.head.skips = ["stage1"]
+        fused.head.refineMaps = ["stage2"]
+        XCTAssertThrowsError(try Model<SegmentationHead>(fused, seed: 1)) { XCTAssertTrue("\($0)".contains("coarser than the class scores"), "\($0)") }
+    }
+
     /// With frozen backbone statistics the backbone's batch norms keep their running statistics
     /// through training (their scales still train); the head's batch norm keeps updating.
     func testFrozenBackboneStatisticsStayThroughTraining() throws {
