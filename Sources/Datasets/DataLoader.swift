@@ -11,11 +11,17 @@ public struct Augmentation: Sendable {
     /// 2-40% of the image, aspect ratio 0.3-3.3, filled with uniform noise; its mask pixels are
     /// ignored. 0: never.
     public var erasing: Float
+    /// Probability (classification only) that another item of the loaded rows is pasted over the
+    /// image's edge before the crop and flip, by per-pixel maximum, offset so that the two image
+    /// squares overlap with IoU 0.2 at most, as items overlap on segmentation canvases; the label
+    /// stays the image's. 0: never.
+    public var pasting: Float
 
-    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0) {
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0) {
         self.cropPadding = cropPadding
         self.horizontalFlip = horizontalFlip
         self.erasing = erasing
+        self.pasting = pasting
     }
 
     /// No augmentation.
@@ -99,6 +105,38 @@ struct ErasedRectangle {
     /// Sets the rectangle of the `width`-wide plane `plane` to values from `fill`.
     func apply<T>(to plane: UnsafeMutablePointer<T>, width: Int, _ fill: () -> T) {
         for row in y { for column in x { plane[row * width + column] = fill() } }
+    }
+}
+
+/// Where another item goes when it is pasted onto an image (`Augmentation.pasting`): its pixel
+/// (x, y) lands on (x + dx, y + dy), at an offset where the two squares overlap with IoU in
+/// (0, 0.2], so the pasted item covers an edge of the image's item without hiding it.
+struct PastedItem {
+    let dx: Int, dy: Int
+    /// (block, row) of the pasted item among the loaded rows.
+    let source: (Int, Int)
+
+    /// Nil when nothing is pasted this time (probability `1 - probability`). Draws nothing when
+    /// `probability` is 0, so runs without pasting keep their random stream.
+    init?(width: Int, height: Int, probability: Float, candidates: [(Int, Int)], using generator: inout SeededGenerator) {
+        guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
+        source = candidates[Int(generator.next() % UInt64(candidates.count))]
+        let area = width * height
+        while true {
+            let dx = Int.random(in: -(width - 1)...(width - 1), using: &generator)
+            let dy = Int.random(in: -(height - 1)...(height - 1), using: &generator)
+            let overlap = (width - abs(dx)) * (height - abs(dy))
+            // IoU = overlap / (2 area - overlap) <= 0.2, i.e. 6 overlap <= 2 area.
+            if 6 * overlap <= 2 * area { self.dx = dx; self.dy = dy; return }
+        }
+    }
+
+    /// `image` (one `width` x `height` plane) with the plane `item` pasted at the offset, by maximum.
+    func apply(to image: UnsafeMutablePointer<UInt8>, item: UnsafePointer<UInt8>, width: Int, height: Int) {
+        for y in max(0, dy)..<min(height, height + dy) {
+            let target = image + y * width, source = item + (y - dy) * width
+            for x in max(0, dx)..<min(width, width + dx) { target[x] = max(target[x], source[x - dx]) }
+        }
     }
 }
 
@@ -224,6 +262,8 @@ final class EpochPlan {
     var order: [(Int, Int)] = []
     var orderIndex = 0
     var emitted = 0
+    /// The current image with another item pasted onto it (`Augmentation.pasting`).
+    var pastingBuffer: [UInt8] = []
     let total: Int
 
     init(loader: DataLoader, epoch: Int) {
@@ -279,17 +319,34 @@ final class EpochPlan {
             indices.append(block.rows.lowerBound + row)
             let transform = CropFlip(width: width, height: height, augmentation: loader.augmentation, using: &generator)
             let erased = ErasedRectangle(width: width, height: height, probability: loader.augmentation.erasing, using: &generator)
-            block.images.withUnsafeBufferPointer { source in
-                let image = source.baseAddress! + row * channels * plane
-                let out = images.pointer + slot * channels * plane
+            let pasted = dataset.task == .classification
+                ? PastedItem(width: width, height: height, probability: loader.augmentation.pasting, candidates: order, using: &generator) : nil
+            let out = images.pointer + slot * channels * plane
+            let normalise = { (image: UnsafePointer<UInt8>) in
                 for channel in 0..<channels {
                     let scale = scale[channel], shift = shift[channel]
                     transform.apply(image + channel * plane, into: out + channel * plane, padding: shift) {
                         Float($0) * scale + shift
                     }
                     // Noise over the pixel range, normalised as the pixels are.
-                    erased?.apply(to: out + channel * plane, width: width) { generator.nextUniform() * 255 * scale + shift }
+                    erased?.apply(to: out + channel * plane, width: width) { self.generator.nextUniform() * 255 * scale + shift }
                 }
+            }
+            if let pasted {
+                let (otherBlock, otherRow) = pasted.source
+                pastingBuffer.removeAll(keepingCapacity: true)
+                pastingBuffer.append(contentsOf: block.images[(row * channels * plane)..<((row + 1) * channels * plane)])
+                blocks[otherBlock].images.withUnsafeBufferPointer { other in
+                    pastingBuffer.withUnsafeMutableBufferPointer { buffer in
+                        for channel in 0..<channels {
+                            pasted.apply(to: buffer.baseAddress! + channel * plane,
+                                         item: other.baseAddress! + (otherRow * channels + channel) * plane, width: width, height: height)
+                        }
+                    }
+                }
+                pastingBuffer.withUnsafeBufferPointer { normalise($0.baseAddress!) }
+            } else {
+                block.images.withUnsafeBufferPointer { normalise($0.baseAddress! + row * channels * plane) }
             }
             switch dataset.task {
             case .classification:

@@ -96,6 +96,9 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Random erasing: the probability that a training image also gets a random rectangle (2-40% of its area, aspect 0.3-3.3) filled with noise, as in Zhong et al. 2017; segmentation ignores its pixels (default: the task's recipe; 0 where it has none).")
     var erase: Float?
 
+    @Option(help: "Item pasting, for classifiers whose backbone will segment overlapping items: the probability that a training image also gets another training item pasted over its edge by per-pixel maximum (the two squares overlapping by IoU 0.2 at most, as on segmentation canvases); the label stays the image's (default: 0, none; classification only).")
+    var paste: Float?
+
     @Option(help: "Random seed: the same seed and thread count give the same model (default: 0).")
     var seed: UInt64?
 
@@ -121,6 +124,10 @@ struct TrainArguments: ParsableArguments {
         if let erase, !(erase >= 0 && erase <= 1) { throw ValidationError("--erase must be between 0 and 1") }
         if augment == false, let erase, erase > 0 {
             throw ValidationError("--erase is part of the augmentation; --no-augment turns it off (drop one of them)")
+        }
+        if let paste, !(paste >= 0 && paste <= 1) { throw ValidationError("--paste must be between 0 and 1") }
+        if augment == false, let paste, paste > 0 {
+            throw ValidationError("--paste is part of the augmentation; --no-augment turns it off (drop one of them)")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
@@ -157,6 +164,7 @@ struct TrainArguments: ParsableArguments {
         if let backboneLrScale { r.options.backboneLearningRateScale = backboneLrScale == 1 ? nil : backboneLrScale }
         if let augment { r.options.augment = augment }
         if let erase { r.options.erasing = erase == 0 ? nil : erase }
+        if let paste { r.options.pasting = paste == 0 ? nil : paste }
         if let seed { r.options.seed = seed }
         if freezeBnStats { r.options.freezeBackboneStatistics = true }
         return r
@@ -280,6 +288,9 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
                           prepare: (Model<H>, Recipe, PretrainedBackbone?) throws -> Void = { _, _, _ in },
                           source: ((Model<H>, Recipe) throws -> any BatchSource)? = nil) throws {
     if let threads = args.threads { Threads.set(threads) }
+    if let paste = args.paste, paste > 0, H.task != .classification {
+        throw ValidationError("--paste is for classification (the pasted item would have no label here)")
+    }
     // Outputs are checked before any work: the model and its checkpoint, never an input.
     let checkpointPath = Trainer.checkpointPath(for: args.output)
     let inputs = [args.data] + (args.val.map { [$0] } ?? [])
@@ -308,7 +319,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         let saved = try ModelConfiguration<H.Configuration>.decode(checkpoint.architecture, path: resume)
         if args.recipe(Recipe(backbone: .plain, stemStride: 0, options: options, labelSmoothing: 0)).options != options
             || args.choosesBackbone || args.pooling != nil || args.backboneWeights != nil {
-            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --backbone-lr-scale, --optimizer, --weight-decay, --augment, --erase, --freeze-bn-stats, --seed")
+            throw DatasetError(resume, "was started with other settings; resume without --backbone, --stem-stride, --stem-pool, --widths, --padding, --backbone-weights, or changed --epochs, --batch, --lr, --backbone-lr-scale, --optimizer, --weight-decay, --augment, --erase, --paste, --freeze-bn-stats, --seed")
         }
         recipe.options = options
         configuration = saved
@@ -328,7 +339,8 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         ?? Model<H>(configuration, seed: recipe.options.seed)
     if args.resume == nil { try prepare(model, recipe, pretrained) }
     let augmentation = recipe.options.augment
-        ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: recipe.options.erasing ?? 0) : .none
+        ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: recipe.options.erasing ?? 0,
+                       pasting: recipe.options.pasting ?? 0) : .none
     let loader = try source?(model, recipe)
         ?? DataLoader(dataset, batchSize: recipe.options.batchSize, shuffle: true, dropLast: dataset.count >= recipe.options.batchSize * 2,
                       augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: recipe.options.seed)
@@ -341,6 +353,7 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate)"
         + (recipe.options.backboneLearningRateScale.map { " (backbone x\($0))" } ?? "") + ", "
         + "augment \(recipe.options.augment ? "on" : "off")" + (recipe.options.augment ? recipe.options.erasing.map { " + erasing \($0)" } ?? "" : "")
+        + (recipe.options.augment ? recipe.options.pasting.map { " + pasting \($0)" } ?? "" : "")
         + (recipe.options.freezeBackboneStatistics == true ? ", backbone batch-norm statistics frozen" : "")
         + ", \(Threads.count) threads"
         + (pretrained.map { ", backbone from \($0.path)" } ?? "") + "\n").utf8))

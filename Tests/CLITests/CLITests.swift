@@ -114,7 +114,7 @@ final class CLITests: XCTestCase {
         let options = ["--data", "--val", "--backbone", "--stem-stride", "--epochs", "--batch", "--lr", "--optimizer",
                        "--weight-decay", "--augment", "--no-augment", "--seed", "--threads", "--resume", "--output",
                        "--loss", "--label-smoothing", "--stem-pool", "--no-stem-pool", "--widths", "--pooling", "--erase",
-                       "--backbone-weights", "--backbone-lr-scale"]
+                       "--paste", "--backbone-weights", "--backbone-lr-scale"]
         for option in options {
             XCTAssertTrue(result.standardOutput.contains(option), "`classify train --help` does not mention \(option)")
         }
@@ -204,6 +204,15 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(mismatch.status, 1)
         XCTAssertTrue(mismatch.errorLines.first?.contains("other.h5") == true, mismatch.standardError)
         XCTAssertFalse(mismatch.standardError.contains("epoch 1/1"), "trained before refusing: \(mismatch.standardError)")
+        // Item pasting is a classification training option: logged, and kept in the checkpoint for --resume.
+        let pasted = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--backbone", "plain", "--widths", "3,3",
+                                  "--epochs", "1", "--paste", "0.5", "-o", scratch.file("pasted.h5")])
+        XCTAssertEqual(pasted.status, 0, pasted.standardError)
+        XCTAssertTrue(pasted.standardError.contains("augment on + pasting 0.5"), pasted.standardError)
+        let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("pasted.last.h5")).metadata["training_options"])
+        XCTAssertTrue(options.contains("\"pasting\":0.5"), options)
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--paste", "0.5", "--no-augment", "-o", scratch.file("p2.h5")],
+                    mentioning: "--paste is part of the augmentation")
     }
 
     func testPredictOnACorruptPNGFailsWithoutWritingCSV() throws {
@@ -346,7 +355,10 @@ final class CLITests: XCTestCase {
                                 ("--context=local", "--context must be attention, global or none"),
                                 ("--context-keys=0", "--context-keys must be 1 to 4096"),
                                 ("--context-keys=8", "--context-keys sets attention's keys; it needs --context attention"),
-                                ("--hidden-width=-2", "--hidden-width must be 0 to 4096")] {
+                                ("--hidden-width=-2", "--hidden-width must be 0 to 4096"),
+                                ("--refine-maps-width=0", "--refine-maps-width must be 1 to 4096"),
+                                ("--paste=2", "--paste must be between 0 and 1"),
+                                ("--paste=0.5", "--paste is for classification")] {
             let refused = try percept(train + [flag, "-o", scratch.file("r.h5")])
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.standardError.contains(message), refused.standardError)

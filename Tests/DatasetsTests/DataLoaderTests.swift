@@ -132,6 +132,55 @@ final class DataLoaderTests: XCTestCase {
         XCTAssert(half > 8 && half < 32, "\(half) of \(count) images erased at probability 0.5")
     }
 
+    /// Pasting puts another item over an edge of the image by per-pixel maximum: one rectangle
+    /// touching the border, of at most a third of the image (the squares' IoU is 0.2 at most),
+    /// holding another image's value; the label stays the image's. Probability 0 pastes nothing.
+    func testPastingCoversAnEdgeWithAnotherItemAndKeepsTheLabel() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("paste.h5")
+        let side = 12, count = 30
+        let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: side, width: side, source: "test")
+        // Image i is flat at 5 i + 10, labelled i % 3: a pasted image shows as a brighter rectangle.
+        for index in 0..<count {
+            try writer.append(image: Image(width: side, height: side, channels: 1,
+                                           pixels: [UInt8](repeating: UInt8(5 * index + 10), count: side * side)), label: index % 3)
+        }
+        try writer.finish(classNames: ["a", "b", "c"])
+        let dataset = try ClassificationDataset(path: path)
+        func pastedAreas(probability: Float) throws -> [Int] {
+            let loader = DataLoader(dataset, batchSize: count, augmentation: Augmentation(pasting: probability), seed: 5)
+            let batch = try XCTUnwrap(Array(loader).first)
+            return try batch.indices.enumerated().map { slot, index in
+                XCTAssertEqual(batch.labels[slot], Int32(index % 3))
+                let own = Float(5 * index + 10)
+                var rows: Set<Int> = [], columns: Set<Int> = [], values: Set<Float> = []
+                for y in 0..<side {
+                    for x in 0..<side {
+                        let value = (batch.images.pointer[slot * side * side + y * side + x] * 255).rounded()
+                        guard value != own else { continue }
+                        XCTAssertGreaterThan(value, own, "pasting darkened a pixel")
+                        rows.insert(y); columns.insert(x); values.insert(value)
+                    }
+                }
+                guard !values.isEmpty else { return 0 }
+                let area = rows.count * columns.count
+                XCTAssertEqual(values.count, 1, "one pasted item")
+                XCTAssertEqual(rows.count, try XCTUnwrap(rows.max()) - rows.min()! + 1)
+                XCTAssertEqual(columns.count, try XCTUnwrap(columns.max()) - columns.min()! + 1)
+                XCTAssertTrue(rows.contains(0) || rows.contains(side - 1), "rows \(rows.sorted()) miss the border")
+                XCTAssertTrue(columns.contains(0) || columns.contains(side - 1), "columns \(columns.sorted()) miss the border")
+                XCTAssertLessThanOrEqual(6 * area, 2 * side * side, "overlap of \(area) pixels: IoU above 0.2")
+                XCTAssertEqual(Int(try XCTUnwrap(values.first)) % 5, 0)
+                return area
+            }
+        }
+        XCTAssertEqual(try pastedAreas(probability: 0), [Int](repeating: 0, count: count))
+        let always = try pastedAreas(probability: 1)
+        // Only an image pasted onto a brighter one (or itself) leaves no trace.
+        XCTAssertGreaterThan(always.filter { $0 > 0 }.count, count / 4)
+        XCTAssertGreaterThan(Set(always).count, 4, "overlaps of one size")
+    }
+
     func testFlipMovesBoxes() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("det.h5")
