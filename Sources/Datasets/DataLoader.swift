@@ -116,19 +116,21 @@ struct PastedItem {
     /// (block, row) of the pasted item among the loaded rows.
     let source: (Int, Int)
 
-    /// Nil when nothing is pasted this time (probability `1 - probability`). Draws nothing when
+    /// Nil when nothing is pasted this time (probability `1 - probability`, or no offset found in
+    /// 100 tries, as on images too small to overlap that little). Draws nothing when
     /// `probability` is 0, so runs without pasting keep their random stream.
     init?(width: Int, height: Int, probability: Float, candidates: [(Int, Int)], using generator: inout SeededGenerator) {
         guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
         source = candidates[Int(generator.next() % UInt64(candidates.count))]
         let area = width * height
-        while true {
+        for _ in 0..<100 {
             let dx = Int.random(in: -(width - 1)...(width - 1), using: &generator)
             let dy = Int.random(in: -(height - 1)...(height - 1), using: &generator)
             let overlap = (width - abs(dx)) * (height - abs(dy))
             // IoU = overlap / (2 area - overlap) <= 0.2, i.e. 6 overlap <= 2 area.
             if 6 * overlap <= 2 * area { self.dx = dx; self.dy = dy; return }
         }
+        return nil
     }
 
     /// `image` (one `width` x `height` plane) with the plane `item` pasted at the offset, by maximum.

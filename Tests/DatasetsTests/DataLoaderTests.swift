@@ -179,6 +179,14 @@ final class DataLoaderTests: XCTestCase {
         // Only an image pasted onto a brighter one (or itself) leaves no trace.
         XCTAssertGreaterThan(always.filter { $0 > 0 }.count, count / 4)
         XCTAssertGreaterThan(Set(always).count, 4, "overlaps of one size")
+        // A 1x1 image has no offset that overlaps it by IoU 0.2 or less: nothing is pasted, and the loader does not hang.
+        let tinyPath = directory.file("tiny.h5")
+        let tiny = try DatasetWriter(path: tinyPath, task: .classification, channels: 1, height: 1, width: 1, source: "test")
+        for index in 0..<4 { try tiny.append(image: Image(width: 1, height: 1, channels: 1, pixels: [UInt8(index)]), label: index % 3) }
+        try tiny.finish(classNames: ["a", "b", "c"])
+        let tinyBatch = try XCTUnwrap(Array(DataLoader(try ClassificationDataset(path: tinyPath), batchSize: 4,
+                                                       augmentation: Augmentation(pasting: 1), seed: 1)).first)
+        XCTAssertEqual(tinyBatch.indices.map(Float.init), tinyBatch.images.scalars.map { ($0 * 255).rounded() })
     }
 
     func testFlipMovesBoxes() throws {
