@@ -11,10 +11,10 @@ public struct Augmentation: Sendable {
     /// 2-40% of the image, aspect ratio 0.3-3.3, filled with uniform noise; its mask pixels are
     /// ignored. 0: never.
     public var erasing: Float
-    /// Probability (classification only) that another item of the loaded rows is pasted over the
-    /// image's edge before the crop and flip, by per-pixel maximum, offset so that the two image
-    /// squares overlap with IoU 0.2 at most, as items overlap on segmentation canvases; the label
-    /// stays the image's. 0: never.
+    /// Probability (classification only) that an item drawn from the loaded rows (rarely the
+    /// image itself, which changes nothing) is pasted over the image's edge before the crop and
+    /// flip, by per-pixel maximum, offset so that the two image frames overlap with IoU 0.2 at
+    /// most, as items overlap on segmentation canvases; the label stays the image's. 0: never.
     public var pasting: Float
 
     public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0) {
@@ -109,12 +109,15 @@ struct ErasedRectangle {
 }
 
 /// Where another item goes when it is pasted onto an image (`Augmentation.pasting`): its pixel
-/// (x, y) lands on (x + dx, y + dy), at an offset where the two squares overlap with IoU in
-/// (0, 0.2], so the pasted item covers an edge of the image's item without hiding it.
+/// (x, y) lands on (x + dx, y + dy), at an offset where the two image frames overlap with IoU in
+/// (0, 0.2], so the pasted item covers an edge of the image's item without hiding it. Images of
+/// fewer than 3 pixels have no such offset.
 struct PastedItem {
     let dx: Int, dy: Int
     /// (block, row) of the pasted item among the loaded rows.
     let source: (Int, Int)
+
+    init(dx: Int, dy: Int, source: (Int, Int)) { self.dx = dx; self.dy = dy; self.source = source }
 
     /// Nil when nothing is pasted this time (probability `1 - probability`, or no offset found in
     /// 100 tries, as on images too small to overlap that little). Draws nothing when

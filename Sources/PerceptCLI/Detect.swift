@@ -117,6 +117,7 @@ struct DetectTrain: ParsableCommand {
         guard negatives >= 0, hardNegatives >= 0 else { throw ValidationError("--negatives and --hard-negatives must not be negative") }
         // Window crops are sampled, jittered and flipped by the sampler, which has no erasing.
         if arguments.erase != nil { throw ValidationError("--erase is not available for detection (its windows are sampled, not loaded)") }
+        try arguments.refusePasting(task: "detection")
     }
 
     func run() throws {

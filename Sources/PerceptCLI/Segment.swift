@@ -73,6 +73,15 @@ struct SegmentTrain: ParsableCommand {
         if let decoderWidth, decoderWidth < 0 { throw ValidationError("--decoder-width must be 0 or more") }
         if let refineWidth, refineWidth < 0 { throw ValidationError("--refine-width must be 0 or more") }
         if let refineMapsWidth, !(1...4096).contains(refineMapsWidth) { throw ValidationError("--refine-maps-width must be 1 to 4096") }
+        if refineMapsWidth != nil, (refineMaps ?? "").isEmpty {
+            throw ValidationError("--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps")
+        }
+        try arguments.refusePasting(task: "segmentation")
+        let headOptions: [Any?] = [skips, decoderWidth, refineWidth, refineMaps, refineMapsWidth, classifierKernel, skipKernel,
+                                   flipAverage, startScores ? true : nil, classWeights, lovasz, context, contextKeys, hiddenWidth]
+        if arguments.resume != nil, headOptions.contains(where: { $0 != nil }) {
+            throw ValidationError("--resume continues the head the run was started with; drop the head options (--skips, --decoder-width, --refine-width, --refine-maps, --refine-maps-width, --classifier-kernel, --skip-kernel, --flip-average, --start-scores, --class-weights, --lovasz, --context, --context-keys, --hidden-width)")
+        }
         if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
         if let skipKernel, ![1, 3, 5, 7].contains(skipKernel) { throw ValidationError("--skip-kernel must be 1, 3, 5 or 7") }
         if let classWeights, commaList(classWeights)!.contains(where: { Float($0).map { !($0 >= 0 && $0.isFinite) } ?? true }) {

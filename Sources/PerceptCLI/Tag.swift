@@ -21,6 +21,8 @@ struct TagTrain: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Tune per-tag thresholds on the validation set (default: on when --val is given).")
     var tuneThresholds = true
 
+    func validate() throws { try arguments.refusePasting(task: "tagging") }
+
     func run() throws {
         try failingCleanly {
             let dataset = try TaggingDataset(path: arguments.data)

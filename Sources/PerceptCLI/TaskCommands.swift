@@ -96,7 +96,7 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Random erasing: the probability that a training image also gets a random rectangle (2-40% of its area, aspect 0.3-3.3) filled with noise, as in Zhong et al. 2017; segmentation ignores its pixels (default: the task's recipe; 0 where it has none).")
     var erase: Float?
 
-    @Option(help: "Item pasting, for classifiers whose backbone will segment overlapping items: the probability that a training image also gets another training item pasted over its edge by per-pixel maximum (the two squares overlapping by IoU 0.2 at most, as on segmentation canvases); the label stays the image's (default: 0, none; classification only).")
+    @Option(help: "Item pasting, for classifiers whose backbone will segment overlapping items: the probability that a training image also gets another training item pasted over its edge by per-pixel maximum (the two image frames overlapping by IoU 0.2 at most, as items on segmentation canvases); the label stays the image's (default: 0, none; classification only).")
     var paste: Float?
 
     @Option(help: "Random seed: the same seed and thread count give the same model (default: 0).")
@@ -133,6 +133,12 @@ struct TrainArguments: ParsableArguments {
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
         if let padding, padding != 0 && padding != 1 { throw ValidationError("--padding must be 0 or 1") }
         guard output.hasSuffix(".h5") else { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
+    }
+
+    /// Refuses `--paste` for `task`, whose targets a pasted item would contradict (called from
+    /// the `validate()` of every task but classification).
+    func refusePasting(task: String) throws {
+        if let paste, paste > 0 { throw ValidationError("--paste is for classification (a pasted item would have no label in \(task))") }
     }
 
     /// Whether the command line chooses the backbone (--backbone, --stem-stride, --stem-pool,
@@ -288,9 +294,6 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
                           prepare: (Model<H>, Recipe, PretrainedBackbone?) throws -> Void = { _, _, _ in },
                           source: ((Model<H>, Recipe) throws -> any BatchSource)? = nil) throws {
     if let threads = args.threads { Threads.set(threads) }
-    if let paste = args.paste, paste > 0, H.task != .classification {
-        throw ValidationError("--paste is for classification (the pasted item would have no label here)")
-    }
     // Outputs are checked before any work: the model and its checkpoint, never an input.
     let checkpointPath = Trainer.checkpointPath(for: args.output)
     let inputs = [args.data] + (args.val.map { [$0] } ?? [])

@@ -256,7 +256,7 @@ public final class SegmentationHead: Head {
             ? Refinement(mapChannels: try map("input").channels, classes: k, width: configuration.refineWidth, using: &rng) : nil
         let refineMaps = try (configuration.refineMaps ?? []).map(map)
         let refineMapsWidth = configuration.refineMapsWidth ?? 16
-        guard refineMapsWidth >= 1 && refineMapsWidth <= 4096 else {
+        guard refineMaps.isEmpty || (refineMapsWidth >= 1 && refineMapsWidth <= 4096) else {
             throw ModelError("segmentation map refinement width \(refineMapsWidth) must be 1 to 4096")
         }
         let scoresStride = skips.last?.stride ?? deepest.stride

@@ -213,6 +213,10 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(options.contains("\"pasting\":0.5"), options)
         try refused(["classify", "train", "--data", scratch.file("data.h5"), "--paste", "0.5", "--no-augment", "-o", scratch.file("p2.h5")],
                     mentioning: "--paste is part of the augmentation")
+        for task in ["tag", "detect"] {
+            try refused([task, "train", "--data", scratch.file("data.h5"), "--paste", "0.5", "-o", scratch.file("p3.h5")],
+                        mentioning: "--paste is for classification")
+        }
     }
 
     func testPredictOnACorruptPNGFailsWithoutWritingCSV() throws {
@@ -358,8 +362,10 @@ final class CLITests: XCTestCase {
                                 ("--hidden-width=-2", "--hidden-width must be 0 to 4096"),
                                 ("--refine-maps-width=0", "--refine-maps-width must be 1 to 4096"),
                                 ("--paste=2", "--paste must be between 0 and 1"),
-                                ("--paste=0.5", "--paste is for classification")] {
-            let refused = try percept(train + [flag, "-o", scratch.file("r.h5")])
+                                ("--paste=0.5", "--paste is for classification"),
+                                ("--refine-maps-width=8", "--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps"),
+                                ("--resume=x.last.h5 --lovasz=1", "--resume continues the head the run was started with")] {
+            let refused = try percept(train + flag.split(separator: " ").map(String.init) + ["-o", scratch.file("r.h5")])
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.standardError.contains(message), refused.standardError)
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))

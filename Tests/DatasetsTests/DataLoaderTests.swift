@@ -189,6 +189,30 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertEqual(tinyBatch.indices.map(Float.init), tinyBatch.images.scalars.map { ($0 * 255).rounded() })
     }
 
+    /// A pasted item's pixel (x, y) lands on (x + dx, y + dy) by maximum, clipped to the image;
+    /// probability 0 draws nothing from the generator.
+    func testPastedItemLandsAtItsOffsetByMaximum() {
+        let width = 5, height = 4
+        var image = [UInt8](repeating: 0, count: width * height)
+        image[1 * width + 4] = 250  // inside the pasted part, brighter than the item there
+        let item = (0..<(width * height)).map { UInt8($0 + 1) }
+        let pasted = PastedItem(dx: 3, dy: -2, source: (0, 0))
+        image.withUnsafeMutableBufferPointer { target in
+            item.withUnsafeBufferPointer { pasted.apply(to: target.baseAddress!, item: $0.baseAddress!, width: width, height: height) }
+        }
+        for y in 0..<height {
+            for x in 0..<width {
+                let sx = x - 3, sy = y + 2
+                let expected: UInt8 = x == 4 && y == 1 ? 250 : (0..<width).contains(sx) && (0..<height).contains(sy) ? item[sy * width + sx] : 0
+                XCTAssertEqual(image[y * width + x], expected, "(\(x), \(y))")
+            }
+        }
+        var generator = SeededGenerator(seed: 3)
+        var copy = generator
+        XCTAssertNil(PastedItem(width: 28, height: 28, probability: 0, candidates: [(0, 0)], using: &generator))
+        XCTAssertEqual(generator.next(), copy.next())
+    }
+
     func testFlipMovesBoxes() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("det.h5")

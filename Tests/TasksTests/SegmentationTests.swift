@@ -232,7 +232,8 @@ final class SegmentationTests: XCTestCase {
         let images = Tensor.randomNormal([2, 1, 16, 16], using: &generator)
         let masks = (0..<(2 * 16 * 16)).map { _ in Int32(generator.next() % 3) }
         let geometry = InputGeometry(height: 16, width: 16)
-        // Drawn after everything else and zero at the output: the same scores as without it.
+        // Drawn after everything else and zero at the output: the same scores as without it (here
+        // stage1 is at the input's resolution; a coarser map would resize the scores in two steps).
         model.setMode(.inference); plain.setMode(.inference)
         XCTAssertEqual(model(images).scalars, plain(images).scalars)
         model.setMode(.training)
@@ -300,6 +301,13 @@ final class SegmentationTests: XCTestCase {
         // The option is stored with the run, so a resumed run keeps it.
         let stored = try JSONDecoder().decode(TrainingOptions.self, from: Data(options.json().utf8))
         XCTAssertEqual(stored.freezeBackboneStatistics, true)
+        // Trained again without the option, the same model object normalises with batch statistics.
+        options.freezeBackboneStatistics = nil
+        _ = Trainer(model: model, train: DataLoader(train, batchSize: 16, mean: configuration.mean, std: configuration.std),
+                    validation: nil, options: options, outputPath: folder.file("again.h5"))
+        var frozen = 0
+        model.walk { _, object in if let norm = object as? BatchNorm2D, norm.freezesStatistics { frozen += 1 } }
+        XCTAssertEqual(frozen, 0)
     }
 
     /// With flip averaging the predictor commutes with mirroring: segmenting a mirrored image
