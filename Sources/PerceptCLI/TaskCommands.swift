@@ -121,13 +121,12 @@ struct TrainArguments: ParsableArguments {
         if let backboneLrScale, !(backboneLrScale >= 0 && backboneLrScale <= 10) {
             throw ValidationError("--backbone-lr-scale must be between 0 and 10")
         }
-        if let erase, !(erase >= 0 && erase <= 1) { throw ValidationError("--erase must be between 0 and 1") }
-        if augment == false, let erase, erase > 0 {
-            throw ValidationError("--erase is part of the augmentation; --no-augment turns it off (drop one of them)")
-        }
-        if let paste, !(paste >= 0 && paste <= 1) { throw ValidationError("--paste must be between 0 and 1") }
-        if augment == false, let paste, paste > 0 {
-            throw ValidationError("--paste is part of the augmentation; --no-augment turns it off (drop one of them)")
+        for (flag, probability) in [("--erase", erase), ("--paste", paste)] {
+            guard let probability else { continue }
+            if !(probability >= 0 && probability <= 1) { throw ValidationError("\(flag) must be between 0 and 1") }
+            if augment == false, probability > 0 {
+                throw ValidationError("\(flag) is part of the augmentation; --no-augment turns it off (drop one of them)")
+            }
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let stemStride, stemStride != 1 && stemStride != 2 { throw ValidationError("--stem-stride must be 1 or 2") }
@@ -355,8 +354,8 @@ func runTraining<H: Head>(_ head: H.Type, _ args: TrainArguments, base: Recipe, 
         + "\(dataset.classNames.count) classes, \(b.kind.rawValue) backbone widths \(b.widths) stem stride \(b.stemStride)\(b.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
         + "\(recipe.options.epochs) epochs, batch \(recipe.options.batchSize), \(recipe.options.optimizer.rawValue) lr \(recipe.options.peakLearningRate)"
         + (recipe.options.backboneLearningRateScale.map { " (backbone x\($0))" } ?? "") + ", "
-        + "augment \(recipe.options.augment ? "on" : "off")" + (recipe.options.augment ? recipe.options.erasing.map { " + erasing \($0)" } ?? "" : "")
-        + (recipe.options.augment ? recipe.options.pasting.map { " + pasting \($0)" } ?? "" : "")
+        + "augment \(recipe.options.augment ? "on" : "off")"
+        + (recipe.options.augment ? (recipe.options.erasing.map { " + erasing \($0)" } ?? "") + (recipe.options.pasting.map { " + pasting \($0)" } ?? "") : "")
         + (recipe.options.freezeBackboneStatistics == true ? ", backbone batch-norm statistics frozen" : "")
         + ", \(Threads.count) threads"
         + (pretrained.map { ", backbone from \($0.path)" } ?? "") + "\n").utf8))

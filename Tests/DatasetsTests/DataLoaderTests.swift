@@ -3,13 +3,14 @@ import XCTest
 @testable import Datasets
 
 final class DataLoaderTests: XCTestCase {
-    /// A classification file whose image i is filled with value i and labelled i % 3.
-    func makeClassification(_ directory: TemporaryDirectory, count: Int = 23, width: Int = 3) throws -> String {
+    /// A classification file whose image i is filled with value `value(i)` (default i) and labelled i % 3.
+    func makeClassification(_ directory: TemporaryDirectory, count: Int = 23, width: Int = 3, height: Int = 2, channels: Int = 2,
+                            value: (Int) -> Int = { $0 }) throws -> String {
         let path = directory.file("loader.h5")
-        let writer = try DatasetWriter(path: path, task: .classification, channels: 2, height: 2, width: width, source: "test")
+        let writer = try DatasetWriter(path: path, task: .classification, channels: channels, height: height, width: width, source: "test")
         for index in 0..<count {
-            try writer.append(image: Image(width: width, height: 2, channels: 2,
-                                           pixels: [UInt8](repeating: UInt8(index), count: 4 * width)), label: index % 3)
+            try writer.append(image: Image(width: width, height: height, channels: channels,
+                                           pixels: [UInt8](repeating: UInt8(value(index)), count: channels * height * width)), label: index % 3)
         }
         try writer.finish(classNames: ["a", "b", "c"])
         return path
@@ -136,17 +137,11 @@ final class DataLoaderTests: XCTestCase {
     /// touching the border, of at most a third of the image (the squares' IoU is 0.2 at most),
     /// holding another image's value; the label stays the image's. Probability 0 pastes nothing.
     func testPastingCoversAnEdgeWithAnotherItemAndKeepsTheLabel() throws {
-        let directory = TemporaryDirectory()
-        let path = directory.file("paste.h5")
+        let directory = TemporaryDirectory(), tinyDirectory = TemporaryDirectory()
         let side = 12, count = 30
-        let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: side, width: side, source: "test")
         // Image i is flat at 5 i + 10, labelled i % 3: a pasted image shows as a brighter rectangle.
-        for index in 0..<count {
-            try writer.append(image: Image(width: side, height: side, channels: 1,
-                                           pixels: [UInt8](repeating: UInt8(5 * index + 10), count: side * side)), label: index % 3)
-        }
-        try writer.finish(classNames: ["a", "b", "c"])
-        let dataset = try ClassificationDataset(path: path)
+        let dataset = try ClassificationDataset(path: makeClassification(directory, count: count, width: side, height: side,
+                                                                         channels: 1, value: { 5 * $0 + 10 }))
         func pastedAreas(probability: Float) throws -> [Int] {
             let loader = DataLoader(dataset, batchSize: count, augmentation: Augmentation(pasting: probability), seed: 5)
             let batch = try XCTUnwrap(Array(loader).first)
@@ -180,10 +175,7 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertGreaterThan(always.filter { $0 > 0 }.count, count / 4)
         XCTAssertGreaterThan(Set(always).count, 4, "overlaps of one size")
         // A 1x1 image has no offset that overlaps it by IoU 0.2 or less: nothing is pasted, and the loader does not hang.
-        let tinyPath = directory.file("tiny.h5")
-        let tiny = try DatasetWriter(path: tinyPath, task: .classification, channels: 1, height: 1, width: 1, source: "test")
-        for index in 0..<4 { try tiny.append(image: Image(width: 1, height: 1, channels: 1, pixels: [UInt8(index)]), label: index % 3) }
-        try tiny.finish(classNames: ["a", "b", "c"])
+        let tinyPath = try makeClassification(tinyDirectory, count: 4, width: 1, height: 1, channels: 1)
         let tinyBatch = try XCTUnwrap(Array(DataLoader(try ClassificationDataset(path: tinyPath), batchSize: 4,
                                                        augmentation: Augmentation(pasting: 1), seed: 1)).first)
         XCTAssertEqual(tinyBatch.indices.map(Float.init), tinyBatch.images.scalars.map { ($0 * 255).rounded() })
