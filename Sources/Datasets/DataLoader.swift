@@ -11,10 +11,14 @@ public struct Augmentation: Sendable {
     /// 2-40% of the image, aspect ratio 0.3-3.3, filled with uniform noise; its mask pixels are
     /// ignored. 0: never.
     public var erasing: Float
-    /// Probability (classification only) that an item drawn from the loaded rows (rarely the
-    /// image itself, which changes nothing) is pasted over the image's edge before the crop and
-    /// flip, by per-pixel maximum, offset so that the two image frames overlap with IoU 0.2 at
-    /// most, as items overlap on segmentation canvases; the label stays the image's. 0: never.
+    /// Probability that another item drawn from the loaded rows is pasted onto the image before
+    /// the crop and flip, by the rule compose draws canvases with (the brighter pixel wins), so
+    /// that items overlap as on segmentation canvases. Classification (`PastedItem`): a whole
+    /// image (rarely the image itself, which changes nothing) over the image's edge, the two
+    /// frames overlapping with IoU 0.2 at most; the label stays the image's. Segmentation
+    /// (`PastedRegion`): one item region of another canvas with its label, onto a canvas of
+    /// fewer than 3 items, its box overlapping theirs by IoU 0.2 at most. Other tasks: unused.
+    /// 0: never.
     public var pasting: Float
 
     public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0) {
@@ -105,43 +109,6 @@ struct ErasedRectangle {
     /// Sets the rectangle of the `width`-wide plane `plane` to values from `fill`.
     func apply<T>(to plane: UnsafeMutablePointer<T>, width: Int, _ fill: () -> T) {
         for row in y { for column in x { plane[row * width + column] = fill() } }
-    }
-}
-
-/// Where another item goes when it is pasted onto an image (`Augmentation.pasting`): its pixel
-/// (x, y) lands on (x + dx, y + dy), at an offset where the two image frames overlap with IoU in
-/// (0, 0.2], so the pasted item covers an edge of the image's item without hiding it. Images of
-/// fewer than 3 pixels have no such offset.
-struct PastedItem {
-    let dx: Int, dy: Int
-    /// (block, row) of the pasted item among the loaded rows.
-    let source: (Int, Int)
-
-    init(dx: Int, dy: Int, source: (Int, Int)) { self.dx = dx; self.dy = dy; self.source = source }
-
-    /// Nil when nothing is pasted this time (probability `1 - probability`, or no offset found in
-    /// 100 tries, as on images too small to overlap that little). Draws nothing when
-    /// `probability` is 0, so runs without pasting keep their random stream.
-    init?(width: Int, height: Int, probability: Float, candidates: [(Int, Int)], using generator: inout SeededGenerator) {
-        guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
-        source = candidates[Int(generator.next() % UInt64(candidates.count))]
-        let area = width * height
-        for _ in 0..<100 {
-            let dx = Int.random(in: -(width - 1)...(width - 1), using: &generator)
-            let dy = Int.random(in: -(height - 1)...(height - 1), using: &generator)
-            let overlap = (width - abs(dx)) * (height - abs(dy))
-            // IoU = overlap / (2 area - overlap) <= 0.2, i.e. 6 overlap <= 2 area.
-            if 6 * overlap <= 2 * area { self.dx = dx; self.dy = dy; return }
-        }
-        return nil
-    }
-
-    /// `image` (one `width` x `height` plane) with the plane `item` pasted at the offset, by maximum.
-    func apply(to image: UnsafeMutablePointer<UInt8>, item: UnsafePointer<UInt8>, width: Int, height: Int) {
-        for y in max(0, dy)..<min(height, height + dy) {
-            let target = image + y * width, source = item + (y - dy) * width
-            for x in max(0, dx)..<min(width, width + dx) { target[x] = max(target[x], source[x - dx]) }
-        }
     }
 }
 
@@ -267,8 +234,8 @@ final class EpochPlan {
     var order: [(Int, Int)] = []
     var orderIndex = 0
     var emitted = 0
-    /// The current image with another item pasted onto it (`Augmentation.pasting`).
-    var pastingBuffer: [UInt8] = []
+    /// The current image with another item pasted onto it, and its mask (`Augmentation.pasting`).
+    var pastingBuffer: [UInt8] = [], pastingMask: [UInt8] = []
     let total: Int
 
     init(loader: DataLoader, epoch: Int) {
@@ -324,8 +291,12 @@ final class EpochPlan {
             indices.append(block.rows.lowerBound + row)
             let transform = CropFlip(width: width, height: height, augmentation: loader.augmentation, using: &generator)
             let erased = ErasedRectangle(width: width, height: height, probability: loader.augmentation.erasing, using: &generator)
-            let pasted = dataset.task == .classification
+            let pastedItem = dataset.task == .classification
                 ? PastedItem(width: width, height: height, probability: loader.augmentation.pasting, candidates: order, using: &generator) : nil
+            let pastedRegion = dataset.task == .segmentation
+                ? PastedRegion(target: (blockIndex, row), width: width, height: height, probability: loader.augmentation.pasting,
+                               candidates: order, mask: { Array(self.blocks[$0.0].masks[($0.1 * plane)..<(($0.1 + 1) * plane)]) },
+                               using: &generator) : nil
             let out = images.pointer + slot * channels * plane
             let normalise = { (image: UnsafePointer<UInt8>) in
                 for channel in 0..<channels {
@@ -337,18 +308,40 @@ final class EpochPlan {
                     erased?.apply(to: out + channel * plane, width: width) { self.generator.nextUniform() * 255 * scale + shift }
                 }
             }
-            if let pasted {
-                let (otherBlock, otherRow) = pasted.source
+            let pasting = pastedItem != nil || pastedRegion != nil
+            if pasting {
                 pastingBuffer.removeAll(keepingCapacity: true)
                 pastingBuffer.append(contentsOf: block.images[(row * channels * plane)..<((row + 1) * channels * plane)])
+            }
+            if let pastedItem {
+                let (otherBlock, otherRow) = pastedItem.source
                 blocks[otherBlock].images.withUnsafeBufferPointer { other in
                     pastingBuffer.withUnsafeMutableBufferPointer { buffer in
                         for channel in 0..<channels {
-                            pasted.apply(to: buffer.baseAddress! + channel * plane,
-                                         item: other.baseAddress! + (otherRow * channels + channel) * plane, width: width, height: height)
+                            pastedItem.apply(to: buffer.baseAddress! + channel * plane,
+                                             item: other.baseAddress! + (otherRow * channels + channel) * plane, width: width, height: height)
                         }
                     }
                 }
+            }
+            if let pastedRegion {
+                let (otherBlock, otherRow) = pastedRegion.source
+                pastingMask.removeAll(keepingCapacity: true)
+                pastingMask.append(contentsOf: block.masks[(row * plane)..<((row + 1) * plane)])
+                blocks[otherBlock].images.withUnsafeBufferPointer { otherImages in
+                    blocks[otherBlock].masks.withUnsafeBufferPointer { otherMasks in
+                        pastingBuffer.withUnsafeMutableBufferPointer { image in
+                            pastingMask.withUnsafeMutableBufferPointer { mask in
+                                pastedRegion.apply(image: image.baseAddress!, mask: mask.baseAddress!,
+                                                   sourceImage: otherImages.baseAddress! + otherRow * channels * plane,
+                                                   sourceMask: otherMasks.baseAddress! + otherRow * plane,
+                                                   width: width, height: height, channels: channels)
+                            }
+                        }
+                    }
+                }
+            }
+            if pasting {
                 pastingBuffer.withUnsafeBufferPointer { normalise($0.baseAddress!) }
             } else {
                 block.images.withUnsafeBufferPointer { normalise($0.baseAddress! + row * channels * plane) }
@@ -362,9 +355,9 @@ final class EpochPlan {
                     for k in 0..<count { tags!.pointer[slot * count + k] = Float(source[row * count + k]) }
                 }
             case .segmentation:
-                block.masks.withUnsafeBufferPointer { source in
+                (pastedRegion == nil ? block.masks : pastingMask).withUnsafeBufferPointer { source in
                     masks.withUnsafeMutableBufferPointer { out in
-                        transform.apply(source.baseAddress! + row * plane, into: out.baseAddress! + slot * plane,
+                        transform.apply(source.baseAddress! + (pastedRegion == nil ? row * plane : 0), into: out.baseAddress! + slot * plane,
                                         padding: Int32(DatasetLayout.ignoreIndex)) { Int32($0) }
                         erased?.apply(to: out.baseAddress! + slot * plane, width: width) { Int32(DatasetLayout.ignoreIndex) }
                     }

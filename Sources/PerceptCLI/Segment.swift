@@ -76,7 +76,6 @@ struct SegmentTrain: ParsableCommand {
         if refineMapsWidth != nil, (refineMaps ?? "").isEmpty {
             throw ValidationError("--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps")
         }
-        try arguments.refusePasting(task: "segmentation")
         let headOptions: [Any?] = [skips, decoderWidth, refineWidth, refineMaps, refineMapsWidth, classifierKernel, skipKernel,
                                    flipAverage, startScores ? true : nil, classWeights, lovasz, context, contextKeys, hiddenWidth]
         if arguments.resume != nil, headOptions.contains(where: { $0 != nil }) {

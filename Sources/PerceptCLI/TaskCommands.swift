@@ -96,7 +96,7 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Random erasing: the probability that a training image also gets a random rectangle (2-40% of its area, aspect 0.3-3.3) filled with noise, as in Zhong et al. 2017; segmentation ignores its pixels (default: the task's recipe; 0 where it has none).")
     var erase: Float?
 
-    @Option(help: "Item pasting, for classifiers whose backbone will segment overlapping items: the probability that a training image also gets another training item pasted over its edge by per-pixel maximum (the two image frames overlapping by IoU 0.2 at most, as items on segmentation canvases); the label stays the image's (default: 0, none; classification only).")
+    @Option(help: "Item pasting, so that items overlap as on segmentation canvases: the probability that a training image also gets another training item pasted onto it by the brighter pixel. Classification: a whole image over its edge (the two frames overlapping by IoU 0.2 at most); the label stays the image's. Segmentation: one item region of another canvas with its mask labels, onto a canvas of fewer than 3 items, boxes overlapping by IoU 0.2 at most (default: 0, none; classification and segmentation only).")
     var paste: Float?
 
     @Option(help: "Random seed: the same seed and thread count give the same model (default: 0).")
@@ -135,9 +135,11 @@ struct TrainArguments: ParsableArguments {
     }
 
     /// Refuses `--paste` for `task`, whose targets a pasted item would contradict (called from
-    /// the `validate()` of every task but classification).
+    /// the `validate()` of tagging and detection).
     func refusePasting(task: String) throws {
-        if let paste, paste > 0 { throw ValidationError("--paste is for classification (a pasted item would have no label in \(task))") }
+        if let paste, paste > 0 {
+            throw ValidationError("--paste is for classification and segmentation (a pasted item would have no label in \(task))")
+        }
     }
 
     /// Whether the command line chooses the backbone (--backbone, --stem-stride, --stem-pool,

@@ -30,8 +30,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Probability of random erasing on top of the crop and flip (nil: none); see
     /// `Augmentation.erasing`.
     public var erasing: Float?
-    /// Probability of pasting another item over each image's edge (classification; nil: none);
-    /// see `Augmentation.pasting`.
+    /// Probability of pasting another item onto each image (classification and segmentation;
+    /// nil: none); see `Augmentation.pasting`.
     public var pasting: Float?
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's (nil: 1, the same).

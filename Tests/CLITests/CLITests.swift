@@ -204,7 +204,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(mismatch.status, 1)
         XCTAssertTrue(mismatch.errorLines.first?.contains("other.h5") == true, mismatch.standardError)
         XCTAssertFalse(mismatch.standardError.contains("epoch 1/1"), "trained before refusing: \(mismatch.standardError)")
-        // Item pasting is a classification training option: logged, and kept in the checkpoint for --resume.
+        // Item pasting is a classification (and segmentation) training option: logged, and kept in the checkpoint for --resume.
         let pasted = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--backbone", "plain", "--widths", "3,3",
                                   "--epochs", "1", "--paste", "0.5", "-o", scratch.file("pasted.h5")])
         XCTAssertEqual(pasted.status, 0, pasted.standardError)
@@ -320,10 +320,12 @@ final class CLITests: XCTestCase {
         XCTAssertEqual([segmenter.configuration.mean, segmenter.configuration.std], [[0.5], [0.25]])
 
         // --backbone-lr-scale 0 trains the head alone: the backbone's weights stay the classifier's.
+        // (This run also pastes items, which segmentation takes and logs.)
         let frozen = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--backbone-lr-scale", "0",
-                                          "-o", scratch.file("f.h5")])
+                                          "--paste", "1", "-o", scratch.file("f.h5")])
         XCTAssertEqual(frozen.status, 0, frozen.standardError)
         XCTAssertTrue(frozen.standardError.contains("(backbone x0.0)"), frozen.standardError)
+        XCTAssertTrue(frozen.standardError.contains("augment on + pasting 1.0"), frozen.standardError)
         let (classifier, trained, headOnly) = (try ModelCheckpoint.read(path: scratch.file("classifier.h5")),
                                                try ModelCheckpoint.read(path: scratch.file("s.h5")),
                                                try ModelCheckpoint.read(path: scratch.file("f.h5")))
@@ -362,7 +364,7 @@ final class CLITests: XCTestCase {
                                 ("--hidden-width=-2", "--hidden-width must be 0 to 4096"),
                                 ("--refine-maps-width=0", "--refine-maps-width must be 1 to 4096"),
                                 ("--paste=2", "--paste must be between 0 and 1"),
-                                ("--paste=0.5", "--paste is for classification"),
+                                ("--paste=0.5 --no-augment", "--paste is part of the augmentation"),
                                 ("--refine-maps-width=8", "--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps"),
                                 ("--resume=x.last.h5 --lovasz=1", "--resume continues the head the run was started with")] {
             let refused = try percept(train + flag.split(separator: " ").map(String.init) + ["-o", scratch.file("r.h5")])

@@ -205,6 +205,115 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertEqual(generator.next(), copy.next())
     }
 
+    /// Regions are the 8-connected pixels of one class: diagonal neighbours join, another class
+    /// or background splits, ignored pixels (255) are no region.
+    func testMaskRegionsAreConnectedPixelsOfOneClass() {
+        let mask: [UInt8] = [1, 0, 0, 2, 2,
+                             0, 1, 0, 0, 2,
+                             0, 0, 3, 1, 255,
+                             1, 0, 0, 0, 255]
+        let regions = MaskRegions(mask: mask, width: 5, height: 4).regions
+        XCTAssertEqual(regions.map(\.label), [1, 2, 3, 1, 1])
+        XCTAssertEqual(regions.map { $0.pixels.sorted() }, [[0, 6], [3, 4, 9], [12], [13], [15]])
+        XCTAssertEqual(regions.map { [$0.x0, $0.y0, $0.x1, $0.y1] }, [[0, 0, 2, 2], [3, 0, 5, 2], [2, 2, 3, 3], [3, 2, 4, 3], [0, 3, 1, 4]])
+        XCTAssertEqual(regions[0].boxIoU(regions[0], dx: 1, dy: 0), 2.0 / 6.0, accuracy: 1e-12)
+        XCTAssertEqual(regions[0].boxIoU(regions[1]), 0)
+    }
+
+    /// A pasted region's pixels land at its offset where they are at least as bright and take
+    /// its label there; its rim goes only over background; nothing else changes.
+    func testPastedRegionTakesThePixelsItIsBrighterAt() {
+        let width = 6, height = 3, plane = width * height
+        // The source's region: class 4 at (1, 1) and (2, 1), with a faint rim pixel at (3, 1).
+        var sourceImage = [UInt8](repeating: 0, count: plane), sourceMask = [UInt8](repeating: 0, count: plane)
+        sourceImage[7] = 100; sourceImage[8] = 100; sourceImage[9] = 20
+        sourceMask[7] = 4; sourceMask[8] = 4
+        let region = MaskRegions(mask: sourceMask, width: width, height: height).regions[0]
+        // The target has an item of class 2 at (3, 1) (brighter than the paste) and (4, 1) (darker).
+        var image = [UInt8](repeating: 5, count: plane), mask = [UInt8](repeating: 0, count: plane)
+        image[9] = 150; mask[9] = 2; image[10] = 60; mask[10] = 2
+        let pasted = PastedRegion(dx: 2, dy: 0, source: (0, 0), region: region)
+        image.withUnsafeMutableBufferPointer { image in
+            mask.withUnsafeMutableBufferPointer { mask in
+                pasted.apply(image: image.baseAddress!, mask: mask.baseAddress!, sourceImage: sourceImage, sourceMask: sourceMask,
+                             width: width, height: height, channels: 1)
+            }
+        }
+        var expectedImage = [UInt8](repeating: 5, count: plane), expectedMask = [UInt8](repeating: 0, count: plane)
+        expectedImage[9] = 150; expectedMask[9] = 2      // the target item is brighter: it keeps the pixel
+        expectedImage[10] = 100; expectedMask[10] = 4    // the paste is brighter: its pixel and label
+        // The rim at (5, 1) lands on background and is brighter; the source's background next to
+        // the region (value 0) is darker than the target's 5 and changes nothing.
+        expectedImage[11] = 20
+        XCTAssertEqual(image, expectedImage)
+        XCTAssertEqual(mask, expectedMask)
+    }
+
+    /// Segmentation pasting, through the loader: each pasted canvas gains one region of another
+    /// canvas, with its label and pixels, inside the canvas and overlapping the canvas's own item
+    /// box by IoU 0.2 at most; probability 0 leaves every canvas as it was.
+    func testSegmentationPastingAddsAnotherCanvasItemWithItsLabel() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("paste.h5")
+        let side = 16, count = 24
+        // Canvas i: a 5x5 item of value 10 i + 20 and class i % 3 + 1 at (i % 8, i % 7), on background 0.
+        func canvas(_ i: Int) -> (image: [UInt8], mask: [UInt8]) {
+            var image = [UInt8](repeating: 0, count: side * side), mask = image
+            for y in (i % 7)..<(i % 7 + 5) {
+                for x in (i % 8)..<(i % 8 + 5) { image[y * side + x] = UInt8(10 * i + 20); mask[y * side + x] = UInt8(i % 3 + 1) }
+            }
+            return (image, mask)
+        }
+        let writer = try DatasetWriter(path: path, task: .segmentation, channels: 1, height: side, width: side, source: "test")
+        for i in 0..<count {
+            let (image, mask) = canvas(i)
+            try writer.append(image: Image(width: side, height: side, channels: 1, pixels: image),
+                              mask: Image(width: side, height: side, channels: 1, pixels: mask))
+        }
+        try writer.finish(classNames: ["background", "a", "b", "c"])
+        let dataset = try SegmentationDataset(path: path)
+        func batch(_ probability: Float) throws -> Batch {
+            try XCTUnwrap(Array(DataLoader(dataset, batchSize: count, augmentation: Augmentation(pasting: probability), seed: 2)).first)
+        }
+        let plain = try batch(0), pasted = try batch(1)
+        var pastedCanvases = 0, wholeItems = 0
+        for slot in 0..<count {
+            let index = pasted.indices[slot]
+            XCTAssertEqual(plain.indices[slot], index)
+            let (ownImage, ownMask) = canvas(index)
+            let image = (0..<(side * side)).map { UInt8((pasted.images.pointer[slot * side * side + $0] * 255).rounded()) }
+            let mask = (0..<(side * side)).map { UInt8(pasted.masks[slot * side * side + $0]) }
+            // Pixels not the canvas's own all come from one other canvas j, labelled as j's item.
+            var others: Set<Int> = []
+            var box = (x0: side, y0: side, x1: 0, y1: 0)
+            for p in 0..<(side * side) {
+                guard image[p] != ownImage[p] else { XCTAssertEqual(mask[p], ownMask[p]); continue }
+                XCTAssertGreaterThan(image[p], ownImage[p], "pasting darkened pixel \(p)")
+                let j = (Int(image[p]) - 20) / 10
+                XCTAssertEqual(Int(image[p]), 10 * j + 20)
+                XCTAssertEqual(Int(mask[p]), j % 3 + 1, "pixel \(p) of canvas \(index) from canvas \(j)")
+                others.insert(j)
+                box = (min(box.x0, p % side), min(box.y0, p / side), max(box.x1, p % side + 1), max(box.y1, p / side + 1))
+            }
+            XCTAssertLessThanOrEqual(others.count, 1)
+            guard others.count == 1 else { continue }
+            pastedCanvases += 1
+            XCTAssertLessThanOrEqual(box.x1 - box.x0, 5); XCTAssertLessThanOrEqual(box.y1 - box.y0, 5)
+            // A pasted item that won all its pixels shows its whole box: it overlaps the canvas's own by IoU 0.2 at most.
+            guard box.x1 - box.x0 == 5, box.y1 - box.y0 == 5 else { continue }
+            wholeItems += 1
+            let ownX = index % 8, ownY = index % 7
+            let w = max(0, min(ownX + 5, box.x1) - max(ownX, box.x0)), h = max(0, min(ownY + 5, box.y1) - max(ownY, box.y0))
+            XCTAssertLessThanOrEqual(Double(w * h) / Double(50 - w * h), 0.2, "canvas \(index): pasted box \(box)")
+        }
+        XCTAssertGreaterThan(wholeItems, 0)
+        XCTAssertGreaterThan(pastedCanvases, count / 2)
+        for i in 0..<(count * side * side) {
+            let index = plain.indices[i / (side * side)], p = i % (side * side)
+            XCTAssertEqual(plain.masks[i], Int32(canvas(index).mask[p]))
+        }
+    }
+
     func testFlipMovesBoxes() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("det.h5")
