@@ -108,8 +108,9 @@ struct PastedRegion {
 
     /// Nil when nothing is pasted this time (probability `1 - probability`; the canvas already
     /// has `maxItems` regions; the other canvas has none; or no place found in 100 tries).
-    /// `mask` gives the mask plane of a loaded (block, row). Draws nothing when `probability` is 0, so
-    /// runs without pasting keep their random stream.
+    /// `mask` gives the mask plane of a loaded (block, row). Touching items of one class count
+    /// as one region. Draws nothing when `probability` is 0, so runs without pasting keep their
+    /// random stream.
     init?(target: (Int, Int), width: Int, height: Int, probability: Float, candidates: [(Int, Int)],
           mask: ((Int, Int)) -> [UInt8], using generator: inout SeededGenerator) {
         guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
@@ -129,10 +130,10 @@ struct PastedRegion {
     }
 
     /// Pastes the region: each of its pixels, and each background pixel of the other canvas
-    /// next to it (the item's faint rim) where the target is background, replaces the target pixel where it is at least as
-    /// bright (summed over the `channels` planes; for gray images, the per-pixel maximum), as
-    /// compose gives a pixel to the item brighter there, ties to the later one; the region's
-    /// pixels that win take its label in `mask`.
+    /// next to it (the item's faint rim) where the target is background too, replaces the
+    /// target pixel where it is at least as bright (summed over the `channels` planes; for gray
+    /// images, the per-pixel maximum), as compose gives a pixel to the item brighter there, ties
+    /// to the later one; the region's pixels that win take its label in `mask`.
     func apply(image: UnsafeMutablePointer<UInt8>, mask: UnsafeMutablePointer<UInt8>,
                sourceImage: UnsafePointer<UInt8>, sourceMask: UnsafePointer<UInt8>, width: Int, height: Int, channels: Int) {
         let plane = width * height
