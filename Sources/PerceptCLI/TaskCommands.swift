@@ -96,7 +96,7 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Random erasing: the probability that a training image also gets a random rectangle (2-40% of its area, aspect 0.3-3.3) filled with noise, as in Zhong et al. 2017; segmentation ignores its pixels (default: the task's recipe; 0 where it has none).")
     var erase: Float?
 
-    @Option(help: "Item pasting, so that items overlap as on segmentation canvases: the probability that a training image also gets another training item pasted onto it by the brighter pixel. Classification: a whole image over its edge (the two frames overlapping by IoU 0.2 at most); the label stays the image's. Segmentation: one item region of another canvas with its mask labels, onto a canvas of fewer than 3 items, boxes overlapping by IoU 0.2 at most (default: 0, none; classification and segmentation only).")
+    @Option(help: "Item pasting, so that items overlap as on segmentation canvases: the probability that a training image also gets another training item pasted onto it by the brighter pixel. Classification: a whole image over its edge (the two frames overlapping by IoU 0.2 at most); the label stays the image's. Segmentation: one item region of another canvas with its mask labels, onto a canvas of fewer than 3 items, boxes overlapping by IoU 0.2 at most (default: the task's recipe, 0.5 for segmentation; 0 where it has none; classification and segmentation only).")
     var paste: Float?
 
     @Option(help: "Random seed: the same seed and thread count give the same model (default: 0).")

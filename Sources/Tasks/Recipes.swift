@@ -77,12 +77,13 @@ public struct Recipe: Sendable {
     /// classifier), 3x3 class scores on its deepest map (each position also reads its
     /// neighbours, as a classifier's pooling sees a whole item) upsampled to the input and
     /// refined there from the image itself (borders follow brightness), 16 epochs at peak
-    /// learning rate 0.2; predictions average each image's scores with its mirror image's.
+    /// learning rate 0.2 with half the canvases getting an item of another pasted on (so items
+    /// overlap anew each epoch); predictions average each image's scores with its mirror image's.
     /// models/README.md has the runs behind each choice.
     public static var segmentation: Recipe {
         var o = TrainingOptions()
         o.epochs = 16; o.batchSize = 64; o.optimizer = .sgd; o.learningRate = 0.2
-        o.weightDecay = 5e-4; o.warmupEpochs = 1
+        o.weightDecay = 5e-4; o.warmupEpochs = 1; o.pasting = 0.5
         var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
         r.widths = [24, 48, 96]
         r.backboneWeights = "fashion-classifier-small.h5"

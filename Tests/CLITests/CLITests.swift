@@ -381,8 +381,10 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(scratchFrozen.status, 1, scratchFrozen.standardError)
         XCTAssertEqual(scratchFrozen.errorLines, ["error: --freeze-bn-stats keeps a pretrained backbone's statistics; this run starts from scratch (give --backbone-weights)"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        let statistics = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--freeze-bn-stats", "-o", scratch.file("b.h5")])
+        let statistics = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--freeze-bn-stats", "--paste", "0",
+                                              "-o", scratch.file("b.h5")])
         XCTAssertEqual(statistics.status, 0, statistics.standardError)
+        XCTAssertFalse(statistics.standardError.contains("pasting"), "--paste 0 left the recipe's pasting on: \(statistics.standardError)")
         XCTAssertTrue(statistics.standardError.contains("backbone batch-norm statistics frozen"), statistics.standardError)
         let frozenOptions = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("b.last.h5")).metadata["training_options"])
         XCTAssertTrue(frozenOptions.contains("\"freezeBackboneStatistics\":true"), frozenOptions)
@@ -390,7 +392,8 @@ final class CLITests: XCTestCase {
         let erased = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "--erase", "0.5",
                                           "-o", scratch.file("e.h5")])
         XCTAssertEqual(erased.status, 0, erased.standardError)
-        XCTAssertTrue(erased.standardError.contains("augment on + erasing 0.5"), erased.standardError)
+        // The segmentation recipe pastes items with probability 0.5 unless told otherwise.
+        XCTAssertTrue(erased.standardError.contains("augment on + erasing 0.5 + pasting 0.5"), erased.standardError)
         let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("e.last.h5")).metadata["training_options"])
         XCTAssertTrue(options.contains("\"erasing\":0.5"), options)
         // A resumed run keeps the weights it has.
