@@ -355,9 +355,10 @@ final class EpochPlan {
                     for k in 0..<count { tags!.pointer[slot * count + k] = Float(source[row * count + k]) }
                 }
             case .segmentation:
-                (pastedRegion == nil ? block.masks : pastingMask).withUnsafeBufferPointer { source in
+                let (maskSource, maskOffset) = pastedRegion == nil ? (block.masks, row * plane) : (pastingMask, 0)
+                maskSource.withUnsafeBufferPointer { source in
                     masks.withUnsafeMutableBufferPointer { out in
-                        transform.apply(source.baseAddress! + (pastedRegion == nil ? row * plane : 0), into: out.baseAddress! + slot * plane,
+                        transform.apply(source.baseAddress! + maskOffset, into: out.baseAddress! + slot * plane,
                                         padding: Int32(DatasetLayout.ignoreIndex)) { Int32($0) }
                         erased?.apply(to: out.baseAddress! + slot * plane, width: width) { Int32(DatasetLayout.ignoreIndex) }
                     }

@@ -50,13 +50,10 @@ struct MaskRegions {
         var pixels: [Int] = []
         /// Bounding box: columns `x0..<x1`, rows `y0..<y1`.
         var x0 = Int.max, y0 = Int.max, x1 = 0, y1 = 0
-        var area: Int { (x1 - x0) * (y1 - y0) }
 
-        /// Intersection over union of the bounding boxes, this one moved by (`dx`, `dy`).
-        func boxIoU(_ other: Region, dx: Int = 0, dy: Int = 0) -> Double {
-            let w = min(x1 + dx, other.x1) - max(x0 + dx, other.x0), h = min(y1 + dy, other.y1) - max(y0 + dy, other.y0)
-            guard w > 0, h > 0 else { return 0 }
-            return Double(w * h) / Double(area + other.area - w * h)
+        /// The bounding box moved by (`dx`, `dy`), as compose's boxes (`x2`, `y2` exclusive).
+        func box(dx: Int = 0, dy: Int = 0) -> DetectionBox {
+            DetectionBox(x1: Float(x0 + dx), y1: Float(y0 + dy), x2: Float(x1 + dx), y2: Float(y1 + dy), label: Int32(label))
         }
     }
 
@@ -114,7 +111,7 @@ struct PastedRegion {
     init?(target: (Int, Int), width: Int, height: Int, probability: Float, candidates: [(Int, Int)],
           mask: ((Int, Int)) -> [UInt8], using generator: inout SeededGenerator) {
         guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
-        let items = MaskRegions(mask: mask(target), width: width, height: height).regions
+        let items = MaskRegions(mask: mask(target), width: width, height: height).regions.map { $0.box() }
         source = candidates[Int(generator.next() % UInt64(candidates.count))]
         guard items.count < PastedRegion.maxItems else { return nil }
         let regions = MaskRegions(mask: mask(source), width: width, height: height).regions
@@ -124,27 +121,27 @@ struct PastedRegion {
         for _ in 0..<100 {
             let dx = Int.random(in: -region.x0...(width - region.x1), using: &generator)
             let dy = Int.random(in: -region.y0...(height - region.y1), using: &generator)
-            if items.allSatisfy({ region.boxIoU($0, dx: dx, dy: dy) <= 0.2 }) { self.dx = dx; self.dy = dy; return }
+            let box = region.box(dx: dx, dy: dy)
+            if items.allSatisfy({ intersectionOverUnion($0, box) <= 0.2 }) { self.dx = dx; self.dy = dy; return }
         }
         return nil
     }
 
-    /// Pastes the region: each of its pixels, and each background pixel of the other canvas
-    /// next to it (the item's faint rim) where the target is background too, replaces the
-    /// target pixel where it is at least as bright (summed over the `channels` planes; for gray
-    /// images, the per-pixel maximum), as compose gives a pixel to the item brighter there, ties
-    /// to the later one; the region's pixels that win take its label in `mask`.
+    /// Pastes the region by compose's rule (`Composer.paste`): each of its pixels, and each
+    /// background pixel of the other canvas next to it (the item's faint rim) where the target
+    /// is background too, goes on by per-channel maximum; a region pixel at least as bright as
+    /// the target's (brightest channel; ties to the later paste) takes its label in `mask`.
     func apply(image: UnsafeMutablePointer<UInt8>, mask: UnsafeMutablePointer<UInt8>,
                sourceImage: UnsafePointer<UInt8>, sourceMask: UnsafePointer<UInt8>, width: Int, height: Int, channels: Int) {
         let plane = width * height
-        func brightness(_ pixels: UnsafePointer<UInt8>, _ p: Int) -> Int {
-            (0..<channels).reduce(0) { $0 + Int(pixels[$1 * plane + p]) }
-        }
         func paste(_ p: Int, label: UInt8?) {
             let t = p + dy * width + dx
-            guard brightness(sourceImage, p) >= brightness(image, t) else { return }
-            for c in 0..<channels { image[c * plane + t] = sourceImage[c * plane + p] }
-            if let label { mask[t] = label }
+            var source: UInt8 = 0, target: UInt8 = 0
+            for c in 0..<channels {
+                source = max(source, sourceImage[c * plane + p]); target = max(target, image[c * plane + t])
+                image[c * plane + t] = max(image[c * plane + t], sourceImage[c * plane + p])
+            }
+            if let label, source >= target { mask[t] = label }
         }
         for p in region.pixels {
             let x = p % width, y = p / width

@@ -216,8 +216,9 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertEqual(regions.map(\.label), [1, 2, 3, 1, 1])
         XCTAssertEqual(regions.map { $0.pixels.sorted() }, [[0, 6], [3, 4, 9], [12], [13], [15]])
         XCTAssertEqual(regions.map { [$0.x0, $0.y0, $0.x1, $0.y1] }, [[0, 0, 2, 2], [3, 0, 5, 2], [2, 2, 3, 3], [3, 2, 4, 3], [0, 3, 1, 4]])
-        XCTAssertEqual(regions[0].boxIoU(regions[0], dx: 1, dy: 0), 2.0 / 6.0, accuracy: 1e-12)
-        XCTAssertEqual(regions[0].boxIoU(regions[1]), 0)
+        XCTAssertEqual(regions[0].box(dx: 1, dy: 0), DetectionBox(x1: 1, y1: 0, x2: 3, y2: 2, label: 1))
+        XCTAssertEqual(intersectionOverUnion(regions[0].box(dx: 1, dy: 0), regions[0].box()), 2.0 / 6.0, accuracy: 1e-6)
+        XCTAssertEqual(intersectionOverUnion(regions[0].box(), regions[1].box()), 0)
     }
 
     /// A pasted region's pixels land at its offset where they are at least as bright and take
