@@ -7,6 +7,7 @@
 // 4-channel x 24-pixel output tile (forward) or a 4-channel x 3-tap gradient tile in twelve
 // registers, so each input vector loaded feeds four FMAs.
 #include "CKernels.h"
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -177,22 +178,43 @@ PC_AVX2 static void conv_grid_weight_grad_avx2(const float *input, long inStride
 
 // MARK: - Dispatch
 
-static int use_avx2 = -1;
+// 0: portable, 1: AVX2 + FMA, 2: AVX-512 (F, VL, BW, DQ) as well; -1 until first asked.
+static int level = -1, best_level = -1;
 
-int pc_kernels_use_avx2(void) {
-    if (use_avx2 < 0) {
+static int detect_level(void) {
 #ifdef PC_HAVE_X86
-        __builtin_cpu_init();
-        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) return 2;
+    return 1;
 #else
-        use_avx2 = 0;
+    return 0;
 #endif
+}
+
+int pc_kernels_level(void) {
+    if (level < 0) {
+        best_level = detect_level();
+        level = best_level;
+        // PERCEPT_KERNELS=avx2 or =portable caps the level, to compare the builds on one machine.
+        const char *cap = getenv("PERCEPT_KERNELS");
+        if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
+        if (cap && strcmp(cap, "portable") == 0) level = 0;
     }
-    return use_avx2;
+    return level;
+}
+
+int pc_kernels_use_avx2(void) { return pc_kernels_level() >= 1; }
+int pc_kernels_use_avx512(void) { return pc_kernels_level() >= 2; }
+
+void pc_kernels_force_level(int wanted) {
+    (void)pc_kernels_level();
+    level = wanted < 0 || wanted > best_level ? best_level : wanted;
 }
 
 void pc_kernels_force_portable(int portable) {
-    if (portable) use_avx2 = 0; else { use_avx2 = -1; (void)pc_kernels_use_avx2(); }
+    if (portable) { (void)pc_kernels_level(); level = 0; } else { level = -1; (void)pc_kernels_level(); }
 }
 
 void pc_conv_grid(const float *input, long inStride, int inChannels,

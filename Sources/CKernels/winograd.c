@@ -17,6 +17,7 @@ enum { L = 8, MAX_ALPHA = 8 };
 
 #if defined(__x86_64__)
 #define PC_AVX2 __attribute__((target("avx2,fma")))
+#define PC_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
 #define PC_HAVE_X86 1
 #endif
 #define PC_INLINE static inline __attribute__((always_inline))
@@ -41,76 +42,38 @@ PC_INLINE int kind_of(int m, int alpha) {
     return m == 4 && alpha == 6 ? F4x3 : m == 4 && alpha == 8 ? F4x5 : GENERAL;
 }
 
-// r = B^T x: alpha inputs, alpha outputs.
-PC_INLINE void apply_bt(int kind, int alpha, const float *bt, const v8 *x, v8 *r) {
-    if (kind == F4x3) {
-        const v8 e1 = x[4] - 4 * x[2], o1 = x[3] - 4 * x[1], e2 = x[4] - x[2], o2 = 2 * (x[3] - x[1]);
-        r[0] = 4 * x[0] - 5 * x[2] + x[4];
-        r[1] = e1 + o1; r[2] = e1 - o1;
-        r[3] = e2 + o2; r[4] = e2 - o2;
-        r[5] = 4 * x[1] - 5 * x[3] + x[5];
-    } else if (kind == F4x5) {
-        const v8 e1 = x[2] - 4.25f * x[4] + x[6], o1 = x[1] - 4.25f * x[3] + x[5];
-        const v8 e2 = 0.25f * x[2] - 1.25f * x[4] + x[6], o2 = 0.5f * x[1] - 2.5f * x[3] + 2 * x[5];
-        const v8 e3 = 4 * x[2] - 5 * x[4] + x[6], o3 = 2 * x[1] - 2.5f * x[3] + 0.5f * x[5];
-        r[0] = x[6] - x[0] + 5.25f * (x[2] - x[4]);
-        r[1] = e1 + o1; r[2] = e1 - o1;
-        r[3] = e2 + o2; r[4] = e2 - o2;
-        r[5] = e3 + o3; r[6] = e3 - o3;
-        r[7] = x[7] - x[1] + 5.25f * (x[3] - x[5]);
-    } else {
-        for (int i = 0; i < alpha; i++) {
-            v8 acc = splat(0);
-            for (int k = 0; k < alpha; k++) acc += splat(bt[i * alpha + k]) * x[k];
-            r[i] = acc;
-        }
-    }
-}
+// The per-tile transforms at 8 lanes (one channel block), for every build.
+#define VEC v8
+#define VEC_U v8u
+#define VW 8
+#define SUF _v8
+#define LOADV(p, plane) load8(p)
+#include "winograd_tiles.h"
+#undef VEC
+#undef VEC_U
+#undef VW
+#undef SUF
+#undef LOADV
 
-// y = A^T s: alpha inputs, m outputs.
-PC_INLINE void apply_at(int kind, int m, int alpha, const float *at, const v8 *s, v8 *y) {
-    if (kind == F4x3) {
-        const v8 a = s[1] + s[2], b = s[1] - s[2], c = s[3] + s[4], d = s[3] - s[4];
-        y[0] = s[0] + a + c; y[1] = b + 2 * d; y[2] = a + 4 * c; y[3] = b + 8 * d + s[5];
-    } else if (kind == F4x5) {
-        const v8 a1 = s[1] + s[2], b1 = s[1] - s[2], a2 = s[3] + s[4], b2 = s[3] - s[4];
-        const v8 a3 = s[5] + s[6], b3 = s[5] - s[6];
-        y[0] = s[0] + a1 + a2 + a3;
-        y[1] = b1 + 2 * b2 + 0.5f * b3;
-        y[2] = a1 + 4 * a2 + 0.25f * a3;
-        y[3] = b1 + 8 * b2 + 0.125f * b3 + s[7];
-    } else {
-        for (int p = 0; p < m; p++) {
-            v8 acc = splat(0);
-            for (int k = 0; k < alpha; k++) acc += splat(at[p * alpha + k]) * s[k];
-            y[p] = acc;
-        }
-    }
+#if defined(__x86_64__)
+// And at 16 lanes (two channel blocks), for the AVX-512 build.
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+PC_INLINE v16 load_pair(const float *p, long plane) {
+    return __builtin_shufflevector(load8(p), load8(p + plane), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
-
-// s = A g: m inputs, alpha outputs (the transpose of apply_at), for the weight gradient's
-// output-gradient tiles.
-PC_INLINE void apply_a(int kind, int m, int alpha, const float *at, const v8 *g, v8 *s) {
-    if (kind == F4x3 || kind == F4x5) {
-        const v8 e1 = g[0] + g[2], o1 = g[1] + g[3], e2 = g[0] + 4 * g[2], o2 = 2 * g[1] + 8 * g[3];
-        s[0] = g[0];
-        s[1] = e1 + o1; s[2] = e1 - o1;
-        s[3] = e2 + o2; s[4] = e2 - o2;
-        if (kind == F4x3) {
-            s[5] = g[3];
-        } else {
-            const v8 e3 = g[0] + 0.25f * g[2], o3 = 0.5f * g[1] + 0.125f * g[3];
-            s[5] = e3 + o3; s[6] = e3 - o3;
-            s[7] = g[3];
-        }
-    } else {
-        for (int i = 0; i < alpha; i++) {
-            v8 acc = splat(0);
-            for (int p = 0; p < m; p++) acc += splat(at[p * alpha + i]) * g[p];
-            s[i] = acc;
-        }
-    }
-}
+#define VEC v16
+#define VEC_U v16u
+#define VW 16
+#define SUF _v16
+#define LOADV(p, plane) load_pair(p, plane)
+#include "winograd_tiles.h"
+#undef VEC
+#undef VEC_U
+#undef VW
+#undef SUF
+#undef LOADV
+#endif
 
 PC_INLINE void pack_input_body(const float *input, int channels, int height, int width, int padTop, int padLeft,
                                int paddedHeight, int paddedWidth, float *packed) {
@@ -140,27 +103,21 @@ PC_INLINE void pack_input_body(const float *input, int channels, int height, int
 // - 1: dP = A dY A^T of the m x m output-gradient tiles, for the weight gradient (`matrix` is A^T).
 PC_INLINE void tile_transform_body(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
                                    int m, int alpha, const float *matrix, int tilesX, int first, int count,
-                                   float *out, long xiStride, long ldo) {
-    const int kind = kind_of(m, alpha), side = gradient ? m : alpha;
+                                   float *out, long xiStride, long ldo, int wide) {
+    const int kind = kind_of(m, alpha);
     const long plane = (long)paddedHeight * paddedWidth * L, row = (long)paddedWidth * L;
     for (int i = 0; i < count; i++) {
         const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
-        for (int b = 0; b < blocks; b++) {
-            const float *src = packed + b * plane + ((long)y0 * paddedWidth + x0) * L;
-            v8 t[MAX_ALPHA][MAX_ALPHA];
-            for (int c = 0; c < side; c++) {
-                v8 column[MAX_ALPHA], r8[MAX_ALPHA];
-                for (int k = 0; k < side; k++) column[k] = load8(src + k * row + c * L);
-                if (gradient) apply_a(kind, m, alpha, matrix, column, r8); else apply_bt(kind, alpha, matrix, column, r8);
-                for (int r = 0; r < alpha; r++) t[r][c] = r8[r];
-            }
-            float *dst = out + (long)i * ldo + b * L;
-            for (int r = 0; r < alpha; r++) {
-                v8 r8[MAX_ALPHA];
-                if (gradient) apply_a(kind, m, alpha, matrix, t[r], r8); else apply_bt(kind, alpha, matrix, t[r], r8);
-                for (int c = 0; c < alpha; c++) store8(dst + (r * alpha + c) * xiStride, r8[c]);
-            }
-        }
+        const float *src = packed + ((long)y0 * paddedWidth + x0) * L;
+        float *dst = out + (long)i * ldo;
+        int b = 0;
+#if defined(__x86_64__)
+        if (wide)
+            for (; b + 2 <= blocks; b += 2)
+                transform_tile_v16(gradient, kind, m, alpha, matrix, src + b * plane, plane, row, dst + b * L, xiStride);
+#endif
+        for (; b < blocks; b++)
+            transform_tile_v8(gradient, kind, m, alpha, matrix, src + b * plane, plane, row, dst + b * L, xiStride);
     }
 }
 
@@ -168,28 +125,31 @@ PC_INLINE void tile_transform_body(int gradient, const float *packed, int blocks
 // unrolls the transforms' loops and keeps them in registers; other sizes run the general code.
 PC_INLINE void tile_transform_sized(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
                                     int m, int alpha, const float *matrix, int tilesX, int first, int count,
-                                    float *out, long xiStride, long ldo) {
+                                    float *out, long xiStride, long ldo, int wide) {
     if (m == 4 && alpha == 6)
-        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 6, matrix, tilesX, first, count, out, xiStride, ldo);
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 6, matrix, tilesX, first, count, out,
+                            xiStride, ldo, wide);
     else if (m == 4 && alpha == 8)
-        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 8, matrix, tilesX, first, count, out, xiStride, ldo);
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 8, matrix, tilesX, first, count, out,
+                            xiStride, ldo, wide);
     else
-        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
+                            xiStride, ldo, wide);
 }
 
-// Stores y[q][lane] (q < cols) to dst[lane * planeStride + q] for lane < lanes.
-PC_INLINE void store_lanes(const float y[][L], int cols, int lanes, float *dst, long planeStride) {
+// Stores y[q * ystride + lane] (q < cols) to dst[lane * planeStride + q] for lane < lanes.
+PC_INLINE void store_lanes(const float *y, long ystride, int cols, int lanes, float *dst, long planeStride) {
     for (int l = 0; l < lanes; l++)
-        for (int q = 0; q < cols; q++) dst[l * planeStride + q] = y[q][l];
+        for (int q = 0; q < cols; q++) dst[l * planeStride + q] = y[q * ystride + l];
 }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 // store_lanes for four full columns and eight lanes: a 4 x 8 transpose, then one 4-float store
 // per lane.
-PC_AVX2 static void store_lanes4x8_avx2(const float y[][L], float *dst, long planeStride) {
-    const __m256 a = _mm256_loadu_ps(y[0]), b = _mm256_loadu_ps(y[1]);
-    const __m256 c = _mm256_loadu_ps(y[2]), d = _mm256_loadu_ps(y[3]);
+PC_AVX2 static void store_lanes4x8_avx2(const float *y, long ystride, float *dst, long planeStride) {
+    const __m256 a = _mm256_loadu_ps(y), b = _mm256_loadu_ps(y + ystride);
+    const __m256 c = _mm256_loadu_ps(y + 2 * ystride), d = _mm256_loadu_ps(y + 3 * ystride);
     const __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
     const __m256 cd0 = _mm256_unpacklo_ps(c, d), cd1 = _mm256_unpackhi_ps(c, d);
     const __m256 l0 = _mm256_shuffle_ps(ab0, cd0, 0x44), l1 = _mm256_shuffle_ps(ab0, cd0, 0xEE);
@@ -205,44 +165,62 @@ PC_AVX2 static void store_lanes4x8_avx2(const float y[][L], float *dst, long pla
 }
 #endif
 
+// Writes rows p < rows of a tile's outputs y[(p * MAX_ALPHA + q) * ystride + lane] to
+// dst[lane * planeStride + p * outWidth + q] (q < cols, lane < lanes <= 8). `vector` (a
+// constant at each call) picks the AVX2 transposing store for whole 4-wide tile rows.
+PC_INLINE void store_tile(const float *y, long ystride, int m, int rows, int cols, int lanes, float *dst,
+                          long planeStride, int outWidth, int vector) {
+    for (int p = 0; p < rows; p++) {
+        const float *yp = y + p * MAX_ALPHA * ystride;
+        float *d = dst + (long)p * outWidth;
+#if defined(__x86_64__)
+        if (vector && m == 4 && cols == 4 && lanes == L) { store_lanes4x8_avx2(yp, ystride, d, planeStride); continue; }
+#endif
+        store_lanes(yp, ystride, cols, lanes, d, planeStride);
+    }
+    (void)m; (void)vector;
+}
+
 // out[o][y0 + p][x0 + q] = (A^T M A)[p][q] + bias[o] for the tiles' valid pixels. `vector`
-// (a constant at each call) picks the AVX2 transposing store for whole 4-wide tile rows.
+// and `wide` (constants at each call) pick the AVX2 transposing stores and the 16-lane
+// transforms of the AVX-512 build.
 PC_INLINE void output_transform_body(const float *mtx, long xiStride, long ldm, int outChannels,
                                      int m, int alpha, const float *at, const float *bias,
                                      int tilesX, int first, int count,
-                                     float *output, int outHeight, int outWidth, int vector) {
+                                     float *output, int outHeight, int outWidth, int vector, int wide) {
     const int kind = kind_of(m, alpha);
     const int blocks = (outChannels + L - 1) / L;
     const long planeStride = (long)outHeight * outWidth;
     for (int i = 0; i < count; i++) {
         const int tile = first + i, y0 = (tile / tilesX) * m, x0 = (tile % tilesX) * m;
         const int rows = outHeight - y0 < m ? outHeight - y0 : m, cols = outWidth - x0 < m ? outWidth - x0 : m;
-        for (int b = 0; b < blocks; b++) {
-            const float *src = mtx + (long)i * ldm + b * L;
-            v8 t[MAX_ALPHA][MAX_ALPHA];
-            for (int c = 0; c < alpha; c++) {
-                v8 column[MAX_ALPHA], out[MAX_ALPHA];
-                for (int k = 0; k < alpha; k++) column[k] = load8(src + (k * alpha + c) * xiStride);
-                apply_at(kind, m, alpha, at, column, out);
-                for (int p = 0; p < m; p++) t[p][c] = out[p];
+        float *corner = output + (long)y0 * outWidth + x0;
+        int b = 0;
+#if defined(__x86_64__)
+        if (wide)
+            for (; b + 2 <= blocks; b += 2) {
+                const int lanes = outChannels - b * L < 2 * L ? outChannels - b * L : 2 * L;
+                float shift[2 * L] = {0};
+                if (bias) for (int l = 0; l < lanes; l++) shift[l] = bias[b * L + l];
+                float y[MAX_ALPHA][MAX_ALPHA][2 * L];
+                output_tile_v16(kind, m, alpha, at, mtx + (long)i * ldm + b * L, xiStride, *(const v16u *)shift, rows, y);
+                store_tile(&y[0][0][0], 2 * L, m, rows, cols, L, corner + (long)b * L * planeStride, planeStride,
+                           outWidth, vector);
+                store_tile(&y[0][0][L], 2 * L, m, rows, cols, lanes - L, corner + (long)(b + 1) * L * planeStride,
+                           planeStride, outWidth, vector);
             }
+#endif
+        for (; b < blocks; b++) {
             const int lanes = outChannels - b * L < L ? outChannels - b * L : L;
             float shift[L] = {0};
             if (bias) for (int l = 0; l < lanes; l++) shift[l] = bias[b * L + l];
-            const v8 bias8 = load8(shift);
-            for (int p = 0; p < rows; p++) {
-                v8 out[MAX_ALPHA];
-                apply_at(kind, m, alpha, at, t[p], out);
-                float y[MAX_ALPHA][L];
-                for (int q = 0; q < m; q++) store8(y[q], out[q] + bias8);
-                float *dst = output + ((long)b * L * outHeight + y0 + p) * outWidth + x0;
-#if defined(__x86_64__)
-                if (vector && m == 4 && cols == 4 && lanes == L) { store_lanes4x8_avx2(y, dst, planeStride); continue; }
-#endif
-                store_lanes(y, cols, lanes, dst, planeStride);
-            }
+            float y[MAX_ALPHA][MAX_ALPHA][L];
+            output_tile_v8(kind, m, alpha, at, mtx + (long)i * ldm + b * L, xiStride, load8(shift), rows, y);
+            store_tile(&y[0][0][0], L, m, rows, cols, lanes, corner + (long)b * L * planeStride, planeStride, outWidth,
+                       vector);
         }
     }
+    (void)wide;
 }
 
 // U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r]; U's rows are
@@ -270,37 +248,48 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
 }
 
 #ifdef PC_HAVE_X86
-// The AVX2 builds. As in tile_transform_sized, the tile sizes Percept uses get their own copies
-// with m and alpha known; other sizes run the general code.
-PC_AVX2 static void tile_transform_avx2(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth,
-                                        int m, int alpha, const float *matrix, int tilesX, int first, int count, float *out,
-                                        long xiStride, long ldo) {
-    if (gradient)
-        tile_transform_sized(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
-    else
-        tile_transform_sized(0, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out, xiStride, ldo);
-}
+// The AVX2 and AVX-512 builds. As in tile_transform_sized, the tile sizes Percept uses get
+// their own copies with m and alpha known; other sizes run the general code. The AVX-512
+// builds run the same lane operations on two channel blocks at a time.
+#define PC_TILE_TRANSFORM_BUILD(name, wide)                                                               \
+    static void name(int gradient, const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, \
+                     int alpha, const float *matrix, int tilesX, int first, int count, float *out,            \
+                     long xiStride, long ldo) {                                                               \
+        if (gradient)                                                                                         \
+            tile_transform_sized(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first,\
+                                 count, out, xiStride, ldo, wide);                                            \
+        else                                                                                                  \
+            tile_transform_sized(0, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first,\
+                                 count, out, xiStride, ldo, wide);                                            \
+    }
+PC_AVX2 PC_TILE_TRANSFORM_BUILD(tile_transform_avx2, 0)
+PC_AVX512 PC_TILE_TRANSFORM_BUILD(tile_transform_avx512, 1)
+#undef PC_TILE_TRANSFORM_BUILD
 
-PC_AVX2 static void output_transform_avx2(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
-                                          const float *at, const float *bias, int tilesX, int first, int count,
-                                          float *output, int outHeight, int outWidth) {
-    if (m == 4 && alpha == 6)
-        output_transform_body(mtx, xiStride, ldm, outChannels, 4, 6, at, bias, tilesX, first, count, output,
-                              outHeight, outWidth, 1);
-    else if (m == 4 && alpha == 8)
-        output_transform_body(mtx, xiStride, ldm, outChannels, 4, 8, at, bias, tilesX, first, count, output,
-                              outHeight, outWidth, 1);
-    else
-        output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
-                              outHeight, outWidth, 1);
-}
+#define PC_OUTPUT_TRANSFORM_BUILD(name, wide)                                                             \
+    static void name(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,          \
+                     const float *at, const float *bias, int tilesX, int first, int count, float *output,     \
+                     int outHeight, int outWidth) {                                                           \
+        if (m == 4 && alpha == 6)                                                                             \
+            output_transform_body(mtx, xiStride, ldm, outChannels, 4, 6, at, bias, tilesX, first, count,      \
+                                  output, outHeight, outWidth, 1, wide);                                      \
+        else if (m == 4 && alpha == 8)                                                                        \
+            output_transform_body(mtx, xiStride, ldm, outChannels, 4, 8, at, bias, tilesX, first, count,      \
+                                  output, outHeight, outWidth, 1, wide);                                      \
+        else                                                                                                  \
+            output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count,  \
+                                  output, outHeight, outWidth, 1, wide);                                      \
+    }
+PC_AVX2 PC_OUTPUT_TRANSFORM_BUILD(output_transform_avx2, 0)
+PC_AVX512 PC_OUTPUT_TRANSFORM_BUILD(output_transform_avx512, 1)
+#undef PC_OUTPUT_TRANSFORM_BUILD
 #endif
 
 static void output_transform_portable(const float *mtx, long xiStride, long ldm, int outChannels, int m, int alpha,
                                       const float *at, const float *bias, int tilesX, int first, int count,
                                       float *output, int outHeight, int outWidth) {
     output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
-                          outHeight, outWidth, 0);
+                          outHeight, outWidth, 0, 0);
 }
 
 #ifdef PC_HAVE_X86
@@ -345,11 +334,66 @@ PC_AVX2 static void products_avx2(const float *a, long lda, const float *b, long
     }
 }
 #undef PC_TILE_CASES
+
+// products_tile at AVX-512: up to 8 rows of a by 32 columns of b (two 16-float vectors, the
+// columns past `width` masked off), sixteen sums in registers. Each sum takes the same
+// multiply-adds in the same order as in the AVX2 kernel, so the results are the same.
+PC_AVX512 PC_INLINE void products_tile16(int rows, int two, const float *a, long lda, const float *b, long ldb,
+                               float *c, long ldc, int depth, __mmask16 mask0, __mmask16 mask1) {
+    __m512 acc[8][2];
+    for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    for (int k = 0; k < depth; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b + k * ldb);
+        const __m512 b1 = two ? _mm512_maskz_loadu_ps(mask1, b + k * ldb + 16) : _mm512_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+            acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+            if (two) acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, mask0, acc[r][0]);
+        if (two) _mm512_mask_storeu_ps(c + r * ldc + 16, mask1, acc[r][1]);
+    }
+}
+
+#define PC_TILE16_CASES(two)                                                                        \
+    switch (rows) {                                                                                 \
+    case 8: products_tile16(8, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 7: products_tile16(7, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 6: products_tile16(6, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 5: products_tile16(5, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 4: products_tile16(4, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 3: products_tile16(3, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    case 2: products_tile16(2, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;         \
+    default: products_tile16(1, two, a0, lda, b0, ldb, c0, ldc, depth, mask0, mask1); break;        \
+    }
+
+PC_AVX512 static void products_avx512(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                                      int count, int depth, int width) {
+    for (int o = 0; o < width; o += 32) {
+        const int left = width - o;
+        const __mmask16 mask0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        const __mmask16 mask1 = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        for (int t = 0; t < count; t += 8) {
+            const int rows = count - t < 8 ? count - t : 8;
+            const float *a0 = a + t * lda, *b0 = b + o;
+            float *c0 = c + t * ldc + o;
+            if (mask1) { PC_TILE16_CASES(1) } else { PC_TILE16_CASES(0) }
+        }
+    }
+}
+#undef PC_TILE16_CASES
 #endif
 
 int pc_winograd_products(const float *v, long vStride, long ldv, const float *u, long uStride, long ldu,
                          float *mtx, long mStride, long ldm, int matrices, int count, int depth, int width) {
 #ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx512()) {
+        for (int xi = 0; xi < matrices; xi++)
+            products_avx512(v + xi * vStride, ldv, u + xi * uStride, ldu, mtx + xi * mStride, ldm, count, depth, width);
+        return 1;
+    }
     if (pc_kernels_use_avx2()) {
         for (int xi = 0; xi < matrices; xi++)
             products_avx2(v + xi * vStride, ldv, u + xi * uStride, ldu, mtx + xi * mStride, ldm, count, depth, width);
@@ -361,8 +405,70 @@ int pc_winograd_products(const float *v, long vStride, long ldv, const float *u,
     return 0;
 }
 
+#ifdef PC_HAVE_X86
+// 8 x 8 transpose: rows r[0..7] (8 channels' runs of 8 pixels) become 8 pixels' channel vectors.
+PC_AVX2 static void transpose8_avx2(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// pack_input_body for whole blocks of 8 channels: eight channel rows at a time, 8 x 8
+// transposes, and zeros written only where the padding is; a last partial block goes through
+// the scalar body.
+PC_AVX2 static void pack_input_avx2(const float *input, int channels, int height, int width, int padTop, int padLeft,
+                                    int paddedHeight, int paddedWidth, float *packed) {
+    const int whole = channels / L;
+    const long plane = (long)paddedHeight * paddedWidth * L, rowLength = (long)paddedWidth * L;
+    // Input columns [x0, x1) land inside the padded row.
+    const int x0 = padLeft < 0 ? -padLeft : 0;
+    const int x1 = width < paddedWidth - padLeft ? width : paddedWidth - padLeft;
+    for (int b = 0; b < whole; b++) {
+        const float *src = input + (long)b * L * height * width;
+        float *dst = packed + b * plane;
+        for (int py = 0; py < paddedHeight; py++) {
+            float *row = dst + py * rowLength;
+            const int y = py - padTop;
+            if (y < 0 || y >= height || x1 <= x0) { memset(row, 0, sizeof(float) * rowLength); continue; }
+            const int left = x0 + padLeft, right = x1 + padLeft;  // padded columns [left, right) hold data
+            memset(row, 0, sizeof(float) * L * left);
+            memset(row + (long)right * L, 0, sizeof(float) * L * (paddedWidth - right));
+            const float *in = src + (long)y * width;
+            int x = x0;
+            for (; x + 8 <= x1; x += 8) {
+                __m256 r[8];
+                for (int c = 0; c < L; c++) r[c] = _mm256_loadu_ps(in + (long)c * height * width + x);
+                transpose8_avx2(r);
+                float *out = row + (long)(x + padLeft) * L;
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + k * L, r[k]);
+            }
+            for (; x < x1; x++)
+                for (int c = 0; c < L; c++) row[(long)(x + padLeft) * L + c] = in[(long)c * height * width + x];
+        }
+    }
+    if (whole * L < channels)
+        pack_input_body(input + (long)whole * L * height * width, channels - whole * L, height, width, padTop, padLeft,
+                        paddedHeight, paddedWidth, packed + whole * plane);
+}
+#endif
+
 void pc_winograd_pack_input(const float *input, int channels, int height, int width, int padTop, int padLeft,
                             int paddedHeight, int paddedWidth, float *packed) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx2()) {
+        pack_input_avx2(input, channels, height, width, padTop, padLeft, paddedHeight, paddedWidth, packed);
+        return;
+    }
+#endif
     pack_input_body(input, channels, height, width, padTop, padLeft, paddedHeight, paddedWidth, packed);
 }
 
@@ -371,6 +477,11 @@ static void tile_transform(int gradient, const float *packed, int blocks, int pa
                            int alpha, const float *matrix, int tilesX, int first, int count, float *out, long xiStride,
                            long ldo) {
 #ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx512()) {
+        tile_transform_avx512(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count,
+                              out, xiStride, ldo);
+        return;
+    }
     if (pc_kernels_use_avx2()) {
         tile_transform_avx2(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
                             xiStride, ldo);
@@ -378,7 +489,7 @@ static void tile_transform(int gradient, const float *packed, int blocks, int pa
     }
 #endif
     tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
-                        xiStride, ldo);
+                        xiStride, ldo, 0);
 }
 
 void pc_winograd_input_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
@@ -390,6 +501,11 @@ void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int
                                   const float *at, const float *bias, int tilesX, int first, int count,
                                   float *output, int outHeight, int outWidth) {
 #ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx512()) {
+        output_transform_avx512(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
+                                outHeight, outWidth);
+        return;
+    }
     if (pc_kernels_use_avx2()) {
         output_transform_avx2(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count, output,
                               outHeight, outWidth);

@@ -55,6 +55,13 @@ final class WinogradTests: XCTestCase {
         XCTAssertGreaterThan(errors(t, bt: bt, d: d, g: g).max()!, 1e-2)
     }
 
+    /// The kernel builds this CPU runs: portable, AVX2 and AVX-512 where it has them (a level
+    /// it lacks runs its best, so each listed level is tested once).
+    static var levels: [Int32] {
+        pc_kernels_force_portable(0)
+        return Array(0...pc_kernels_level())
+    }
+
     static let cases: [(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int)] = [
         (2, 16, 16, 16, 16, 3, 1),   // whole tiles, whole channel blocks
         (2, 19, 21, 18, 23, 3, 1),   // partial tiles and channel blocks
@@ -79,8 +86,8 @@ final class WinogradTests: XCTestCase {
             // Sums of inChannels * kernel^2 products of values in [-1, 1]: compare relative to
             // their typical size.
             let scale = Float(c.inChannels * c.kernel * c.kernel).squareRoot()
-            for portable in [0, 1] {
-                pc_kernels_force_portable(Int32(portable))
+            for level in Self.levels {
+                pc_kernels_force_level(level)
                 for m in [2, 4] {
                     var conv = WinogradConv(inChannels: c.inChannels, outChannels: c.outChannels, height: c.height,
                                             width: c.width, kernel: c.kernel, padding: c.padding, m: m)
@@ -88,7 +95,7 @@ final class WinogradTests: XCTestCase {
                     let out = Tensor.uninitialized([c.batch, c.outChannels, ho, wo])
                     conv.forward(x.pointer, batch: c.batch, weight: w.pointer, bias: b.pointer, output: out.pointer)
                     assertClose(out.scalars.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 1e-5,
-                                "F(\(m), \(c.kernel)) portable \(portable) \(c)")
+                                "F(\(m), \(c.kernel)) kernel level \(level) \(c)")
                     let noBias = Tensor.uninitialized([c.batch, c.outChannels, ho, wo])
                     conv.forward(x.pointer, batch: c.batch, weight: w.pointer, bias: nil, output: noBias.pointer)
                     let bs = b.scalars, plane = ho * wo
@@ -96,6 +103,37 @@ final class WinogradTests: XCTestCase {
                     assertClose(shifted.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 1e-5, "no bias \(c)")
                 }
             }
+        }
+    }
+
+    /// The AVX-512 build runs each lane's operations in the AVX2 build's order, two channel
+    /// blocks at a time, so forward passes and weight gradients are equal bit for bit, on
+    /// partial channel blocks and odd block counts too (needs a CPU with AVX-512).
+    func testAVX512BuildEqualsTheAVX2Build() throws {
+        pc_kernels_force_portable(0)
+        try XCTSkipIf(pc_kernels_level() < 2, "this CPU has no AVX-512")
+        for (i, c) in Self.cases.enumerated() {
+            let seed = UInt64(700 + 10 * i)
+            let x = uniformTensor([c.batch, c.inChannels, c.height, c.width], seed: seed)
+            let w = uniformTensor([c.outChannels, c.inChannels, c.kernel, c.kernel], seed: seed + 1)
+            let b = uniformTensor([c.outChannels], seed: seed + 2)
+            let (ho, wo) = (c.height + 2 * c.padding - c.kernel + 1, c.width + 2 * c.padding - c.kernel + 1)
+            let dy = uniformTensor([c.batch, c.outChannels, ho, wo], seed: seed + 3)
+            var results: [[Float]] = []
+            for level: Int32 in [1, 2] {
+                pc_kernels_force_level(level)
+                XCTAssertEqual(pc_kernels_level(), level)
+                var conv = WinogradConv(inChannels: c.inChannels, outChannels: c.outChannels, height: c.height,
+                                        width: c.width, kernel: c.kernel, padding: c.padding, m: 4)
+                conv.tileBlock = 7
+                let out = Tensor.uninitialized([c.batch, c.outChannels, ho, wo])
+                conv.forward(x.pointer, batch: c.batch, weight: w.pointer, bias: b.pointer, output: out.pointer,
+                             cachingWeights: false)
+                let dw = Tensor.uninitialized([c.outChannels, c.inChannels, c.kernel, c.kernel])
+                conv.weightGradient(input: x.pointer, outputGradient: dy.pointer, batch: c.batch, into: dw.pointer)
+                results.append(out.scalars + dw.scalars)
+            }
+            XCTAssertEqual(results[0], results[1], "\(c)")
         }
     }
 
@@ -167,8 +205,8 @@ final class WinogradTests: XCTestCase {
             // Sums of batch * ho * wo products of values in [-1, 1], taken as up to a few hundred
             // tile sums in float and mapped back by G^T . G (for F(2, 5), errors reach 1.1e-5).
             let scale = Float(c.batch * ho * wo).squareRoot()
-            for portable in [0, 1] {
-                pc_kernels_force_portable(Int32(portable))
+            for level in Self.levels {
+                pc_kernels_force_level(level)
                 for m in [2, 4] {
                     for gathered in [5, 23, 10_000] {
                         var conv = WinogradConv(inChannels: c.inChannels, outChannels: c.outChannels, height: c.height,
@@ -177,7 +215,7 @@ final class WinogradTests: XCTestCase {
                         let dw = Tensor.uninitialized([c.outChannels, c.inChannels, k, k])
                         conv.weightGradient(input: x.pointer, outputGradient: dy.pointer, batch: c.batch, into: dw.pointer)
                         assertClose(dw.scalars.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 3e-5,
-                                    "F(\(m), \(k)) portable \(portable) gathering \(gathered) \(c)")
+                                    "F(\(m), \(k)) kernel level \(level) gathering \(gathered) \(c)")
                     }
                 }
             }

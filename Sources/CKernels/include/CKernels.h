@@ -1,7 +1,8 @@
 #ifndef PERCEPT_CKERNELS_H
 #define PERCEPT_CKERNELS_H
 // Percept's hand-written SIMD kernels. Each has an AVX2+FMA version, chosen at run time when
-// the CPU has it, and a portable C version with the same results up to float rounding.
+// the CPU has it, and a portable C version with the same results up to float rounding; the
+// Winograd kernels also have AVX-512 versions with the AVX2 versions' results.
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,10 +80,20 @@ void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedH
 void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
                                            int r, int alpha, const float *g, float *gradient);
 
-/// 1 when the AVX2+FMA kernels are in use.
+/// Which builds run: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F, VL, BW, DQ) where a kernel has
+/// one, else AVX2. The best the CPU supports, capped by the environment's PERCEPT_KERNELS=avx2
+/// or PERCEPT_KERNELS=portable. The AVX-512 builds keep each output's order of operations, so
+/// their results equal the AVX2 builds' bit for bit.
+int pc_kernels_level(void);
+/// 1 when the AVX2+FMA kernels are in use (level >= 1).
 int pc_kernels_use_avx2(void);
-/// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports.
+/// 1 when the AVX-512 kernels are in use (level 2).
+int pc_kernels_use_avx512(void);
+/// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports (and the
+/// environment allows).
 void pc_kernels_force_portable(int portable);
+/// Tests: runs at `level` (0-2), or the best the CPU supports where it supports less.
+void pc_kernels_force_level(int level);
 
 #ifdef __cplusplus
 }

@@ -186,23 +186,25 @@ struct WinogradConv {
             u = TensorStorage(zeros: a2 * inPadded * outPadded)
             transformWeights(u.pointer)
         }
-        let packed = TensorStorage(uninitializedCount: batch * packedImage)
-        parallelFor(batch) { images in
-            for i in images {
-                pc_winograd_pack_input(input + i * inChannels * height * width, Int32(inChannels), Int32(height),
-                                       Int32(width), Int32(padding), Int32(padding), Int32(paddedHeight),
-                                       Int32(paddedWidth), packed.pointer + i * packedImage)
-            }
-        }
         transform.bt.withUnsafeBufferPointer { bt in
             transform.at.withUnsafeBufferPointer { at in
                 parallelFor(batch * blocksPerImage) { items in
+                    // Each thread packs the images of its own items, one at a time, so the packed
+                    // planes it transforms are still in its cache.
+                    let packed = TensorStorage(uninitializedCount: packedImage)
+                    var packedImageIndex = -1
                     let v = TensorStorage(uninitializedCount: a2 * block * inPadded)
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
                         let (image, b) = item.quotientAndRemainder(dividingBy: blocksPerImage)
+                        if image != packedImageIndex {
+                            pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels),
+                                                   Int32(height), Int32(width), Int32(padding), Int32(padding),
+                                                   Int32(paddedHeight), Int32(paddedWidth), packed.pointer)
+                            packedImageIndex = image
+                        }
                         let first = b * block, count = min(block, tiles - first)
-                        pc_winograd_input_transform(packed.pointer + image * packedImage, Int32(inBlocks),
+                        pc_winograd_input_transform(packed.pointer, Int32(inBlocks),
                                                     Int32(paddedHeight), Int32(paddedWidth), Int32(m), Int32(alpha),
                                                     bt.baseAddress, Int32(tilesX), Int32(first), Int32(count),
                                                     v.pointer, block * inPadded, inPadded)
