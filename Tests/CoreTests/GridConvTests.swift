@@ -2,7 +2,7 @@ import CKernels
 import XCTest
 @testable import Core
 
-/// The direct stride-1 convolution (`GridConv`): both kernel builds (AVX2 and portable C) against
+/// The direct stride-1 convolution (`GridConv`): the kernel builds (AVX-512, AVX2, portable C) against
 /// the direct-loop reference and each other, on shapes that leave partial channel blocks,
 /// partial tap blocks, non-square kernels, padding below and above half the kernel, stride 2.
 final class GridConvTests: XCTestCase {
@@ -71,6 +71,25 @@ final class GridConvTests: XCTestCase {
             } } } }
             assertClose(fast.dx.scalars, dx, tolerance: 1e-3, "dx loops \(c)")
             assertClose(fast.dw.scalars, dw, tolerance: 1e-3, "dw loops \(c)")
+        }
+    }
+
+    /// The AVX-512 forward kernel gives each output the AVX2 kernel's FMAs in the same order, so
+    /// outputs and input gradients (the adjoint runs the same kernel) are equal bit for bit,
+    /// with odd pixel blocks and partial channel blocks (needs a CPU with AVX-512).
+    func testAVX512KernelEqualsTheAVX2Kernel() throws {
+        pc_kernels_force_portable(0)
+        try XCTSkipIf(pc_kernels_level() < 2, "this CPU has no AVX-512")
+        defer { Tensor.winogradEnabled = true }
+        Tensor.winogradEnabled = false  // the 16-channel cases too go through the grid kernels
+        for (i, c) in Self.cases.enumerated() {
+            pc_kernels_force_level(1)
+            let avx2 = run(c, seed: UInt64(400 + 10 * i))
+            pc_kernels_force_level(2)
+            let avx512 = run(c, seed: UInt64(400 + 10 * i))
+            XCTAssertEqual(avx2.y.scalars, avx512.y.scalars, "forward \(c)")
+            XCTAssertEqual(avx2.dx.scalars, avx512.dx.scalars, "dx \(c)")
+            XCTAssertEqual(avx2.dw.scalars, avx512.dw.scalars, "dw \(c)")
         }
     }
 
