@@ -224,12 +224,37 @@ PC_INLINE void output_transform_body(const float *mtx, long xiStride, long ldm, 
 }
 
 // U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r]; U's rows are
-// `ldu` floats long and rows c >= inChannels, columns o >= outChannels stay as they are.
+// `ldu` floats long and rows c >= inChannels, columns o >= outChannels stay as they are. The
+// sums run in double; `vector` (a constant at each call) takes eight output channels at a time,
+// one per lane, with each lane's sums in the scalar code's order.
+typedef double v8d __attribute__((vector_size(64)));
 PC_INLINE void weight_transform_body(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                     const float *g, float *u, long xiStride, long ldu) {
-    for (int o = 0; o < outChannels; o++) {
+                                     const float *g, float *u, long xiStride, long ldu, int vector) {
+    const long taps = (long)r * r;
+    int o = 0;
+    if (vector)
+        for (; o + 8 <= outChannels; o += 8)
+            for (int c = 0; c < inChannels; c++) {
+                v8d w[MAX_ALPHA * MAX_ALPHA];  // the eight channels' r x r kernels, lane by lane
+                for (long k = 0; k < taps; k++)
+                    for (int l = 0; l < 8; l++) w[k][l] = weight[((long)(o + l) * inChannels + c) * taps + k];
+                v8d t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
+                for (int i = 0; i < alpha; i++)
+                    for (int j = 0; j < r; j++) {
+                        v8d acc = {0};
+                        for (int k = 0; k < r; k++) acc += (double)g[i * r + k] * w[k * r + j];
+                        t[i][j] = acc;
+                    }
+                for (int i = 0; i < alpha; i++)
+                    for (int j = 0; j < alpha; j++) {
+                        v8d acc = {0};
+                        for (int k = 0; k < r; k++) acc += t[i][k] * (double)g[j * r + k];
+                        store8(u + (i * alpha + j) * xiStride + (long)c * ldu + o, __builtin_convertvector(acc, v8));
+                    }
+            }
+    for (; o < outChannels; o++) {
         for (int c = 0; c < inChannels; c++) {
-            const float *w = weight + ((long)o * inChannels + c) * r * r;
+            const float *w = weight + ((long)o * inChannels + c) * taps;
             double t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
             for (int i = 0; i < alpha; i++)
                 for (int j = 0; j < r; j++) {
@@ -246,6 +271,21 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
         }
     }
 }
+
+#ifdef PC_HAVE_X86
+PC_AVX2 static void weight_transform_avx2(const float *weight, int outChannels, int inChannels, int r, int alpha,
+                                          const float *g, float *u, long xiStride, long ldu) {
+    if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1);
+    else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1);
+    else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);
+}
+PC_AVX512 static void weight_transform_avx512(const float *weight, int outChannels, int inChannels, int r, int alpha,
+                                              const float *g, float *u, long xiStride, long ldu) {
+    if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1);
+    else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1);
+    else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);
+}
+#endif
 
 #ifdef PC_HAVE_X86
 // The AVX2 and AVX-512 builds. As in tile_transform_sized, the tile sizes Percept uses get
@@ -518,7 +558,11 @@ void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int
 
 void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
                                   const float *g, float *u, long xiStride, long ldu) {
-    weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu);
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx512()) { weight_transform_avx512(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu); return; }
+    if (pc_kernels_use_avx2()) { weight_transform_avx2(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu); return; }
+#endif
+    weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 0);
 }
 
 void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
