@@ -79,13 +79,18 @@ struct WinogradConv {
     let height: Int, width: Int
     let kernel: Int, padding: Int
     let transform: WinogradTransform
-    var tileBlock = 64
+    /// Tiles per block: 16 for up to 16 input channels, so a block's transformed inputs (36 KB
+    /// for F(4, 3)) stay in L1 (measured on W3: inference +7% at one thread on an AVX-512 CPU),
+    /// 64 above, so the transformed weights, which grow with both channel counts, are read once
+    /// per 64 tiles.
+    var tileBlock: Int
 
     init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int) {
         self.inChannels = inChannels; self.outChannels = outChannels
         self.height = height; self.width = width
         self.kernel = kernel; self.padding = padding
         self.transform = WinogradTransform(m: m, r: kernel)
+        self.tileBlock = inChannels <= 16 ? 16 : 64
     }
 
     /// The tile size used for a kernel size, or nil where this path is not used: F(4, 3) for
