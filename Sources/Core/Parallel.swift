@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Dispatch
 import Foundation
 
@@ -26,6 +27,16 @@ public enum Threads {
         openblas_set_num_threads(1)
         blasConfigured = true
     }
+}
+
+/// Which kernel builds run, for speed reports (`percept bench` prints them).
+public enum KernelBuilds {
+    /// The builds of Percept's own kernels that run: "AVX-512", "AVX2" or "portable C".
+    public static var perceptKernels: String { ["portable C", "AVX2", "AVX-512"][Int(pc_kernels_level())] }
+
+    /// The kernel set OpenBLAS runs, e.g. "Haswell", "Zen" or "SkylakeX": its choice for the CPU,
+    /// or the OPENBLAS_CORETYPE the environment names.
+    public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 }
 
 /// A lock-protected counter handing out chunks to worker threads.

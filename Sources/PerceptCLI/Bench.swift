@@ -74,7 +74,10 @@ struct Bench: ParsableCommand {
             try runLayers(workloads.filter { $0.modes.contains(.train) }, threadCounts)
             return
         }
-        if !json { print("workload  mode       threads  batch  images/s   peak RSS MB") }
+        if !json {
+            print("kernels: Percept \(KernelBuilds.perceptKernels), OpenBLAS \(KernelBuilds.openBLASCore)")
+            print("workload  mode       threads  batch  images/s   peak RSS MB")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         for w in workloads {

@@ -108,6 +108,17 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// `percept bench` says which kernel builds it measured: ours and OpenBLAS's.
+    func testBenchNamesTheKernelBuilds() throws {
+        let result = try percept(["bench", "--workload", "W1", "--mode", "inference", "--threads", "1", "--min-time", "0.05"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let lines = result.standardOutput.split(separator: "\n")
+        let first = try XCTUnwrap(lines.first.map(String.init))
+        XCTAssertTrue(["AVX-512", "AVX2", "portable C"].contains { first.hasPrefix("kernels: Percept \($0), OpenBLAS ") }, first)
+        XCTAssertFalse(first.hasSuffix("OpenBLAS "), first)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("W1        inference        1") }, result.standardOutput)
+    }
+
     func testClassifyTrainHelpMentionsEveryOption() throws {
         let result = try percept(["classify", "train", "--help"])
         XCTAssertEqual(result.status, 0, result.standardError)
