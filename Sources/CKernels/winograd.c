@@ -570,9 +570,35 @@ void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedH
     tile_transform(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
 }
 
-void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
-                                           int r, int alpha, const float *g, float *gradient) {
-    for (int o = 0; o < outChannels; o++) {
+// gradient[o][c] = G^T dU[.][c][o] G in double; `vector` (a constant at each call) takes eight
+// output channels at a time, one per lane, with each lane's sums in the scalar code's order.
+PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
+                                              int r, int alpha, const float *g, float *gradient, int vector) {
+    const long taps = (long)r * r;
+    int o = 0;
+    if (vector)
+        for (; o + 8 <= outChannels; o += 8)
+            for (int c = 0; c < inChannels; c++) {
+                v8d d[MAX_ALPHA * MAX_ALPHA];
+                for (int xi = 0; xi < alpha * alpha; xi++)
+                    d[xi] = __builtin_convertvector(load8(du + xi * xiStride + (long)c * ldu + o), v8d);
+                v8d t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
+                for (int k = 0; k < r; k++)
+                    for (int j = 0; j < alpha; j++) {
+                        v8d acc = {0};
+                        for (int i = 0; i < alpha; i++) acc += (double)g[i * r + k] * d[i * alpha + j];
+                        t[k][j] = acc;
+                    }
+                for (int k = 0; k < r; k++)
+                    for (int l = 0; l < r; l++) {
+                        v8d acc = {0};
+                        for (int j = 0; j < alpha; j++) acc += t[k][j] * (double)g[j * r + l];
+                        const v8 w = __builtin_convertvector(acc, v8);
+                        for (int lane = 0; lane < 8; lane++)
+                            gradient[((long)(o + lane) * inChannels + c) * taps + k * r + l] = w[lane];
+                    }
+            }
+    for (; o < outChannels; o++) {
         for (int c = 0; c < inChannels; c++) {
             double t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
             for (int k = 0; k < r; k++)
@@ -581,7 +607,7 @@ void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long 
                     for (int i = 0; i < alpha; i++) acc += (double)g[i * r + k] * du[(i * alpha + j) * xiStride + (long)c * ldu + o];
                     t[k][j] = acc;
                 }
-            float *w = gradient + ((long)o * inChannels + c) * r * r;
+            float *w = gradient + ((long)o * inChannels + c) * taps;
             for (int k = 0; k < r; k++)
                 for (int l = 0; l < r; l++) {
                     double acc = 0;
@@ -590,4 +616,35 @@ void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long 
                 }
         }
     }
+}
+
+#ifdef PC_HAVE_X86
+#define PC_WEIGHT_GRADIENT_BUILD(name)                                                                        \
+    static void name(const float *du, long xiStride, long ldu, int outChannels, int inChannels, int r, int alpha, \
+                     const float *g, float *gradient) {                                                         \
+        if (r == 3 && alpha == 6)                                                                               \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, 3, 6, g, gradient, 1);   \
+        else if (r == 5 && alpha == 8)                                                                          \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, 5, 8, g, gradient, 1);   \
+        else                                                                                                    \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient, 1); \
+    }
+PC_AVX2 PC_WEIGHT_GRADIENT_BUILD(weight_gradient_transform_avx2)
+PC_AVX512 PC_WEIGHT_GRADIENT_BUILD(weight_gradient_transform_avx512)
+#undef PC_WEIGHT_GRADIENT_BUILD
+#endif
+
+void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
+                                           int r, int alpha, const float *g, float *gradient) {
+#ifdef PC_HAVE_X86
+    if (pc_kernels_use_avx512()) {
+        weight_gradient_transform_avx512(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient);
+        return;
+    }
+    if (pc_kernels_use_avx2()) {
+        weight_gradient_transform_avx2(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient);
+        return;
+    }
+#endif
+    weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient, 0);
 }

@@ -305,8 +305,11 @@ struct WinogradConv {
         let du = TensorStorage(uninitializedCount: a2 * inPadded * outPadded)
         partials.sum(into: du.pointer)
         transform.g.withUnsafeBufferPointer { g in
-            pc_winograd_weight_gradient_transform(du.pointer, inPadded * outPadded, outPadded, Int32(outChannels),
-                                                  Int32(inChannels), Int32(kernel), Int32(alpha), g.baseAddress, gradient)
+            parallelFor(outChannels, grain: 8) { outs in
+                pc_winograd_weight_gradient_transform(du.pointer + outs.lowerBound, inPadded * outPadded, outPadded,
+                                                      Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
+                                                      g.baseAddress, gradient + outs.lowerBound * inChannels * kernel * kernel)
+            }
         }
     }
 }
