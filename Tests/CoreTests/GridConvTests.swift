@@ -76,7 +76,8 @@ final class GridConvTests: XCTestCase {
 
     /// The AVX-512 forward kernel gives each output the AVX2 kernel's FMAs in the same order, so
     /// outputs and input gradients (the adjoint runs the same kernel) are equal bit for bit,
-    /// with odd pixel blocks and partial channel blocks (needs a CPU with AVX-512).
+    /// with odd pixel blocks and partial channel blocks; weight gradients agree to rounding
+    /// (needs a CPU with AVX-512).
     func testAVX512KernelEqualsTheAVX2Kernel() throws {
         pc_kernels_force_portable(0)
         try XCTSkipIf(pc_kernels_level() < 2, "this CPU has no AVX-512")
@@ -89,7 +90,8 @@ final class GridConvTests: XCTestCase {
             let avx512 = run(c, seed: UInt64(400 + 10 * i))
             XCTAssertEqual(avx2.y.scalars, avx512.y.scalars, "forward \(c)")
             XCTAssertEqual(avx2.dx.scalars, avx512.dx.scalars, "dx \(c)")
-            XCTAssertEqual(avx2.dw.scalars, avx512.dw.scalars, "dw \(c)")
+            // The weight gradient's sums split over 16 lanes instead of 8: equal up to rounding.
+            assertClose(avx2.dw.scalars, avx512.dw.scalars, tolerance: 1e-4, "dw \(c)")
         }
     }
 
