@@ -1,6 +1,5 @@
 import CBLAS
 import CKernels
-import Dispatch
 import Foundation
 
 /// How many threads Percept's kernels use. OpenBLAS itself always runs single-threaded inside
@@ -39,38 +38,30 @@ public enum KernelBuilds {
     public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 }
 
-/// A lock-protected counter handing out chunks to worker threads.
-final class ChunkCounter: @unchecked Sendable {
-    private var next = 0
-    private let total: Int
-    private var lock = pthread_mutex_t()
-    init(total: Int) { self.total = total; pthread_mutex_init(&lock, nil) }
-    deinit { pthread_mutex_destroy(&lock) }
-    func take() -> Int? {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        guard next < total else { return nil }
-        next += 1
-        return next - 1
-    }
+/// One parallel loop as the pool's C tasks see it.
+private struct PoolLoop {
+    let body: (Range<Int>) -> Void
+    let count: Int, chunkSize: Int
 }
 
 /// Runs `body` over `0..<count` split into contiguous ranges of at least `grain` items, on up
-/// to `Threads.count` threads. Chunks are handed out dynamically, so a core that is busy with
-/// another process slows the loop down instead of stalling it at a barrier.
+/// to `Threads.count` threads (`pc_pool_run`'s persistent workers). Chunks are handed out
+/// dynamically, so a core that is busy with another process slows the loop down instead of
+/// stalling it at a barrier.
 public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
     guard count > 0 else { return }
     let threads = min(Threads.count, (count + grain - 1) / grain)
     if threads <= 1 { body(0..<count); return }
     let chunks = min((count + grain - 1) / grain, threads * 4)
     let chunkSize = (count + chunks - 1) / chunks
-    let counter = ChunkCounter(total: (count + chunkSize - 1) / chunkSize)
     withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            while let chunk = counter.take() {
-                let start = chunk * chunkSize
-                body(start..<min(start + chunkSize, count))
-            }
+        var loop = PoolLoop(body: body, count: count, chunkSize: chunkSize)
+        withUnsafeMutablePointer(to: &loop) { pointer in
+            pc_pool_run(Int32(threads), (count + chunkSize - 1) / chunkSize, { context, chunk in
+                let loop = context!.assumingMemoryBound(to: PoolLoop.self)
+                let start = chunk * loop.pointee.chunkSize
+                loop.pointee.body(start..<min(start + loop.pointee.chunkSize, loop.pointee.count))
+            }, pointer)
         }
     }
 }

@@ -80,6 +80,14 @@ void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedH
 void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
                                            int r, int alpha, const float *g, float *gradient);
 
+/// A task of a parallel loop: runs chunk `chunk` of the loop whose state `context` points to.
+typedef void (*pc_pool_task)(void *context, long chunk);
+/// Runs task(context, c) for every c < chunks on up to `threads` threads: the caller and the
+/// pool's workers that arrive while chunks are left (they spin a while after each loop, then
+/// sleep). Returns when all chunks are done. Inside another loop's task, or while another thread
+/// runs a loop, the chunks run serially on the calling thread.
+void pc_pool_run(int threads, long chunks, pc_pool_task task, void *context);
+
 /// Which builds run: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F, VL, BW, DQ) where a kernel has
 /// one, else AVX2. The best the CPU supports, capped by the environment's PERCEPT_KERNELS=avx2
 /// or PERCEPT_KERNELS=portable. The AVX-512 builds keep each output's order of operations, so
