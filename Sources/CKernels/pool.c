@@ -26,7 +26,8 @@
 
 enum { MAX_WORKERS = 255 };
 // Workers spin this long after a loop before they sleep: longer than the serial work between
-// two loops of a training step, so a step wakes no one through the kernel.
+// two loops of a training step, so a step wakes no one through the kernel. They do not spin
+// where there are more of them (and the caller) than processors.
 static const long SPIN_NANOSECONDS = 1000000;
 
 // `state` packs the current loop's generation (high 32 bits), whether it is closed to
@@ -58,11 +59,29 @@ static long now_nanoseconds(void) {
     return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
+// Processors this process may run on: workers spin only while the pool fits on them.
+static int processors(void) {
+    static int count = 0;
+    if (count == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        count = online > 0 ? (int)online : 1;
+    }
+    return count;
+}
+
+// Spinning, a waiting thread yields its processor now and then, so a thread that has work (ours
+// or another process's) is not kept off it.
+static inline void spin_once(int i) {
+    PC_PAUSE();
+    if (i % 64 == 0) sched_yield();
+}
+
 static void wait_for_change(unsigned seen) {
     const long start = now_nanoseconds();
-    for (int i = 1;; i++) {
+    const int spin = pool.workers + 1 <= processors();
+    for (int i = 1; spin; i++) {
         if (atomic_load_explicit(&pool.generation, memory_order_acquire) != seen) return;
-        PC_PAUSE();
+        spin_once(i);
         if (i % 256 == 0 && now_nanoseconds() - start > SPIN_NANOSECONDS) break;
     }
     atomic_fetch_add(&pool.sleepers, 1);
@@ -154,8 +173,8 @@ void pc_pool_run(int threads, long chunks, pc_pool_task task, void *context) {
     in_pool_loop = 0;
     // Close the loop, then wait for the workers inside it to finish their chunks.
     unsigned long long state = atomic_fetch_or_explicit(&pool.state, PC_CLOSED, memory_order_acq_rel) | PC_CLOSED;
-    while (state & PC_ACTIVE_MASK) {
-        PC_PAUSE();
+    for (int i = 1; state & PC_ACTIVE_MASK; i++) {
+        spin_once(i);
         state = atomic_load_explicit(&pool.state, memory_order_acquire);
     }
     pthread_mutex_unlock(&pool.busy);
