@@ -7,6 +7,7 @@
 // 4-channel x 24-pixel output tile (forward) or a 4-channel x 3-tap gradient tile in twelve
 // registers, so each input vector loaded feeds four FMAs.
 #include "CKernels.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,8 +268,9 @@ PC_AVX2 static void conv_grid_weight_grad_avx2(const float *input, long inStride
 
 // MARK: - Dispatch
 
-// 0: portable, 1: AVX2 + FMA, 2: AVX-512 (F, VL, BW, DQ) as well; -1 until first asked.
-static int level = -1, best_level = -1;
+// 0: portable, 1: AVX2 + FMA, 2: AVX-512 (F, VL, BW, DQ) as well; -1 until first asked. Kernels
+// running on several threads may ask at once, so the level is published with one atomic store.
+static _Atomic int level = -1, best_level = -1;
 
 static int detect_level(void) {
 #ifdef PC_HAVE_X86
@@ -282,16 +284,23 @@ static int detect_level(void) {
 #endif
 }
 
+// The best level, capped by PERCEPT_KERNELS=avx2 or =portable (other values are ignored).
+static int allowed_level(void) {
+    if (atomic_load(&best_level) < 0) atomic_store(&best_level, detect_level());
+    int allowed = atomic_load(&best_level);
+    const char *cap = getenv("PERCEPT_KERNELS");
+    if (cap && strcmp(cap, "avx2") == 0 && allowed > 1) allowed = 1;
+    if (cap && strcmp(cap, "portable") == 0) allowed = 0;
+    return allowed;
+}
+
 int pc_kernels_level(void) {
-    if (level < 0) {
-        best_level = detect_level();
-        level = best_level;
-        // PERCEPT_KERNELS=avx2 or =portable caps the level, to compare the builds on one machine.
-        const char *cap = getenv("PERCEPT_KERNELS");
-        if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
-        if (cap && strcmp(cap, "portable") == 0) level = 0;
+    int current = atomic_load_explicit(&level, memory_order_acquire);
+    if (current < 0) {
+        current = allowed_level();  // the same answer on every thread that races here
+        atomic_store_explicit(&level, current, memory_order_release);
     }
-    return level;
+    return current;
 }
 
 int pc_kernels_use_avx2(void) { return pc_kernels_level() >= 1; }
@@ -299,11 +308,12 @@ int pc_kernels_use_avx512(void) { return pc_kernels_level() >= 2; }
 
 void pc_kernels_force_level(int wanted) {
     (void)pc_kernels_level();
-    level = wanted < 0 || wanted > best_level ? best_level : wanted;
+    const int best = atomic_load(&best_level);
+    atomic_store(&level, wanted < 0 || wanted > best ? best : wanted);
 }
 
 void pc_kernels_force_portable(int portable) {
-    if (portable) { (void)pc_kernels_level(); level = 0; } else { level = -1; (void)pc_kernels_level(); }
+    atomic_store(&level, portable ? 0 : allowed_level());
 }
 
 void pc_conv_grid(const float *input, long inStride, int inChannels,

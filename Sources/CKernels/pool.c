@@ -6,16 +6,17 @@
 // after each loop (as OpenMP runtimes do) and only then sleep on a futex. Chunks are handed out
 // from one atomic counter, so a core busy with another process slows a loop instead of
 // stalling it.
+#define _GNU_SOURCE  // sched_getaffinity, CPU_COUNT
 #include "CKernels.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #endif
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -39,7 +40,8 @@ static const long SPIN_NANOSECONDS = 1000000;
 
 static struct {
     pthread_mutex_t busy;          // held by the thread running a loop on the pool
-    int workers;                   // started so far
+    _Atomic int workers;           // started so far (spinning workers read it)
+    int start_failed;              // pthread_create failed once: start no more
     _Alignas(64) _Atomic unsigned generation;   // bumped once per loop; workers wait for it to change
     _Atomic int sleepers;          // workers waiting on the futex
     _Alignas(64) _Atomic unsigned long long state;
@@ -59,27 +61,37 @@ static long now_nanoseconds(void) {
     return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
-// Processors this process may run on: workers spin only while the pool fits on them.
+// Processors this process may run on (its affinity mask): workers spin only while the pool fits.
 static int processors(void) {
-    static int count = 0;
-    if (count == 0) {
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        count = online > 0 ? (int)online : 1;
+    static _Atomic int count = 0;
+    int known = atomic_load_explicit(&count, memory_order_relaxed);
+    if (known == 0) {
+#if defined(__linux__)
+        cpu_set_t set;
+        known = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+        if (known <= 0) {
+            const long online = sysconf(_SC_NPROCESSORS_ONLN);
+            known = online > 0 ? (int)online : 1;
+        }
+#else
+        known = 1;
+#endif
+        atomic_store_explicit(&count, known, memory_order_relaxed);
     }
-    return count;
+    return known;
 }
 
 // Spinning, a waiting thread yields its processor now and then, so a thread that has work (ours
 // or another process's) is not kept off it.
-static inline void spin_once(int i) {
+static inline void spin_once(unsigned i) {
     PC_PAUSE();
     if (i % 64 == 0) sched_yield();
 }
 
 static void wait_for_change(unsigned seen) {
     const long start = now_nanoseconds();
-    const int spin = pool.workers + 1 <= processors();
-    for (int i = 1; spin; i++) {
+    const int spin = atomic_load_explicit(&pool.workers, memory_order_relaxed) + 1 <= processors();
+    for (unsigned i = 1; spin; i++) {
         if (atomic_load_explicit(&pool.generation, memory_order_acquire) != seen) return;
         spin_once(i);
         if (i % 256 == 0 && now_nanoseconds() - start > SPIN_NANOSECONDS) break;
@@ -130,16 +142,18 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+// Where a thread cannot be started (a process limit, say), the loops run with those there are
+// and no later loop tries again.
 static void start_workers(int wanted) {
-    while (pool.workers < wanted) {
+    while (!pool.start_failed && atomic_load_explicit(&pool.workers, memory_order_relaxed) < wanted) {
         pthread_t thread;
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);
         pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
         const int failed = pthread_create(&thread, &attributes, worker_main, NULL);
         pthread_attr_destroy(&attributes);
-        if (failed) break;
-        pool.workers++;
+        if (failed) { pool.start_failed = 1; break; }
+        atomic_fetch_add_explicit(&pool.workers, 1, memory_order_relaxed);
     }
 }
 
@@ -163,7 +177,10 @@ void pc_pool_run(int threads, long chunks, pc_pool_task task, void *context) {
     atomic_store_explicit(&pool.state,
                           (unsigned long long)generation << 32 | (unsigned long long)helpers << PC_LIMIT_SHIFT,
                           memory_order_release);
-    atomic_store_explicit(&pool.generation, generation, memory_order_release);
+    // Sequentially consistent, so the sleepers count below is read after the new generation is
+    // visible: a worker that counted itself in before then gets the wake, one that counts itself
+    // in after sees the new generation and does not wait.
+    atomic_store_explicit(&pool.generation, generation, memory_order_seq_cst);
 #if defined(__linux__)
     if (atomic_load(&pool.sleepers) > 0)
         syscall(SYS_futex, (unsigned *)&pool.generation, FUTEX_WAKE_PRIVATE, helpers, NULL, NULL, 0);
@@ -173,7 +190,7 @@ void pc_pool_run(int threads, long chunks, pc_pool_task task, void *context) {
     in_pool_loop = 0;
     // Close the loop, then wait for the workers inside it to finish their chunks.
     unsigned long long state = atomic_fetch_or_explicit(&pool.state, PC_CLOSED, memory_order_acq_rel) | PC_CLOSED;
-    for (int i = 1; state & PC_ACTIVE_MASK; i++) {
+    for (unsigned i = 1; state & PC_ACTIVE_MASK; i++) {
         spin_once(i);
         state = atomic_load_explicit(&pool.state, memory_order_acquire);
     }

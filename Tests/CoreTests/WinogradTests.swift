@@ -70,6 +70,7 @@ final class WinogradTests: XCTestCase {
         (2, 20, 17, 22, 21, 5, 0),
         (1, 16, 24, 20, 19, 5, 2),
         (1, 18, 16, 21, 22, 5, 4),
+        (9, 16, 16, 13, 12, 3, 1),   // enough images that each chunk of work packs its own
     ]
 
     func testBothBuildsMatchTheDirectConvolution() {

@@ -2,7 +2,7 @@
 #define PERCEPT_CKERNELS_H
 // Percept's hand-written SIMD kernels. Each has an AVX2+FMA version, chosen at run time when
 // the CPU has it, and a portable C version with the same results up to float rounding; the
-// Winograd kernels also have AVX-512 versions with the AVX2 versions' results.
+// convolution kernels also have AVX-512 versions (see pc_kernels_level).
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,8 +90,10 @@ void pc_pool_run(int threads, long chunks, pc_pool_task task, void *context);
 
 /// Which builds run: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F, VL, BW, DQ) where a kernel has
 /// one, else AVX2. The best the CPU supports, capped by the environment's PERCEPT_KERNELS=avx2
-/// or PERCEPT_KERNELS=portable. The AVX-512 builds keep each output's order of operations, so
-/// their results equal the AVX2 builds' bit for bit.
+/// or PERCEPT_KERNELS=portable (other values are ignored). The AVX-512 Winograd kernels and
+/// grid-convolution forward kernel keep each output's order of operations, so their results
+/// equal the AVX2 builds' bit for bit; the grid weight-gradient kernel sums over 16 lanes
+/// instead of 8 and agrees to rounding.
 int pc_kernels_level(void);
 /// 1 when the AVX2+FMA kernels are in use (level >= 1).
 int pc_kernels_use_avx2(void);
@@ -100,7 +102,8 @@ int pc_kernels_use_avx512(void);
 /// Tests: 1 selects the portable kernels, 0 goes back to the best the CPU supports (and the
 /// environment allows).
 void pc_kernels_force_portable(int portable);
-/// Tests: runs at `level` (0-2), or the best the CPU supports where it supports less.
+/// Tests: runs at `level` (0-2), or the best the CPU supports where it supports less (the
+/// environment's cap does not apply).
 void pc_kernels_force_level(int level);
 
 #ifdef __cplusplus

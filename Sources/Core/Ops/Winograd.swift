@@ -176,7 +176,9 @@ struct WinogradConv {
         let blocksPerImage = (tiles + block - 1) / block
 
         let transformWeights = { (u: UnsafeMutablePointer<Float>) in
-            parallelFor(outChannels, grain: 8) { outs in
+            // In whole groups of eight output channels, the kernel's vector width.
+            parallelFor((outChannels + 7) / 8) { groups in
+                let outs = (groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels)
                 transform.g.withUnsafeBufferPointer { g in
                     pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel,
                                                  Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
@@ -191,25 +193,36 @@ struct WinogradConv {
             u = TensorStorage(zeros: a2 * inPadded * outPadded)
             transformWeights(u.pointer)
         }
+        let pack = { (image: Int, packed: UnsafeMutablePointer<Float>) in
+            pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels), Int32(height),
+                                   Int32(width), Int32(padding), Int32(padding), Int32(paddedHeight),
+                                   Int32(paddedWidth), packed)
+        }
+        // With a batch of several images per chunk of work, each chunk packs the images of its
+        // own items as it reaches them, so the packed planes it transforms are still in its
+        // cache; a smaller batch (a chunk would hold parts of one image) is packed once up front.
+        let packedAhead: TensorStorage? = batch >= 4 * Threads.count ? nil : TensorStorage(uninitializedCount: batch * packedImage)
+        if let packedAhead {
+            parallelFor(batch) { images in for i in images { pack(i, packedAhead.pointer + i * packedImage) } }
+        }
         transform.bt.withUnsafeBufferPointer { bt in
             transform.at.withUnsafeBufferPointer { at in
                 parallelFor(batch * blocksPerImage) { items in
-                    // Each thread packs the images of its own items, one at a time, so the packed
-                    // planes it transforms are still in its cache.
-                    let packed = TensorStorage(uninitializedCount: packedImage)
+                    let packed = packedAhead == nil ? TensorStorage(uninitializedCount: packedImage) : nil
                     var packedImageIndex = -1
                     let v = TensorStorage(uninitializedCount: a2 * block * inPadded)
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
                         let (image, b) = item.quotientAndRemainder(dividingBy: blocksPerImage)
-                        if image != packedImageIndex {
-                            pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels),
-                                                   Int32(height), Int32(width), Int32(padding), Int32(padding),
-                                                   Int32(paddedHeight), Int32(paddedWidth), packed.pointer)
-                            packedImageIndex = image
+                        let source: UnsafeMutablePointer<Float>
+                        if let packed {
+                            if image != packedImageIndex { pack(image, packed.pointer); packedImageIndex = image }
+                            source = packed.pointer
+                        } else {
+                            source = packedAhead!.pointer + image * packedImage
                         }
                         let first = b * block, count = min(block, tiles - first)
-                        pc_winograd_input_transform(packed.pointer, Int32(inBlocks),
+                        pc_winograd_input_transform(source, Int32(inBlocks),
                                                     Int32(paddedHeight), Int32(paddedWidth), Int32(m), Int32(alpha),
                                                     bt.baseAddress, Int32(tilesX), Int32(first), Int32(count),
                                                     v.pointer, block * inPadded, inPadded)
@@ -305,7 +318,8 @@ struct WinogradConv {
         let du = TensorStorage(uninitializedCount: a2 * inPadded * outPadded)
         partials.sum(into: du.pointer)
         transform.g.withUnsafeBufferPointer { g in
-            parallelFor(outChannels, grain: 8) { outs in
+            parallelFor((outChannels + 7) / 8) { groups in
+                let outs = (groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels)
                 pc_winograd_weight_gradient_transform(du.pointer + outs.lowerBound, inPadded * outPadded, outPadded,
                                                       Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
                                                       g.baseAddress, gradient + outs.lowerBound * inChannels * kernel * kernel)
