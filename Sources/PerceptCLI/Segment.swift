@@ -76,10 +76,14 @@ struct SegmentTrain: ParsableCommand {
         if refineMapsWidth != nil, (refineMaps ?? "").isEmpty {
             throw ValidationError("--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps")
         }
-        let headOptions: [Any?] = [skips, decoderWidth, refineWidth, refineMaps, refineMapsWidth, classifierKernel, skipKernel,
-                                   flipAverage, startScores ? true : nil, classWeights, lovasz, context, contextKeys, hiddenWidth]
-        if arguments.resume != nil, headOptions.contains(where: { $0 != nil }) {
-            throw ValidationError("--resume continues the head the run was started with; drop the head options (--skips, --decoder-width, --refine-width, --refine-maps, --refine-maps-width, --classifier-kernel, --skip-kernel, --flip-average, --start-scores, --class-weights, --lovasz, --context, --context-keys, --hidden-width)")
+        let headOptions: [(name: String, value: Any?)] = [
+            ("--skips", skips), ("--decoder-width", decoderWidth), ("--refine-width", refineWidth),
+            ("--refine-maps", refineMaps), ("--refine-maps-width", refineMapsWidth), ("--classifier-kernel", classifierKernel),
+            ("--skip-kernel", skipKernel), ("--flip-average", flipAverage), ("--start-scores", startScores ? true : nil),
+            ("--class-weights", classWeights), ("--lovasz", lovasz), ("--context", context), ("--context-keys", contextKeys),
+            ("--hidden-width", hiddenWidth)]
+        if arguments.resume != nil, headOptions.contains(where: { $0.value != nil }) {
+            throw ValidationError("--resume continues the head the run was started with; drop the head options (\(headOptions.map(\.name).joined(separator: ", ")))")
         }
         if let classifierKernel, ![1, 3, 5, 7].contains(classifierKernel) { throw ValidationError("--classifier-kernel must be 1, 3, 5 or 7") }
         if let skipKernel, ![1, 3, 5, 7].contains(skipKernel) { throw ValidationError("--skip-kernel must be 1, 3, 5 or 7") }
