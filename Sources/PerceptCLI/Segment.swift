@@ -42,8 +42,8 @@ struct SegmentTrain: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Store the setting that predictions average each image's scores with its mirror image's (default: on).")
     var flipAverage: Bool?
 
-    @Flag(inversion: .prefixedNo, help: "With a classifier's backbone (--backbone-weights), also start the item classes' scores from its output layer.")
-    var startScores = false
+    @Flag(inversion: .prefixedNo, help: "With a classifier's backbone (--backbone-weights, the recipe's by default), also start the item classes' scores from its output layer, where its classes are the dataset's (default: on).")
+    var startScores: Bool?
 
     @Option(help: ArgumentHelp("Loss weight per class, background first (default: all 1).", valueName: "W0,W1,..."))
     var classWeights: String?
@@ -79,7 +79,7 @@ struct SegmentTrain: ParsableCommand {
         let headOptions: [(name: String, value: Any?)] = [
             ("--skips", skips), ("--decoder-width", decoderWidth), ("--refine-width", refineWidth),
             ("--refine-maps", refineMaps), ("--refine-maps-width", refineMapsWidth), ("--classifier-kernel", classifierKernel),
-            ("--skip-kernel", skipKernel), ("--flip-average", flipAverage), ("--start-scores", startScores ? true : nil),
+            ("--skip-kernel", skipKernel), ("--flip-average", flipAverage), ("--start-scores", startScores),
             ("--class-weights", classWeights), ("--lovasz", lovasz), ("--context", context), ("--context-keys", contextKeys),
             ("--hidden-width", hiddenWidth)]
         if arguments.resume != nil, headOptions.contains(where: { $0.value != nil }) {
@@ -105,6 +105,7 @@ struct SegmentTrain: ParsableCommand {
             if let classifierKernel { recipe.classifierKernel = classifierKernel }
             if let skipKernel { recipe.skipKernel = skipKernel }
             if let flipAverage { recipe.flipAverage = flipAverage }
+            if let startScores { recipe.startScores = startScores }
             if let lovasz { recipe.lovaszWeight = lovasz }
             if let context { recipe.context = SegmentationContext(rawValue: context) }
             if let contextKeys { recipe.contextKeys = contextKeys }
@@ -126,12 +127,12 @@ struct SegmentTrain: ParsableCommand {
                                                hiddenWidth: recipe.hiddenWidth == 0 ? nil : recipe.hiddenWidth,
                                                refineMaps: recipe.refineMaps.isEmpty ? nil : recipe.refineMaps,
                                                refineMapsWidth: recipe.refineMaps.isEmpty ? nil : recipe.refineMapsWidth)
-            }, prepare: { model, _, pretrained in
+            }, prepare: { model, recipe, pretrained in
                 if let context = model.head.configuration.context {
                     let keys = model.head.configuration.contextKeys.map { " (\($0) keys)" } ?? ""
                     FileHandle.standardError.write(Data("\(context.rawValue) context on \(model.head.configuration.deepest)\(keys)\n".utf8))
                 }
-                if startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {
+                if recipe.startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) {
                     FileHandle.standardError.write(Data("class scores from \(pretrained.path)'s output layer\n".utf8))
                 }
             })

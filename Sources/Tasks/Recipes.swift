@@ -39,6 +39,9 @@ public struct Recipe: Sendable {
     public var refineMapsWidth = 16
     /// Segmentation: predict from the mean scores of each image and its mirror image.
     public var flipAverage = false
+    /// Segmentation: start the item classes' scores from the output layer of the classifier the
+    /// backbone comes from, spread over the score kernel (FCN's convolutionalised classifier).
+    public var startScores = false
     /// A shipped model (in `models/`, see `ShippedModels`) whose backbone training starts from
     /// (nil: from scratch).
     public var backboneWeights: String? = nil
@@ -92,6 +95,7 @@ public struct Recipe: Sendable {
         r.refineWidth = 8
         r.classifierKernel = 3
         r.flipAverage = true
+        r.startScores = true
         return r
     }
 

@@ -306,6 +306,34 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// The segmentation recipe starts the item classes' scores from the classifier behind the
+    /// backbone where its classes are the dataset's (logged); --no-start-scores leaves them fresh.
+    func testSegmenterStartsItsScoresFromTheClassifier() throws {
+        let scratch = Scratch()
+        let classes = scratch.file("classes.h5")
+        try writeDataset(classes)  // classes a, b, c
+        let classifier = try percept(["classify", "train", "--data", classes, "--epochs", "1", "--batch", "3", "--widths", "2,2,2",
+                                      "-o", scratch.file("classifier.h5")])
+        XCTAssertEqual(classifier.status, 0, classifier.standardError)
+        let data = scratch.file("masks.h5")
+        let writer = try DatasetWriter(path: data, task: .segmentation, channels: 1, height: 8, width: 8, source: "test")
+        for index in 0..<4 {
+            try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 5 + index * 30) % 256) }),
+                              mask: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 / 8 + index) % 4) }))
+        }
+        try writer.finish(classNames: ["background", "a", "b", "c"])
+        let train = ["segment", "train", "--data", data, "--epochs", "1", "--batch", "2", "--backbone-weights", scratch.file("classifier.h5")]
+        let started = try percept(train + ["-o", scratch.file("s.h5")])
+        XCTAssertEqual(started.status, 0, started.standardError)
+        XCTAssertTrue(started.standardError.contains("class scores from \(scratch.file("classifier.h5"))'s output layer"), started.standardError)
+        let fresh = try percept(train + ["--no-start-scores", "-o", scratch.file("f.h5")])
+        XCTAssertEqual(fresh.status, 0, fresh.standardError)
+        XCTAssertFalse(fresh.standardError.contains("class scores from"), fresh.standardError)
+        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--no-start-scores", "-o", scratch.file("r.h5")])
+        XCTAssertNotEqual(resumed.status, 0)
+        XCTAssertTrue(resumed.standardError.contains("--start-scores"), resumed.standardError)
+    }
+
     /// `--backbone-weights` starts a segmenter from a classifier's backbone and normalisation;
     /// files that do not fit are refused before training, and `none` trains from scratch.
     func testSegmenterTrainsFromAClassifiersBackbone() throws {
