@@ -273,18 +273,17 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
 }
 
 #ifdef PC_HAVE_X86
-PC_AVX2 static void weight_transform_avx2(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                          const float *g, float *u, long xiStride, long ldu) {
-    if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1);
-    else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1);
-    else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);
-}
-PC_AVX512 static void weight_transform_avx512(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                              const float *g, float *u, long xiStride, long ldu) {
-    if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1);
-    else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1);
-    else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);
-}
+// The vector builds, with the kernel sizes Percept uses as constants.
+#define PC_WEIGHT_TRANSFORM_BUILD(name)                                                                       \
+    static void name(const float *weight, int outChannels, int inChannels, int r, int alpha, const float *g,  \
+                     float *u, long xiStride, long ldu) {                                                     \
+        if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1); \
+        else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1); \
+        else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);        \
+    }
+PC_AVX2 PC_WEIGHT_TRANSFORM_BUILD(weight_transform_avx2)
+PC_AVX512 PC_WEIGHT_TRANSFORM_BUILD(weight_transform_avx512)
+#undef PC_WEIGHT_TRANSFORM_BUILD
 #endif
 
 #ifdef PC_HAVE_X86

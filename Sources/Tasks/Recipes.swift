@@ -79,7 +79,8 @@ public struct Recipe: Sendable {
     /// started from the shipped Fashion-MNIST classifier of that shape (as FCN starts from a
     /// classifier), 3x3 class scores on its deepest map (each position also reads its
     /// neighbours, as a classifier's pooling sees a whole item) upsampled to the input and
-    /// refined there from the image itself (borders follow brightness), 16 epochs at peak
+    /// refined there from the image itself (borders follow brightness), the item classes' scores
+    /// started from the classifier's output layer, 16 epochs at peak
     /// learning rate 0.2 with half the canvases getting an item of another pasted on (so items
     /// overlap anew each epoch); predictions average each image's scores with its mirror image's.
     /// models/README.md has the runs behind each choice.

@@ -154,6 +154,15 @@ struct WinogradConv {
         return flipped
     }
 
+    /// Runs `body` in parallel over ranges of output channels in whole groups of eight, the
+    /// vector width of the weight transforms (`pc_winograd_weight_transform`,
+    /// `pc_winograd_weight_gradient_transform`).
+    func forOutputChannelGroups(_ body: (Range<Int>) -> Void) {
+        parallelFor((outChannels + 7) / 8) { groups in
+            body((groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels))
+        }
+    }
+
     var m: Int { transform.m }
     var alpha: Int { transform.alpha }
     var outHeight: Int { height + 2 * padding - kernel + 1 }
@@ -176,9 +185,7 @@ struct WinogradConv {
         let blocksPerImage = (tiles + block - 1) / block
 
         let transformWeights = { (u: UnsafeMutablePointer<Float>) in
-            // In whole groups of eight output channels, the kernel's vector width.
-            parallelFor((outChannels + 7) / 8) { groups in
-                let outs = (groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels)
+            forOutputChannelGroups { outs in
                 transform.g.withUnsafeBufferPointer { g in
                     pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel,
                                                  Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
@@ -318,8 +325,7 @@ struct WinogradConv {
         let du = TensorStorage(uninitializedCount: a2 * inPadded * outPadded)
         partials.sum(into: du.pointer)
         transform.g.withUnsafeBufferPointer { g in
-            parallelFor((outChannels + 7) / 8) { groups in
-                let outs = (groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels)
+            forOutputChannelGroups { outs in
                 pc_winograd_weight_gradient_transform(du.pointer + outs.lowerBound, inPadded * outPadded, outPadded,
                                                       Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
                                                       g.baseAddress, gradient + outs.lowerBound * inChannels * kernel * kernel)
