@@ -10,11 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define PC_HAVE_X86 1
-#endif
+#include "targets.h"
 
 enum { CB = PC_CONV_CHANNEL_BLOCK, PB = PC_CONV_PIXEL_BLOCK, TB = PC_CONV_TAP_BLOCK };
 
@@ -60,7 +56,6 @@ static void conv_grid_weight_grad_portable(const float *input, long inStride, lo
 // MARK: - AVX2 + FMA versions
 
 #ifdef PC_HAVE_X86
-#define PC_AVX2 __attribute__((target("avx2,fma")))
 
 PC_AVX2 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -145,8 +140,6 @@ PC_AVX2 static void conv_grid9_avx2(const float *input, long inStride, int inCha
 // The forward sums at AVX-512: 32 pixels (two 16-float vectors) of four channels at a time, 16
 // for a last odd pixel block. Each output receives the same FMAs in the same order as in the
 // AVX2 kernels, so results are identical.
-#define PC_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
-
 PC_AVX512 static inline __attribute__((always_inline)) void conv_grid_block16(const float *input, long inStride, int inChannels, const float *w,
                                                const long *offsets, int taps, int nine, int two, float *o,
                                                long outStride) {

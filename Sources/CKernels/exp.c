@@ -8,18 +8,13 @@
 // subnormals, 0 and inf beyond those bounds; inside them the two agree within 2 ulp.
 #include "CKernels.h"
 #include <math.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define PC_HAVE_X86 1
-#endif
+#include "targets.h"
 
 static void exp_portable(float *x, long count) {
     for (long i = 0; i < count; i++) x[i] = expf(x[i]);
 }
 
 #ifdef PC_HAVE_X86
-#define PC_AVX2 __attribute__((target("avx2,fma")))
 
 PC_AVX2 static inline __m256 exp8(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.7228f), lo = _mm256_set1_ps(-87.33654f);

@@ -15,11 +15,7 @@
 
 enum { L = 8, MAX_ALPHA = 8 };
 
-#if defined(__x86_64__)
-#define PC_AVX2 __attribute__((target("avx2,fma")))
-#define PC_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
-#define PC_HAVE_X86 1
-#endif
+#include "targets.h"
 #define PC_INLINE static inline __attribute__((always_inline))
 
 // Eight floats, one per channel lane: clang's vector extension, one AVX register in the AVX2
@@ -144,7 +140,6 @@ PC_INLINE void store_lanes(const float *y, long ystride, int cols, int lanes, fl
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 // store_lanes for four full columns and eight lanes: a 4 x 8 transpose, then one 4-float store
 // per lane.
 PC_AVX2 static void store_lanes4x8_avx2(const float *y, long ystride, float *dst, long planeStride) {

@@ -52,7 +52,7 @@ struct SegmentTrain: ParsableCommand {
     var lovasz: Float?
 
     @Option(help: "Context the deepest map's positions gather before they are scored: attention (each position adds an attention-weighted mix of all positions' features, Wang et al. 2018), global (the mean of all positions' features, ParseNet) or none; FCN score fusion only (default: the recipe's).")
-    var context: String?
+    var context: ContextChoice?
 
     @Option(help: "Query and key channels of --context attention (default: the recipe's).")
     var contextKeys: Int?
@@ -62,11 +62,8 @@ struct SegmentTrain: ParsableCommand {
 
     func validate() throws {
         if let hiddenWidth, !(0...4096).contains(hiddenWidth) { throw ValidationError("--hidden-width must be 0 to 4096") }
-        if let context, context != "none", SegmentationContext(rawValue: context) == nil {
-            throw ValidationError("--context must be attention, global or none, got '\(context)'")
-        }
         if let contextKeys, !(1...4096).contains(contextKeys) { throw ValidationError("--context-keys must be 1 to 4096") }
-        if contextKeys != nil, context != SegmentationContext.attention.rawValue {
+        if contextKeys != nil, context?.context != .attention {
             throw ValidationError("--context-keys sets attention's keys; it needs --context attention")
         }
         if let lovasz, !(lovasz >= 0 && lovasz <= 100) { throw ValidationError("--lovasz must be between 0 and 100") }
@@ -107,7 +104,7 @@ struct SegmentTrain: ParsableCommand {
             if let flipAverage { recipe.flipAverage = flipAverage }
             if let startScores { recipe.startScores = startScores }
             if let lovasz { recipe.lovaszWeight = lovasz }
-            if let context { recipe.context = SegmentationContext(rawValue: context) }
+            if let context { recipe.context = context.context }
             if let contextKeys { recipe.contextKeys = contextKeys }
             if let hiddenWidth { recipe.hiddenWidth = hiddenWidth }
             let classes = dataset.classNames.count
@@ -262,4 +259,17 @@ func uniqueOutputNames(_ paths: [String]) throws -> [String] {
         seen[name] = path
         return name
     }
+}
+
+/// `--context`: one of the head's contexts, or none.
+struct ContextChoice: ExpressibleByArgument {
+    let context: SegmentationContext?
+
+    init?(argument: String) {
+        if argument == "none" { context = nil; return }
+        guard let context = SegmentationContext(rawValue: argument) else { return nil }
+        self.context = context
+    }
+
+    static var allValueStrings: [String] { SegmentationContext.allCases.map(\.rawValue) + ["none"] }
 }

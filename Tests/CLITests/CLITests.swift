@@ -397,7 +397,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100"),
-                                ("--context=local", "--context must be attention, global or none"),
+                                ("--context=local", "The value 'local' is invalid for '--context <context>'. Please provide one of 'attention', 'global' or 'none'."),
                                 ("--context-keys=0", "--context-keys must be 1 to 4096"),
                                 ("--context-keys=8", "--context-keys sets attention's keys; it needs --context attention"),
                                 ("--hidden-width=-2", "--hidden-width must be 0 to 4096"),
