@@ -75,9 +75,9 @@ public struct Recipe: Sendable {
         return r
     }
 
-    /// Per-pixel classes of 64x64 canvases: a ResNet-8 of widths 24/48/96 with a stride-2 stem,
-    /// started from the shipped Fashion-MNIST classifier of that shape (as FCN starts from a
-    /// classifier), 3x3 class scores on its deepest map (each position also reads its
+    /// Per-pixel classes of 64x64 canvases: a ResNet-8 of widths 32/64/128 with a stride-2 stem,
+    /// started from the shipped Fashion-MNIST classifier of that shape trained long with random
+    /// erasing (as FCN starts from a classifier), 3x3 class scores on its deepest map (each position also reads its
     /// neighbours, as a classifier's pooling sees a whole item) upsampled to the input and
     /// refined there from the image itself (borders follow brightness), the item classes' scores
     /// started from the classifier's output layer, 16 epochs at peak
@@ -89,8 +89,8 @@ public struct Recipe: Sendable {
         o.epochs = 16; o.batchSize = 64; o.optimizer = .sgd; o.learningRate = 0.2
         o.weightDecay = 5e-4; o.warmupEpochs = 1; o.pasting = 0.5
         var r = Recipe(backbone: .resnet8, stemStride: 2, options: o, labelSmoothing: 0)
-        r.widths = [24, 48, 96]
-        r.backboneWeights = "fashion-classifier-small.h5"
+        r.widths = [32, 64, 128]
+        r.backboneWeights = "fashion-classifier-long.h5"
         r.skips = []
         r.decoderWidth = 0
         r.refineWidth = 8
