@@ -186,77 +186,53 @@ PC_AVX512 static void conv_grid_avx512(const float *input, long inStride, int in
     }
 }
 
-// The weight gradient at AVX-512: the AVX2 kernel's 4-channel x 3-tap tile on 16 pixels at a
-// time (a last 8 masked). Each sum splits over 16 lanes rather than 8 before the final
-// horizontal add, so results differ from the AVX2 kernel's by float rounding.
-PC_AVX512 static void conv_grid_weight_grad_avx512(const float *input, long inStride, long inImageStride, int inChannels,
-                                                   const float *dOut, long outStride, long outImageStride, int outChannels,
-                                                   int images, long pixels, const long *offsets, int taps, float *grad) {
-    for (int o = 0; o < outChannels; o += CB)
-        for (int c = 0; c < inChannels; c++)
-            for (int t = 0; t < taps; t += TB) {
-                const long s0 = offsets[t], s1 = offsets[t + 1], s2 = offsets[t + 2];
-                __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-                __m512 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-                for (int i = 0; i < images; i++) {
-                    const float *x = input + i * inImageStride + c * inStride;
-                    const float *d = dOut + i * outImageStride + o * outStride;
-                    for (long p = 0; p < pixels; p += 16) {
-                        const __mmask16 m = pixels - p >= 16 ? 0xFFFF : 0x00FF;
-                        const __m512 x0 = _mm512_maskz_loadu_ps(m, x + p + s0), x1 = _mm512_maskz_loadu_ps(m, x + p + s1);
-                        const __m512 x2 = _mm512_maskz_loadu_ps(m, x + p + s2);
-                        __m512 v = _mm512_maskz_loadu_ps(m, d + p);
-                        a00 = _mm512_fmadd_ps(v, x0, a00); a01 = _mm512_fmadd_ps(v, x1, a01); a02 = _mm512_fmadd_ps(v, x2, a02);
-                        v = _mm512_maskz_loadu_ps(m, d + outStride + p);
-                        a10 = _mm512_fmadd_ps(v, x0, a10); a11 = _mm512_fmadd_ps(v, x1, a11); a12 = _mm512_fmadd_ps(v, x2, a12);
-                        v = _mm512_maskz_loadu_ps(m, d + 2 * outStride + p);
-                        a20 = _mm512_fmadd_ps(v, x0, a20); a21 = _mm512_fmadd_ps(v, x1, a21); a22 = _mm512_fmadd_ps(v, x2, a22);
-                        v = _mm512_maskz_loadu_ps(m, d + 3 * outStride + p);
-                        a30 = _mm512_fmadd_ps(v, x0, a30); a31 = _mm512_fmadd_ps(v, x1, a31); a32 = _mm512_fmadd_ps(v, x2, a32);
-                    }
-                }
-                float *g = grad + ((long)o * inChannels + c) * taps + t;
-                const long row = (long)inChannels * taps;
-                g[0] += _mm512_reduce_add_ps(a00); g[1] += _mm512_reduce_add_ps(a01); g[2] += _mm512_reduce_add_ps(a02); g += row;
-                g[0] += _mm512_reduce_add_ps(a10); g[1] += _mm512_reduce_add_ps(a11); g[2] += _mm512_reduce_add_ps(a12); g += row;
-                g[0] += _mm512_reduce_add_ps(a20); g[1] += _mm512_reduce_add_ps(a21); g[2] += _mm512_reduce_add_ps(a22); g += row;
-                g[0] += _mm512_reduce_add_ps(a30); g[1] += _mm512_reduce_add_ps(a31); g[2] += _mm512_reduce_add_ps(a32);
-            }
-}
+// The weight gradient: a 4-channel x 3-tap tile of sums over the pixels of every image, one
+// vector of pixels at a time, written once and built at two widths (below). STEP pixels per
+// vector; MASK declares what LOAD needs for the pixels left (AVX-512 masks a last 8); REDUCE
+// adds a vector's lanes.
+#define PC_WEIGHT_GRAD_BUILD(name, VEC, ZERO, STEP, MASK, LOAD, FMA, REDUCE)                                     \
+    static void name(const float *input, long inStride, long inImageStride, int inChannels, const float *dOut,     \
+                     long outStride, long outImageStride, int outChannels, int images, long pixels,               \
+                     const long *offsets, int taps, float *grad) {                                                \
+        for (int o = 0; o < outChannels; o += CB)                                                                 \
+            for (int c = 0; c < inChannels; c++)                                                                  \
+                for (int t = 0; t < taps; t += TB) {                                                              \
+                    const long s0 = offsets[t], s1 = offsets[t + 1], s2 = offsets[t + 2];                        \
+                    VEC a00 = ZERO(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;                      \
+                    VEC a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                         \
+                    for (int i = 0; i < images; i++) {                                                            \
+                        const float *x = input + i * inImageStride + c * inStride;                                \
+                        const float *d = dOut + i * outImageStride + o * outStride;                               \
+                        for (long p = 0; p < pixels; p += STEP) {                                                 \
+                            MASK;                                                                                 \
+                            const VEC x0 = LOAD(x + p + s0), x1 = LOAD(x + p + s1), x2 = LOAD(x + p + s2);        \
+                            VEC v = LOAD(d + p);                                                                  \
+                            a00 = FMA(v, x0, a00); a01 = FMA(v, x1, a01); a02 = FMA(v, x2, a02);                  \
+                            v = LOAD(d + outStride + p);                                                          \
+                            a10 = FMA(v, x0, a10); a11 = FMA(v, x1, a11); a12 = FMA(v, x2, a12);                  \
+                            v = LOAD(d + 2 * outStride + p);                                                      \
+                            a20 = FMA(v, x0, a20); a21 = FMA(v, x1, a21); a22 = FMA(v, x2, a22);                  \
+                            v = LOAD(d + 3 * outStride + p);                                                      \
+                            a30 = FMA(v, x0, a30); a31 = FMA(v, x1, a31); a32 = FMA(v, x2, a32);                  \
+                        }                                                                                         \
+                    }                                                                                             \
+                    float *g = grad + ((long)o * inChannels + c) * taps + t;                                      \
+                    const long row = (long)inChannels * taps;                                                     \
+                    g[0] += REDUCE(a00); g[1] += REDUCE(a01); g[2] += REDUCE(a02); g += row;                      \
+                    g[0] += REDUCE(a10); g[1] += REDUCE(a11); g[2] += REDUCE(a12); g += row;                      \
+                    g[0] += REDUCE(a20); g[1] += REDUCE(a21); g[2] += REDUCE(a22); g += row;                      \
+                    g[0] += REDUCE(a30); g[1] += REDUCE(a31); g[2] += REDUCE(a32);                                \
+                }                                                                                                 \
+    }
 
-PC_AVX2 static void conv_grid_weight_grad_avx2(const float *input, long inStride, long inImageStride, int inChannels,
-                                               const float *dOut, long outStride, long outImageStride, int outChannels,
-                                               int images, long pixels, const long *offsets, int taps, float *grad) {
-    for (int o = 0; o < outChannels; o += CB)
-        for (int c = 0; c < inChannels; c++)
-            for (int t = 0; t < taps; t += TB) {
-                const long s0 = offsets[t], s1 = offsets[t + 1], s2 = offsets[t + 2];
-                __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-                __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-                for (int i = 0; i < images; i++) {
-                    const float *x = input + i * inImageStride + c * inStride;
-                    const float *d = dOut + i * outImageStride + o * outStride;
-                    for (long p = 0; p < pixels; p += 8) {
-                        __m256 x0 = _mm256_loadu_ps(x + p + s0), x1 = _mm256_loadu_ps(x + p + s1);
-                        __m256 x2 = _mm256_loadu_ps(x + p + s2);
-                        __m256 v = _mm256_loadu_ps(d + p);
-                        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01); a02 = _mm256_fmadd_ps(v, x2, a02);
-                        v = _mm256_loadu_ps(d + outStride + p);
-                        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11); a12 = _mm256_fmadd_ps(v, x2, a12);
-                        v = _mm256_loadu_ps(d + 2 * outStride + p);
-                        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21); a22 = _mm256_fmadd_ps(v, x2, a22);
-                        v = _mm256_loadu_ps(d + 3 * outStride + p);
-                        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31); a32 = _mm256_fmadd_ps(v, x2, a32);
-                    }
-                }
-                float *g = grad + ((long)o * inChannels + c) * taps + t;
-                const long row = (long)inChannels * taps;
-                g[0] += hsum(a00); g[1] += hsum(a01); g[2] += hsum(a02); g += row;
-                g[0] += hsum(a10); g[1] += hsum(a11); g[2] += hsum(a12); g += row;
-                g[0] += hsum(a20); g[1] += hsum(a21); g[2] += hsum(a22); g += row;
-                g[0] += hsum(a30); g[1] += hsum(a31); g[2] += hsum(a32);
-            }
-}
+// At AVX-512, 16 pixels at a time (a last 8 masked). Each sum splits over 16 lanes rather than 8
+// before the final horizontal add, so results differ from the AVX2 kernel's by float rounding.
+#define PC_MASK16 const __mmask16 m = pixels - p >= 16 ? 0xFFFF : 0x00FF
+#define PC_LOAD16(ptr) _mm512_maskz_loadu_ps(m, ptr)
+PC_AVX512 PC_WEIGHT_GRAD_BUILD(conv_grid_weight_grad_avx512, __m512, _mm512_setzero_ps, 16, PC_MASK16, PC_LOAD16,
+                               _mm512_fmadd_ps, _mm512_reduce_add_ps)
+PC_AVX2 PC_WEIGHT_GRAD_BUILD(conv_grid_weight_grad_avx2, __m256, _mm256_setzero_ps, 8, (void)0, _mm256_loadu_ps,
+                             _mm256_fmadd_ps, hsum)
 #endif
 
 // MARK: - Dispatch
