@@ -77,12 +77,12 @@ public struct Recipe: Sendable {
 
     /// Per-pixel classes of 64x64 canvases: a ResNet-8 of widths 32/64/128 with a stride-2 stem,
     /// started from the shipped Fashion-MNIST classifier of that shape trained long with random
-    /// erasing (as FCN starts from a classifier), 3x3 class scores on its deepest map (each position also reads its
-    /// neighbours, as a classifier's pooling sees a whole item) upsampled to the input and
-    /// refined there from the image itself (borders follow brightness), the item classes' scores
-    /// started from the classifier's output layer, 16 epochs at peak
-    /// learning rate 0.2 with half the canvases getting an item of another pasted on (so items
-    /// overlap anew each epoch); predictions average each image's scores with its mirror image's.
+    /// erasing (as FCN starts from a classifier), 3x3 class scores on its deepest map (each
+    /// position also reads its neighbours, as a classifier's pooling sees a whole item) upsampled
+    /// to the input and refined there from the image itself (borders follow brightness), the item
+    /// classes' scores started from the classifier's output layer, 16 epochs at peak learning rate
+    /// 0.2 with half the canvases getting an item of another pasted on (so items overlap anew each
+    /// epoch); predictions average each image's scores with its mirror image's.
     /// models/README.md has the runs behind each choice.
     public static var segmentation: Recipe {
         var o = TrainingOptions()
