@@ -4,11 +4,13 @@ import PackageDescription
 let package = Package(
     name: "Percept",
     products: [
-        .library(name: "Percept", targets: ["Core", "Datasets", "Tasks"]),
+        .library(name: "Percept", targets: ["PerceptCore", "PerceptDatasets", "PerceptTasks"]),
         .executable(name: "percept", targets: ["PerceptCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML for configuration files (`--config`, `--show-config`).
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libopenblas-dev, libhdf5-dev, libpng-dev).
@@ -24,18 +26,19 @@ let package = Package(
 
         // Hand-written SIMD kernels (AVX2+FMA chosen at run time, portable C otherwise).
         .target(name: "CKernels"),
-        .target(name: "Core", dependencies: ["CBLAS", "CKernels"], linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "Datasets", dependencies: ["Core", "CHDF5", "CPNG", "CZlib"]),
-        .target(name: "Tasks", dependencies: ["Core", "Datasets"]),
+        .target(name: "PerceptCore", dependencies: ["CBLAS", "CKernels"], path: "Sources/Core", linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "PerceptDatasets", dependencies: ["PerceptCore", "CHDF5", "CPNG", "CZlib"], path: "Sources/Datasets"),
+        .target(name: "PerceptTasks", dependencies: ["PerceptCore", "PerceptDatasets", .product(name: "Yams", package: "Yams")],
+                path: "Sources/Tasks"),
         .executableTarget(
             name: "PerceptCLI",
-            dependencies: ["Core", "Datasets", "Tasks",
+            dependencies: ["PerceptCore", "PerceptDatasets", "PerceptTasks",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
-        .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Core", "CZlib"]),
-        .testTarget(name: "TasksTests", dependencies: ["Tasks", "Datasets", "Core", "CKernels"], exclude: ["Fixtures"]),
+        .testTarget(name: "CoreTests", dependencies: ["PerceptCore", "CKernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["PerceptDatasets", "PerceptCore", "CZlib"]),
+        .testTarget(name: "TasksTests", dependencies: ["PerceptTasks", "PerceptDatasets", "PerceptCore", "CKernels"], exclude: ["Fixtures"]),
         // Runs the built `percept` executable; `swift test` builds it along with the tests.
-        .testTarget(name: "CLITests", dependencies: ["Tasks", "Datasets", "Core"]),
+        .testTarget(name: "CLITests", dependencies: ["PerceptTasks", "PerceptDatasets", "PerceptCore"]),
     ]
 )

@@ -1,7 +1,7 @@
 import ArgumentParser
-import Core
+import PerceptCore
 import Foundation
-import Tasks
+import PerceptTasks
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Datasets
+import PerceptDatasets
 import Foundation
 
 extension VisionTask: ExpressibleByArgument {}

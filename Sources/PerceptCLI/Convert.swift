@@ -1,5 +1,5 @@
 import ArgumentParser
-import Datasets
+import PerceptDatasets
 import Foundation
 
 /// Options every `percept convert` subcommand takes.
@@ -36,35 +36,29 @@ struct ConversionOptionGroup: ParsableArguments {
 /// A progress counter on stderr, rewritten in place about once a second.
 final class ProgressLine {
     private var lastReport = Date()
-    /// Whether a progress line is on screen without its newline.
-    private(set) var isOpen = false
+    /// Whether a progress line is on screen without its newline (stderr is one per process).
+    nonisolated(unsafe) private static var isOpen = false
 
     func report(done: Int, total: Int) {
         let now = Date()
         guard now.timeIntervalSince(lastReport) >= 1 || done == total else { return }
         lastReport = now
-        isOpen = done != total
+        Self.isOpen = done != total
         FileHandle.standardError.write("\rconverted \(done)/\(total)\(done == total ? "\n" : "")".data(using: .utf8)!)
     }
-}
 
-/// Runs a conversion, printing its summary or a one-line error (exit code 1).
-func runConversion(_ body: (ProgressLine) throws -> ConversionSummary) throws {
-    let progress = ProgressLine()
-    do {
-        let start = Date()
-        let summary = try body(progress)
-        print(summary)
-        print(String(format: "took %.1f s", Date().timeIntervalSince(start)))
-    } catch let error as DatasetError {
-        FileHandle.standardError.write("\(progress.isOpen ? "\n" : "")error: \(error)\n".data(using: .utf8)!)
-        throw ExitCode.failure
+    /// Ends a progress line left open, so that an error starts on a line of its own.
+    static func endOpenLine() {
+        if isOpen { FileHandle.standardError.write(Data("\n".utf8)); isOpen = false }
     }
 }
 
-/// Splits a comma-separated list option.
-func commaList(_ text: String?) -> [String]? {
-    text.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+/// Runs a conversion and prints its summary (errors go to the one error funnel, `Percept.main`).
+func runConversion(_ body: (ProgressLine) throws -> ConversionSummary) throws {
+    let start = Date()
+    let summary = try body(ProgressLine())
+    print(summary)
+    print(String(format: "took %.1f s", Date().timeIntervalSince(start)))
 }
 
 /// `percept convert`: turns common dataset formats into Percept HDF5 files.

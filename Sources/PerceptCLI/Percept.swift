@@ -1,11 +1,33 @@
 import ArgumentParser
-import Core
+import Foundation
+import PerceptTasks
 
 @main
 struct Percept: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "percept",
         abstract: "Multi-task computer vision: classification, tagging, detection, segmentation.",
-        discussion: "Commands are shaped `percept TASK MODE`, e.g. `percept classify train --data train.h5 -o model.h5`.",
-        subcommands: [Classify.self, Tag.self, Detect.self, Segment.self, Convert.self, Inspect.self, Bench.self, Compose.self])
+        discussion: "Commands are shaped `percept TASK MODE`, e.g. `percept classify train --data train.h5 -o model.h5`. Every setting without a flag of its own is a key of the task's configuration: `--show-config` prints them all, `--set KEY=VALUE` and `--config FILE` change them.",
+        version: PerceptVersion.current,
+        subcommands: [Classify.self, Tag.self, Detect.self, Segment.self, Convert.self, Compose.self, Inspect.self, Bench.self])
+
+    /// The one error funnel of every command: a problem with the user's files, options or
+    /// configuration is one `error: ...` line on stderr and exit code 1; what the argument
+    /// parser reports (usage errors, --help, --version) it prints itself.
+    static func main() {
+        let command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do {
+            var command = command
+            try command.run()
+        } catch let error as ExitCode {
+            exit(withError: error)
+        } catch let error as CleanExit {
+            exit(withError: error)
+        } catch {
+            ProgressLine.endOpenLine()
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }

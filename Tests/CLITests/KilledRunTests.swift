@@ -1,7 +1,7 @@
-import Core
-import Datasets
+import PerceptCore
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 /// `percept classify train` killed with SIGKILL at random moments (during steps, during

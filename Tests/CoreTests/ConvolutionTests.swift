@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Convolution forward values against a direct six-loop reference, over the code paths of
 /// ConvPlan (contiguous shift, strided, pointwise, multi-image GEMMs, groups).

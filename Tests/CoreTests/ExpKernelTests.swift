@@ -1,7 +1,7 @@
 import CKernels
 import Foundation
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// `pc_exp`, the vector exp behind softmax, log-softmax and softmax cross-entropy: both builds
 /// against Foundation's exp over the whole useful range, lengths that leave a vector tail, and

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Checks across ops: a small network end to end, pullbacks that outlive their temporaries,
 /// and inference (untracked inputs) building no graph for any op.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// One conv2D configuration under test.
 struct ConvCase: CustomStringConvertible {

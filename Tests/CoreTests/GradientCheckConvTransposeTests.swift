@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Transposed convolution by its definition: every input pixel scatters weight * value into
 /// output window (i * stride - padding + k).

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// The ops a window detector's head needs: channel slices and the weighted smooth L1 loss.
 final class GradientCheckDetectionOpsTests: XCTestCase {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Gradient checks for the elementwise, reduction, shape and linear ops.
 final class GradientCheckElementwiseTests: XCTestCase {

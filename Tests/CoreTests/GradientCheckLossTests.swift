@@ -1,6 +1,6 @@
 import CKernels
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// PyTorch's F.cross_entropy (mean reduction) written out in Double, sample by sample:
 /// ((1 - e) sum w_y (-log p_y) + e / C sum_c w_c (-log p_c)) / sum of counted w_y.
@@ -27,94 +27,6 @@ func referenceCrossEntropy(_ logits: Tensor, _ labels: [Int32], ignoreIndex: Int
     }
     return ((1 - e) * hard + e / Double(classes) * soft) / weightSum
 }
-
-/// Berman et al.'s `lovasz_softmax_flat` written out in Double with a comparison sort: the loss
-/// and its gradient with respect to the probabilities.
-func referenceLovaszSoftmax(_ probabilities: Tensor, _ labels: [Int32], ignoreIndex: Int32) -> (loss: Double, gradient: [Double]) {
-    let (n, classes) = (probabilities.shape[0], probabilities.shape[1])
-    let inner = probabilities.count / (n * classes)
-    let pixels = (0..<labels.count).filter { labels[$0] != ignoreIndex }
-    let index = { (s: Int, c: Int) in (s / inner * classes + c) * inner + s % inner }
-    var gradient = [Double](repeating: 0, count: probabilities.count)
-    var losses: [Double] = []
-    for c in 0..<classes where pixels.contains(where: { labels[$0] == Int32(c) }) {
-        let errors = pixels.map { s in
-            let p = Double(probabilities.scalars[index(s, c)])
-            return labels[s] == Int32(c) ? 1 - p : p
-        }
-        let order = errors.indices.sorted { errors[$0] > errors[$1] }
-        let foreground = order.map { labels[pixels[$0]] == Int32(c) ? 1.0 : 0.0 }
-        let total = foreground.reduce(0, +)
-        var jaccard: [Double] = []
-        var inside = 0.0, outside = 0.0
-        for f in foreground {
-            inside += f; outside += 1 - f
-            jaccard.append(1 - (total - inside) / (total + outside))
-        }
-        let weights = jaccard.indices.map { $0 == 0 ? jaccard[0] : jaccard[$0] - jaccard[$0 - 1] }
-        losses.append(zip(order, weights).map { errors[$0] * $1 }.reduce(0, +))
-        for (k, j) in order.enumerated() {
-            gradient[index(pixels[j], c)] = foreground[k] == 1 ? -weights[k] : weights[k]
-        }
-    }
-    let count = Double(losses.count)
-    return (losses.reduce(0, +) / count, gradient.map { $0 / count })
-}
-
-final class GradientCheckLossTests: XCTestCase {
-    /// On 0/1 probabilities the Lovász extension is the Jaccard loss itself: the mean over the
-    /// classes present of 1 - IoU of the predicted and true pixels, ignored pixels left out.
-    func testLovaszSoftmaxIsTheJaccardLossOnHardPredictions() {
-        var rng = SeededGenerator(seed: 520)
-        let (n, classes, inner) = (3, 4, 30)
-        let labels = (0..<(n * inner)).map { _ in rng.nextUniform() < 0.1 ? Int32(255) : Int32.random(in: 0..<3, using: &rng) }
-        // Class 3 is predicted now and then but never true: it does not count.
-        let predicted = labels.map { rng.nextUniform() < 0.6 && $0 != 255 ? $0 : Int32.random(in: 0..<4, using: &rng) }
-        var scalars = [Float](repeating: 0, count: n * classes * inner)
-        for s in 0..<labels.count { scalars[(s / inner * classes + Int(predicted[s])) * inner + s % inner] = 1 }
-        let loss = lovaszSoftmax(probabilities: Tensor(shape: [n, classes, inner], scalars: scalars), labels: labels, ignoreIndex: 255)
-        var expected = 0.0
-        for c in Int32(0)..<3 {
-            let counted = labels.indices.filter { labels[$0] != 255 }
-            let both = counted.filter { labels[$0] == c && predicted[$0] == c }.count
-            let either = counted.filter { labels[$0] == c || predicted[$0] == c }.count
-            expected += 1 - Double(both) / Double(either)
-        }
-        XCTAssertEqual(Double(loss.scalar), expected / 3, accuracy: 1e-6)
-        XCTAssertGreaterThan(loss.scalar, 0.2, "a vacuous case")
-    }
-
-    /// Thousands of soft probabilities (several radix buckets deep) against the Double reference:
-    /// the loss and the whole gradient.
-    func testLovaszSoftmaxMatchesTheReferenceOnAManyPixelBatch() {
-        let logits = uniformTensor([3, 5, 23, 29], seed: 521, low: -3, high: 3)
-        var rng = SeededGenerator(seed: 522)
-        let labels = (0..<(3 * 23 * 29)).map { _ in rng.nextUniform() < 0.05 ? Int32(255) : Int32.random(in: 0..<4, using: &rng) }
-        let probabilities = logits.softmax(axis: 1).trackingGradient()
-        let loss = lovaszSoftmax(probabilities: probabilities, labels: labels, ignoreIndex: 255)
-        let reference = referenceLovaszSoftmax(probabilities, labels, ignoreIndex: 255)
-        XCTAssertEqual(Double(loss.scalar), reference.loss, accuracy: 1e-5)
-        let gradient = try! XCTUnwrap(loss.backward()[probabilities])
-        assertClose(gradient.scalars, reference.gradient.map(Float.init), tolerance: 1e-6)
-        XCTAssertTrue(gradient.scalars.contains { $0 != 0 })
-    }
-
-    /// The loss is piecewise linear in the probabilities, so the inputs keep every class's
-    /// errors 0.05 apart: finite differences do not reorder them.
-    func testLovaszSoftmaxGradients() {
-        let (n, classes, inner) = (2, 3, 6)
-        let labels: [Int32] = [0, 1, 2, 255, 1, 0, 2, 2, 255, 0, 1, 1]
-        var rng = SeededGenerator(seed: 523)
-        var scalars = [Float](repeating: 0, count: n * classes * inner)
-        for c in 0..<classes {
-            let errors = (1...labels.count).map { Float($0) * 0.05 }.shuffled(using: &rng)
-            for s in 0..<labels.count {
-                scalars[(s / inner * classes + c) * inner + s % inner] = labels[s] == Int32(c) ? 1 - errors[s] : errors[s]
-            }
-        }
-        let probabilities = Tensor(shape: [n, classes, 2, 3], scalars: scalars)
-        assertGradientsMatch([probabilities], epsilon: 1e-2) { lovaszSoftmax(probabilities: $0[0], labels: labels, ignoreIndex: 255) }
-    }
 
     /// Logits [4, 5] and labels including the ignore index 255.
     private let labels: [Int32] = [2, 255, 0, 4]

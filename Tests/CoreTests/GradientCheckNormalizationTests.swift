@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 final class GradientCheckNormalizationTests: XCTestCase {
     private func freshStatistics(_ channels: Int) -> (Buffer, Buffer) {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Direct-loop pooling reference: max ignores padding, average divides by kernel * kernel.
 func referencePool2D(_ x: Tensor, kernel: Int, stride: Int, padding: Int, max: Bool) -> [Float] {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// `function`'s forward with a deliberately wrong pullback: `corrupt(input, gradient)` is applied
 /// to the correct vector-Jacobian product of `reference` (default: `function` itself).

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 // Finite-difference gradient checking.
 //

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 final class GradientCheckUpsampleTests: XCTestCase {
     func testBilinear2x2MatchesPyTorch() {

@@ -1,6 +1,6 @@
 import CKernels
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// The direct stride-1 convolution (`GridConv`): the kernel builds (AVX-512, AVX2, portable C) against
 /// the direct-loop reference and each other, on shapes that leave partial channel blocks,

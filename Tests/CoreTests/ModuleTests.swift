@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 // Parameter discovery by reflection, mode switching, initialiser statistics and the seeded
 // generator.

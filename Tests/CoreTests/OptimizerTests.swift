@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 // Optimizer updates checked against hand-computed values of the published update rules
 // (PyTorch SGD, Kingma & Ba Adam, Loshchilov & Hutter AdamW), optimizer state round trips,

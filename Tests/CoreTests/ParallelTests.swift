@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// `parallelFor` on the persistent worker pool: every index exactly once, at any thread count
 /// and grain; loops started inside a loop's body, and loops started by two threads at once

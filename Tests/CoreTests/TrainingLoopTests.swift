@@ -1,5 +1,5 @@
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 // End-to-end training on tiny problems: a CNN overfits a handful of samples, runs are
 // reproducible from a seed at a fixed thread count, and residual / shared-weight graphs train

@@ -1,6 +1,6 @@
 import CKernels
 import XCTest
-@testable import Core
+@testable import PerceptCore
 
 /// Winograd's F(m x m, r x r) convolution: its matrices against the direct correlation, both
 /// kernel builds' forward pass and weight gradient against direct-loop references on shapes

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 /// An 8 x 8 item of `class`: a bright square, a horizontal bar or a vertical bar, each with a
 /// different brightness, on black. Class 3 (if asked for) is blank.

@@ -1,6 +1,6 @@
 import CZlib
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 /// Writes an IDX file (gzipped when `gzip`), magic bytes and dimensions as given.
 func writeIDX(_ path: String, dimensions: [Int], data: [UInt8], gzip: Bool, magic: [UInt8]? = nil) {

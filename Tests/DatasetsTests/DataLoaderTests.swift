@@ -1,6 +1,6 @@
-import Core
+import PerceptCore
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 final class DataLoaderTests: XCTestCase {
     /// A classification file whose image i is filled with value `value(i)` (default i) and labelled i % 3.

@@ -1,7 +1,7 @@
-import Core
+import PerceptCore
 import Foundation
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 /// Writes the model file that Tests/h5py/check.py reads, and checks it from the Swift side.
 ///

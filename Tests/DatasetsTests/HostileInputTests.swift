@@ -1,6 +1,6 @@
 import CZlib
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 /// A valid 1x1 gray PNG whose header is rewritten to declare `width`x`height` (colour type and
 /// bit depth as given), with the header's CRC fixed so that libpng accepts it.

@@ -1,6 +1,6 @@
-import Core
+import PerceptCore
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 final class LayoutTests: XCTestCase {
     func testClassificationRoundTrip() throws {

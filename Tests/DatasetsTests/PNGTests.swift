@@ -1,5 +1,5 @@
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 final class PNGTests: XCTestCase {
     /// Writes bytes to a file in `directory`.

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Datasets
+@testable import PerceptDatasets
 
 /// A fresh temporary directory removed when the test ends.
 final class TemporaryDirectory {

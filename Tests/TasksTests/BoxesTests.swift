@@ -1,6 +1,6 @@
-import Datasets
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 final class BoxesTests: XCTestCase {

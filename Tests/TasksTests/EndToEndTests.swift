@@ -1,7 +1,7 @@
-import Core
-import Datasets
+import PerceptCore
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 /// Every task trains on small generated data through the real `Trainer` and must clearly beat chance.

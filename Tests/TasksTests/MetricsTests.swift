@@ -1,4 +1,4 @@
-import Tasks
+import PerceptTasks
 import XCTest
 
 final class ClassificationMetricsTests: XCTestCase {

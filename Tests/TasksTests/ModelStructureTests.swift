@@ -1,7 +1,7 @@
-import Core
-import Datasets
+import PerceptCore
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 /// Every layer of a model takes part in training and in its file: optional layers (the head's

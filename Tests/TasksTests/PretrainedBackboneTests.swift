@@ -1,7 +1,7 @@
-import Core
-import Datasets
+import PerceptCore
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 /// Starting one task's backbone from another task's model file (a segmenter from a classifier).

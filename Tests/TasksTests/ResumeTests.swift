@@ -1,7 +1,7 @@
-import Core
-import Datasets
+import PerceptCore
+import PerceptDatasets
 import Foundation
-import Tasks
+import PerceptTasks
 import XCTest
 
 /// A classifier that stops the run (as a crash would) when asked to evaluate for the

@@ -1,8 +1,8 @@
 import XCTest
 import CKernels
-import Core
-import Datasets
-@testable import Tasks
+import PerceptCore
+import PerceptDatasets
+@testable import PerceptTasks
 
 /// The models in models/ load, describe themselves, and get the sample images right.
 /// They are never retrained here: models/README.md says how they were made.

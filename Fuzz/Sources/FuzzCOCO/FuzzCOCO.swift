@@ -1,5 +1,5 @@
 import Foundation
-@testable import Datasets
+@testable import PerceptDatasets
 import FuzzSupport
 
 /// The COCO JSON reader of convert coco.

@@ -1,4 +1,5 @@
-import Datasets
+import PerceptDatasets
+import PerceptTasks
 import FuzzSupport
 
 /// Opening a fuzzed HDF5 file as a dataset (reading its first rows) and as a model file, and

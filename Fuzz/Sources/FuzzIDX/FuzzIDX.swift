@@ -1,4 +1,4 @@
-@testable import Datasets
+@testable import PerceptDatasets
 import FuzzSupport
 
 /// IDXReader as convert idx drives it: header, then labels in one read or records one by one.

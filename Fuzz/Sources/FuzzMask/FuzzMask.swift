@@ -1,4 +1,4 @@
-import Datasets
+import PerceptDatasets
 import FuzzSupport
 
 /// PNG.readIndexMask, as convert masks uses it.

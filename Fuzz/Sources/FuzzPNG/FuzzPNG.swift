@@ -1,4 +1,4 @@
-import Datasets
+import PerceptDatasets
 import FuzzSupport
 
 /// PNG.read with each channel count.

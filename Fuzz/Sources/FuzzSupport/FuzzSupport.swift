@@ -1,4 +1,4 @@
-import Datasets
+import PerceptDatasets
 import Foundation
 
 /// The fuzzer's input as bytes.

@@ -1,5 +1,5 @@
 import Foundation
-import Datasets
+import PerceptDatasets
 import FuzzSupport
 
 /// The whole of convert tags on a fuzzed CSV, with images p0, p1 and p2 in place; a CSV that

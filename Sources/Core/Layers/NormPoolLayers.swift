@@ -7,10 +7,6 @@ public final class BatchNorm2D: Layer, ModeDependent {
     public let momentum: Float
     public let epsilon: Float
     public var mode: Mode = .training
-    /// Normalise with the running statistics in training too, and leave them as they are (as
-    /// torchvision's `FrozenBatchNorm2d`, but the scale and shift still train): for fine-tuning a
-    /// pretrained network on inputs whose batch statistics differ from the ones it learned on.
-    public var freezesStatistics = false
 
     public init(_ channels: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
         weight = Parameter(Tensor(shape: [channels], repeating: 1))
@@ -25,7 +21,7 @@ public final class BatchNorm2D: Layer, ModeDependent {
     public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         x.batchNorm2D(gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean,
                       runningVar: runningVariance, momentum: momentum, epsilon: epsilon,
-                      training: mode == .training && !freezesStatistics, relu: relu)
+                      training: mode == .training, relu: relu)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, relu: false) }

@@ -1,0 +1,125 @@
+import CZlib
+import Foundation
+
+/// A width and height in pixels, parsed from `WxH`.
+public struct ImageSize: Equatable, Sendable, CustomStringConvertible {
+    public var width: Int, height: Int
+
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+    }
+
+    /// Parses "32x32" (or "32X32"); nil when malformed or not positive.
+    public init?(parsing text: String) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        guard parts.count == 2, let width = Int(parts[0]), let height = Int(parts[1]), width > 0, height > 0,
+              width <= 65536, height <= 65536 else { return nil }
+        self.init(width: width, height: height)
+    }
+
+    public var description: String { "\(width)x\(height)" }
+}
+
+/// Settings shared by every conversion.
+public struct ConversionOptions {
+    /// Resize every image (and mask, and boxes) to this size; without it all images must match.
+    public var size: ImageSize?
+    /// Channels to store (1 gray or 3 RGB); nil keeps the converter's default (IDX 1, PNG 3).
+    public var channels: Int?
+    /// Replace an existing output file.
+    public var overwrite: Bool
+    /// Called after each image with (done, total).
+    public var progress: ((Int, Int) -> Void)?
+
+    public init(size: ImageSize? = nil, channels: Int? = nil, overwrite: Bool = false,
+                progress: ((Int, Int) -> Void)? = nil) {
+        self.size = size
+        self.channels = channels
+        self.overwrite = overwrite
+        self.progress = progress
+    }
+}
+
+/// What a conversion wrote, for the closing report.
+public struct ConversionSummary: CustomStringConvertible {
+    public var output: String
+    public var task: VisionTask
+    public var count: Int
+    public var channels: Int, height: Int, width: Int
+    public var classNames: [String]
+    /// Per class: images (classification, tagging), boxes (detection) or images containing
+    /// the class (segmentation).
+    public var perClass: [Int]
+    /// Boxes written (detection).
+    public var boxes: Int = 0
+    /// Things skipped on purpose, e.g. "3 crowd annotations".
+    public var notes: [String] = []
+
+    public var description: String {
+        let unit: String
+        switch task {
+        case .classification: unit = "images"
+        case .tagging: unit = "images tagged"
+        case .detection: unit = "boxes"
+        case .segmentation: unit = "images containing"
+        }
+        var lines = ["wrote \(output): \(task.rawValue), \(count) images of \(channels)x\(height)x\(width)"
+                     + (task == .detection ? ", \(boxes) boxes" : "")]
+        lines.append("\(unit) per class:")
+        let width = classNames.map(\.count).max() ?? 0
+        for (name, number) in zip(classNames, perClass) {
+            lines.append("  " + name.padding(toLength: max(width, 1), withPad: " ", startingAt: 0) + "  \(number)")
+        }
+        lines += notes.map { "note: \($0)" }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Conversions from common dataset formats to Percept's HDF5 layouts.
+public enum Converter {
+    // MARK: helpers
+
+    static func subdirectories(of directory: String) throws -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatasetError(directory, "no such directory")
+        }
+        let entries = try FileManager.default.contentsOfDirectory(atPath: directory)
+        return entries.filter { entry in
+            var isDirectory: ObjCBool = false
+            return !entry.hasPrefix(".") && FileManager.default.fileExists(atPath: directory + "/" + entry, isDirectory: &isDirectory)
+                && isDirectory.boolValue
+        }.sorted()
+    }
+
+    /// Sorted PNG file names in `directory` and the number of other (non-hidden) files.
+    static func pngFiles(in directory: String) throws -> (names: [String], others: Int) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatasetError(directory, "no such directory")
+        }
+        let entries = try FileManager.default.contentsOfDirectory(atPath: directory).filter { !$0.hasPrefix(".") }
+        let pngs = entries.filter { $0.lowercased().hasSuffix(".png") }.sorted()
+        return (pngs, entries.count - pngs.count)
+    }
+
+    static func findImage(named name: String, in directory: String) -> String? {
+        for candidate in [name, name + ".png"] where FileManager.default.fileExists(atPath: directory + "/" + candidate) {
+            return directory + "/" + candidate
+        }
+        return nil
+    }
+
+    static func firstSize(_ path: String) throws -> ImageSize {
+        let info = try PNG.info(path: path)
+        return ImageSize(width: info.width, height: info.height)
+    }
+
+    /// Reads a PNG with `channels` channels, resized when `size` is given.
+    static func loadImage(_ path: String, channels: Int, size: ImageSize?) throws -> Image {
+        let image = try PNG.read(path: path, channels: channels)
+        guard let size else { return image }
+        return image.resized(width: size.width, height: size.height)
+    }
+}

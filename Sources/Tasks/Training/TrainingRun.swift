@@ -1,0 +1,198 @@
+import PerceptCore
+import PerceptDatasets
+import Foundation
+
+/// What a task's training adds to the shared run: its dataset type, the data its head starts
+/// from, and (for detection) its own batches.
+public protocol TaskTraining: TaskConfig {
+    associatedtype TaskDataset: ImageDataset
+    /// Opens (and checks) a dataset of this task.
+    static func openDataset(_ path: String) throws -> TaskDataset
+    /// Starts a fresh model's head from the data or the pretrained file, before training;
+    /// returns what it did, for the log.
+    func prepare(_ model: Model<TaskHead>, dataset: TaskDataset, pretrained: PretrainedBackbone?) throws -> [String]
+    /// The training batches, when the task does not read its images as they are (detection
+    /// samples windows); nil for the standard loader.
+    func batchSource(_ model: Model<TaskHead>, dataset: TaskDataset) throws -> (any BatchSource)?
+    /// Whether validation also tunes the model's settings (a tagger's thresholds).
+    var calibratesOnValidation: Bool { get }
+}
+
+extension TaskTraining {
+    public func prepare(_ model: Model<TaskHead>, dataset: TaskDataset, pretrained: PretrainedBackbone?) throws -> [String] { [] }
+    public func batchSource(_ model: Model<TaskHead>, dataset: TaskDataset) throws -> (any BatchSource)? { nil }
+    public var calibratesOnValidation: Bool { false }
+}
+
+/// One training run of a task, as `percept TASK train` makes it: the datasets opened and checked,
+/// the outputs checked before any work, the backbone started from the configured model file,
+/// the head prepared, then `Trainer`'s epochs. The model file stores the resolved configuration
+/// (metadata `config`, YAML), so `--resume` and `percept inspect` read exactly what ran.
+public struct TrainingRun<Config: TaskTraining> {
+    public var config: Config
+    public var data: String
+    public var validation: String?
+    /// The best model (by validation metric, or the last without validation); its resumable
+    /// checkpoint goes beside it (`Trainer.checkpointPath(for:)`).
+    public var output: String
+    /// Replace existing outputs.
+    public var force = false
+    /// Receives progress lines.
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
+    public init(_ config: Config, data: String, validation: String? = nil, output: String) {
+        self.config = config; self.data = data; self.validation = validation; self.output = output
+    }
+
+    /// The configuration stored in a model file or checkpoint by a training run.
+    public static func storedConfig(in path: String) throws -> Config {
+        let checkpoint = try ModelCheckpoint.read(path: path)
+        guard let yaml = checkpoint.metadata[metadataKey] else {
+            throw DatasetError(path, "holds no training configuration (it was not written by `train` of this Percept)")
+        }
+        do { return try Config().reading(yaml: yaml, source: path) } catch let error as ConfigError {
+            throw DatasetError(path, "stored configuration: \(error)")
+        }
+    }
+
+    /// The model file metadata key of the resolved configuration.
+    public static var metadataKey: String { "config" }
+
+    /// Trains from scratch, or continues the checkpoint `resume` exactly where it stopped (its
+    /// stored configuration must be this run's); returns the trained model (the last epoch's).
+    @discardableResult
+    public func run(resume: String? = nil) throws -> Model<Config.TaskHead> {
+        try config.validate()
+        let checkpointPath = Trainer.checkpointPath(for: output)
+        let inputs = [data] + (validation.map { [$0] } ?? [])
+        try OutputPolicy.check(output, inputs: inputs + (resume.map { [$0] } ?? []), force: force || resume != nil)
+        try OutputPolicy.check(checkpointPath, inputs: inputs, force: force || resume != nil)
+        let dataset = try Config.openDataset(data)
+        let validationSet = try validation.map { try Config.openDataset($0) }
+        if let validationSet {
+            guard validationSet.channels == dataset.channels, validationSet.height == dataset.height,
+                  validationSet.width == dataset.width, validationSet.classNames == dataset.classNames else {
+                throw DatasetError(validationSet.path, "holds \(validationSet.channels)x\(validationSet.height)x\(validationSet.width) images of classes \(validationSet.classNames), the training set \(dataset.path) \(dataset.channels)x\(dataset.height)x\(dataset.width) of \(dataset.classNames)")
+            }
+        }
+        let configuration: ModelConfiguration<Config.TaskHead>
+        var pretrained: PretrainedBackbone?
+        if let resume {
+            // A resumed run continues with the model and configuration it was started with.
+            let stored = try Self.storedConfig(in: resume)
+            guard stored == config else {
+                throw DatasetError(resume, "was started with another configuration; resume with the one it stores (see `percept inspect \(resume)`)")
+            }
+            let checkpoint = try ModelCheckpoint.read(path: resume)
+            configuration = try ModelConfiguration<Config.TaskHead>.decode(checkpoint.architecture, path: resume)
+        } else {
+            let chosen = config.backbone.configuration(inputChannels: dataset.channels)
+            pretrained = try startingBackbone(chosen, dataset: dataset)
+            // A pretrained backbone keeps the normalisation its features were learned on.
+            let stats = try pretrained.map { (mean: $0.mean, std: $0.std) } ?? channelStatistics(dataset)
+            let head = try config.headArchitecture(deepest: chosen.featureInfo.last!, backbone: chosen, dataset: dataset)
+            configuration = ModelConfiguration(task: Config.TaskHead.task, inputChannels: dataset.channels, inputHeight: dataset.height,
+                                               inputWidth: dataset.width, classes: dataset.classNames, backbone: chosen, head: head,
+                                               settings: config.settings, mean: stats.mean, std: stats.std)
+        }
+        guard configuration.inputChannels == dataset.channels, configuration.inputHeight == dataset.height,
+              configuration.inputWidth == dataset.width, configuration.classes == dataset.classNames else {
+            throw DatasetError(dataset.path, "does not match the images or classes of the model being resumed")
+        }
+        let seed = config.train.seed
+        let model = try pretrained.map { try Model<Config.TaskHead>(configuration, startingFrom: $0, seed: seed) }
+            ?? Model<Config.TaskHead>(configuration, seed: seed)
+        model.calibratesOnValidation = config.calibratesOnValidation && validationSet != nil
+        if resume == nil { for line in try config.prepare(model, dataset: dataset, pretrained: pretrained) { log(line) } }
+        let options = config.train
+        let augmentation = options.augment
+            ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: options.erasing, pasting: options.pasting)
+            : .none
+        let loader = try config.batchSource(model, dataset: dataset)
+            ?? DataLoader(dataset, batchSize: options.batchSize, shuffle: true, dropLast: dataset.count >= options.batchSize * 2,
+                          augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: seed)
+        let validationLoader = validationSet.map {
+            DataLoader($0, batchSize: Config.TaskHead.task == .detection ? 16 : 256, shuffle: false, mean: configuration.mean, std: configuration.std)
+        }
+        let b = configuration.backbone
+        log("training \(Config.TaskHead.task.rawValue): \(dataset.count) images \(dataset.channels)x\(dataset.height)x\(dataset.width), "
+            + "\(dataset.classNames.count) classes, \(b.kind.rawValue) backbone widths \(b.widths) stem stride \(b.stemStride)\(b.poolsStem ? " + 2x2 max pool" : ""), \(model.parameterCount) parameters, "
+            + "\(options.epochs) epochs, batch \(options.batchSize), \(options.optimizer.rawValue) lr \(options.learningRate)"
+            + (options.backboneLearningRateScale != 1 ? " (backbone x\(options.backboneLearningRateScale))" : "")
+            + ", augment \(options.augment ? "on" : "off")"
+            + (options.augment ? (options.erasing > 0 ? " + erasing \(options.erasing)" : "") + (options.pasting > 0 ? " + pasting \(options.pasting)" : "") : "")
+            + ", \(Threads.count) threads" + (pretrained.map { ", backbone from \($0.path)" } ?? ""))
+        let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: options, outputPath: output)
+        trainer.log = log
+        trainer.fileMetadata = [Self.metadataKey: config.yaml()]
+        try trainer.run(resume: resume)
+        return model
+    }
+
+    /// The backbone a new run starts from: none for `weights: none`; else the named file (a
+    /// path, or a shipped model's name), checked to fit the data and the chosen backbone. Where
+    /// the recipe's own default file is missing or does not fit, the run says so and starts from
+    /// scratch; a file the user named must fit.
+    func startingBackbone(_ chosen: BackboneConfiguration, dataset: ImageDataset) throws -> PretrainedBackbone? {
+        let name = config.backbone.weights
+        guard config.backbone.startsFromWeights else { return nil }
+        let isRecipeDefault = name == Config().backbone.weights
+        func refuse(_ problem: String) throws -> PretrainedBackbone? {
+            guard isRecipeDefault else { throw ConfigError("backbone.weights: \(problem)") }
+            log("note: the recipe's backbone weights (\(name)) are not used: \(problem); training from scratch")
+            return nil
+        }
+        let path = FileManager.default.fileExists(atPath: name) ? name : ShippedModels.locate(name)
+        guard let path else {
+            return try refuse("\(name) is neither a file nor found in $PERCEPT_MODELS, ./models or the package's models folder")
+        }
+        let pretrained = try PretrainedBackbone(path: path)
+        guard pretrained.configuration.inputChannels == dataset.channels else {
+            return try refuse("\(path) is for \(pretrained.configuration.inputChannels)-channel images, \(dataset.path) holds \(dataset.channels)-channel images")
+        }
+        guard chosen == pretrained.configuration || chosen.extends(pretrained.configuration) else {
+            return try refuse("\(path) holds the backbone \(pretrained.configuration), which the backbone section (\(chosen)) neither equals nor extends")
+        }
+        return pretrained
+    }
+}
+
+extension ClassificationConfig: TaskTraining {
+    public static func openDataset(_ path: String) throws -> ClassificationDataset { try ClassificationDataset(path: path) }
+}
+
+extension TaggingConfig: TaskTraining {
+    public static func openDataset(_ path: String) throws -> TaggingDataset { try TaggingDataset(path: path) }
+
+    /// The output layer starts at the tags' base rates in the training set.
+    public func prepare(_ model: Model<TaggingHead>, dataset: TaggingDataset, pretrained: PretrainedBackbone?) throws -> [String] {
+        model.head.initializeAtBaseRates(try tagFrequencies(dataset), seed: train.seed &+ 2)
+        return []
+    }
+
+    public var calibratesOnValidation: Bool { head.tuneThresholds }
+}
+
+extension DetectionConfig: TaskTraining {
+    public static func openDataset(_ path: String) throws -> DetectionDataset { try DetectionDataset(path: path) }
+
+    /// The window classifier's fully connected layers from the pretrained W1 classifier.
+    public func prepare(_ model: Model<WindowHead>, dataset: DetectionDataset, pretrained: PretrainedBackbone?) throws -> [String] {
+        guard let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) else { return [] }
+        return ["window classifier's fully connected layers from \(pretrained.path)"]
+    }
+
+    public func batchSource(_ model: Model<WindowHead>, dataset: DetectionDataset) throws -> (any BatchSource)? {
+        try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, batchSize: train.batchSize, seed: train.seed)
+    }
+}
+
+extension SegmentationConfig: TaskTraining {
+    public static func openDataset(_ path: String) throws -> SegmentationDataset { try SegmentationDataset(path: path) }
+
+    /// The item classes' scores from the pretrained classifier's output layer (`start_scores`).
+    public func prepare(_ model: Model<SegmentationHead>, dataset: SegmentationDataset, pretrained: PretrainedBackbone?) throws -> [String] {
+        guard head.startScores, let pretrained, model.head.start(from: pretrained, classes: dataset.classNames) else { return [] }
+        return ["class scores from \(pretrained.path)'s output layer"]
+    }
+}
