@@ -36,7 +36,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "CoreTests", dependencies: ["PerceptCore", "CKernels"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["PerceptDatasets", "PerceptCore", "CZlib"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["PerceptDatasets", "PerceptTasks", "PerceptCore", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["PerceptTasks", "PerceptDatasets", "PerceptCore", "CKernels"], exclude: ["Fixtures"]),
         // Runs the built `percept` executable; `swift test` builds it along with the tests.
         .testTarget(name: "CLITests", dependencies: ["PerceptTasks", "PerceptDatasets", "PerceptCore"]),

@@ -84,15 +84,12 @@ struct TrainArguments: ParsableArguments {
     }
 
     /// The run's configuration: the task's recipe with this command line's overrides, or for
-    /// `--resume` the checkpoint's own (which overrides would contradict).
+    /// `--resume` the checkpoint's own with them (which must leave it as it is).
     func resolve<C: TaskTraining>(_ type: C.Type) throws -> C {
         let overrides = settings.overrides(flags: flags)
-        if let resume {
-            guard overrides.isEmpty else {
-                throw ConfigError("--resume continues with the configuration \(resume) stores; drop --config, --set, --epochs, --batch, --lr and --seed")
-            }
-            return try TrainingRun<C>.storedConfig(in: resume)
-        }
+        // A resumed run continues with its stored configuration; options that repeat it are
+        // fine, options that change it are refused (by `TrainingRun`, naming the keys).
+        if let resume { return try TrainingRun<C>.storedConfig(in: resume).applying(overrides) }
         return try C().applying(overrides)
     }
 

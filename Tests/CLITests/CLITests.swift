@@ -66,25 +66,25 @@ final class Scratch {
 final class CLITests: XCTestCase {
     /// A tiny model file of `task` for 1 x 8 x 8 images and three classes.
     func writeModel(_ path: String, task: VisionTask) throws {
-        func configuration<C>(_ head: C) -> ModelConfiguration<C> {
+        func configuration<H: Head>(_ head: H.Architecture, _: H.Type) -> ModelConfiguration<H> {
             ModelConfiguration(task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
                                backbone: BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]),
-                               head: head, mean: [0.5], std: [0.25])
+                               head: head, settings: H.Settings(), mean: [0.5], std: [0.25])
         }
         let layers = VectorHeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3)
         switch task {
-        case .classification: try Classifier(configuration(ClassificationHead.Configuration(layers: layers)), seed: 0).save(to: path)
-        case .tagging: try Tagger(configuration(TaggingHead.Configuration(layers: layers)), seed: 0).save(to: path)
+        case .classification: try Classifier(configuration(.init(layers: layers), ClassificationHead.self), seed: 0).save(to: path)
+        case .tagging: try Tagger(configuration(.init(layers: layers), TaggingHead.self), seed: 0).save(to: path)
         default: XCTFail("no test model for \(task)")
         }
     }
 
     /// A tiny segmentation model file for 1 x 8 x 8 images and classes background, a, b.
     func writeSegmenter(_ path: String) throws {
-        let configuration = ModelConfiguration(
+        let configuration = ModelConfiguration<SegmentationHead>(
             task: .segmentation, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["background", "a", "b"],
             backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [2, 4], blocks: [1, 1]),
-            head: SegmentationHead.Configuration(deepest: "stage2", skips: ["stage1"], decoderWidth: 3, classes: 3),
+            head: SegmentationHead.Architecture(deepest: "stage2", skips: ["stage1"], classes: 3), settings: .init(),
             mean: [0.5], std: [0.25])
         try Model<SegmentationHead>(configuration, seed: 0).save(to: path)
     }
@@ -119,16 +119,28 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.hasPrefix("W1        inference        1") }, result.standardOutput)
     }
 
-    func testClassifyTrainHelpMentionsEveryOption() throws {
-        let result = try percept(["classify", "train", "--help"])
-        XCTAssertEqual(result.status, 0, result.standardError)
-        let options = ["--data", "--val", "--backbone", "--stem-stride", "--epochs", "--batch", "--lr", "--optimizer",
-                       "--weight-decay", "--augment", "--no-augment", "--seed", "--threads", "--resume", "--output",
-                       "--loss", "--label-smoothing", "--stem-pool", "--no-stem-pool", "--widths", "--pooling", "--erase",
-                       "--paste", "--backbone-weights", "--backbone-lr-scale"]
-        for option in options {
-            XCTAssertTrue(result.standardOutput.contains(option), "`classify train --help` does not mention \(option)")
+    /// Every train command lists the same short set of options: what users type daily, and the
+    /// configuration's three (`--config`, `--set`, `--show-config`) for the rest.
+    func testTrainHelpIsShortAndTheSameForEveryTask() throws {
+        let expected = ["--data", "--val", "--output", "--epochs", "--batch", "--lr", "--seed", "--threads", "--resume", "--force",
+                        "--config", "--set", "--show-config", "--help"]
+        for task in ["classify", "tag", "detect", "segment"] {
+            let result = try percept([task, "train", "--help"])
+            XCTAssertEqual(result.status, 0, result.standardError)
+            let options = result.standardOutput.split(separator: "\n").compactMap { line -> String? in
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                guard trimmed.hasPrefix("-") else { return nil }
+                return trimmed.split(separator: " ").first { $0.hasPrefix("--") }.map { String($0.split(separator: ",")[0]) }
+            }
+            XCTAssertEqual(options, expected, "\(task) train --help:\n\(result.standardOutput)")
+            XCTAssertLessThanOrEqual(options.count, 15)
         }
+    }
+
+    func testVersion() throws {
+        let result = try percept(["--version"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        XCTAssertEqual(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines), PerceptVersion.current)
     }
 
     func testComposeHelpMentionsEveryOption() throws {
@@ -203,9 +215,9 @@ final class CLITests: XCTestCase {
                     mentioning: "does not exist")
         try refused(["classify", "train", "--data", scratch.file("data.h5"), "--epochs", "1", "-o", scratch.file("data.h5")],
                     mentioning: "is also an input")
-        // Detection samples its own windows: --erase would do nothing there, so it is refused.
-        try refused(["detect", "train", "--data", scratch.file("data.h5"), "--erase", "0.5", "-o", scratch.file("detector.h5")],
-                    mentioning: "--erase is not available for detection")
+        // Detection samples its own windows: erasing would do nothing there, so it is refused.
+        try refused(["detect", "train", "--data", scratch.file("data.h5"), "--set", "erase=0.5", "-o", scratch.file("detector.h5")],
+                    mentioning: "erase is not available for detection")
         // A validation set of other classes or image size is refused up front.
         let other = try DatasetWriter(path: scratch.file("other.h5"), task: .classification, channels: 1, height: 6, width: 6, source: "test")
         for index in 0..<3 { try other.append(image: Image(width: 6, height: 6, channels: 1), label: index) }
@@ -216,17 +228,17 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(mismatch.errorLines.first?.contains("other.h5") == true, mismatch.standardError)
         XCTAssertFalse(mismatch.standardError.contains("epoch 1/1"), "trained before refusing: \(mismatch.standardError)")
         // Item pasting is a classification (and segmentation) training option: logged, and kept in the checkpoint for --resume.
-        let pasted = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--backbone", "plain", "--widths", "3,3",
-                                  "--epochs", "1", "--paste", "0.5", "-o", scratch.file("pasted.h5")])
+        let pasted = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--set", "preset=plain", "--set", "widths=[3, 3]",
+                                  "--epochs", "1", "--set", "paste=0.5", "-o", scratch.file("pasted.h5")])
         XCTAssertEqual(pasted.status, 0, pasted.standardError)
         XCTAssertTrue(pasted.standardError.contains("augment on + pasting 0.5"), pasted.standardError)
         let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("pasted.last.h5")).metadata["training_options"])
-        XCTAssertTrue(options.contains("\"pasting\":0.5"), options)
-        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--paste", "0.5", "--no-augment", "-o", scratch.file("p2.h5")],
-                    mentioning: "--paste is part of the augmentation")
+        XCTAssertTrue(options.contains("\"paste\":0.5"), options)
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--set", "paste=0.5", "--set", "augment=false", "-o", scratch.file("p2.h5")],
+                    mentioning: "paste is part of the augmentation")
         for task in ["tag", "detect"] {
-            try refused([task, "train", "--data", scratch.file("data.h5"), "--paste", "0.5", "-o", scratch.file("p3.h5")],
-                        mentioning: "--paste is for classification")
+            try refused([task, "train", "--data", scratch.file("data.h5"), "--set", "paste=0.5", "-o", scratch.file("p3.h5")],
+                        mentioning: "paste is for classification")
         }
     }
 
@@ -298,12 +310,6 @@ final class CLITests: XCTestCase {
             let iou = try XCTUnwrap(perClass[c]["iou"] as? Double)
             XCTAssertEqual(iou, Double(confusion[c][c]) / Double(union), accuracy: 1e-12, "class \(c)")
         }
-
-        let help = try percept(["segment", "train", "--help"])
-        for option in ["--data", "--val", "--skips", "--decoder-width", "--class-weights", "--epochs", "--resume", "--output", "--backbone-weights",
-                       "--lovasz", "--erase", "--context", "--context-keys", "--hidden-width", "--freeze-bn-stats", "--skip-kernel", "--classifier-kernel", "--refine-width", "--refine-maps", "--refine-maps-width", "--start-scores", "--flip-average"] {
-            XCTAssertTrue(help.standardOutput.contains(option), "segment train --help lacks \(option)")
-        }
     }
 
     /// The segmentation recipe starts the item classes' scores from the classifier behind the
@@ -312,7 +318,7 @@ final class CLITests: XCTestCase {
         let scratch = Scratch()
         let classes = scratch.file("classes.h5")
         try writeDataset(classes)  // classes a, b, c
-        let classifier = try percept(["classify", "train", "--data", classes, "--epochs", "1", "--batch", "3", "--widths", "2,2,2",
+        let classifier = try percept(["classify", "train", "--data", classes, "--epochs", "1", "--batch", "3", "--set", "widths=[2,2,2]",
                                       "-o", scratch.file("classifier.h5")])
         XCTAssertEqual(classifier.status, 0, classifier.standardError)
         let data = scratch.file("masks.h5")
@@ -322,16 +328,20 @@ final class CLITests: XCTestCase {
                               mask: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 / 8 + index) % 4) }))
         }
         try writer.finish(classNames: ["background", "a", "b", "c"])
-        let train = ["segment", "train", "--data", data, "--epochs", "1", "--batch", "2", "--backbone-weights", scratch.file("classifier.h5")]
+        let train = ["segment", "train", "--data", data, "--epochs", "1", "--batch", "2", "--set", "weights=" + scratch.file("classifier.h5")]
         let started = try percept(train + ["-o", scratch.file("s.h5")])
         XCTAssertEqual(started.status, 0, started.standardError)
         XCTAssertTrue(started.standardError.contains("class scores from \(scratch.file("classifier.h5"))'s output layer"), started.standardError)
-        let fresh = try percept(train + ["--no-start-scores", "-o", scratch.file("f.h5")])
+        let fresh = try percept(train + ["--set", "start_scores=false", "-o", scratch.file("f.h5")])
         XCTAssertEqual(fresh.status, 0, fresh.standardError)
         XCTAssertFalse(fresh.standardError.contains("class scores from"), fresh.standardError)
-        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--no-start-scores", "-o", scratch.file("r.h5")])
+        // A resumed run may repeat its command line, but not change it.
+        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--set", "start_scores=false", "-o", scratch.file("r.h5")])
         XCTAssertNotEqual(resumed.status, 0)
-        XCTAssertTrue(resumed.standardError.contains("--start-scores"), resumed.standardError)
+        XCTAssertTrue(resumed.standardError.contains("head.start_scores: true stored, false given"), resumed.standardError)
+        let repeated = try percept(train + ["--resume", scratch.file("s.last.h5"), "-o", scratch.file("s.h5")])
+        XCTAssertEqual(repeated.status, 0, repeated.standardError)
+        XCTAssertTrue(repeated.standardError.contains("resuming from"), repeated.standardError)
     }
 
     /// `--backbone-weights` starts a segmenter from a classifier's backbone and normalisation;
@@ -350,18 +360,21 @@ final class CLITests: XCTestCase {
         try writer.finish(classNames: ["background", "a", "b"])
         let train = ["segment", "train", "--data", data, "--epochs", "1", "--batch", "2"]
 
-        let started = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "-o", scratch.file("s.h5")])
+        let weights = "weights=" + scratch.file("classifier.h5")
+        let started = try percept(train + ["--set", weights, "-o", scratch.file("s.h5")])
         XCTAssertEqual(started.status, 0, started.standardError)
         XCTAssertTrue(started.standardError.contains("backbone from \(scratch.file("classifier.h5"))"), started.standardError)
         let (segmenter, _) = try Model<SegmentationHead>.load(path: scratch.file("s.h5"))
         // The classifier's backbone (plain, width 2) and normalisation, not the recipe's or the data's.
         XCTAssertEqual(segmenter.configuration.backbone, BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]))
         XCTAssertEqual([segmenter.configuration.mean, segmenter.configuration.std], [[0.5], [0.25]])
+        // The stored configuration says which backbone was built, so it repeats the run.
+        let stored = try TrainingRun<SegmentationConfig>.storedConfig(in: scratch.file("s.h5"))
+        XCTAssertEqual([stored.backbone.preset.rawValue, "\(stored.backbone.widths)"], ["plain", "[2]"])
 
-        // --backbone-lr-scale 0 trains the head alone: the backbone's weights stay the classifier's.
-        // (This run also pastes items, which segmentation takes and logs.)
-        let frozen = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--backbone-lr-scale", "0",
-                                          "--paste", "1", "-o", scratch.file("f.h5")])
+        // backbone_lr_scale 0 trains the head alone: the backbone's weights stay the classifier's.
+        // (This run also pastes every canvas, which segmentation takes and logs.)
+        let frozen = try percept(train + ["--set", weights, "--set", "backbone_lr_scale=0", "--set", "paste=1", "-o", scratch.file("f.h5")])
         XCTAssertEqual(frozen.status, 0, frozen.standardError)
         XCTAssertTrue(frozen.standardError.contains("(backbone x0.0)"), frozen.standardError)
         XCTAssertTrue(frozen.standardError.contains("augment on + pasting 1.0"), frozen.standardError)
@@ -377,14 +390,14 @@ final class CLITests: XCTestCase {
                       "the default run did not train the backbone either")
         XCTAssertNotEqual(headOnly.parameters["head.classifier.weight"]?.scalars, trained.parameters["head.classifier.weight"]?.scalars)
 
-        let scratchRun = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "-o", scratch.file("n.h5")])
+        let scratchRun = try percept(train + ["--set", "weights=none", "--set", "preset=plain", "--set", "widths=[3,3]", "-o", scratch.file("n.h5")])
         XCTAssertEqual(scratchRun.status, 0, scratchRun.standardError)
         XCTAssertFalse(scratchRun.standardError.contains("backbone from"), scratchRun.standardError)
         XCTAssertNotEqual(try Model<SegmentationHead>.load(path: scratch.file("n.h5")).0.configuration.mean, [0.5])
 
-        for (flags, text) in [(["--backbone-weights", scratch.file("classifier.h5"), "--backbone", "plain", "--widths", "2,4"], "contradict"),
-                              (["--backbone-weights", data], "masks.h5"),
-                              (["--backbone-weights", scratch.file("missing.h5")], "missing.h5")] {
+        for (flags, text) in [(["--set", weights, "--set", "preset=plain", "--set", "widths=[2,4]"], "neither equals nor extends"),
+                              (["--set", "weights=" + data], "masks.h5"),
+                              (["--set", "weights=" + scratch.file("missing.h5")], "missing.h5")] {
             let refused = try percept(train + flags + ["-o", scratch.file("r.h5")])
             XCTAssertEqual(refused.status, 1, "\(flags): \(refused.standardError)")
             XCTAssertEqual(refused.errorLines.count, 1, refused.standardError)
@@ -392,54 +405,28 @@ final class CLITests: XCTestCase {
             XCTAssertFalse(refused.standardError.contains("epoch 1/1"), "trained before refusing: \(refused.standardError)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         }
-        let negative = try percept(train + ["--backbone-lr-scale=-1", "-o", scratch.file("r.h5")])
-        XCTAssertNotEqual(negative.status, 0)
-        XCTAssertTrue(negative.standardError.contains("--backbone-lr-scale must be between 0 and 10"), negative.standardError)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        for (flag, message) in [("--erase=1.5", "--erase must be between 0 and 1"), ("--lovasz=-1", "--lovasz must be between 0 and 100"),
-                                ("--context=local", "The value 'local' is invalid for '--context <context>'. Please provide one of 'attention', 'global' or 'none'."),
-                                ("--context-keys=0", "--context-keys must be 1 to 4096"),
-                                ("--context-keys=8", "--context-keys sets attention's keys; it needs --context attention"),
-                                ("--hidden-width=-2", "--hidden-width must be 0 to 4096"),
-                                ("--refine-maps-width=0", "--refine-maps-width must be 1 to 4096"),
-                                ("--paste=2", "--paste must be between 0 and 1"),
-                                ("--paste=0.5 --no-augment", "--paste is part of the augmentation"),
-                                ("--refine-maps-width=8", "--refine-maps-width sets the width of --refine-maps refinements; it needs --refine-maps"),
-                                ("--resume=x.last.h5 --lovasz=1", "--resume continues the head the run was started with")] {
-            let refused = try percept(train + flag.split(separator: " ").map(String.init) + ["-o", scratch.file("r.h5")])
-            XCTAssertNotEqual(refused.status, 0)
-            XCTAssertTrue(refused.standardError.contains(message), refused.standardError)
+        for (assignment, message) in [("backbone_lr_scale=-1", "backbone_lr_scale must be 0 to 10"), ("erase=1.5", "erase must be a probability"),
+                                      ("paste=2", "paste must be a probability"), ("classifier_kernel=2", "classifier_kernel must be 1, 3, 5 or 7"),
+                                      ("hidden_width=96", "unknown key 'hidden_width'"), ("lovasz=1", "unknown key 'lovasz'"),
+                                      ("class_weights=[1,2]", "class_weights gives 2 weights")] {
+            let refused = try percept(train + ["--set", assignment, "-o", scratch.file("r.h5")])
+            XCTAssertEqual(refused.status, 1, assignment)
+            XCTAssertEqual(refused.errorLines.count, 1, refused.standardError)
+            XCTAssertTrue(refused.standardError.contains(message), "\(assignment): \(refused.standardError)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
         }
-        let unaugmented = try percept(train + ["--no-augment", "--erase", "0.5", "-o", scratch.file("r.h5")])
-        XCTAssertNotEqual(unaugmented.status, 0, unaugmented.standardError)
-        XCTAssertTrue(unaugmented.standardError.contains("--erase is part of the augmentation; --no-augment turns it off"), unaugmented.standardError)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        // Frozen batch-norm statistics need a pretrained backbone's; with one they are logged and checkpointed.
-        let scratchFrozen = try percept(train + ["--backbone-weights", "none", "--freeze-bn-stats", "-o", scratch.file("r.h5")])
-        XCTAssertEqual(scratchFrozen.status, 1, scratchFrozen.standardError)
-        XCTAssertEqual(scratchFrozen.errorLines, ["error: --freeze-bn-stats keeps a pretrained backbone's statistics; this run starts from scratch (give --backbone-weights)"])
-        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("r.h5")))
-        let statistics = try percept(train + ["--backbone-weights", scratch.file("classifier.h5"), "--freeze-bn-stats", "--paste", "0",
-                                              "-o", scratch.file("b.h5")])
-        XCTAssertEqual(statistics.status, 0, statistics.standardError)
-        XCTAssertFalse(statistics.standardError.contains("pasting"), "--paste 0 left the recipe's pasting on: \(statistics.standardError)")
-        XCTAssertTrue(statistics.standardError.contains("backbone batch-norm statistics frozen"), statistics.standardError)
-        let frozenOptions = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("b.last.h5")).metadata["training_options"])
-        XCTAssertTrue(frozenOptions.contains("\"freezeBackboneStatistics\":true"), frozenOptions)
         // Random erasing is a training option: logged, and kept in the checkpoint for --resume.
-        let erased = try percept(train + ["--backbone-weights", "none", "--backbone", "plain", "--widths", "3,3", "--erase", "0.5",
+        let erased = try percept(train + ["--set", "weights=none", "--set", "preset=plain", "--set", "widths=[3,3]", "--set", "erase=0.5",
                                           "-o", scratch.file("e.h5")])
         XCTAssertEqual(erased.status, 0, erased.standardError)
         // The segmentation recipe pastes items with probability 0.5 unless told otherwise.
         XCTAssertTrue(erased.standardError.contains("augment on + erasing 0.5 + pasting 0.5"), erased.standardError)
         let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("e.last.h5")).metadata["training_options"])
-        XCTAssertTrue(options.contains("\"erasing\":0.5"), options)
+        XCTAssertTrue(options.contains("\"erase\":0.5"), options)
         // A resumed run keeps the weights it has.
-        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--backbone-weights", scratch.file("classifier.h5"),
-                                           "-o", scratch.file("s.h5")])
+        let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--set", "weights=none", "-o", scratch.file("s.h5")])
         XCTAssertEqual(resumed.status, 1, resumed.standardError)
-        XCTAssertTrue(resumed.errorLines.first?.contains("--backbone-weights") == true, resumed.standardError)
+        XCTAssertTrue(resumed.errorLines.first?.contains("backbone.weights") == true, resumed.standardError)
     }
 
     /// `tag predict` writes tags that `convert tags` reads back, names with spaces included
@@ -519,9 +506,9 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(badOption.standardError.contains("--max-items"), badOption.standardError)
     }
 
-    /// The recipe's learning rate belongs to its optimizer: the tagging recipe trains SGD at
-    /// 0.5, and choosing Adam instead falls back to Adam's own default rather than 0.5.
-    func testChangingTheOptimizerDropsTheRecipeLearningRate() throws {
+    /// The first-class flags are keys of the configuration: they show in the log line and in
+    /// the stored configuration, and a --set of the same key to another value is refused.
+    func testFlagsAreConfigurationKeys() throws {
         let scratch = Scratch()
         try writeDataset(scratch.file("items.h5"))
         let canvases = scratch.file("canvases.h5")
@@ -530,9 +517,16 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(composed.status, 0, composed.standardError)
         let sgd = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "-o", scratch.file("sgd.h5")])
         XCTAssertEqual(sgd.status, 0, sgd.standardError)
-        XCTAssertTrue((sgd.standardOutput + sgd.standardError).contains("sgd lr 0.5,"), sgd.standardOutput + sgd.standardError)
-        let adam = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "--optimizer", "adam", "-o", scratch.file("adam.h5")])
+        XCTAssertTrue(sgd.standardError.contains("sgd lr 0.5,"), sgd.standardError)
+        let adam = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "--set", "optimizer=adam", "--lr", "0.002",
+                                "-o", scratch.file("adam.h5")])
         XCTAssertEqual(adam.status, 0, adam.standardError)
-        XCTAssertTrue((adam.standardOutput + adam.standardError).contains("adam lr 0.002,"), adam.standardOutput + adam.standardError)
+        XCTAssertTrue(adam.standardError.contains("adam lr 0.002,"), adam.standardError)
+        let stored = try TrainingRun<TaggingConfig>.storedConfig(in: scratch.file("adam.h5"))
+        XCTAssertEqual([stored.train.learningRate], [0.002])
+        XCTAssertEqual(stored.train.optimizer, .adam)
+        let clash = try percept(["tag", "train", "--data", canvases, "--lr", "0.1", "--set", "lr=0.2", "-o", scratch.file("x.h5")])
+        XCTAssertEqual(clash.status, 1)
+        XCTAssertEqual(clash.errorLines, ["error: --set lr and --lr both set train.lr, to different values; give one"])
     }
 }

@@ -28,6 +28,7 @@ func referenceCrossEntropy(_ logits: Tensor, _ labels: [Int32], ignoreIndex: Int
     return ((1 - e) * hard + e / Double(classes) * soft) / weightSum
 }
 
+final class GradientCheckLossTests: XCTestCase {
     /// Logits [4, 5] and labels including the ignore index 255.
     private let labels: [Int32] = [2, 255, 0, 4]
     private let weights = Tensor(shape: [5], scalars: [0.5, 1, 2, 1.5, 0.25])

@@ -2,6 +2,7 @@ import PerceptCore
 import Foundation
 import XCTest
 @testable import PerceptDatasets
+@testable import PerceptTasks
 
 /// Writes the model file that Tests/h5py/check.py reads, and checks it from the Swift side.
 ///

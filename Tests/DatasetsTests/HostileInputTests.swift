@@ -1,6 +1,7 @@
 import CZlib
 import XCTest
 @testable import PerceptDatasets
+@testable import PerceptTasks
 
 /// A valid 1x1 gray PNG whose header is rewritten to declare `width`x`height` (colour type and
 /// bit depth as given), with the header's CRC fixed so that libpng accepts it.

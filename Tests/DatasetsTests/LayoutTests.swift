@@ -1,6 +1,7 @@
 import PerceptCore
 import XCTest
 @testable import PerceptDatasets
+@testable import PerceptTasks
 
 final class LayoutTests: XCTestCase {
     func testClassificationRoundTrip() throws {

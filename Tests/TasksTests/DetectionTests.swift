@@ -45,13 +45,20 @@ func writeDetectionData(_ path: String, count: Int, seed: UInt64) throws {
 /// A small window detector: unpadded plain CNN of widths 4 and 8 on 16x16 windows (a 2x2
 /// patch on its stride-4 map), pyramid for objects of 8-16 px.
 func smallDetectorConfiguration(classes: Int = 2, mean: Float = 0.1, std: Float = 0.25, widths: [Int] = [4, 8], hidden: Int = 12)
-    -> ModelConfiguration<WindowHead.Configuration> {
+    -> ModelConfiguration<WindowHead> {
     var backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: widths)
     backbone.padding = 0
-    let head = WindowHead.Configuration(input: "stage2", window: smallWindow, featureSide: 2, hidden: hidden, classes: classes,
-                                        scales: WindowHead.Configuration.pyramid(window: smallWindow, minSize: 8, maxSize: 16, levels: 3))
+    let head = WindowHead.Architecture(input: "stage2", window: smallWindow, featureSide: 2, hidden: hidden, classes: classes)
+    // One dense look with box voting: what these tests were written for (the recipe adds second looks).
+    var settings = WindowHead.Settings()
+    settings.scales = WindowHead.pyramid(window: smallWindow, minSize: 8, maxSize: 16, levels: 3)
+    settings.boxVoting = true
+    settings.refinements = 0
+    settings.flipAverage = false
+    settings.shiftAverage = false
     return ModelConfiguration(task: .detection, inputChannels: 1, inputHeight: sceneSide, inputWidth: sceneSide,
-                              classes: (0..<classes).map { "class \($0)" }, backbone: backbone, head: head, mean: [mean], std: [std])
+                              classes: (0..<classes).map { "class \($0)" }, backbone: backbone, head: head, settings: settings,
+                              mean: [mean], std: [std])
 }
 
 final class DetectionTests: XCTestCase {
@@ -134,7 +141,7 @@ final class DetectionTests: XCTestCase {
         let evaluation = try best.evaluate(DataLoader(validation, batchSize: 8, shuffle: false, mean: configuration.mean, std: configuration.std))
         XCTAssertEqual(evaluation.metricName, "AP")
         // Random boxes score an AP50 near 0; the detector must find and place most objects.
-        XCTAssertGreaterThanOrEqual(evaluation.values["ap50"] ?? 0, 0.6, "\(evaluation.summary); log:\n" + lines.joined(separator: "\n"))
+        XCTAssertGreaterThanOrEqual(evaluation["ap50"] ?? 0, 0.6, "\(evaluation.summary); log:\n" + lines.joined(separator: "\n"))
         XCTAssertGreaterThanOrEqual(evaluation.value, 0.3, evaluation.summary)
         // Predictions on one scene at its own size are boxes inside it, at most maxDetections.
         let scene = try validation.readImages(0..<1)
@@ -142,7 +149,7 @@ final class DetectionTests: XCTestCase {
         let detections = best.predict(normalisedTensor(image, mean: configuration.mean, std: configuration.std),
                                       geometry: InputGeometry(height: sceneSide, width: sceneSide))[0]
         XCTAssertFalse(detections.isEmpty)
-        XCTAssertLessThanOrEqual(detections.count, configuration.head.maxDetections)
+        XCTAssertLessThanOrEqual(detections.count, configuration.settings.maxDetections)
         XCTAssertTrue(zip(detections, detections.dropFirst()).allSatisfy { $0.score >= $1.score }, "detections come best first")
     }
 }
@@ -151,8 +158,8 @@ final class SecondLookTests: XCTestCase {
     /// Small detector (window 16, scales 2 to 1) on a 40x40 image.
     func head(flipAverage: Bool = false, shiftAverage: Bool = false) throws -> WindowHead {
         var configuration = smallDetectorConfiguration(classes: 2)
-        configuration.head.flipAverage = flipAverage
-        configuration.head.shiftAverage = shiftAverage
+        configuration.settings.flipAverage = flipAverage
+        configuration.settings.shiftAverage = shiftAverage
         return try Model<WindowHead>(configuration, seed: 1).head
     }
 

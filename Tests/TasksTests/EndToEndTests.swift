@@ -92,10 +92,10 @@ final class EndToEndTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(metrics.meanAveragePrecision, last.value)
         let thresholds = metrics.tunedThresholds()
         XCTAssertGreaterThanOrEqual(metrics.microF1(thresholds: thresholds), 0.8)
-        tagger.head.setThresholds(thresholds)
+        try tagger.use(TaggingHead.Settings(thresholds: thresholds))
         try tagger.save(to: folder.file("tuned.h5"))
         let (tuned, _) = try Tagger.load(path: folder.file("tuned.h5"))
-        XCTAssertEqual(tuned.configuration.head.thresholds, thresholds)
+        XCTAssertEqual(tuned.configuration.settings.thresholds, thresholds)
         let images = try normalisedImages(validation, for: tagger)
         XCTAssertEqual(tuned.outputs(images).scalars, tagger.outputs(images).scalars)
     }

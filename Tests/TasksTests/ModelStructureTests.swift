@@ -7,14 +7,14 @@ import XCTest
 /// Every layer of a model takes part in training and in its file: optional layers (the head's
 /// hidden layer, ResNet projection shortcuts) included.
 final class ModelStructureTests: XCTestCase {
-    func configuration(residual: Bool) -> ModelConfiguration<ClassificationHead.Configuration> {
+    func configuration(residual: Bool) -> ModelConfiguration<ClassificationHead> {
         let backbone = residual
             ? BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 8], blocks: [1, 1])
             : BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [4, 8])
         let layers = VectorHeadConfiguration(pooling: residual ? .global : .flatten, inFeatures: residual ? 8 : 8 * 3 * 3,
                                              hidden: 6, outputs: 3)
         return ModelConfiguration(task: .classification, inputChannels: 1, inputHeight: 12, inputWidth: 12,
-                                  classes: ["a", "b", "c"], backbone: backbone, head: .init(layers: layers),
+                                  classes: ["a", "b", "c"], backbone: backbone, head: .init(layers: layers), settings: .init(),
                                   mean: [0.5], std: [0.25])
     }
 
@@ -107,7 +107,7 @@ final class ModelStructureTests: XCTestCase {
                 XCTAssertEqual(logits.scalars[n * 2 + o], best, accuracy: 1e-5)
             }
         }
-        let json = try JSONEncoder().encode(head.configuration)
+        let json = try JSONEncoder().encode(head.architecture)
         XCTAssertTrue(String(decoding: json, as: UTF8.self).contains("score_max"))
     }
 

@@ -11,10 +11,10 @@ final class PretrainedBackboneTests: XCTestCase {
     /// A classifier of 16 x 16 images with `backbone`, its weights and batch-norm statistics
     /// drawn at random (not the fresh ones every model of `seed` would get), saved to `path`.
     func writeClassifier(_ path: String, backbone: BackboneConfiguration, mean: [Float] = [0.3], std: [Float] = [0.4]) throws -> Classifier {
-        let configuration = ModelConfiguration(
+        let configuration = ModelConfiguration<ClassificationHead>(
             task: .classification, inputChannels: 1, inputHeight: 16, inputWidth: 16, classes: ["a", "b", "c"],
             backbone: backbone,
-            head: ClassificationHead.Configuration(layers: VectorHeadConfiguration(pooling: .global, inFeatures: backbone.widths.last!, outputs: 3)),
+            head: .init(layers: VectorHeadConfiguration(pooling: .global, inFeatures: backbone.widths.last!, outputs: 3)), settings: .init(),
             mean: mean, std: std)
         let classifier = try Classifier(configuration, seed: 5)
         var generator = SeededGenerator(seed: 77)
@@ -28,10 +28,10 @@ final class PretrainedBackboneTests: XCTestCase {
         return classifier
     }
 
-    func segmenterConfiguration(backbone: BackboneConfiguration, mean: [Float], std: [Float]) -> ModelConfiguration<SegmentationHead.Configuration> {
+    func segmenterConfiguration(backbone: BackboneConfiguration, mean: [Float], std: [Float]) -> ModelConfiguration<SegmentationHead> {
         ModelConfiguration(task: .segmentation, inputChannels: 1, inputHeight: 16, inputWidth: 16,
                            classes: ["background", "horizontal", "vertical"], backbone: backbone,
-                           head: SegmentationHead.Configuration(deepest: "stage2", skips: [], decoderWidth: 0, refineWidth: 0, classes: 3),
+                           head: SegmentationHead.Architecture(deepest: "stage2", classes: 3), settings: .init(),
                            mean: mean, std: std)
     }
 
@@ -159,18 +159,20 @@ final class PretrainedBackboneTests: XCTestCase {
         XCTAssertEqual([layers.inFeatures, layers.hidden], [16, 128])
         var widerLayers = layers
         widerLayers.hidden = 6
-        let configuration = ModelConfiguration(task: .classification, inputChannels: 1, inputHeight: 16, inputWidth: 16,
-                                               classes: ["a", "b", "c"], backbone: plain,
-                                               head: ClassificationHead.Configuration(layers: widerLayers), mean: [0.3], std: [0.4])
+        let configuration = ModelConfiguration<ClassificationHead>(task: .classification, inputChannels: 1, inputHeight: 16, inputWidth: 16,
+                                                                   classes: ["a", "b", "c"], backbone: plain,
+                                                                   head: .init(layers: widerLayers), settings: .init(), mean: [0.3], std: [0.4])
         let classifier = try Classifier(configuration, seed: 4)
         var generator = SeededGenerator(seed: 21)
         for (_, parameter) in classifier.index.parameters { parameter.value = Tensor.randomNormal(parameter.value.shape, using: &generator) }
         try classifier.save(to: folder.file("w1.h5"))
         let pretrained = try PretrainedBackbone(path: folder.file("w1.h5"))
 
-        let window = WindowHead.Configuration(input: "stage2", window: 16, featureSide: 2, hidden: 6, classes: 3, scales: [1])
+        let window = WindowHead.Architecture(input: "stage2", window: 16, featureSide: 2, hidden: 6, classes: 3)
+        var settings = WindowHead.Settings()
+        settings.scales = [1]
         let detector = try Model<WindowHead>(ModelConfiguration(task: .detection, inputChannels: 1, inputHeight: 16, inputWidth: 16,
-                                                                classes: ["a", "b", "c"], backbone: plain, head: window,
+                                                                classes: ["a", "b", "c"], backbone: plain, head: window, settings: settings,
                                                                 mean: [0.3], std: [0.4]),
                                              startingFrom: pretrained, seed: 1)
         let freshBackground = detector.head.output.weight.value.scalars.prefix(6)

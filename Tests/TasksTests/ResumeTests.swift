@@ -36,7 +36,7 @@ final class InterruptingModel: TrainableModel {
 /// Resuming from a `.last.h5` checkpoint continues exactly where the run stopped.
 final class ResumeTests: XCTestCase {
     /// Trains for `epochs` (stopping early if `stopAt` is given) or resumes from `resume`.
-    func train(_ folder: TemporaryFolder, output: String, configuration: ModelConfiguration<ClassificationHead.Configuration>,
+    func train(_ folder: TemporaryFolder, output: String, configuration: ModelConfiguration<ClassificationHead>,
                epochs: Int, stopAt: Int = .max, resume: String? = nil) throws -> (Classifier, Trainer) {
         let train = try ClassificationDataset(path: folder.file("train.h5"))
         let validation = try ClassificationDataset(path: folder.file("val.h5"))

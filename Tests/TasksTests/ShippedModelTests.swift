@@ -40,10 +40,10 @@ final class ShippedModelTests: XCTestCase {
     /// A recipe whose backbone starts from a shipped classifier finds it in models/ and it fits the
     /// recipe's backbone: otherwise a default run would fall back to training from scratch.
     func testRecipesBackboneWeightsAreShippedAndFit() throws {
-        for (task, recipe) in [("detection", Recipe.detection), ("segmentation", Recipe.segmentation)] {
-            let name = try XCTUnwrap(recipe.backboneWeights, task)
+        for (task, backbone) in [("detection", DetectionConfig().backbone), ("segmentation", SegmentationConfig().backbone)] {
+            let name = backbone.weights
             let pretrained = try PretrainedBackbone(path: path("models/" + name))
-            XCTAssertEqual(pretrained.configuration, try recipe.backboneConfiguration(inputChannels: 1), "\(task): \(name)")
+            XCTAssertEqual(pretrained.configuration, backbone.configuration(inputChannels: 1), "\(task): \(name)")
             XCTAssertEqual(pretrained.classes.count, 10, "\(task): \(name)")
         }
     }
@@ -51,7 +51,7 @@ final class ShippedModelTests: XCTestCase {
     func testFashionTaggerFindsTheItemsOnTheSampleCanvases() throws {
         let (model, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
         let names = model.configuration.classes.map { $0.lowercased().replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: " ", with: "-") }
-        XCTAssertNotNil(model.configuration.head.thresholds, "the shipped tagger stores tuned thresholds")
+        XCTAssertEqual(model.configuration.settings.thresholds.count, 10, "the shipped tagger stores tuned thresholds")
         let images = try collectImagePaths([path("samples/canvases")])
         XCTAssertEqual(images.count, 8)
         let predictions = model.predict(try loadImages(images, for: model.configuration))
@@ -125,7 +125,7 @@ final class ShippedModelTests: XCTestCase {
         XCTAssertEqual(c.head.layers.pooling, .global)
         let (tagger, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
         XCTAssertEqual(tagger.configuration.head.layers.pooling, .globalMax)
-        XCTAssertEqual(tagger.configuration.head.thresholds?.count, 10)
+        XCTAssertEqual(tagger.configuration.settings.thresholds.count, 10)
         // Each file is refused as the other task, naming the file.
         XCTAssertThrowsError(try Tagger.load(path: path("models/fashion-classifier.h5"))) { error in
             XCTAssertTrue("\(error)".contains("fashion-classifier.h5: is a classification model, not tagging"), "\(error)")

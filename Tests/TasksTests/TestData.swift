@@ -108,7 +108,7 @@ func writeTaggingData(_ path: String, count: Int, seed: UInt64) throws -> Double
 /// A small configuration for `dataset`: two-stage plain CNN (widths 4 and 8) and a 16-unit
 /// hidden layer, or a one-block-per-stage ResNet of widths 4 and 8.
 func smallConfiguration<H: Head>(_ head: H.Type, dataset: ImageDataset, residual: Bool = false, dropout: Float = 0,
-                                 _ makeHead: (VectorHeadConfiguration) -> H.Configuration) throws -> ModelConfiguration<H.Configuration> {
+                                 _ makeHead: (VectorHeadConfiguration) -> H.Architecture) throws -> ModelConfiguration<H> {
     let statistics = try channelStatistics(dataset)
     let backbone = residual
         ? BackboneConfiguration(kind: .resnet, inputChannels: dataset.channels, widths: [4, 8], blocks: [1, 1])
@@ -119,17 +119,17 @@ func smallConfiguration<H: Head>(_ head: H.Type, dataset: ImageDataset, residual
                                   dropout: dropout, outputs: dataset.classNames.count)
     return ModelConfiguration(task: H.task, inputChannels: dataset.channels, inputHeight: dataset.height,
                               inputWidth: dataset.width, classes: dataset.classNames, backbone: backbone,
-                              head: makeHead(layers), mean: statistics.mean, std: statistics.std)
+                              head: makeHead(layers), settings: H.Settings(), mean: statistics.mean, std: statistics.std)
 }
 
 /// A small classifier configuration (cross-entropy, no label smoothing).
 func smallClassifierConfiguration(dataset: ImageDataset, residual: Bool = false, dropout: Float = 0) throws
-    -> ModelConfiguration<ClassificationHead.Configuration> {
+    -> ModelConfiguration<ClassificationHead> {
     try smallConfiguration(ClassificationHead.self, dataset: dataset, residual: residual, dropout: dropout) { .init(layers: $0) }
 }
 
 /// A small tagger configuration.
-func smallTaggerConfiguration(dataset: ImageDataset, residual: Bool = false) throws -> ModelConfiguration<TaggingHead.Configuration> {
+func smallTaggerConfiguration(dataset: ImageDataset, residual: Bool = false) throws -> ModelConfiguration<TaggingHead> {
     try smallConfiguration(TaggingHead.self, dataset: dataset, residual: residual) { .init(layers: $0) }
 }
 

@@ -72,6 +72,16 @@ public struct BackboneOptions: Configurable {
         return backbone
     }
 
+    /// The options that build `backbone` (nil when no preset has its layout).
+    public init?(describing backbone: BackboneConfiguration, weights: String) {
+        let preset: BackbonePreset? = backbone.kind == .plain ? .plain
+            : BackbonePreset.allCases.first { $0 != .plain && $0.configuration(inputChannels: 1).blocks == backbone.blocks }
+        guard let preset else { return nil }
+        self.init(preset: preset, widths: backbone.widths, stemStride: backbone.stemStride, padding: backbone.plainPadding, weights: weights)
+        stemPool = backbone.poolsStem
+        guard configuration(inputChannels: backbone.inputChannels) == backbone else { return nil }
+    }
+
     /// Whether training starts from a model file's backbone.
     public var startsFromWeights: Bool { weights != "none" }
 }

@@ -53,7 +53,7 @@ public final class WindowHead: Head {
 
     /// How window scores become detections: the pyramid, NMS and second looks. The defaults are
     /// the tuned recipe (models/README.md); `predict` reads them afresh on every call.
-    public struct Settings: Configurable {
+    public struct Settings: HeadSettings {
         /// Pyramid: the factors the image is scaled by, one level each (default: 9 levels for
         /// objects of 26-56 px, `pyramid(window: 28, minSize: 26, maxSize: 56, levels: 9)`).
         public var scales: [Float] = WindowHead.pyramid(window: 28, minSize: 26, maxSize: 56, levels: 9)

@@ -31,7 +31,7 @@ public protocol Head: Module {
     /// JSON object as the model's defaults, and changed at load (`settings`) without rebuilding
     /// the model or copying a tensor. Keys missing from a file decode to the values that file's
     /// Percept used.
-    associatedtype Settings: Configurable
+    associatedtype Settings: HeadSettings
     /// A batch's ground truth in the form the loss reads.
     associatedtype Targets
     /// What the head predicts for one image.
@@ -117,7 +117,12 @@ extension Head {
     }
 }
 
+/// A head's decoding settings: a configuration whose defaults are the recipe's.
+public protocol HeadSettings: Configurable {
+    init()
+}
+
 /// The settings of a head that decodes without any (a classifier's argmax).
-public struct NoSettings: Configurable {
+public struct NoSettings: HeadSettings {
     public init() {}
 }

@@ -44,11 +44,12 @@ public final class TaggingHead: VectorHeadLayers, Head {
     }
 
     /// How tag probabilities become tag sets.
-    public struct Settings: Configurable {
+    public struct Settings: HeadSettings {
         /// Per-tag decision thresholds, tuned on validation data by `tag train`; empty: 0.5 each.
         public var thresholds: [Float] = []
 
-        public init(thresholds: [Float] = []) { self.thresholds = thresholds }
+        public init() {}
+        public init(thresholds: [Float]) { self.thresholds = thresholds }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)

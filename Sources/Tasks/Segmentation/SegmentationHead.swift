@@ -91,11 +91,12 @@ public final class SegmentationHead: Head {
     }
 
     /// How scores become class maps.
-    public struct Settings: Configurable {
+    public struct Settings: HeadSettings {
         /// Predict from the mean of the scores of each image and its mirror image.
         public var flipAverage = true
 
-        public init(flipAverage: Bool = true) { self.flipAverage = flipAverage }
+        public init() {}
+        public init(flipAverage: Bool) { self.flipAverage = flipAverage }
 
         /// Files written before the setting existed decode with it off.
         public init(from decoder: any Decoder) throws {

@@ -77,17 +77,18 @@ public struct TrainingRun<Config: TaskTraining> {
         }
         let configuration: ModelConfiguration<Config.TaskHead>
         var pretrained: PretrainedBackbone?
+        var config = self.config
         if let resume {
             // A resumed run continues with the model and configuration it was started with.
             let stored = try Self.storedConfig(in: resume)
             guard stored == config else {
-                throw DatasetError(resume, "was started with another configuration; resume with the one it stores (see `percept inspect \(resume)`)")
+                throw DatasetError(resume, "was started with another configuration (\(Self.differences(stored, config))); resume with the one it stores (`percept inspect \(resume)`)")
             }
             let checkpoint = try ModelCheckpoint.read(path: resume)
             configuration = try ModelConfiguration<Config.TaskHead>.decode(checkpoint.architecture, path: resume)
         } else {
+            pretrained = try startingBackbone(&config.backbone, dataset: dataset)
             let chosen = config.backbone.configuration(inputChannels: dataset.channels)
-            pretrained = try startingBackbone(chosen, dataset: dataset)
             // A pretrained backbone keeps the normalisation its features were learned on.
             let stats = try pretrained.map { (mean: $0.mean, std: $0.std) } ?? channelStatistics(dataset)
             let head = try config.headArchitecture(deepest: chosen.featureInfo.last!, backbone: chosen, dataset: dataset)
@@ -124,19 +125,22 @@ public struct TrainingRun<Config: TaskTraining> {
             + ", \(Threads.count) threads" + (pretrained.map { ", backbone from \($0.path)" } ?? ""))
         let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: options, outputPath: output)
         trainer.log = log
-        trainer.fileMetadata = [Self.metadataKey: config.yaml()]
+        trainer.fileMetadata = [Self.metadataKey: config.yaml(), "percept_version": PerceptVersion.current]
         try trainer.run(resume: resume)
         return model
     }
 
     /// The backbone a new run starts from: none for `weights: none`; else the named file (a
-    /// path, or a shipped model's name), checked to fit the data and the chosen backbone. Where
-    /// the recipe's own default file is missing or does not fit, the run says so and starts from
-    /// scratch; a file the user named must fit.
-    func startingBackbone(_ chosen: BackboneConfiguration, dataset: ImageDataset) throws -> PretrainedBackbone? {
-        let name = config.backbone.weights
-        guard config.backbone.startsFromWeights else { return nil }
-        let isRecipeDefault = name == Config().backbone.weights
+    /// path, or a shipped model's name), checked to fit the data and `options`. Where `options`
+    /// keep the recipe's backbone, the file's backbone is adopted and written into them, so the
+    /// stored configuration says what was built; where they name another, the file must hold
+    /// it (or a backbone it extends). The recipe's own default file, missing or not fitting, is
+    /// noted and training starts from scratch; a file the user named must fit.
+    func startingBackbone(_ options: inout BackboneOptions, dataset: ImageDataset) throws -> PretrainedBackbone? {
+        let name = options.weights
+        guard options.startsFromWeights else { return nil }
+        let recipe = Config().backbone
+        let isRecipeDefault = name == recipe.weights
         func refuse(_ problem: String) throws -> PretrainedBackbone? {
             guard isRecipeDefault else { throw ConfigError("backbone.weights: \(problem)") }
             log("note: the recipe's backbone weights (\(name)) are not used: \(problem); training from scratch")
@@ -150,10 +154,26 @@ public struct TrainingRun<Config: TaskTraining> {
         guard pretrained.configuration.inputChannels == dataset.channels else {
             return try refuse("\(path) is for \(pretrained.configuration.inputChannels)-channel images, \(dataset.path) holds \(dataset.channels)-channel images")
         }
+        var requested = options
+        requested.weights = recipe.weights
+        if requested == recipe, let adopted = BackboneOptions(describing: pretrained.configuration, weights: name) {
+            options = adopted
+            return pretrained
+        }
+        let chosen = options.configuration(inputChannels: dataset.channels)
         guard chosen == pretrained.configuration || chosen.extends(pretrained.configuration) else {
-            return try refuse("\(path) holds the backbone \(pretrained.configuration), which the backbone section (\(chosen)) neither equals nor extends")
+            return try refuse("\(path) holds the backbone \(BackboneOptions(describing: pretrained.configuration, weights: name).map { "preset \($0.preset.rawValue), widths \($0.widths), stem_stride \($0.stemStride)" } ?? "\(pretrained.configuration)"), which the backbone section neither equals nor extends; set its keys to match or leave them at the recipe's")
         }
         return pretrained
+    }
+
+    /// "train.epochs: 8 stored, 10 given" for every key where two configurations differ.
+    static func differences(_ stored: Config, _ given: Config) -> String {
+        guard let a = try? ConfigValue(encoding: stored), let b = try? ConfigValue(encoding: given) else { return "" }
+        return a.leafPaths.compactMap { path -> String? in
+            let x = a[path], y = b[path]
+            return x == y ? nil : "\(path.joined(separator: ".")): \(x?.scalarText ?? "-") stored, \(y?.scalarText ?? "-") given"
+        }.joined(separator: "; ")
     }
 }
 
