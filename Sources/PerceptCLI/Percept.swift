@@ -8,8 +8,15 @@ struct Percept: ParsableCommand {
         commandName: "percept",
         abstract: "Multi-task computer vision: classification, tagging, detection, segmentation.",
         discussion: "Commands are shaped `percept TASK MODE`, e.g. `percept classify train --data train.h5 -o model.h5`. Every setting without a flag of its own is a key of the task's configuration: `--show-config` prints them all, `--set KEY=VALUE` and `--config FILE` change them.",
-        version: PerceptVersion.current,
         subcommands: [Classify.self, Tag.self, Detect.self, Segment.self, Convert.self, Compose.self, Inspect.self, Bench.self])
+
+    @Flag(help: "Print the version and exit.")
+    var version = false
+
+    func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(PerceptVersion.current)
+    }
 
     /// The one error funnel of every command: a problem with the user's files, options or
     /// configuration is one `error: ...` line on stderr and exit code 1; what the argument
@@ -20,9 +27,8 @@ struct Percept: ParsableCommand {
         do {
             var command = command
             try command.run()
-        } catch let error as ExitCode {
-            exit(withError: error)
-        } catch let error as CleanExit {
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // Help, usage errors and exit codes, which the parser prints and exits with itself.
             exit(withError: error)
         } catch {
             ProgressLine.endOpenLine()

@@ -127,7 +127,7 @@ final class CLITests: XCTestCase {
         for task in ["classify", "tag", "detect", "segment"] {
             let result = try percept([task, "train", "--help"])
             XCTAssertEqual(result.status, 0, result.standardError)
-            let options = result.standardOutput.split(separator: "\n").compactMap { line -> String? in
+            let options = result.standardOutput.components(separatedBy: "OPTIONS:").last!.split(separator: "\n").compactMap { line -> String? in
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 guard trimmed.hasPrefix("-") else { return nil }
                 return trimmed.split(separator: " ").first { $0.hasPrefix("--") }.map { String($0.split(separator: ",")[0]) }

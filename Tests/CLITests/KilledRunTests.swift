@@ -31,8 +31,8 @@ final class KilledRunTests: XCTestCase {
     func testTrainingKilledAndResumedEndsWithTheUninterruptedWeights() throws {
         let scratch = Scratch()
         try writeData(scratch.file("data.h5"))
-        let flags = ["classify", "train", "--data", scratch.file("data.h5"), "--backbone", "plain", "--epochs", "8",
-                     "--batch", "8", "--seed", "3", "--threads", "1"]
+        let flags = ["classify", "train", "--data", scratch.file("data.h5"), "--set", "preset=plain", "--set", "widths=[]",
+                     "--epochs", "8", "--batch", "8", "--seed", "3", "--threads", "1"]
         let started = Date()
         let straight = try percept(flags + ["-o", scratch.file("straight.h5")])
         let duration = Date().timeIntervalSince(started)
@@ -46,9 +46,8 @@ final class KilledRunTests: XCTestCase {
             let process = Process()
             process.executableURL = try perceptExecutable()
             let resuming = FileManager.default.fileExists(atPath: checkpoint)
-            // A resumed run takes its model from the checkpoint: no --backbone (the options may repeat).
-            process.arguments = (resuming ? flags.filter { $0 != "--backbone" && $0 != "plain" } : flags) + ["-o", output]
-                + (resuming ? ["--resume", checkpoint] : [])
+            // A resumed run takes its configuration from the checkpoint; the same command line repeats it.
+            process.arguments = flags + ["-o", output] + (resuming ? ["--resume", checkpoint] : [])
             process.standardOutput = FileHandle.nullDevice
             let log = scratch.file("run.log")
             _ = FileManager.default.createFile(atPath: log, contents: nil)

@@ -54,13 +54,16 @@ public struct BackboneOptions: Configurable {
     }
 
     public func validate() throws {
+        // A plain CNN takes any number of stages; a ResNet preset has its own.
         let stages = preset.configuration(inputChannels: 1).widths.count
-        try Check.that(widths.isEmpty || (widths.count == stages && widths.allSatisfy { $0 > 0 && $0 <= 4096 }), "backbone.widths",
-                       "must be \(stages) channel counts of 1 to 4096 for \(preset.rawValue) (or [] for its own), got \(widths)")
-        try Check.that(stemStride == 1 || stemStride == 2, "stem_stride", "must be 1 or 2, got \(stemStride)")
-        try Check.that(padding == 0 || padding == 1, "padding", "must be 0 or 1, got \(padding)")
-        try Check.that(preset == .plain || padding == 1, "padding", "applies to the plain backbone; ResNets pad by 1")
-        try Check.that(!weights.isEmpty, "weights", "must name a model file or be none")
+        try Check.that(widths.allSatisfy { $0 > 0 && $0 <= 4096 } && widths.count <= 8, "backbone.widths",
+                       "must be up to 8 channel counts of 1 to 4096, got \(widths)")
+        try Check.that(widths.isEmpty || preset == .plain || widths.count == stages, "backbone.widths",
+                       "must be \(stages) channel counts for \(preset.rawValue) (or [] for its own), got \(widths)")
+        try Check.that(stemStride == 1 || stemStride == 2, "backbone.stem_stride", "must be 1 or 2, got \(stemStride)")
+        try Check.that(padding == 0 || padding == 1, "backbone.padding", "must be 0 or 1, got \(padding)")
+        try Check.that(preset == .plain || padding == 1, "backbone.padding", "applies to the plain backbone; ResNets pad by 1")
+        try Check.that(!weights.isEmpty, "backbone.weights", "must name a model file or be none")
     }
 
     /// The backbone these options build for images of `inputChannels` channels.

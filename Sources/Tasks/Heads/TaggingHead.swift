@@ -81,6 +81,7 @@ public final class TaggingHead: VectorHeadLayers, Head {
     }
 
     public func check(_ settings: Settings) throws {
+        do { try settings.validate() } catch let error as ConfigError { throw ModelError("tagging head settings: \(error)") }
         guard settings.thresholds.isEmpty || settings.thresholds.count == layout.outputs else {
             throw ModelError("\(settings.thresholds.count) tag thresholds for a head with \(layout.outputs) tags")
         }
