@@ -529,4 +529,62 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(clash.status, 1)
         XCTAssertEqual(clash.errorLines, ["error: --set lr and --lr both set train.lr, to different values; give one"])
     }
+
+    /// `TASK train --show-config` prints the library's defaults (the typed configuration's), and
+    /// what it prints, fed back with `--config`, resolves to the same configuration.
+    func checkShowConfig<C: TaskConfig>(_ task: String, _ type: C.Type) throws {
+        let shown = try percept([task, "train", "--show-config"])
+        XCTAssertEqual(shown.status, 0, shown.standardError)
+        XCTAssertEqual(shown.standardOutput, C().yaml(), task)
+        let scratch = Scratch()
+        try shown.standardOutput.write(toFile: scratch.file("args.yaml"), atomically: true, encoding: .utf8)
+        let again = try percept([task, "train", "--config", scratch.file("args.yaml"), "--show-config"])
+        XCTAssertEqual(again.standardOutput, shown.standardOutput, task)
+        let changed = try percept([task, "train", "--config", scratch.file("args.yaml"), "--epochs", "3", "--set", "weight_decay=0.001", "--show-config"])
+        XCTAssertEqual(changed.status, 0, changed.standardError)
+        var expected = C()
+        expected.train.epochs = 3
+        expected.train.weightDecay = 0.001
+        XCTAssertEqual(changed.standardOutput, expected.yaml(), task)
+    }
+
+    func testClassifyShowConfigIsTheLibraryDefault() throws { try checkShowConfig("classify", ClassificationConfig.self) }
+    func testTagShowConfigIsTheLibraryDefault() throws { try checkShowConfig("tag", TaggingConfig.self) }
+    func testDetectShowConfigIsTheLibraryDefault() throws { try checkShowConfig("detect", DetectionConfig.self) }
+    func testSegmentShowConfigIsTheLibraryDefault() throws { try checkShowConfig("segment", SegmentationConfig.self) }
+
+    /// eval and predict start from the model's stored settings; `--set` changes them for the
+    /// run, `--show-config` prints them, and `inspect` shows what the file stores, as YAML.
+    func testPredictSettingsComeFromTheModelAndTheCommandLine() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let tagger = root.appendingPathComponent("models/fashion-tagger.h5").path
+        let canvases = root.appendingPathComponent("samples/canvases").path
+        let shown = try percept(["tag", "predict", "--model", tagger, "--show-config"])
+        XCTAssertEqual(shown.status, 0, shown.standardError)
+        XCTAssertTrue(shown.standardOutput.hasPrefix("settings:\n  thresholds: [0.4269498, "), shown.standardOutput)
+        let stored = try percept(["tag", "predict", "--model", tagger, canvases])
+        XCTAssertEqual(stored.status, 0, stored.standardError)
+        XCTAssertTrue(stored.standardOutput.contains("00-trouser+coat.png,Trouser;Coat"), stored.standardOutput)
+        // One threshold for every tag: at 1 no tag passes.
+        let strict = try percept(["tag", "predict", "--model", tagger, canvases, "--set", "thresholds=1"])
+        XCTAssertEqual(strict.status, 0, strict.standardError)
+        XCTAssertEqual(strict.standardOutput.split(separator: "\n").dropFirst().filter { !$0.hasSuffix(",") }, [], strict.standardOutput)
+        let wrong = try percept(["tag", "predict", "--model", tagger, canvases, "--set", "thresholds=[0.5, 0.5]"])
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertEqual(wrong.errorLines.count, 1, wrong.standardError)
+        XCTAssertTrue(wrong.standardError.contains("2 tag thresholds for a head with 10 tags"), wrong.standardError)
+        let unknown = try percept(["tag", "predict", "--model", tagger, canvases, "--set", "nms_iou=0.5"])
+        XCTAssertEqual(unknown.errorLines, ["error: --set nms_iou: unknown key 'nms_iou'; valid keys: settings.thresholds"])
+
+        let detector = root.appendingPathComponent("models/fashion-detector.h5").path
+        let settings = try percept(["detect", "eval", "--model", detector, "--set", "nms_iou=0.3", "--show-config"])
+        XCTAssertEqual(settings.status, 0, settings.standardError)
+        XCTAssertTrue(settings.standardOutput.contains("  nms_iou: 0.3\n") && settings.standardOutput.contains("  refinements: 10\n"),
+                      settings.standardOutput)
+        let inspected = try percept(["inspect", detector])
+        XCTAssertEqual(inspected.status, 0, inspected.standardError)
+        for line in ["  model (architecture and settings, as stored):", "    nms_iou: 0.4", "    window: 28", "    refinements: 10"] {
+            XCTAssertTrue(inspected.standardOutput.contains(line + "\n"), "inspect lacks \(line):\n\(inspected.standardOutput)")
+        }
+    }
 }

@@ -45,7 +45,8 @@ public final class TaggingHead: VectorHeadLayers, Head {
 
     /// How tag probabilities become tag sets.
     public struct Settings: HeadSettings {
-        /// Per-tag decision thresholds, tuned on validation data by `tag train`; empty: 0.5 each.
+        /// Per-tag decision thresholds, tuned on validation data by `tag train`; one value
+        /// applies to every tag, and none means 0.5 each.
         public var thresholds: [Float] = []
 
         public init() {}
@@ -82,7 +83,7 @@ public final class TaggingHead: VectorHeadLayers, Head {
 
     public func check(_ settings: Settings) throws {
         do { try settings.validate() } catch let error as ConfigError { throw ModelError("tagging head settings: \(error)") }
-        guard settings.thresholds.isEmpty || settings.thresholds.count == layout.outputs else {
+        guard settings.thresholds.count <= 1 || settings.thresholds.count == layout.outputs else {
             throw ModelError("\(settings.thresholds.count) tag thresholds for a head with \(layout.outputs) tags")
         }
     }
@@ -90,7 +91,9 @@ public final class TaggingHead: VectorHeadLayers, Head {
     public var tagCount: Int { layout.outputs }
     public var classCount: Int { layout.outputs }
     /// The decision threshold of every tag.
-    public var thresholds: [Float] { settings.thresholds.isEmpty ? Array(repeating: 0.5, count: tagCount) : settings.thresholds }
+    public var thresholds: [Float] {
+        settings.thresholds.count > 1 ? settings.thresholds : Array(repeating: settings.thresholds.first ?? 0.5, count: tagCount)
+    }
 
     /// Starts the output layer at the targets' base rates, as RetinaNet does for its sigmoid
     /// classifier (Lin et al. 2017): weights N(0, 0.01^2), so the first logits barely depend on
