@@ -35,6 +35,10 @@ let package = Package(
             dependencies: ["PerceptCore", "PerceptDatasets", "PerceptTasks",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
+        // The programs of docs/library.md, built with the package so that they never rot.
+        .executableTarget(name: "percept-examples", dependencies: ["PerceptCore", "PerceptDatasets", "PerceptTasks"],
+                          path: "Sources/Examples"),
+
         .testTarget(name: "CoreTests", dependencies: ["PerceptCore", "CKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["PerceptDatasets", "PerceptTasks", "PerceptCore", "CZlib"]),
         .testTarget(name: "TasksTests", dependencies: ["PerceptTasks", "PerceptDatasets", "PerceptCore", "CKernels"], exclude: ["Fixtures"]),

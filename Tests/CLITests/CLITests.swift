@@ -16,23 +16,29 @@ struct CommandResult {
 /// The command could not be run: no executable, or no file for its error output.
 struct CommandSetupError: Error, CustomStringConvertible { let description: String }
 
-/// The `percept` executable built beside this test bundle (`PERCEPT_EXECUTABLE` overrides).
-func perceptExecutable() throws -> URL {
-    if let path = ProcessInfo.processInfo.environment["PERCEPT_EXECUTABLE"] { return URL(fileURLWithPath: path) }
+/// An executable of the package (`percept` by default) built beside this test bundle
+/// (`PERCEPT_EXECUTABLE` overrides `percept`).
+func perceptExecutable(_ name: String = "percept") throws -> URL {
+    if name == "percept", let path = ProcessInfo.processInfo.environment["PERCEPT_EXECUTABLE"] { return URL(fileURLWithPath: path) }
     // SwiftPM puts products and the test bundle in the same directory (.build/<triple>/debug).
     var candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
     if let executable = Bundle.main.executableURL { candidates.append(executable.deletingLastPathComponent()) }
     for directory in candidates {
-        let url = directory.appendingPathComponent("percept")
+        let url = directory.appendingPathComponent(name)
         if FileManager.default.isExecutableFile(atPath: url.path) { return url }
     }
-    throw CommandSetupError(description: "no percept executable in \(candidates.map(\.path)); build it or set PERCEPT_EXECUTABLE")
+    throw CommandSetupError(description: "no \(name) executable in \(candidates.map(\.path)); build it or set PERCEPT_EXECUTABLE")
 }
 
 /// Runs `percept` with `arguments` and collects its output.
 func percept(_ arguments: [String]) throws -> CommandResult {
+    try runExecutable(try perceptExecutable(), arguments)
+}
+
+/// Runs the executable at `url` with `arguments` and collects its output.
+func runExecutable(_ url: URL, _ arguments: [String]) throws -> CommandResult {
     let process = Process()
-    process.executableURL = try perceptExecutable()
+    process.executableURL = url
     process.arguments = arguments
     // Standard error goes to a file so that reading standard output to its end cannot
     // deadlock on a full error pipe.
