@@ -40,7 +40,7 @@ peak_rss() {  # ROWS -> peak RSS in KiB of one epoch
     make_dataset "$1" "$data"
     rm -f "$out" "$work/model-$1.last.h5"
     /usr/bin/time -f '%M' -o "$work/rss-$1" "$percept" classify train --data "$data" --epochs 1 \
-        --backbone plain --widths 8,16 --batch 128 -o "$out" >"$work/train-$1.log" 2>&1 \
+        --set preset=plain --set 'widths=[8,16]' --batch 128 -o "$out" >"$work/train-$1.log" 2>&1 \
         || { cat "$work/train-$1.log" >&2; exit 1; }
     cat "$work/rss-$1"
 }

@@ -319,7 +319,7 @@ final class CLITests: XCTestCase {
     }
 
     /// The segmentation recipe starts the item classes' scores from the classifier behind the
-    /// backbone where its classes are the dataset's (logged); --no-start-scores leaves them fresh.
+    /// backbone where its classes are the dataset's (logged); start_scores=false leaves them fresh.
     func testSegmenterStartsItsScoresFromTheClassifier() throws {
         let scratch = Scratch()
         let classes = scratch.file("classes.h5")
@@ -350,7 +350,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(repeated.standardError.contains("resuming from"), repeated.standardError)
     }
 
-    /// `--backbone-weights` starts a segmenter from a classifier's backbone and normalisation;
+    /// `backbone.weights` starts a segmenter from a classifier's backbone and normalisation;
     /// files that do not fit are refused before training, and `none` trains from scratch.
     func testSegmenterTrainsFromAClassifiersBackbone() throws {
         let scratch = Scratch()

@@ -86,7 +86,7 @@ public enum BackboneKind: String, Codable, Sendable, CaseIterable {
     case resnet
 }
 
-/// Named backbone sizes: what `--backbone` accepts.
+/// Named backbone sizes: what the key `backbone.preset` takes.
 public enum BackbonePreset: String, Codable, Sendable, CaseIterable {
     case plain, resnet8, resnet10, resnet14, resnet20
 
