@@ -181,4 +181,22 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try model.use(wrong))
         XCTAssertEqual(model.head.settings, settings)
     }
+
+    /// Every stored property of every configuration is a key: a property left out of a
+    /// hand-written `CodingKeys` would otherwise be silently missing from --show-config, --set
+    /// and the stored configuration.
+    func testEveryPropertyIsAKey() throws {
+        func leaves(_ value: Any) -> Int {
+            guard value is any Configurable else { return 1 }
+            return Mirror(reflecting: value).children.reduce(0) { $0 + leaves($1.value) }
+        }
+        func check<C: TaskConfig>(_ config: C) throws {
+            XCTAssertEqual(try ConfigValue(encoding: config).leafPaths.count, leaves(config), "\(C.self): \(config.keys)")
+        }
+        try check(ClassificationConfig())
+        try check(TaggingConfig())
+        try check(DetectionConfig())
+        try check(SegmentationConfig())
+        XCTAssertGreaterThan(leaves(DetectionConfig()), 30)
+    }
 }
