@@ -56,6 +56,6 @@ struct ClassifyPredict: ParsableCommand {
                 text += "\n"
             }
         }
-        try csv.write(text, force: arguments.force, what: "predictions for \(paths.count) images")
+        try csv.write(text, force: arguments.force, what: "predictions for \(paths.count) image\(paths.count == 1 ? "" : "s")")
     }
 }

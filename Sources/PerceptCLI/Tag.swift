@@ -52,6 +52,6 @@ struct TagPredict: ParsableCommand {
             if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
             text += "\n"
         }
-        try csv.write(text, force: arguments.force, what: "tags of \(paths.count) images")
+        try csv.write(text, force: arguments.force, what: "tags of \(paths.count) image\(paths.count == 1 ? "" : "s")")
     }
 }

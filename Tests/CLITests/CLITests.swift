@@ -266,6 +266,7 @@ final class CLITests: XCTestCase {
 
         let ok = try percept(["classify", "predict", "--model", scratch.file("classifier.h5"), good, "-o", csv])
         XCTAssertEqual(ok.status, 0, ok.standardError)
+        XCTAssertEqual(ok.standardError, "wrote predictions for 1 image to \(csv)\n", "a command that writes files names them")
         let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.first, "image,label,score")
         XCTAssertEqual(lines.count, 2)

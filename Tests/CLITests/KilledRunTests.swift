@@ -54,8 +54,9 @@ final class KilledRunTests: XCTestCase {
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             try process.run()
             if resuming { resumes += 1 }
-            // Somewhere in the run (start-up included): during a step or during a checkpoint write.
-            usleep(UInt32(duration * (0.25 + 0.5 * Double(rng.nextUniform())) * 1e6))
+            // Somewhere in the run (start-up included): during a step or during a checkpoint write;
+            // early enough that a resumed run, which has less left to do, is still killed again.
+            usleep(UInt32(duration * (0.15 + 0.3 * Double(rng.nextUniform())) * 1e6))
             if process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
                 kills += 1
