@@ -20,6 +20,9 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16",
                        providers: [.apt(["libpng-dev"])]),
+        // libjpeg-turbo's TurboJPEG API decodes JPEG files (Debian: libturbojpeg0-dev).
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
         // zlib reads gzipped IDX files (Debian: zlib1g-dev, pulled in by libhdf5-dev).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
@@ -27,7 +30,7 @@ let package = Package(
         // Hand-written SIMD kernels (AVX2+FMA chosen at run time, portable C otherwise).
         .target(name: "CKernels"),
         .target(name: "PerceptCore", dependencies: ["CBLAS", "CKernels"], path: "Sources/Core", linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "PerceptDatasets", dependencies: ["PerceptCore", "CHDF5", "CPNG", "CZlib"], path: "Sources/Datasets"),
+        .target(name: "PerceptDatasets", dependencies: ["PerceptCore", "CHDF5", "CPNG", "CTurboJPEG", "CZlib"], path: "Sources/Datasets"),
         .target(name: "PerceptTasks", dependencies: ["PerceptCore", "PerceptDatasets", .product(name: "Yams", package: "Yams")],
                 path: "Sources/Tasks"),
         .executableTarget(

@@ -6,6 +6,6 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    pkg-config libopenblas-dev libhdf5-dev hdf5-tools libpng-dev python3-h5py python3-numpy \
+    pkg-config libopenblas-dev libhdf5-dev hdf5-tools libpng-dev libturbojpeg0-dev python3-h5py python3-numpy \
     dataset-fashion-mnist >/dev/null
 swift build -c release --product percept

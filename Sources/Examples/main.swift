@@ -40,7 +40,7 @@ func train(data: String, output: String) throws {
 
 func settings(detector path: String, scene: String) throws {
     let (detector, _) = try Model<WindowHead>.load(path: path)
-    let image = try PNG.read(path: scene, channels: detector.configuration.inputChannels)
+    let image = try ImageFile.read(path: scene, channels: detector.configuration.inputChannels)
     let c = detector.configuration
     let input = normalisedTensor(image, mean: c.mean, std: c.std)
     let geometry = InputGeometry(height: image.height, width: image.width)

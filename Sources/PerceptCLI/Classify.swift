@@ -30,7 +30,7 @@ struct ClassifyEval: ParsableCommand {
 
 struct ClassifyPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "predict", abstract: "Classify PNG images; writes CSV `image,label,score` (top K rows per image).")
+        commandName: "predict", abstract: "Classify PNG or JPEG images; writes CSV `image,label,score` (top K rows per image).")
 
     @OptionGroup var arguments: PredictArguments
     @OptionGroup var csv: CSVOutput

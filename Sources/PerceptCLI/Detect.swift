@@ -33,7 +33,7 @@ struct DetectEval: ParsableCommand {
 struct DetectPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Detect objects in PNG images; writes COCO results JSON ([{image_id, category_id, bbox: [x, y, w, h], score, file_name}]).",
+        abstract: "Detect objects in PNG or JPEG images; writes COCO results JSON ([{image_id, category_id, bbox: [x, y, w, h], score, file_name}]).",
         discussion: "Images are scored at their own size. Without --annotations, image ids count from 1 in the order the images are listed and category ids are the training dataset's. With --annotations (a COCO file), each image's id is looked up by file name and categories by name, so the output feeds pycocotools directly.")
 
     @OptionGroup var arguments: PredictArguments
@@ -44,7 +44,7 @@ struct DetectPredict: ParsableCommand {
     @Option(help: "COCO annotations whose image and category ids the output uses.")
     var annotations: String?
 
-    @Option(help: "Also write PNG copies with the boxes and class names drawn to this directory.")
+    @Option(help: "Also write PNG copies with the boxes and class names drawn to this directory (NAME.png for each image NAME.*).")
     var draw: String?
 
     @Option(help: "Draw only detections scoring at least this (the JSON keeps all of them).")
@@ -81,7 +81,7 @@ struct DetectPredict: ParsableCommand {
         }
         var results: [(imageID: Int64, fileName: String?, detections: [Detection])] = []
         for (i, path) in paths.enumerated() {
-            let image = try PNG.read(path: path, channels: c.inputChannels)
+            let image = try ImageFile.read(path: path, channels: c.inputChannels)
             let detections = detector.predict(normalisedTensor(image, mean: c.mean, std: c.std),
                                               geometry: InputGeometry(height: image.height, width: image.width))[0]
             results.append((imageIDs[i], names[i], detections))

@@ -31,7 +31,7 @@ struct SegmentEval: ParsableCommand {
 struct SegmentPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Segment PNG images; writes one 8-bit index-mask PNG per image (pixel value = class index, 0 = background) with the image's file name.",
+        abstract: "Segment PNG or JPEG images; writes one 8-bit index-mask PNG per image (pixel value = class index, 0 = background), NAME.png for each image NAME.*.",
         discussion: "Images of another size than the model's input are resized for the model (bilinear) and their masks resized back to the image's size (nearest neighbour).")
 
     @OptionGroup var arguments: PredictArguments
@@ -62,7 +62,7 @@ struct SegmentPredict: ParsableCommand {
         // In batches, so memory stays bounded for long lists of images.
         for start in stride(from: 0, to: paths.count, by: 64) {
             let batch = Array(paths[start..<min(start + 64, paths.count)])
-            let originals = try batch.map { try PNG.read(path: $0, channels: 3) }
+            let originals = try batch.map { try ImageFile.read(path: $0, channels: 3) }
             let predictions = model.predict(try loadImages(batch, for: model.configuration))
             for (offset, (original, prediction)) in zip(originals, predictions).enumerated() {
                 let i = start + offset

@@ -33,7 +33,7 @@ struct TagEval: ParsableCommand {
 struct TagPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Tag PNG images; writes CSV `image,tags` with tag names separated by ';', as `convert tags` reads them.")
+        abstract: "Tag PNG or JPEG images; writes CSV `image,tags` with tag names separated by ';', as `convert tags` reads them.")
 
     @OptionGroup var arguments: PredictArguments
     @OptionGroup var csv: CSVOutput

@@ -157,7 +157,7 @@ struct EvalArguments: ParsableArguments {
 struct PredictArguments: ParsableArguments {
     @Option(help: "Model file.")
     var model: String
-    @Argument(help: "PNG images or directories of them.")
+    @Argument(help: "PNG or JPEG images, or directories of them.")
     var images: [String] = []
     @Flag(help: "Replace outputs that already exist.")
     var force = false
@@ -209,12 +209,12 @@ func csvField(_ text: String) -> String {
         ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
 }
 
-/// The output file name of each input (its own name); two inputs of the same name are an error,
-/// since one output would replace the other.
+/// The PNG output file name of each input (its own name, as `.png`); two inputs of the same
+/// name are an error, since one output would replace the other.
 func uniqueOutputNames(_ paths: [String]) throws -> [String] {
     var seen: [String: String] = [:]
     return try paths.map { path in
-        let name = (path as NSString).lastPathComponent
+        let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension + ".png"
         if let other = seen[name] { throw DatasetError(path, "has the same file name as \(other); outputs are named after their inputs") }
         seen[name] = path
         return name

@@ -128,7 +128,7 @@ final class ConvertFolderTests: XCTestCase {
         let summary = try Converter.folder(root, output: output)
         XCTAssertEqual(summary.classNames, ["cat", "dog"])
         XCTAssertEqual(summary.perClass, [1, 2])
-        XCTAssertEqual(summary.notes, ["skipped 1 files that are not PNG"])
+        XCTAssertEqual(summary.notes, ["skipped 1 files that are not PNG or JPEG images"])
         let dataset = try ClassificationDataset(path: output)
         XCTAssertEqual(try dataset.readLabels(0..<3), [0, 1, 1])
         XCTAssertEqual(dataset.channels, 3)
@@ -137,6 +137,26 @@ final class ConvertFolderTests: XCTestCase {
         expected.copyPlanar(into: &planar)
         XCTAssertEqual(try dataset.readImages(2..<3), planar)
         XCTAssertTrue(summary.description.contains("dog  2"))
+    }
+
+    /// Images in nested folders of a class belong to it (as torchvision's ImageFolder walks each
+    /// class folder), JPEGs beside PNGs.
+    func testNestedFoldersAndJPEGsAreTaken() throws {
+        let directory = TemporaryDirectory()
+        let root = directory.file("data")
+        writePNG(patternImage(width: 4, height: 3, channels: 1, seed: 2), root + "/cat/2019/x.png")
+        writePNG(patternImage(width: 4, height: 3, channels: 1, seed: 4), root + "/cat/a.png")
+        let jpeg = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Inputs/jpeg/rgb-420.jpg")
+        try FileManager.default.createDirectory(atPath: root + "/dog", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: jpeg.path, toPath: root + "/dog/photo.JPG")
+        let summary = try Converter.folder(root, output: directory.file("out.h5"),
+                                           options: ConversionOptions(size: ImageSize(width: 4, height: 3), channels: 1))
+        XCTAssertEqual(summary.perClass, [2, 1])
+        XCTAssertEqual(summary.notes, [])
+        let dataset = try ClassificationDataset(path: directory.file("out.h5"))
+        XCTAssertEqual(try dataset.readLabels(0..<3), [0, 0, 1])
+        let photo = try ImageFile.read(path: jpeg.path, channels: 1).resized(width: 4, height: 3)
+        XCTAssertEqual(try dataset.readImages(2..<3), photo.pixels)
     }
 
     func testBadFolderInputs() throws {
@@ -154,7 +174,7 @@ final class ConvertFolderTests: XCTestCase {
         FileManager.default.createFile(atPath: root + "/cat/b.png", contents: Data(good.prefix(good.count - 20)))
         assertDatasetError(["cat/b.png", "corrupt or truncated PNG"]) { _ = try Converter.folder(root, output: output) }
         FileManager.default.createFile(atPath: root + "/cat/b.png", contents: Data("GIF89a".utf8))
-        assertDatasetError(["cat/b.png", "not a valid PNG"]) { _ = try Converter.folder(root, output: output) }
+        assertDatasetError(["cat/b.png", "not a PNG or JPEG image"]) { _ = try Converter.folder(root, output: output) }
         XCTAssertEqual(directory.entries, ["data", "sized.h5"])
     }
 }

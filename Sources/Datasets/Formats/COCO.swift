@@ -3,7 +3,7 @@ import Foundation
 extension Converter {
     // MARK: COCO detection
 
-    /// Converts COCO detection JSON plus a folder of PNG images to a detection file. Boxes go
+    /// Converts COCO detection JSON plus a folder of PNG or JPEG images to a detection file. Boxes go
     /// from COCO `[x, y, w, h]` to `[x1, y1, x2, y2]` pixels of the stored (resized) image;
     /// image and category ids are kept. Crowd and empty boxes are skipped.
     public static func coco(images directory: String, annotations jsonPath: String, output: String,
@@ -28,7 +28,7 @@ extension Converter {
         var boxes = 0
         do {
             for (index, entry) in coco.images.enumerated() {
-                let original = try PNG.read(path: paths[index], channels: channels == 1 ? 1 : 3)
+                let original = try ImageFile.read(path: paths[index], channels: channels == 1 ? 1 : 3)
                 // Boxes are in the declared size's pixels: another PNG size would clip them silently.
                 if let declared = entry.declaredSize, declared != ImageSize(width: original.width, height: original.height) {
                     throw DatasetError(jsonPath, "images[\(entry.index)]: '\(entry.fileName)' is declared \(declared) but the PNG is \(original.width)x\(original.height)")

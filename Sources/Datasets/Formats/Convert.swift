@@ -93,32 +93,50 @@ public enum Converter {
         }.sorted()
     }
 
-    /// Sorted PNG file names in `directory` and the number of other (non-hidden) files.
-    static func pngFiles(in directory: String) throws -> (names: [String], others: Int) {
+    /// Sorted image (PNG, JPEG) file names in `directory`, paths relative to it, and the number
+    /// of other (non-hidden) files; with `recursive`, images in nested folders too (as
+    /// torchvision's ImageFolder walks each class folder).
+    static func imageFiles(in directory: String, recursive: Bool = false) throws -> (names: [String], others: Int) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DatasetError(directory, "no such directory")
         }
-        let entries = try FileManager.default.contentsOfDirectory(atPath: directory).filter { !$0.hasPrefix(".") }
-        let pngs = entries.filter { $0.lowercased().hasSuffix(".png") }.sorted()
-        return (pngs, entries.count - pngs.count)
+        var names: [String] = [], others = 0
+        func walk(_ relative: String) throws {
+            let folder = relative.isEmpty ? directory : directory + "/" + relative
+            for entry in try FileManager.default.contentsOfDirectory(atPath: folder) where !entry.hasPrefix(".") {
+                let path = relative.isEmpty ? entry : relative + "/" + entry
+                var isFolder: ObjCBool = false
+                _ = FileManager.default.fileExists(atPath: directory + "/" + path, isDirectory: &isFolder)
+                if isFolder.boolValue {
+                    if recursive { try walk(path) } else { others += 1 }
+                } else if ImageFile.hasImageExtension(entry) {
+                    names.append(path)
+                } else {
+                    others += 1
+                }
+            }
+        }
+        try walk("")
+        return (names.sorted(), others)
     }
 
     static func findImage(named name: String, in directory: String) -> String? {
-        for candidate in [name, name + ".png"] where FileManager.default.fileExists(atPath: directory + "/" + candidate) {
+        for candidate in [name, name + ".png", name + ".jpg", name + ".jpeg"] where FileManager.default.fileExists(atPath: directory + "/" + candidate) {
             return directory + "/" + candidate
         }
         return nil
     }
 
     static func firstSize(_ path: String) throws -> ImageSize {
-        let info = try PNG.info(path: path)
-        return ImageSize(width: info.width, height: info.height)
+        let size = try ImageFile.size(path: path)
+        return ImageSize(width: size.width, height: size.height)
     }
 
-    /// Reads a PNG with `channels` channels, resized when `size` is given.
+    /// Reads a PNG or JPEG with `channels` channels (the colour rule of `ImageFile`), resized
+    /// when `size` is given.
     static func loadImage(_ path: String, channels: Int, size: ImageSize?) throws -> Image {
-        let image = try PNG.read(path: path, channels: channels)
+        let image = try ImageFile.read(path: path, channels: channels)
         guard let size else { return image }
         return image.resized(width: size.width, height: size.height)
     }

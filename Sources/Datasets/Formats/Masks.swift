@@ -3,13 +3,18 @@ import Foundation
 extension Converter {
     // MARK: Index masks
 
-    /// Converts PNG images plus index-mask PNGs of the same names to a segmentation file.
-    /// Mask values must be below the number of classes or 255 (ignore).
+    /// Converts PNG or JPEG images plus index-mask PNGs of the same names (or the same stem:
+    /// `x.jpg` with `x.png`, as VOC keeps them) to a segmentation file. Mask values must be
+    /// below the number of classes or 255 (ignore).
     public static func masks(images imageDirectory: String, masks maskDirectory: String, classes: [String]?,
                              output: String, options: ConversionOptions = ConversionOptions()) throws -> ConversionSummary {
-        let (names, skipped) = try pngFiles(in: imageDirectory)
-        guard !names.isEmpty else { throw DatasetError(imageDirectory, "empty input: no PNG images") }
-        for name in names where !FileManager.default.fileExists(atPath: maskDirectory + "/" + name) {
+        let (names, skipped) = try imageFiles(in: imageDirectory)
+        guard !names.isEmpty else { throw DatasetError(imageDirectory, "empty input: no PNG or JPEG images") }
+        func maskPath(_ name: String) -> String? {
+            let stem = maskDirectory + "/" + (name as NSString).deletingPathExtension + ".png"
+            return [maskDirectory + "/" + name, stem].first { FileManager.default.fileExists(atPath: $0) }
+        }
+        for name in names where maskPath(name) == nil {
             throw DatasetError(maskDirectory + "/" + name, "no mask for image \(imageDirectory)/\(name)")
         }
         let channels = options.channels ?? 3
@@ -20,8 +25,8 @@ extension Converter {
         var present = [Int](repeating: 0, count: 255)
         do {
             for (index, name) in names.enumerated() {
-                let imagePath = imageDirectory + "/" + name, maskPath = maskDirectory + "/" + name
-                let original = try PNG.read(path: imagePath, channels: channels == 1 ? 1 : 3)
+                let imagePath = imageDirectory + "/" + name, maskPath = maskPath(name)!
+                let original = try ImageFile.read(path: imagePath, channels: channels == 1 ? 1 : 3)
                 if options.size == nil && (original.width != size.width || original.height != size.height) {
                     throw DatasetError(imagePath, "image is \(original.width)x\(original.height), expected \(size) (use --size to resize)")
                 }
@@ -47,7 +52,7 @@ extension Converter {
             var summary = ConversionSummary(output: output, task: .segmentation, count: names.count, channels: channels,
                                             height: size.height, width: size.width, classNames: classNames,
                                             perClass: Array(present.prefix(classNames.count)))
-            if skipped > 0 { summary.notes.append("skipped \(skipped) files that are not PNG") }
+            if skipped > 0 { summary.notes.append("skipped \(skipped) files that are not PNG or JPEG images") }
             return summary
         } catch {
             writer.abandon()

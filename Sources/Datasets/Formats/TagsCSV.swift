@@ -3,7 +3,7 @@ import Foundation
 extension Converter {
     // MARK: Tags CSV
 
-    /// Converts a folder of PNG images plus a CSV (`image,tags`) to a tagging file; how the
+    /// Converts a folder of PNG or JPEG images plus a CSV (`image,tags`) to a tagging file; how the
     /// tags field is split is `TagsCSV`'s rule. With `declaredTags` any other tag is an error;
     /// without, the tags are the sorted union of those used.
     public static func tags(images directory: String, csv csvPath: String, declaredTags: [String]? = nil,

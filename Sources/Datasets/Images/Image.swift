@@ -125,8 +125,9 @@ public struct Image: Equatable, Sendable {
         return Image(width: newWidth, height: newHeight, channels: channels, pixels: output)
     }
 
-    /// The image with `channels` channels: gray replicated to RGB, RGB to gray by luma
-    /// (ITU-R BT.601 weights), alpha dropped.
+    /// The image with `target` channels (1 or 3) by the colour rule (`ImageFile`): gray
+    /// replicated to RGB; RGB to gray as PIL's `convert("L")` (L = (19595 R + 38470 G + 7471 B
+    /// + 32768) >> 16); alpha dropped.
     public func converted(toChannels target: Int) -> Image {
         precondition(target == 1 || target == 3, "channels must be 1 or 3, got \(target)")
         if target == channels { return self }
@@ -137,19 +138,16 @@ public struct Image: Equatable, Sendable {
             output.withUnsafeMutableBufferPointer { out in
                 for index in 0..<plane {
                     let pixel = source.baseAddress! + index * channels
-                    if target == 3 {
-                        if channels >= 3 {
-                            out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[1]; out[index * 3 + 2] = pixel[2]
-                        } else {
-                            out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[0]; out[index * 3 + 2] = pixel[0]
-                        }
-                    } else {
-                        if channels >= 3 {
-                            let luma = 0.299 * Float(pixel[0]) + 0.587 * Float(pixel[1]) + 0.114 * Float(pixel[2])
-                            out[index] = UInt8(min(255, luma.rounded()))
-                        } else {
-                            out[index] = pixel[0]
-                        }
+                    switch (target, channels >= 3) {
+                    case (3, true):
+                        out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[1]; out[index * 3 + 2] = pixel[2]
+                    case (3, false):
+                        out[index * 3] = pixel[0]; out[index * 3 + 1] = pixel[0]; out[index * 3 + 2] = pixel[0]
+                    case (_, true):
+                        let r = Int(pixel[0]) * 19595, g = Int(pixel[1]) * 38470, b = Int(pixel[2]) * 7471
+                        out[index] = UInt8((r + g + b + 0x8000) >> 16)
+                    default:
+                        out[index] = pixel[0]
                     }
                 }
             }

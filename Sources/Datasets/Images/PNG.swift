@@ -14,9 +14,16 @@ public struct PNGInfo: Sendable {
 /// PNG reading and writing through libpng's simplified `png_image` API, which keeps libpng's
 /// longjmp error handling inside C.
 public enum PNG {
+    /// Whether `bytes` start with the PNG signature.
+    public static func isPNG(_ bytes: [UInt8]) -> Bool { bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) }
+
     /// Reads the header of the PNG at `path`; fails like `read` for images over `maximumPixels`.
     public static func info(path: String, maximumPixels: Int = Image.maximumPixels) throws -> PNGInfo {
-        let bytes = try readBytes(path)
+        try info(bytes: readBytes(path), path: path, maximumPixels: maximumPixels)
+    }
+
+    /// Reads the header of PNG bytes held in memory.
+    public static func info(bytes: [UInt8], path: String, maximumPixels: Int = Image.maximumPixels) throws -> PNGInfo {
         var image = png_image()
         return try bytes.withUnsafeBytes { raw in
             try beginRead(&image, raw, path: path, maximumPixels: maximumPixels)
@@ -95,6 +102,13 @@ public enum PNG {
             try finishRead(&image, formats[channels - 1], into: &pixels, path: path)
             return Image(width: width, height: height, channels: channels, pixels: pixels)
         }
+    }
+
+    /// Decodes PNG bytes with the channels the file stores (1 gray, 2 gray+alpha, 3 RGB, 4
+    /// RGBA; palettes expanded), 8 bits each.
+    public static func readNative(bytes: [UInt8], path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
+        let channels = try info(bytes: bytes, path: path, maximumPixels: maximumPixels).channels
+        return try read(bytes: bytes, path: path, channels: channels, maximumPixels: maximumPixels)
     }
 
     /// Reads an index mask: palette and gray PNGs keep their raw index values (no colour

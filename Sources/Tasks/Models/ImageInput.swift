@@ -2,7 +2,8 @@ import PerceptCore
 import PerceptDatasets
 import Foundation
 
-/// PNG files named on the command line: files as given, directories searched recursively.
+/// Image files named on the command line: files as given, directories searched recursively
+/// for PNG and JPEG files.
 public func collectImagePaths(_ arguments: [String]) throws -> [String] {
     var paths: [String] = []
     let fm = FileManager.default
@@ -15,9 +16,9 @@ public func collectImagePaths(_ arguments: [String]) throws -> [String] {
             guard let entries = fm.enumerator(atPath: argument)?.allObjects as? [String] else {
                 throw DatasetError(argument, "cannot list directory")
             }
-            let found = entries.filter { $0.lowercased().hasSuffix(".png") }
+            let found = entries.filter { ImageFile.hasImageExtension($0) }
                 .map { (argument as NSString).appendingPathComponent($0) }
-            guard !found.isEmpty else { throw DatasetError(argument, "directory holds no .png images") }
+            guard !found.isEmpty else { throw DatasetError(argument, "directory holds no PNG or JPEG images") }
             paths += found.sorted()
         } else {
             paths.append(argument)
@@ -49,7 +50,7 @@ public func loadImages<C>(_ paths: [String], for configuration: ModelConfigurati
     let out = Tensor.uninitialized([paths.count, c, h, w])
     let plane = h * w
     for (i, path) in paths.enumerated() {
-        var image = try PNG.read(path: path, channels: c)
+        var image = try ImageFile.read(path: path, channels: c)
         if image.width != w || image.height != h { image = image.resized(width: w, height: h) }
         image.pixels.withUnsafeBufferPointer { pixels in
             // Interleaved HWC bytes -> planar, normalised floats.
