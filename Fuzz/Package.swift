@@ -8,7 +8,7 @@ import PackageDescription
 let root = Context.packageDirectory + "/.."
 let percept = String(Context.packageDirectory.split(separator: "/").dropLast().last ?? "Percept")
 
-let readers = ["PNG", "Mask", "IDX", "COCO", "Tags", "HDF5"]
+let readers = ["PNG", "JPEG", "EXIF", "Mask", "IDX", "COCO", "Tags", "HDF5"]
 
 let package = Package(
     name: "PerceptFuzz",

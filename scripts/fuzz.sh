@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in Fuzz/ and runs each for SECONDS (default 60), one after
 # another (the machine is shared: one fuzzing process at a time), then prints executions and
-# crashes per target. Usage: scripts/fuzz.sh [SECONDS] [TARGET...]  (targets: PNG Mask IDX
+# crashes per target. Usage: scripts/fuzz.sh [SECONDS] [TARGET...]  (targets: PNG JPEG EXIF Mask IDX
 # COCO Tags HDF5; default all). Inputs that crash, time out (10 s) or exceed 2 GB of memory
 # are kept in Fuzz/.build/artifacts/TARGET/; the growing corpus in Fuzz/.build/corpus/TARGET
 # starts from the committed seeds in Fuzz/Corpus/TARGET. Exits 1 when any target crashed.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(PNG Mask IDX COCO Tags HDF5)
+[ ${#targets[@]} -gt 0 ] || targets=(PNG JPEG EXIF Mask IDX COCO Tags HDF5)
 
 swift build --package-path Fuzz -c release --sanitize=fuzzer -Xswiftc -enable-testing >/dev/null
 bin="$(swift build --package-path Fuzz -c release --show-bin-path)"

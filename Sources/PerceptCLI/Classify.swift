@@ -46,16 +46,18 @@ struct ClassifyPredict: ParsableCommand {
     func run() throws {
         guard let (model, paths) = try arguments.open(ClassificationHead.self) else { return }
         try csv.check(inputs: [arguments.model] + paths, force: arguments.force)
-        let predictions = model.predict(try loadImages(paths, for: model.configuration))
         let classes = model.configuration.classes
         var text = "image,label,score" + (scores ? "," + classes.map(csvField).joined(separator: ",") : "") + "\n"
-        for (path, prediction) in zip(paths, predictions) {
-            for (label, score) in prediction.top(top) {
-                text += "\(csvField(path)),\(csvField(classes[label])),\(String(format: "%.6f", score))"
-                if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
-                text += "\n"
+        let count = try arguments.forEachBatch(of: paths, batchSize: 256) { batch in
+            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            for ((path, _), prediction) in zip(batch, predictions) {
+                for (label, score) in prediction.top(top) {
+                    text += "\(csvField(path)),\(csvField(classes[label])),\(String(format: "%.6f", score))"
+                    if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
+                    text += "\n"
+                }
             }
         }
-        try csv.write(text, force: arguments.force, what: "predictions for \(paths.count) image\(paths.count == 1 ? "" : "s")")
+        try csv.write(text, force: arguments.force, what: "predictions for \(count) image\(count == 1 ? "" : "s")")
     }
 }

@@ -59,40 +59,45 @@ struct DetectPredict: ParsableCommand {
         guard let (detector, paths) = try arguments.open(WindowHead.self) else { return }
         let output = output!, force = arguments.force
         try OutputPolicy.check(output, inputs: [arguments.model] + paths + (annotations.map { [$0] } ?? []), force: force)
-        let names = try uniqueOutputNames(paths)
+        let fileNames = paths.map { ($0 as NSString).lastPathComponent }
         let c = detector.configuration
         var categoryIDs = c.head.categoryIDs ?? c.classes.indices.map { Int64($0 + 1) }
-        var imageIDs = paths.indices.map { Int64($0 + 1) }
+        var imageIDs = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, Int64($0 + 1)) })
         if let annotations {
             let coco = try COCOIndex(path: annotations)
             categoryIDs = try c.classes.map { name in
                 guard let id = coco.categoryIDs[name] else { throw DatasetError(annotations, "has no category named '\(name)' (the model's classes: \(c.classes.joined(separator: ", ")))") }
                 return id
             }
-            imageIDs = try zip(paths, names).map { path, name in
+            imageIDs = Dictionary(uniqueKeysWithValues: try zip(paths, fileNames).map { path, name in
                 guard let id = coco.imageIDs[name] else { throw DatasetError(path, "is not among the images of \(annotations)") }
-                return id
-            }
+                return (path, id)
+            })
         }
-        let drawings = draw.map { dir in names.map { (dir as NSString).appendingPathComponent($0) } }
+        let drawings = try draw.map { dir in Dictionary(uniqueKeysWithValues: zip(paths, try uniqueOutputNames(paths).map { (dir as NSString).appendingPathComponent($0) })) }
         if let draw { try FileManager.default.createDirectory(atPath: draw, withIntermediateDirectories: true) }
-        if !force, let existing = drawings?.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+        if !force, let existing = drawings?.values.sorted().first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw DatasetError(existing, "exists; pass --force to replace it")
         }
+        // Drawings are staged and moved into place with the JSON, so a run that stops leaves none.
+        let staged = OutputSet()
         var results: [(imageID: Int64, fileName: String?, detections: [Detection])] = []
-        for (i, path) in paths.enumerated() {
-            let image = try ImageFile.read(path: path, channels: c.inputChannels)
-            let detections = detector.predict(normalisedTensor(image, mean: c.mean, std: c.std),
-                                              geometry: InputGeometry(height: image.height, width: image.width))[0]
-            results.append((imageIDs[i], names[i], detections))
-            if let drawings {
-                let shown = detections.filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }
-                try PNG.write(Drawing.boxes(image: image, shown, classNames: c.classes), to: drawings[i])
+        try arguments.forEachBatch(of: paths, batchSize: 1) { batch in
+            for (path, stored) in batch {
+                let image = stored.converted(toChannels: c.inputChannels)
+                let detections = detector.predict(normalisedTensor(image, mean: c.mean, std: c.std),
+                                                  geometry: InputGeometry(height: image.height, width: image.width))[0]
+                results.append((imageIDs[path]!, (path as NSString).lastPathComponent, detections))
+                if let drawings {
+                    let shown = detections.filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }
+                    try staged.write(Drawing.boxes(image: image, shown, classNames: c.classes), to: drawings[path]!, overwrite: force)
+                }
             }
         }
         let json = try JSONSerialization.data(withJSONObject: cocoResults(results, categoryIDs: categoryIDs), options: [.sortedKeys])
         try AtomicOutput.write(json, to: output, overwrite: force)
-        note("wrote \(results.reduce(0) { $0 + $1.detections.count }) detections in \(paths.count) images to \(output)\(draw.map { " and drawings to \($0)" } ?? "")")
+        try staged.commit()
+        note("wrote \(results.reduce(0) { $0 + $1.detections.count }) detections in \(results.count) images to \(output)\(draw.map { " and drawings to \($0)" } ?? "")")
     }
 }
 

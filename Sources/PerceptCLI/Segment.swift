@@ -59,24 +59,27 @@ struct SegmentPredict: ParsableCommand {
             throw DatasetError(existing, "exists; pass --force to replace it")
         }
         let classNames = model.configuration.classes
-        // In batches, so memory stays bounded for long lists of images.
-        for start in stride(from: 0, to: paths.count, by: 64) {
-            let batch = Array(paths[start..<min(start + 64, paths.count)])
-            let originals = try batch.map { try ImageFile.read(path: $0, channels: 3) }
-            let predictions = model.predict(try loadImages(batch, for: model.configuration))
-            for (offset, (original, prediction)) in zip(originals, predictions).enumerated() {
-                let i = start + offset
+        // Masks and overlays are staged and moved into place together at the end, so a run that
+        // stops on a bad file leaves none of them.
+        let staged = OutputSet()
+        let index = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
+        let count = try arguments.forEachBatch(of: paths, batchSize: 64) { batch in
+            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            for ((path, stored), prediction) in zip(batch, predictions) {
+                let i = index[path]!
                 var mask = prediction.image
-                if mask.width != original.width || mask.height != original.height {
-                    mask = mask.resizedNearest(width: original.width, height: original.height)
+                if mask.width != stored.width || mask.height != stored.height {
+                    mask = mask.resizedNearest(width: stored.width, height: stored.height)
                 }
-                try PNG.write(mask, to: targets[i])
+                try staged.write(mask, to: targets[i], overwrite: force)
                 if let overlays {
-                    try PNG.write(Drawing.segmentationOverlay(image: original, mask: mask, classNames: classNames), to: overlays[i])
+                    try staged.write(Drawing.segmentationOverlay(image: stored.converted(toChannels: 3), mask: mask, classNames: classNames),
+                                     to: overlays[i], overwrite: force)
                 }
             }
         }
-        note("wrote \(paths.count) masks to \(output)\(overlay.map { " and overlays to \($0)" } ?? "")")
+        try staged.commit()
+        note("wrote \(count) masks to \(output)\(overlay.map { " and overlays to \($0)" } ?? "")")
     }
 }
 

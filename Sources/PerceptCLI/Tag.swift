@@ -44,14 +44,16 @@ struct TagPredict: ParsableCommand {
     func run() throws {
         guard let (model, paths) = try arguments.open(TaggingHead.self) else { return }
         try csv.check(inputs: [arguments.model] + paths, force: arguments.force)
-        let predictions = model.predict(try loadImages(paths, for: model.configuration))
         let names = model.configuration.classes
         var text = "image,tags" + (scores ? "," + names.map(csvField).joined(separator: ",") : "") + "\n"
-        for (path, prediction) in zip(paths, predictions) {
-            text += "\(csvField(path)),\(csvField(TagsCSV.field(prediction.tags.map { names[$0] })))"
-            if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
-            text += "\n"
+        let count = try arguments.forEachBatch(of: paths, batchSize: 256) { batch in
+            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            for ((path, _), prediction) in zip(batch, predictions) {
+                text += "\(csvField(path)),\(csvField(TagsCSV.field(prediction.tags.map { names[$0] })))"
+                if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }
+                text += "\n"
+            }
         }
-        try csv.write(text, force: arguments.force, what: "tags of \(paths.count) image\(paths.count == 1 ? "" : "s")")
+        try csv.write(text, force: arguments.force, what: "tags of \(count) image\(count == 1 ? "" : "s")")
     }
 }

@@ -161,20 +161,79 @@ struct PredictArguments: ParsableArguments {
     var images: [String] = []
     @Flag(help: "Replace outputs that already exist.")
     var force = false
+    @Flag(help: "Skip images that cannot be read, with a warning each, instead of stopping with no output.")
+    var skipBad = false
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
     @OptionGroup var settings: ConfigArguments
 
     func validate() throws {
-        if images.isEmpty, !settings.showConfig { throw ValidationError("missing images (PNG files or directories of them)") }
+        if images.isEmpty, !settings.showConfig { throw ValidationError("missing images (PNG or JPEG files or directories of them)") }
     }
 
-    /// The model with its settings, and the image files named (directories expanded), checked
-    /// before any work; nil for `--show-config`.
+    /// The model with its settings, and the image files named (directories expanded, their other
+    /// files counted in a note), checked before any work; nil for `--show-config`.
     func open<H: Head>(_ head: H.Type) throws -> (model: Model<H>, paths: [String])? {
         try useThreads(threads)
         guard let model = try loadModel(self.model, H.self, settings) else { return nil }
-        return (model, try collectImagePaths(images))
+        let (paths, skipped) = try collectImageFiles(images)
+        for (directory, count) in skipped { note("note: \(directory): skipped \(count) file\(count == 1 ? "" : "s") that are not PNG or JPEG images") }
+        return (model, paths)
+    }
+
+    /// Reads `paths` in batches of up to `batchSize` and hands each batch's images (as stored)
+    /// to `body`, in order, with a progress line. A file that cannot be read stops the run with
+    /// its error, before the command has written anything; with `--skip-bad` it is left out with
+    /// one warning line, and the skipped files are counted at the end. Returns the images read.
+    @discardableResult
+    func forEachBatch(of paths: [String], batchSize: Int, _ body: ([(path: String, image: Image)]) throws -> Void) throws -> Int {
+        let progress = ProgressReport(total: paths.count, unit: "images")
+        var skipped = 0, done = 0
+        for start in stride(from: 0, to: paths.count, by: batchSize) {
+            var batch: [(path: String, image: Image)] = []
+            for path in paths[start..<min(start + batchSize, paths.count)] {
+                do {
+                    batch.append((path, try ImageFile.read(path: path)))
+                } catch let error as DatasetError where skipBad {
+                    note("warning: \(error) (skipped)")
+                    skipped += 1
+                }
+            }
+            if !batch.isEmpty { try body(batch) }
+            done += batch.count
+            progress.update(min(start + batchSize, paths.count))
+        }
+        progress.finish()
+        if skipped > 0 { note("warning: skipped \(skipped) of \(paths.count) images that could not be read") }
+        return done
+    }
+}
+
+/// Progress of a long run on stderr, once it has taken 2 s: items done of total, items/s and
+/// ETA; one redrawn line on a terminal, a plain line every 5 s otherwise.
+final class ProgressReport {
+    let total: Int, unit: String
+    private let start = Date()
+    private var lastReport = Date.distantPast
+    private var drawn = false
+    private let terminal = isatty(2) != 0
+
+    init(total: Int, unit: String) { self.total = total; self.unit = unit }
+
+    func update(_ done: Int) {
+        let now = Date(), elapsed = now.timeIntervalSince(start)
+        guard elapsed >= 2, now.timeIntervalSince(lastReport) >= (terminal ? 0.5 : 5) || done == total else { return }
+        lastReport = now
+        let rate = Double(done) / elapsed
+        let line = String(format: "%d/%d %@  %.1f %@/s  ETA ", done, total, unit, rate, unit)
+            + formatDuration(Double(total - done) / max(rate, 1e-9))
+        FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+        drawn = terminal
+    }
+
+    /// Ends a redrawn line.
+    func finish() {
+        if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false }
     }
 }
 

@@ -594,4 +594,72 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(inspected.standardOutput.contains(line + "\n"), "inspect lacks \(line):\n\(inspected.standardOutput)")
         }
     }
+
+    /// A bad file among the inputs stops predict with no output at all (no first masks, no
+    /// drawings); `--skip-bad` leaves it out with a warning and writes the rest. Other files in
+    /// an input folder are counted in a note. JPEG inputs work like PNG ones.
+    func testABadInputLeavesNoPartialOutputUnlessSkipped() throws {
+        let scratch = Scratch()
+        try writeSegmenter(scratch.file("segmenter.h5"))
+        let input = scratch.file("in")
+        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+        try PNG.write(Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8($0 * 4) }), to: input + "/a.png")
+        let jpeg = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Inputs/jpeg/rgb-420.jpg")
+        try FileManager.default.copyItem(atPath: jpeg.path, toPath: input + "/b.jpg")
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: input + "/c.png"))
+        try PNG.write(Image(width: 8, height: 8, channels: 1), to: input + "/d.png")
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: input + "/readme.txt"))
+        let arguments = ["segment", "predict", "--model", scratch.file("segmenter.h5"), input, "-o", scratch.file("masks"),
+                         "--overlay", scratch.file("overlays")]
+        let stopped = try percept(arguments)
+        XCTAssertEqual(stopped.status, 1)
+        XCTAssertEqual(stopped.errorLines, ["error: \(input)/c.png: not a PNG or JPEG image"])
+        XCTAssertTrue(stopped.standardError.contains("note: \(input): skipped 1 file that are not PNG or JPEG images"), stopped.standardError)
+        for folder in ["masks", "overlays"] {
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.file(folder)), [], "\(folder) after a stopped run")
+        }
+        let skipping = try percept(arguments + ["--skip-bad"])
+        XCTAssertEqual(skipping.status, 0, skipping.standardError)
+        XCTAssertTrue(skipping.standardError.contains("warning: \(input)/c.png: not a PNG or JPEG image (skipped)"), skipping.standardError)
+        XCTAssertTrue(skipping.standardError.contains("warning: skipped 1 of 4 images that could not be read"), skipping.standardError)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.file("masks")).sorted(), ["a.png", "b.png", "d.png"])
+        // The JPEG's mask is at the JPEG's own size.
+        let mask = try PNG.readIndexMask(path: scratch.file("masks/b.png"))
+        XCTAssertEqual([mask.width, mask.height], [37, 23])
+
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        let classified = try percept(["classify", "predict", "--model", scratch.file("classifier.h5"), input, "--skip-bad"])
+        XCTAssertEqual(classified.status, 0, classified.standardError)
+        XCTAssertEqual(classified.standardOutput.split(separator: "\n").map { String($0.split(separator: ",")[0]) },
+                       ["image", input + "/a.png", input + "/b.jpg", input + "/d.png"])
+    }
+
+    /// Detections are clipped to the image, and a stopped run leaves no drawings.
+    func testDetectionsStayInsideTheImageAndDrawingsAreAllOrNothing() throws {
+        let scratch = Scratch()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        // A 64 x 48 corner of a sample scene: items cut by the border.
+        let scene = try PNG.read(path: root.appendingPathComponent("samples/scenes/04.png").path, channels: 1)
+        let corner = Image(width: 64, height: 48, channels: 1, pixels: (0..<(64 * 48)).map { scene.pixels[($0 / 64 + 40) * 160 + $0 % 64 + 96] })
+        try FileManager.default.createDirectory(atPath: scratch.file("in"), withIntermediateDirectories: true)
+        try PNG.write(corner, to: scratch.file("in/corner.png"))
+        let detector = root.appendingPathComponent("models/fashion-detector.h5").path
+        let result = try percept(["detect", "predict", "--model", detector, scratch.file("in/corner.png"), "-o", scratch.file("d.json"),
+                                  "--set", "refinements=1"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let detections = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: scratch.file("d.json")))) as? [[String: Any]])
+        XCTAssertFalse(detections.isEmpty)
+        for detection in detections {
+            let b = try XCTUnwrap(detection["bbox"] as? [Double])
+            XCTAssertTrue(b[0] >= 0 && b[1] >= 0 && b[0] + b[2] <= 64 + 1e-3 && b[1] + b[3] <= 48 + 1e-3 && b[2] > 0 && b[3] > 0, "\(b)")
+        }
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 2]).write(to: URL(fileURLWithPath: scratch.file("in/z.jpg")))
+        let stopped = try percept(["detect", "predict", "--model", detector, scratch.file("in"), "-o", scratch.file("e.json"),
+                                   "--draw", scratch.file("drawn"), "--set", "refinements=0"])
+        XCTAssertEqual(stopped.status, 1)
+        XCTAssertEqual(stopped.errorLines.count, 1, stopped.standardError)
+        XCTAssertTrue(stopped.errorLines[0].contains("z.jpg"), stopped.standardError)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.file("drawn")), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("e.json")))
+    }
 }

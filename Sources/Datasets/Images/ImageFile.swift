@@ -22,6 +22,11 @@ public enum ImageFile {
         try read(bytes: [UInt8](try readData(path)), path: path, channels: channels, maximumPixels: maximumPixels)
     }
 
+    /// Reads the image at `path` as stored (see `decode`).
+    public static func read(path: String, maximumPixels: Int = Image.maximumPixels) throws -> Image {
+        try decode(bytes: [UInt8](try readData(path)), path: path, maximumPixels: maximumPixels)
+    }
+
     /// Decodes image bytes held in memory; `path` names the source in errors.
     public static func read(bytes: [UInt8], path: String, channels: Int, maximumPixels: Int = Image.maximumPixels) throws -> Image {
         try decode(bytes: bytes, path: path, maximumPixels: maximumPixels).converted(toChannels: channels)

@@ -75,6 +75,38 @@ public final class AtomicOutput {
     }
 }
 
+/// Files written as one set: each goes to a temporary name beside its final path, and `commit()`
+/// moves them all into place. A set that is not committed (an error in a later input, a kill)
+/// leaves no file under a final name, so a command that stops half-way leaves no partial output.
+public final class OutputSet {
+    private var pending: [AtomicOutput] = []
+
+    public init() {}
+
+    /// Writes `data` for `path` (checked to be new unless `overwrite`), to be moved there on commit.
+    public func write(_ data: Data, to path: String, overwrite: Bool) throws {
+        let output = try AtomicOutput(path: path, overwrite: overwrite)
+        guard FileManager.default.createFile(atPath: output.temporaryPath, contents: data) else {
+            throw DatasetError(path, "cannot write file")
+        }
+        pending.append(output)
+    }
+
+    /// Writes `image` as a PNG for `path`.
+    public func write(_ image: Image, to path: String, overwrite: Bool) throws {
+        try write(Data(PNG.encode(image, path: path)), to: path, overwrite: overwrite)
+    }
+
+    /// Moves every file into place.
+    public func commit() throws {
+        defer { pending.removeAll() }
+        for output in pending { try output.commit() }
+    }
+
+    /// How many files are waiting.
+    public var count: Int { pending.count }
+}
+
 /// The output policy of every command, checked before any work: an output is never one of the
 /// command's inputs, replaces an existing file only with `force`, and goes into a folder that exists.
 public enum OutputPolicy {

@@ -284,11 +284,23 @@ public final class WindowHead: Head {
         }
         return candidates.enumerated().map { image, found in
             var detections = merge(found)
-            guard settings.refinements > 0, !detections.isEmpty else { return detections }
-            let single = Tensor.uninitialized([1, images.shape[1], h, w])
-            single.pointer.update(from: images.pointer + image * single.count, count: single.count)
-            for _ in 0..<settings.refinements { detections = merge(refine(detections, in: single, context)) }
-            return detections
+            if settings.refinements > 0, !detections.isEmpty {
+                let single = Tensor.uninitialized([1, images.shape[1], h, w])
+                single.pointer.update(from: images.pointer + image * single.count, count: single.count)
+                for _ in 0..<settings.refinements { detections = merge(refine(detections, in: single, context)) }
+            }
+            return clipped(detections, width: Float(w), height: Float(h))
+        }
+    }
+
+    /// Boxes clipped to the image, as every COCO tool does (torchvision's `clip_boxes_to_image`);
+    /// a box left without area is dropped.
+    func clipped(_ detections: [Detection], width: Float, height: Float) -> [Detection] {
+        detections.compactMap { detection in
+            var box = detection.box
+            box.x1 = Swift.min(Swift.max(box.x1, 0), width); box.x2 = Swift.min(Swift.max(box.x2, 0), width)
+            box.y1 = Swift.min(Swift.max(box.y1, 0), height); box.y2 = Swift.min(Swift.max(box.y2, 0), height)
+            return box.x2 > box.x1 && box.y2 > box.y1 ? Detection(box: box, score: detection.score) : nil
         }
     }
 

@@ -3,9 +3,14 @@ import PerceptDatasets
 import Foundation
 
 /// Image files named on the command line: files as given, directories searched recursively
-/// for PNG and JPEG files.
+/// for PNG and JPEG files (in sorted order).
 public func collectImagePaths(_ arguments: [String]) throws -> [String] {
-    var paths: [String] = []
+    try collectImageFiles(arguments).paths
+}
+
+/// The image files named on the command line, and per directory how many other files it holds.
+public func collectImageFiles(_ arguments: [String]) throws -> (paths: [String], skipped: [(directory: String, count: Int)]) {
+    var paths: [String] = [], skipped: [(directory: String, count: Int)] = []
     let fm = FileManager.default
     for argument in arguments {
         var isDirectory: ObjCBool = false
@@ -13,18 +18,24 @@ public func collectImagePaths(_ arguments: [String]) throws -> [String] {
             throw DatasetError(argument, "no such file or directory")
         }
         if isDirectory.boolValue {
-            guard let entries = fm.enumerator(atPath: argument)?.allObjects as? [String] else {
-                throw DatasetError(argument, "cannot list directory")
+            guard let enumerator = fm.enumerator(atPath: argument) else { throw DatasetError(argument, "cannot list directory") }
+            var found: [String] = [], others = 0
+            while let entry = enumerator.nextObject() as? String {
+                if (entry as NSString).lastPathComponent.hasPrefix(".") { continue }
+                if ImageFile.hasImageExtension(entry) {
+                    found.append((argument as NSString).appendingPathComponent(entry))
+                } else if enumerator.fileAttributes?[.type] as? FileAttributeType != .typeDirectory {
+                    others += 1
+                }
             }
-            let found = entries.filter { ImageFile.hasImageExtension($0) }
-                .map { (argument as NSString).appendingPathComponent($0) }
             guard !found.isEmpty else { throw DatasetError(argument, "directory holds no PNG or JPEG images") }
             paths += found.sorted()
+            if others > 0 { skipped.append((argument, others)) }
         } else {
             paths.append(argument)
         }
     }
-    return paths
+    return (paths, skipped)
 }
 
 /// One image as a normalised [1, C, H, W] tensor at its own size (value / 255, then
@@ -43,14 +54,21 @@ public func normalisedTensor(_ image: Image, mean: [Float], std: [Float]) -> Ten
     return out
 }
 
-/// Reads PNGs into one normalised [N, C, H, W] tensor of the model's input size: channels are
-/// converted and images of another size are resized (bilinear).
-public func loadImages<C>(_ paths: [String], for configuration: ModelConfiguration<C>) throws -> Tensor {
+/// Reads image files into one normalised [N, C, H, W] tensor of the model's input size (see
+/// `modelInput`).
+public func loadImages<H>(_ paths: [String], for configuration: ModelConfiguration<H>) throws -> Tensor {
+    modelInput(try paths.map { try ImageFile.read(path: $0, channels: configuration.inputChannels) }, for: configuration)
+}
+
+/// Images as one normalised [N, C, H, W] tensor of the model's input size: channels converted
+/// by the colour rule (`ImageFile`) and images of another size resized (bilinear, as `convert
+/// --size` does, so training and prediction agree).
+public func modelInput<H>(_ images: [Image], for configuration: ModelConfiguration<H>) -> Tensor {
     let (c, h, w) = (configuration.inputChannels, configuration.inputHeight, configuration.inputWidth)
-    let out = Tensor.uninitialized([paths.count, c, h, w])
+    let out = Tensor.uninitialized([images.count, c, h, w])
     let plane = h * w
-    for (i, path) in paths.enumerated() {
-        var image = try ImageFile.read(path: path, channels: c)
+    for (i, original) in images.enumerated() {
+        var image = original.converted(toChannels: c)
         if image.width != w || image.height != h { image = image.resized(width: w, height: h) }
         image.pixels.withUnsafeBufferPointer { pixels in
             // Interleaved HWC bytes -> planar, normalised floats.
