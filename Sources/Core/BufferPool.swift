@@ -39,6 +39,16 @@ final class BufferPool: @unchecked Sendable {
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
+    /// Frees every pooled buffer.
+    func drain() {
+        pthread_mutex_lock(&lock)
+        let buffers = free
+        free = [:]
+        pooledBytes = 0
+        pthread_mutex_unlock(&lock)
+        for pointer in buffers.values.joined() { Foundation.free(pointer) }
+    }
+
     func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         if count >= minimumCount {
             pthread_mutex_lock(&lock)
@@ -52,4 +62,11 @@ final class BufferPool: @unchecked Sendable {
         }
         Foundation.free(pointer)
     }
+}
+
+extension Tensor {
+    /// Returns the buffers kept for reuse to the system. Training reuses the same sizes every
+    /// step; inference over images or pyramid levels of changing sizes would only pile up buffers
+    /// that are never asked for again, so it calls this between them.
+    public static func releasePooledBuffers() { BufferPool.shared.drain() }
 }

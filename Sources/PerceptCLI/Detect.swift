@@ -34,7 +34,7 @@ struct DetectPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Detect objects in PNG or JPEG images; writes COCO results JSON ([{image_id, category_id, bbox: [x, y, w, h], score, file_name}]).",
-        discussion: "Images are scored at their own size. Without --annotations, image ids count from 1 in the order the images are listed and category ids are the training dataset's. With --annotations (a COCO file), each image's id is looked up by file name and categories by name, so the output feeds pycocotools directly.")
+        discussion: "Images are scored at their own size, or scaled down to max_side (a setting) where larger, their boxes mapped back to the image's pixels and clipped to it. Without --annotations, image ids count from 1 in the order the images are listed and category ids are the training dataset's. With --annotations (a COCO file), each image's id is looked up by file name and categories by name, so the output feeds pycocotools directly.")
 
     @OptionGroup var arguments: PredictArguments
 
@@ -85,8 +85,7 @@ struct DetectPredict: ParsableCommand {
         try arguments.forEachBatch(of: paths, batchSize: 1) { batch in
             for (path, stored) in batch {
                 let image = stored.converted(toChannels: c.inputChannels)
-                let detections = detector.predict(normalisedTensor(image, mean: c.mean, std: c.std),
-                                                  geometry: InputGeometry(height: image.height, width: image.width))[0]
+                let detections = detector.predict(images: [image])[0]
                 results.append((imageIDs[path]!, (path as NSString).lastPathComponent, detections))
                 if let drawings {
                     let shown = detections.filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }

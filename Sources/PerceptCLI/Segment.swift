@@ -32,7 +32,7 @@ struct SegmentPredict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Segment PNG or JPEG images; writes one 8-bit index-mask PNG per image (pixel value = class index, 0 = background), NAME.png for each image NAME.*.",
-        discussion: "Images of another size than the model's input are resized for the model (bilinear) and their masks resized back to the image's size (nearest neighbour).")
+        discussion: "Images are segmented at their own size (the head is fully convolutional), or scaled down to max_side (a setting) where larger, their masks scaled back up (nearest neighbour): masks are always at the image's size.")
 
     @OptionGroup var arguments: PredictArguments
 
@@ -64,13 +64,10 @@ struct SegmentPredict: ParsableCommand {
         let staged = OutputSet()
         let index = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
         let count = try arguments.forEachBatch(of: paths, batchSize: 64) { batch in
-            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            let predictions = model.predict(images: batch.map(\.image))
             for ((path, stored), prediction) in zip(batch, predictions) {
                 let i = index[path]!
-                var mask = prediction.image
-                if mask.width != stored.width || mask.height != stored.height {
-                    mask = mask.resizedNearest(width: stored.width, height: stored.height)
-                }
+                let mask = prediction.image
                 try staged.write(mask, to: targets[i], overwrite: force)
                 if let overlays {
                     try staged.write(Drawing.segmentationOverlay(image: stored.converted(toChannels: 3), mask: mask, classNames: classNames),

@@ -38,7 +38,7 @@ extension WindowHead {
             let mirrored = crops.flippedHorizontally()
             withExtendedLifetime(mirrored) { (batch.pointer + crops.count).update(from: mirrored.pointer, count: crops.count) }
         }
-        let outputs = context.run(batch)
+        let outputs = Self.run(batch, context)
         return detections.enumerated().map { index, detection in
             let label = Int(detection.box.label)
             var probability: Float = 0, corners = (x1: Float(0), y1: Float(0), x2: Float(0), y2: Float(0))
@@ -69,5 +69,29 @@ extension WindowHead {
     func secondLook(_ base: UnsafePointer<Float>, label: Int) -> (Float, (Float, Float, Float, Float)) {
         let k = architecture.classes + 1
         return (probability(of: label + 1, base, 0, plane: 1), (base[k], base[k + 1], base[k + 2], base[k + 3]))
+    }
+
+    /// Window crops ([N, C, window, window]) through the network, at most 512 at a time: a
+    /// photo's hundred detections make a thousand views, whose activations would otherwise all
+    /// be alive at once.
+    static func run(_ windows: Tensor, _ context: PredictionContext) -> Tensor {
+        let n = windows.shape[0], chunk = 512
+        guard n > chunk else { return context.run(windows) }
+        let per = windows.count / n
+        var parts: [Tensor] = []
+        for start in Swift.stride(from: 0, to: n, by: chunk) {
+            let count = Swift.min(chunk, n - start)
+            let slice = Tensor.uninitialized([count] + Array(windows.shape.dropFirst()))
+            slice.pointer.update(from: windows.pointer + start * per, count: count * per)
+            parts.append(context.run(slice))
+            Tensor.releasePooledBuffers()
+        }
+        let out = Tensor.uninitialized([n] + Array(parts[0].shape.dropFirst()))
+        var offset = 0
+        for part in parts {
+            (out.pointer + offset).update(from: part.pointer, count: part.count)
+            offset += part.count
+        }
+        return out
     }
 }

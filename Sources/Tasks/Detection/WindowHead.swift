@@ -73,11 +73,18 @@ public final class WindowHead: Head {
         /// Second looks also look from the window moved half a stride left, right, up and down,
         /// and average the probabilities and boxes.
         public var shiftAverage = true
+        /// The highest-scoring windows each pyramid level passes to NMS (torchvision's
+        /// `topk_candidates`): bounds the work on images where everything scores a little.
+        public var candidatesPerLevel = 1000
+        /// Images with a longer side are scaled down to it before the pyramid (Ultralytics'
+        /// `imgsz`), and their boxes mapped back to the image's pixels.
+        public var maxSide = 640
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, refinements, flipAverage, shiftAverage
+            case scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, refinements, flipAverage, shiftAverage,
+                 candidatesPerLevel, maxSide
         }
 
         /// Files store every setting; those written before second looks existed decode with them off.
@@ -91,6 +98,10 @@ public final class WindowHead: Head {
             refinements = try c.decodeIfPresent(Int.self, forKey: .refinements) ?? 0
             flipAverage = try c.decodeIfPresent(Bool.self, forKey: .flipAverage) ?? false
             shiftAverage = try c.decodeIfPresent(Bool.self, forKey: .shiftAverage) ?? false
+            // Files made before these bounds existed take them: they change nothing on the images
+            // those models were made for (at most 640 pixels, far fewer candidates).
+            candidatesPerLevel = try c.decodeIfPresent(Int.self, forKey: .candidatesPerLevel) ?? 1000
+            maxSide = try c.decodeIfPresent(Int.self, forKey: .maxSide) ?? 640
         }
 
         public func validate() throws {
@@ -99,6 +110,8 @@ public final class WindowHead: Head {
             try Check.that((0...1).contains(nmsIoU), "nms_iou", "must be in [0, 1], got \(nmsIoU)")
             try Check.that(maxDetections >= 1, "max_detections", "must be at least 1, got \(maxDetections)")
             try Check.that(refinements >= 0 && refinements <= 100, "refinements", "must be 0 to 100, got \(refinements)")
+            try Check.that(candidatesPerLevel >= 1, "candidates_per_level", "must be at least 1, got \(candidatesPerLevel)")
+            try Check.that(maxSide >= 16 && maxSide <= 16384, "max_side", "must be 16 to 16384 pixels, got \(maxSide)")
         }
     }
 
@@ -279,15 +292,22 @@ public final class WindowHead: Head {
             let padded = resized.padded(by: levelPadding, values: context.background)
             guard padded.shape[2] >= architecture.window, padded.shape[3] >= architecture.window else { continue }
             for (image, found) in decodeLevel(context.run(padded), scale: level.scale, padding: levelPadding).enumerated() {
-                candidates[image] += found
+                candidates[image] += found.count <= settings.candidatesPerLevel
+                    ? found : Array(found.sorted { $0.score > $1.score }.prefix(settings.candidatesPerLevel))
             }
+            // Levels differ in size: what one level's pass pooled, the next cannot reuse.
+            Tensor.releasePooledBuffers()
         }
         return candidates.enumerated().map { image, found in
             var detections = merge(found)
             if settings.refinements > 0, !detections.isEmpty {
                 let single = Tensor.uninitialized([1, images.shape[1], h, w])
                 single.pointer.update(from: images.pointer + image * single.count, count: single.count)
-                for _ in 0..<settings.refinements { detections = merge(refine(detections, in: single, context)) }
+                for _ in 0..<settings.refinements {
+                    detections = merge(refine(detections, in: single, context))
+                    // Each look's batch has another size (NMS keeps another count).
+                    Tensor.releasePooledBuffers()
+                }
             }
             return clipped(detections, width: Float(w), height: Float(h))
         }

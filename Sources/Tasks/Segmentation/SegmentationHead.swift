@@ -94,6 +94,9 @@ public final class SegmentationHead: Head {
     public struct Settings: HeadSettings {
         /// Predict from the mean of the scores of each image and its mirror image.
         public var flipAverage = true
+        /// Images with a longer side are scaled down to it before they are segmented, and their
+        /// masks scaled back up (nearest neighbour) to the image's pixels.
+        public var maxSide = 640
 
         public init() {}
         public init(flipAverage: Bool) { self.flipAverage = flipAverage }
@@ -102,6 +105,11 @@ public final class SegmentationHead: Head {
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             flipAverage = try c.decodeIfPresent(Bool.self, forKey: .flipAverage) ?? false
+            maxSide = try c.decodeIfPresent(Int.self, forKey: .maxSide) ?? 640
+        }
+
+        public func validate() throws {
+            try Check.that(maxSide >= 16 && maxSide <= 16384, "max_side", "must be 16 to 16384 pixels, got \(maxSide)")
         }
     }
 
@@ -139,7 +147,6 @@ public final class SegmentationHead: Head {
     public let skipScores: [Conv2D]
     public let refinement: Refinement?
     private let classWeights: Tensor?
-    private let geometry: InputGeometry
 
     public init(_ architecture: Architecture, settings: Settings = Settings(), features: [FeatureMapInfo], geometry: InputGeometry,
                 seed: UInt64, using rng: inout SeededGenerator) throws {
@@ -173,7 +180,6 @@ public final class SegmentationHead: Head {
         classWeights = a.classWeights.map { Tensor(shape: [k], scalars: $0) }
         self.architecture = architecture
         self.settings = settings
-        self.geometry = geometry
     }
 
     public var classCount: Int { architecture.classes }
@@ -187,8 +193,10 @@ public final class SegmentationHead: Head {
             let skip = features[name]
             h = resized(h, like: skip) + score(skip)
         }
-        if h.shape[2] != geometry.height || h.shape[3] != geometry.width {
-            h = h.resizedBilinear(height: geometry.height, width: geometry.width)
+        // At the input's own size: the model's for training, any size for prediction.
+        let input = features["input"]
+        if h.shape[2] != input.shape[2] || h.shape[3] != input.shape[3] {
+            h = h.resizedBilinear(height: input.shape[2], width: input.shape[3])
         }
         if let refinement { h = refinement(h, map: features["input"]) }
         return h
