@@ -250,13 +250,14 @@ final class ConvertCOCOTests: XCTestCase {
                                          options: ConversionOptions(size: ImageSize(width: 4, height: 4)))
         XCTAssertEqual(summary.classNames, ["person", "dog"])
         XCTAssertEqual(summary.perClass, [1, 1])
-        XCTAssertEqual(summary.notes, ["skipped 1 crowd annotations"])
+        XCTAssertEqual(summary.notes, ["kept 1 crowd annotation as ignore regions (pycocotools' iscrowd)"])
         let dataset = try DetectionDataset(path: output)
         XCTAssertEqual(dataset.categoryIDs, [1, 18])
         XCTAssertEqual(try dataset.readImageIDs(0..<2), [42, 7])
         XCTAssertEqual(try dataset.readOriginalSizes(0..<2).map { [$0.height, $0.width] }, [[4, 8], [8, 4]])
         XCTAssertEqual(try dataset.readBoxes(0..<2), [
-            [DetectionBox(x1: 1, y1: 1, x2: 3, y2: 3, label: 1)],   // x scaled by 4/8
+            [DetectionBox(x1: 1, y1: 1, x2: 3, y2: 3, label: 1),    // x scaled by 4/8
+             DetectionBox(x1: 0, y1: 0, x2: 0.5, y2: 1, label: 0, ignore: true)],   // the crowd
             [DetectionBox(x1: 1, y1: 1, x2: 3, y2: 3, label: 0)],   // y scaled by 4/8
         ])
     }
@@ -299,6 +300,38 @@ final class ConvertMasksTests: XCTestCase {
         XCTAssertEqual(try dataset.readMasks(0..<1), [0, 0, 2, 2, 0, 0, 2, 2, 255, 255, 1, 1, 255, 255, 1, 1])
         let derived = try Converter.masks(images: images, masks: masks, classes: nil, output: directory.file("derived.h5"))
         XCTAssertEqual(derived.classNames, ["0", "1", "2"])
+    }
+
+    /// Palette masks read by index equal their index-PNG twins; binary 0/255 masks are refused
+    /// with a hint, or mapped with --binary; ADE20K's zero label and Cityscapes' label maps.
+    func testMaskConventions() throws {
+        let directory = TemporaryDirectory()
+        let images = directory.file("images")
+        writePNG(patternImage(width: 3, height: 2, channels: 3, seed: 1), images + "/x.png")
+        let values: [UInt8] = [0, 1, 7, 26, 255, 0]
+        writePNG(Image(width: 3, height: 2, channels: 1, pixels: values), directory.file("gray/x.png"))
+        writePNG(Image(width: 3, height: 2, channels: 1, pixels: values), directory.file("palette/x.png"),
+                 palette: (0..<256).flatMap { (i: Int) -> [UInt8] in [UInt8(i), UInt8((3 * i) % 256), UInt8(255 - i)] })
+        func converted(_ masks: String, _ mapping: MaskMapping, _ name: String) throws -> [UInt8] {
+            _ = try Converter.masks(images: images, masks: directory.file(masks), classes: nil, mapping: mapping, output: directory.file(name))
+            return try SegmentationDataset(path: directory.file(name)).readMasks(0..<1)
+        }
+        XCTAssertEqual(try converted("gray", .identity, "gray.h5"), values)
+        XCTAssertEqual(try converted("palette", .identity, "palette.h5"), values, "a palette mask is read by index")
+        XCTAssertEqual(try converted("gray", .reduceZeroLabel, "ade.h5"), [255, 0, 6, 25, 255, 255])
+        writeText("# Cityscapes: id train_id\n7 0\n26 13\n", directory.file("map.txt"))
+        XCTAssertEqual(try converted("gray", try MaskMapping.labelMap(path: directory.file("map.txt")), "city.h5"), [255, 255, 0, 13, 255, 255])
+        writeText(#"{"1": 2, "7": 0}"#, directory.file("map.json"))
+        XCTAssertEqual(try converted("gray", try MaskMapping.labelMap(path: directory.file("map.json")), "city2.h5"), [255, 2, 0, 255, 255, 255])
+        writeText("7 0 1\n", directory.file("bad.txt"))
+        assertDatasetError(["bad.txt", "line 1"]) { _ = try MaskMapping.labelMap(path: directory.file("bad.txt")) }
+        // A foreground mask stored as 0/255: every object pixel would become "ignore".
+        writePNG(Image(width: 3, height: 2, channels: 1, pixels: [0, 255, 255, 0, 0, 255]), directory.file("binary/x.png"))
+        assertDatasetError(["binary", "only 0 and 255", "--binary"]) {
+            _ = try Converter.masks(images: images, masks: directory.file("binary"), classes: nil, output: directory.file("b.h5"))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.file("b.h5")))
+        XCTAssertEqual(try converted("binary", .binary, "b2.h5"), [0, 1, 1, 0, 0, 1])
     }
 
     func testBadMaskInputs() throws {

@@ -31,14 +31,15 @@ final class COCOEvaluationTests: XCTestCase {
     }
 
     func box(_ values: [Double]) -> DetectionBox {
-        DetectionBox(x1: Float(values[0]), y1: Float(values[1]), x2: Float(values[2]), y2: Float(values[3]), label: Int32(values[4]))
+        DetectionBox(x1: Float(values[0]), y1: Float(values[1]), x2: Float(values[2]), y2: Float(values[3]), label: Int32(values[4]),
+                     ignore: values.count == 6 && values[5] == 1)
     }
 
     func evaluator(_ fixture: Fixture, images: [Fixture.Image]) -> COCOEvaluator {
         var evaluator = COCOEvaluator(categories: fixture.categories)
         for image in images {
             evaluator.add(imageID: image.id, groundTruth: image.groundTruth.map(box),
-                          detections: image.detections.map { Detection(box: box($0), score: Float($0[5])) })
+                          detections: image.detections.map { Detection(box: box(Array($0.prefix(5))), score: Float($0[5])) })
         }
         return evaluator
     }

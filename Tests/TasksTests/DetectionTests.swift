@@ -1,7 +1,7 @@
 import PerceptCore
 import PerceptDatasets
 import Foundation
-import PerceptTasks
+@testable import PerceptTasks
 import XCTest
 
 /// Side of the generated detection scenes and of the small detector's window.
@@ -151,6 +151,41 @@ final class DetectionTests: XCTestCase {
         XCTAssertFalse(detections.isEmpty)
         XCTAssertLessThanOrEqual(detections.count, configuration.settings.maxDetections)
         XCTAssertTrue(zip(detections, detections.dropFirst()).allSatisfy { $0.score >= $1.score }, "detections come best first")
+    }
+}
+
+/// Ignore regions (COCO crowds, VOC difficult objects) are neither objects nor background for
+/// the window sampler.
+final class IgnoreRegionTests: XCTestCase {
+    func testTheSamplerTakesNoWindowOfAnIgnoreRegion() throws {
+        let folder = TemporaryFolder()
+        let writer = try DatasetWriter(path: folder.file("scenes.h5"), task: .detection, channels: 1, height: sceneSide, width: sceneSide,
+                                       source: "test")
+        let object = DetectionBox(x1: 2, y1: 4, x2: 14, y2: 16, label: 0)
+        let crowd = DetectionBox(x1: 20, y1: 20, x2: 36, y2: 36, label: 1, ignore: true)
+        for index in 0..<4 {
+            try writer.append(image: Image(width: sceneSide, height: sceneSide, channels: 1), boxes: [object, crowd], imageID: Int64(index),
+                              originalWidth: sceneSide, originalHeight: sceneSide)
+        }
+        try writer.finish(classNames: ["filled", "hollow"])
+        let dataset = try DetectionDataset(path: folder.file("scenes.h5"))
+        XCTAssertEqual(try dataset.readBoxes(0..<1), [[object, crowd]])
+        let model = try Model<WindowHead>(smallDetectorConfiguration(classes: 2), seed: 1)
+        var sampling = WindowSampling()
+        sampling.viewsPerObject = 3
+        sampling.negativesPerPositive = 4
+        sampling.hardNegativesPerPositive = 0
+        let sampler = try WindowSampler(dataset: dataset, model: model, sampling: sampling, batchSize: 1000, seed: 2)
+        let stream = try XCTUnwrap(sampler.stream(epoch: 0) as? WindowStream)
+        let positives = stream.windows.filter { $0.label > 0 }
+        XCTAssertEqual(positives.count, 4 * 3, "three views of each object, none of the ignore region")
+        XCTAssertTrue(positives.allSatisfy { $0.label == 1 })
+        let negatives = stream.windows.filter { $0.label == 0 }
+        XCTAssertEqual(negatives.count, 4 * 3 * 4)
+        for window in negatives {
+            let square = model.head.windowSquare(left: window.left, top: window.top, scale: Float(window.levelWidth) / Float(sceneSide))
+            XCTAssertLessThan(intersectionOverUnion(square, objectSquare(crowd)), sampling.negativeIoU, "a background window on the crowd")
+        }
     }
 }
 

@@ -4,7 +4,7 @@ scored detections, and the numbers pycocotools' COCOeval (iouType 'bbox', defaul
 computes for them. COCOEvaluationTests replays the images through Percept's COCOEvaluator and
 compares; check_pycocotools.py re-runs pycocotools on the committed file.
 
-Boxes are corners [x1, y1, x2, y2, slot] (detections add a score) with every coordinate and score
+Boxes are corners [x1, y1, x2, y2, slot] (detections add a score, crowd ground truth a 1) with every coordinate and score
 a float32 value, so Swift's Float reads the same numbers. Category slot i is COCO category
 categories[i]. Needs: pip install pycocotools (which brings numpy).
 
@@ -31,6 +31,10 @@ def f32(value):
 
 def box(x1, y1, x2, y2, slot):
     return [f32(x1), f32(y1), f32(x2), f32(y2), slot]
+
+
+def crowd(x1, y1, x2, y2, slot):
+    return box(x1, y1, x2, y2, slot) + [1]
 
 
 def scored(x1, y1, x2, y2, slot, score):
@@ -74,6 +78,13 @@ def hand_made_images():
                       0.2 + 0.001 * (i % 7)) for i in range(104)]
     images.append((21, [box(0, 0, 50, 50, 1), box(60, 0, 90, 30, 1)],
                    [scored(1, 1, 50, 50, 1, 0.6), scored(60, 0, 90, 30, 1, 0.1)] + clutter))
+    # A crowd (iscrowd 1) listed first: detections inside it are ignored however many, one 60%
+    # inside it matches it up to IoU 0.60 only, and a detection of the box beside it still counts,
+    # though it overlaps the crowd too; a small crowd ignored in every area range.
+    images.append((88, [crowd(100, 100, 200, 200, 0), box(0, 0, 40, 40, 0), crowd(50, 0, 60, 10, 2)],
+                   [scored(110, 110, 130, 130, 0, 0.95), scored(150, 150, 190, 170, 0, 0.9),
+                    scored(120, 105, 125, 190, 0, 0.4), scored(160, 80, 210, 130, 0, 0.85),
+                    scored(0, 0, 40, 41, 0, 0.8), scored(30, 0, 110, 40, 0, 0.5), scored(51, 1, 59, 9, 2, 0.7)]))
     return images
 
 
@@ -125,7 +136,7 @@ def pycocotools_numbers(fixture):
             bbox = coco_box(corners)
             dataset["annotations"].append({"id": len(dataset["annotations"]) + 1, "image_id": image["id"],
                                            "category_id": categories[corners[4]], "bbox": bbox,
-                                           "area": bbox[2] * bbox[3], "iscrowd": 0})
+                                           "area": bbox[2] * bbox[3], "iscrowd": corners[5] if len(corners) > 5 else 0})
         for corners in image["detections"]:
             results.append({"image_id": image["id"], "category_id": categories[corners[4]],
                             "bbox": coco_box(corners), "score": corners[5]})

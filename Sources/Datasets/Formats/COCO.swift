@@ -5,7 +5,8 @@ extension Converter {
 
     /// Converts COCO detection JSON plus a folder of PNG or JPEG images to a detection file. Boxes go
     /// from COCO `[x, y, w, h]` to `[x1, y1, x2, y2]` pixels of the stored (resized) image;
-    /// image and category ids are kept. Crowd and empty boxes are skipped.
+    /// image and category ids are kept. Crowd annotations become ignore regions (as pycocotools
+    /// treats them); empty boxes are skipped.
     public static func coco(images directory: String, annotations jsonPath: String, output: String,
                             options: ConversionOptions = ConversionOptions()) throws -> ConversionSummary {
         let coco = try COCOFile(path: jsonPath)
@@ -45,8 +46,8 @@ extension Converter {
                     let x2 = max(0, min(Float(original.width), annotation.x + annotation.width)) * scaleX
                     let y2 = max(0, min(Float(original.height), annotation.y + annotation.height)) * scaleY
                     guard x2 > x1, y2 > y1 else { continue }
-                    imageBoxes.append(DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: Int32(annotation.label)))
-                    perClass[annotation.label] += 1
+                    imageBoxes.append(DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: Int32(annotation.label), ignore: annotation.crowd))
+                    if !annotation.crowd { perClass[annotation.label] += 1 }
                 }
                 boxes += imageBoxes.count
                 try writer.append(image: image, boxes: imageBoxes, imageID: entry.id, originalWidth: original.width,
@@ -61,8 +62,9 @@ extension Converter {
         var summary = ConversionSummary(output: output, task: .detection, count: coco.images.count, channels: channels,
                                         height: size.height, width: size.width, classNames: coco.categories.map(\.name),
                                         perClass: perClass, boxes: boxes)
-        if coco.crowdCount > 0 { summary.notes.append("skipped \(coco.crowdCount) crowd annotations") }
-        let empty = coco.annotationCount - coco.crowdCount - boxes
+        let crowds = coco.crowdCount
+        if crowds > 0 { summary.notes.append("kept \(crowds) crowd annotation\(crowds == 1 ? "" : "s") as ignore regions (pycocotools' iscrowd)") }
+        let empty = coco.annotationCount - boxes
         if empty > 0 { summary.notes.append("skipped \(empty) boxes with no area inside their image") }
         return summary
     }
@@ -73,7 +75,7 @@ extension Converter {
 struct COCOFile {
     struct ImageEntry { let index: Int; let id: Int64; let fileName: String; let declaredSize: ImageSize? }
     struct Category { let id: Int64; let name: String }
-    struct Annotation { let label: Int; let x: Float, y: Float, width: Float, height: Float }
+    struct Annotation { let label: Int; let x: Float, y: Float, width: Float, height: Float; let crowd: Bool }
 
     var images: [ImageEntry] = []
     /// Sorted by id; a category's position is its class index.
@@ -151,9 +153,10 @@ struct COCOFile {
                 throw DatasetError(path, "\(place): 'bbox' must be 4 numbers [x, y, width, height]")
             }
             annotationCount += 1
-            if let crowd = object["iscrowd"] as? NSNumber, crowd.intValue != 0 { crowdCount += 1; continue }
+            let crowd = (object["iscrowd"] as? NSNumber).map { $0.intValue != 0 } ?? false
+            if crowd { crowdCount += 1 }
             annotations[imageID, default: []].append(Annotation(label: label, x: box[0].floatValue, y: box[1].floatValue,
-                                                                width: box[2].floatValue, height: box[3].floatValue))
+                                                                width: box[2].floatValue, height: box[3].floatValue, crowd: crowd))
         }
     }
 }

@@ -78,7 +78,7 @@ struct CropFlip {
         let y1 = max(0, min(h, box.y1 - Float(offsetY))), y2 = max(0, min(h, box.y2 - Float(offsetY)))
         if flip { (x1, x2) = (w - x2, w - x1) }
         // Boxes cropped away entirely have no area left to learn from.
-        return x2 > x1 && y2 > y1 ? DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: box.label) : nil
+        return x2 > x1 && y2 > y1 ? DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: box.label, ignore: box.ignore) : nil
     }
 }
 
@@ -381,7 +381,7 @@ final class EpochPlan {
                 boxes.append((block.boxOffsets[row]..<block.boxOffsets[row + 1]).compactMap { box in
                     transform.apply(DetectionBox(x1: block.boxes[4 * box], y1: block.boxes[4 * box + 1],
                                                  x2: block.boxes[4 * box + 2], y2: block.boxes[4 * box + 3],
-                                                 label: block.boxLabels[box]))
+                                                 label: block.boxLabels[box], ignore: block.boxIgnore[box] != 0))
                 })
             }
         }

@@ -16,6 +16,8 @@ public struct DatasetRows {
     public var boxOffsets: [Int] = []
     public var boxes: [Float] = []
     public var boxLabels: [Int32] = []
+    /// 1 for an ignore region (files without `/box_ignore` have none).
+    public var boxIgnore: [UInt8] = []
 }
 
 /// A Percept dataset file opened for reading; validates the common layout on open.
@@ -199,6 +201,8 @@ public final class SegmentationDataset: ImageDataset {
 public final class DetectionDataset: ImageDataset {
     private var boxes: HDF5Dataset!
     private var boxLabels: HDF5Dataset!
+    /// Absent in files written before ignore regions existed.
+    private var boxIgnore: HDF5Dataset?
     private var boxOffsets: HDF5Dataset!
     private var imageIDs: HDF5Dataset!
     private var originalSizes: HDF5Dataset!
@@ -215,6 +219,7 @@ public final class DetectionDataset: ImageDataset {
         boxCount = boxTable.shape.first ?? 0
         boxes = try rowDataset("boxes", rowShape: [4], kind: .float, rows: boxCount)
         boxLabels = try rowDataset("box_labels", rowShape: [], kind: .integer, rows: boxCount)
+        if file.contains("box_ignore") { boxIgnore = try rowDataset("box_ignore", rowShape: [], kind: .integer, rows: boxCount) }
         imageIDs = try rowDataset("image_ids", rowShape: [], kind: .integer)
         originalSizes = try rowDataset("original_sizes", rowShape: [2], kind: .integer)
         if file.hasAttribute("category_ids") {
@@ -247,7 +252,8 @@ public final class DetectionDataset: ImageDataset {
         return (0..<rows.count).map { index in
             (result.boxOffsets[index]..<result.boxOffsets[index + 1]).map { box in
                 DetectionBox(x1: result.boxes[4 * box], y1: result.boxes[4 * box + 1],
-                             x2: result.boxes[4 * box + 2], y2: result.boxes[4 * box + 3], label: result.boxLabels[box])
+                             x2: result.boxes[4 * box + 2], y2: result.boxes[4 * box + 3], label: result.boxLabels[box],
+                             ignore: result.boxIgnore[box] != 0)
             }
         }
     }
@@ -264,6 +270,7 @@ public final class DetectionDataset: ImageDataset {
         result.boxOffsets = offsets.map { Int($0) - first }
         result.boxes = try boxes.readRows(first..<end, as: .float32)
         result.boxLabels = try boxLabels.readRows(first..<end, as: .int32)
+        result.boxIgnore = try boxIgnore?.readRows(first..<end, as: .uint8) ?? [UInt8](repeating: 0, count: end - first)
         if let bad = result.boxLabels.first(where: { $0 < 0 || Int($0) >= classNames.count }) {
             throw DatasetError(path, "box label \(bad) near image \(rows.lowerBound) is outside the \(classNames.count) classes")
         }

@@ -41,9 +41,13 @@ public struct DetectionBox: Equatable, Sendable {
     public var x1: Float, y1: Float, x2: Float, y2: Float
     /// Index into the file's `class_names` (not the COCO category id).
     public var label: Int32
+    /// An ignore region (a COCO crowd, a VOC `difficult` object): neither to be found nor
+    /// missed. Evaluation treats it as pycocotools treats crowds; training takes no window of it
+    /// as an object or as background.
+    public var ignore: Bool
 
-    public init(x1: Float, y1: Float, x2: Float, y2: Float, label: Int32) {
-        self.x1 = x1; self.y1 = y1; self.x2 = x2; self.y2 = y2; self.label = label
+    public init(x1: Float, y1: Float, x2: Float, y2: Float, label: Int32, ignore: Bool = false) {
+        self.x1 = x1; self.y1 = y1; self.x2 = x2; self.y2 = y2; self.label = label; self.ignore = ignore
     }
 }
 
@@ -115,6 +119,7 @@ public final class DatasetWriter {
     var masks: RowAppender?
     var boxes: RowAppender?
     var boxLabels: RowAppender?
+    var boxIgnore: RowAppender?
     var boxOffsets: RowAppender?
     var imageIDs: RowAppender?
     var originalSizes: RowAppender?
@@ -155,6 +160,7 @@ public final class DatasetWriter {
             case .detection:
                 boxes = try RowAppender(group: file, name: "boxes", type: .float32, rowShape: [4], chunkRows: 4096)
                 boxLabels = try RowAppender(group: file, name: "box_labels", type: .int32, rowShape: [])
+                boxIgnore = try RowAppender(group: file, name: "box_ignore", type: .uint8, rowShape: [])
                 boxOffsets = try RowAppender(group: file, name: "box_offsets", type: .int64, rowShape: [])
                 imageIDs = try RowAppender(group: file, name: "image_ids", type: .int64, rowShape: [])
                 originalSizes = try RowAppender(group: file, name: "original_sizes", type: .int32, rowShape: [2])
@@ -215,6 +221,7 @@ public final class DatasetWriter {
         for box in imageBoxes {
             try boxes!.append([box.x1, box.y1, box.x2, box.y2])
             try boxLabels!.append([box.label])
+            try boxIgnore!.append([UInt8(box.ignore ? 1 : 0)])
         }
         boxCount += imageBoxes.count
         try boxOffsets!.append([Int64(boxCount)])
@@ -228,7 +235,7 @@ public final class DatasetWriter {
         guard let file else { throw DatasetError(path, "writer already finished") }
         do {
             guard count > 0 else { throw DatasetError(path, "empty input: no images to write") }
-            for appender in [images, labels, tags, masks, boxes, boxLabels, boxOffsets, imageIDs, originalSizes] {
+            for appender in [images, labels, tags, masks, boxes, boxLabels, boxIgnore, boxOffsets, imageIDs, originalSizes] {
                 try appender?.flush()
             }
             try file.setAttribute("class_names", strings: classNames)
@@ -244,7 +251,7 @@ public final class DatasetWriter {
 
     private func closeFile() {
         // Every dataset handle must be gone before the file id closes for the file to close.
-        images = nil; labels = nil; tags = nil; masks = nil; boxes = nil; boxLabels = nil; boxOffsets = nil
+        images = nil; labels = nil; tags = nil; masks = nil; boxes = nil; boxLabels = nil; boxIgnore = nil; boxOffsets = nil
         imageIDs = nil; originalSizes = nil
         file = nil
     }

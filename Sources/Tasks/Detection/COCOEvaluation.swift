@@ -16,21 +16,27 @@ import PerceptDatasets
 /// A box as COCO writes it: corner (x, y), width and height, in pixels.
 public struct COCOBox: Equatable, Sendable {
     public var x: Double, y: Double, width: Double, height: Double
+    /// A crowd (ground truth only, COCO's `iscrowd`): ignored, and overlapped by the share of a
+    /// detection inside it rather than by IoU.
+    public var crowd: Bool
 
-    public init(x: Double, y: Double, width: Double, height: Double) {
-        self.x = x; self.y = y; self.width = width; self.height = height
+    public init(x: Double, y: Double, width: Double, height: Double, crowd: Bool = false) {
+        self.x = x; self.y = y; self.width = width; self.height = height; self.crowd = crowd
     }
 
     /// The box of `box`'s corners; exact, since a difference of two Floats fits in a Double.
+    /// An ignore region is a crowd.
     public init(_ box: DetectionBox) {
         x = Double(box.x1); y = Double(box.y1)
         width = Double(box.x2) - Double(box.x1); height = Double(box.y2) - Double(box.y1)
+        crowd = box.ignore
     }
 
     /// `width * height`, pycocotools' area of a detection (and ours of a ground-truth box).
     public var area: Double { width * height }
 
-    /// pycocotools' `maskUtils.iou` of two boxes that are not crowds (maskApi.c's `bbIou`).
+    /// pycocotools' `maskUtils.iou` of this detection and ground truth `other` (maskApi.c's
+    /// `bbIou`): intersection over union, or over this box's area where `other` is a crowd.
     @inlinable
     public func intersectionOverUnion(_ other: COCOBox) -> Double {
         let width = min(self.width + x, other.width + other.x) - max(x, other.x)
@@ -38,7 +44,7 @@ public struct COCOBox: Equatable, Sendable {
         let height = min(self.height + y, other.height + other.y) - max(y, other.y)
         if height <= 0 { return 0 }
         let intersection = width * height
-        return intersection / (area + other.area - intersection)
+        return intersection / (other.crowd ? area : area + other.area - intersection)
     }
 }
 
@@ -155,8 +161,8 @@ public struct COCOEvaluator: Sendable {
                   areaRange: ClosedRange<Double>) -> ImageEvaluation? {
         if groundTruth.isEmpty && allDetections.isEmpty { return nil }
         let detections = allDetections.prefix(Self.maximumDetections.last!)
-        // Ground truth outside the area range is ignored and goes last (a stable partition).
-        let outside = groundTruth.map { !areaRange.contains($0.area) }
+        // Crowds and ground truth outside the area range are ignored and go last (a stable partition).
+        let outside = groundTruth.map { $0.crowd || !areaRange.contains($0.area) }
         let order = groundTruth.indices.filter { !outside[$0] } + groundTruth.indices.filter { outside[$0] }
         let ious = detections.map { detection in order.map { detection.box.intersectionOverUnion(groundTruth[$0]) } }
         let ignoredGroundTruth = order.map { outside[$0] }
@@ -164,7 +170,8 @@ public struct COCOEvaluator: Sendable {
         var matched = [Bool](repeating: false, count: Self.iouThresholds.count * count)
         var ignored = matched
         for (t, threshold) in Self.iouThresholds.enumerated() {
-            let matches = Self.matches(ious: ious, ignoredGroundTruth: ignoredGroundTruth, threshold: threshold)
+            let matches = Self.matches(ious: ious, ignoredGroundTruth: ignoredGroundTruth, crowds: order.map { groundTruth[$0].crowd },
+                                       threshold: threshold)
             for (d, match) in matches.enumerated() {
                 if let match {
                     matched[t * count + d] = true
@@ -184,17 +191,18 @@ public struct COCOEvaluator: Sendable {
     /// pycocotools' greedy loop: detections in score order each take, among ground truth not yet
     /// taken, the one of highest IoU >= threshold, scanning ground truth in order (ignored last)
     /// and letting a later one win a tie (`if iou < best: continue`); once matched to ground
-    /// truth that counts, the scan stops at the first ignored one.
-    static func matches(ious: [[Double]], ignoredGroundTruth: [Bool], threshold: Double) -> [Int?] {
+    /// truth that counts, the scan stops at the first ignored one. A crowd is never taken: it
+    /// absorbs every detection inside it.
+    static func matches(ious: [[Double]], ignoredGroundTruth: [Bool], crowds: [Bool], threshold: Double) -> [Int?] {
         var taken = [Bool](repeating: false, count: ignoredGroundTruth.count)
         return ious.map { row in
             var best = min(threshold, 1 - 1e-10), match: Int? = nil
-            for g in row.indices where !taken[g] {
+            for g in row.indices where !taken[g] || crowds[g] {
                 if let m = match, !ignoredGroundTruth[m], ignoredGroundTruth[g] { break }
                 if row[g] < best { continue }
                 best = row[g]; match = g
             }
-            if let match { taken[match] = true }
+            if let match, !crowds[match] { taken[match] = true }
             return match
         }
     }

@@ -91,7 +91,8 @@ public final class WindowSampler: BatchSource {
         channels = dataset.channels; height = dataset.height; width = dataset.width
         let configuration = model.configuration
         mean = configuration.mean; std = configuration.std
-        let positives = boxes.reduce(0) { $0 + $1.count } * sampling.viewsPerObject
+        // Ignore regions are no object to learn, and (through `squares`) no background either.
+        let positives = boxes.reduce(0) { $0 + $1.filter { !$0.ignore }.count } * sampling.viewsPerObject
         guard positives > 0 else { throw DatasetError(dataset.path, "holds no boxes to learn from") }
         windowsPerEpoch = positives + Int((Float(positives) * (sampling.negativesPerPositive + sampling.hardNegativesPerPositive)).rounded())
     }
@@ -108,7 +109,8 @@ public final class WindowSampler: BatchSource {
         return normalisedTensor(image, mean: mean, std: std)
     }
 
-    /// Whether a window square (original pixels) overlaps no object of `scene` by `negativeIoU` or more.
+    /// Whether a window square (original pixels) overlaps no object or ignore region of `scene`
+    /// by `negativeIoU` or more.
     func isBackground(_ square: DetectionBox, scene: Int) -> Bool {
         squares[scene].allSatisfy { intersectionOverUnion($0, square) < sampling.negativeIoU }
     }
@@ -122,7 +124,7 @@ public final class WindowSampler: BatchSource {
         let scales = levels.map(\.scale)
         let halfStep = scales.count > 1 ? Foundation.log(scales[0] / scales[scales.count - 1]) / Float(scales.count - 1) / 2 : 0
         for (scene, sceneBoxes) in boxes.enumerated() {
-            for box in sceneBoxes.flatMap({ Array(repeating: $0, count: sampling.viewsPerObject) }) {
+            for box in sceneBoxes.filter({ !$0.ignore }).flatMap({ Array(repeating: $0, count: sampling.viewsPerObject) }) {
                 let factor = Foundation.exp(halfStep * (2 * rng.nextUniform() - 1))
                 let jitterX = (2 * rng.nextUniform() - 1) * Float(stride) / 2, jitterY = (2 * rng.nextUniform() - 1) * Float(stride) / 2
                 let (levelHeight, levelWidth, effective, left, top) = head.fittingWindow(box, height: height, width: width,
