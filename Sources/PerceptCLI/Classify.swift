@@ -38,6 +38,9 @@ struct ClassifyPredict: ParsableCommand {
     @Option(help: "Rows per image: the K most likely classes.")
     var top: Int = 1
 
+    @Flag(help: "Fit images to the model's input with their aspect kept on a black canvas, as `convert --letterbox` made its data (default: stretch, as `convert --size`).")
+    var letterbox = false
+
     @Flag(help: "Add one score column per class.")
     var scores = false
 
@@ -49,7 +52,7 @@ struct ClassifyPredict: ParsableCommand {
         let classes = model.configuration.classes
         var text = "image,label,score" + (scores ? "," + classes.map(csvField).joined(separator: ",") : "") + "\n"
         let count = try arguments.forEachBatch(of: paths, batchSize: 256) { batch in
-            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration, letterbox: letterbox))
             for ((path, _), prediction) in zip(batch, predictions) {
                 for (label, score) in prediction.top(top) {
                     text += "\(csvField(path)),\(csvField(classes[label])),\(String(format: "%.6f", score))"

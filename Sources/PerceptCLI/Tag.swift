@@ -38,6 +38,9 @@ struct TagPredict: ParsableCommand {
     @OptionGroup var arguments: PredictArguments
     @OptionGroup var csv: CSVOutput
 
+    @Flag(help: "Fit images to the model's input with their aspect kept on a black canvas, as `convert --letterbox` made its data (default: stretch, as `convert --size`).")
+    var letterbox = false
+
     @Flag(help: "Add one score column per tag.")
     var scores = false
 
@@ -47,7 +50,7 @@ struct TagPredict: ParsableCommand {
         let names = model.configuration.classes
         var text = "image,tags" + (scores ? "," + names.map(csvField).joined(separator: ",") : "") + "\n"
         let count = try arguments.forEachBatch(of: paths, batchSize: 256) { batch in
-            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration))
+            let predictions = model.predict(modelInput(batch.map(\.image), for: model.configuration, letterbox: letterbox))
             for ((path, _), prediction) in zip(batch, predictions) {
                 text += "\(csvField(path)),\(csvField(TagsCSV.field(prediction.tags.map { names[$0] })))"
                 if scores { text += "," + prediction.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") }

@@ -662,4 +662,31 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.file("drawn")), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("e.json")))
     }
+
+    /// A small RGB ImageFolder of JPEGs of mixed sizes (a CMYK one, a nested folder among them)
+    /// converts with --size and trains a classifier that clearly beats chance, end to end
+    /// through the command line; the validation folder takes the training set's classes.
+    func testAJPEGImageFolderTrainsAClassifier() throws {
+        let scratch = Scratch()
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Inputs/jpeg-folder").path
+        for split in ["train", "val"] {
+            let converted = try percept(["convert", "folder", folder + "/" + split, "--size", "16x16", "--classes", "red,green,blue",
+                                         "-o", scratch.file(split + ".h5"), "--quiet"])
+            XCTAssertEqual(converted.status, 0, converted.standardError)
+            XCTAssertTrue(converted.standardOutput.contains(split == "train" ? "48 images" : "18 images"), converted.standardOutput)
+        }
+        let trained = try percept(["classify", "train", "--data", scratch.file("train.h5"), "--val", scratch.file("val.h5"),
+                                   "--set", "preset=plain", "--set", "widths=[8,16]", "--epochs", "12", "--batch", "8", "--lr", "0.05",
+                                   "-o", scratch.file("colours.h5")])
+        XCTAssertEqual(trained.status, 0, trained.standardError)
+        let evaluated = try percept(["classify", "eval", "--model", scratch.file("colours.h5"), "--data", scratch.file("val.h5"), "--json"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.standardError)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(evaluated.standardOutput.utf8)) as? [String: Any])
+        // Three classes: chance is 1/3.
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["accuracy"] as? Double), 0.8, trained.standardError)
+        // JPEG prediction with the same colour rule; letterboxing is offered as in convert.
+        let predicted = try percept(["classify", "predict", "--model", scratch.file("colours.h5"), folder + "/val/blue", "--letterbox"])
+        XCTAssertEqual(predicted.status, 0, predicted.standardError)
+        XCTAssertEqual(predicted.standardOutput.split(separator: "\n").count, 7)
+    }
 }

@@ -159,6 +159,50 @@ final class ConvertFolderTests: XCTestCase {
         XCTAssertEqual(try dataset.readImages(2..<3), photo.pixels)
     }
 
+    /// --classes fixes the classes and their order (a validation folder lacking one gets a
+    /// warning), and a folder not among them is an error.
+    func testFolderClassesOption() throws {
+        let directory = TemporaryDirectory()
+        let root = directory.file("val")
+        writePNG(patternImage(width: 4, height: 3, channels: 3, seed: 1), root + "/dog/a.png")
+        writePNG(patternImage(width: 4, height: 3, channels: 3, seed: 2), root + "/bird/b.png")
+        let summary = try Converter.folder(root, classes: ["dog", "cat", "bird"], output: directory.file("val.h5"))
+        XCTAssertEqual(summary.classNames, ["dog", "cat", "bird"])
+        XCTAssertEqual(summary.perClass, [1, 0, 1])
+        XCTAssertEqual(summary.notes, ["warning: class 'cat' has no images"])
+        XCTAssertEqual(try ClassificationDataset(path: directory.file("val.h5")).readLabels(0..<2), [0, 2])
+        assertDatasetError(["val/bird", "not among --classes"]) {
+            _ = try Converter.folder(root, classes: ["dog", "cat"], output: directory.file("other.h5"))
+        }
+    }
+
+    /// --letterbox keeps the aspect: the image centred on black, boxes moved with it, masks
+    /// padded with 255 (ignore).
+    func testLetterbox() throws {
+        let white = Image(width: 4, height: 2, channels: 1, pixels: [UInt8](repeating: 255, count: 8))
+        let (boxed, placement) = white.letterboxed(width: 4, height: 4)
+        XCTAssertEqual(placement, Letterbox(width: 4, height: 2, canvasWidth: 4, canvasHeight: 4))
+        XCTAssertEqual([placement.offsetX, placement.offsetY, placement.width, placement.height], [0, 1, 4, 2])
+        XCTAssertEqual(boxed.pixels, [0, 0, 0, 0] + [UInt8](repeating: 255, count: 8) + [0, 0, 0, 0])
+
+        let directory = TemporaryDirectory()
+        let folder = directory.file("images")
+        writePNG(patternImage(width: 8, height: 4, channels: 3, seed: 1), folder + "/a.png")
+        writeText("""
+        {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 4}], "categories": [{"id": 3, "name": "x"}],
+         "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [2, 1, 4, 2]}]}
+        """, directory.file("a.json"))
+        var options = ConversionOptions(size: ImageSize(width: 4, height: 4))
+        options.letterbox = true
+        _ = try Converter.coco(images: folder, annotations: directory.file("a.json"), output: directory.file("det.h5"), options: options)
+        // Scaled by 1/2, moved down by 1: [2, 1, 6, 3] -> [1, 1.5, 3, 2.5].
+        XCTAssertEqual(try DetectionDataset(path: directory.file("det.h5")).readBoxes(0..<1), [[DetectionBox(x1: 1, y1: 1.5, x2: 3, y2: 2.5, label: 0)]])
+        writePNG(Image(width: 8, height: 4, channels: 1, pixels: [UInt8](repeating: 1, count: 32)), directory.file("masks/a.png"))
+        _ = try Converter.masks(images: folder, masks: directory.file("masks"), classes: ["bg", "x"], output: directory.file("seg.h5"), options: options)
+        XCTAssertEqual(try SegmentationDataset(path: directory.file("seg.h5")).readMasks(0..<1),
+                       [255, 255, 255, 255, 1, 1, 1, 1, 1, 1, 1, 1, 255, 255, 255, 255])
+    }
+
     func testBadFolderInputs() throws {
         let directory = TemporaryDirectory()
         let output = directory.file("out.h5")
@@ -209,8 +253,12 @@ final class ConvertTagsTests: XCTestCase {
         assertDatasetError(["labels.csv", "line 3", "train_9", "not found"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
         writeText("image,tags\ntrain_0,haze,extra\n", csv)
         assertDatasetError(["labels.csv", "line 2", "expected 2 fields"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
+        // Without a tags column the other columns are one-hot tags: 'haze' is no 0 or 1.
         writeText("name,labels\ntrain_0,haze\n", csv)
-        assertDatasetError(["labels.csv", "line 1", "header"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
+        assertDatasetError(["labels.csv", "line 2", "one-hot column 'labels'", "'haze'"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
+        assertDatasetError(["labels.csv", "line 1", "no column 'tagz'"]) {
+            _ = try Converter.tags(images: folder, csv: csv, tagsColumn: "tagz", output: output)
+        }
         writeText("image,tags\n\"train_0,haze\n", csv)
         assertDatasetError(["labels.csv", "line 2", "unterminated"]) { _ = try Converter.tags(images: folder, csv: csv, output: output) }
         writeText("image,tags\n", csv)
@@ -222,6 +270,43 @@ final class ConvertTagsTests: XCTestCase {
             _ = try Converter.tags(images: folder, csv: csv, declaredTags: ["haze", "clear"], output: output)
         }
         XCTAssertEqual(directory.entries, ["images", "labels.csv"])
+    }
+
+    /// The forms tag CSVs come in: Planet's `image_name,tags` with spaces, `|` and quoted `,`
+    /// separators (detected and said, or chosen), named columns, and one-hot 0/1 columns.
+    func testTagCSVForms() throws {
+        let directory = TemporaryDirectory()
+        let folder = makeImages(directory)
+        let csv = directory.file("labels.csv")
+        func tags(_ text: String, separator: TagsCSV.Separator? = nil, imageColumn: String? = nil, tagsColumn: String? = nil)
+            throws -> (names: [String], rows: [UInt8], notes: [String]) {
+            writeText(text, csv)
+            let output = directory.file("out-\(UUID().uuidString).h5")
+            let summary = try Converter.tags(images: folder, csv: csv, imageColumn: imageColumn, tagsColumn: tagsColumn,
+                                             separator: separator, output: output)
+            let dataset = try TaggingDataset(path: output)
+            return (dataset.classNames, try dataset.readTags(0..<dataset.count), summary.notes)
+        }
+        let planet = try tags("image_name,tags\ntrain_0,haze primary\ntrain_1,clear\n")
+        XCTAssertEqual(planet.names, ["clear", "haze", "primary"])
+        XCTAssertEqual(planet.rows, [0, 1, 1, 1, 0, 0])
+        let piped = try tags("image,tags\ntrain_0,dog|cat\ntrain_1,cat\n")
+        XCTAssertEqual(piped.names, ["cat", "dog"])
+        XCTAssertEqual(piped.rows, [1, 1, 1, 0])
+        XCTAssertEqual(piped.notes, ["tags separated by '|' (detected; --separator chooses)"])
+        let commas = try tags("image,tags\ntrain_0,\"dog,cat\"\ntrain_1,cat\n")
+        XCTAssertEqual(commas.names, ["cat", "dog"])
+        XCTAssertEqual(commas.rows, [1, 1, 1, 0])
+        let chosen = try tags("image,tags\ntrain_0,sea lion|cat\n", separator: .pipe)
+        XCTAssertEqual(chosen.names, ["cat", "sea lion"])
+        XCTAssertEqual(chosen.notes, [])
+        let named = try tags("id,file,labels\n1,train_1,b;a\n2,train_0,a\n", imageColumn: "file", tagsColumn: "labels")
+        XCTAssertEqual(named.names, ["a", "b"])
+        XCTAssertEqual(named.rows, [1, 1, 1, 0])
+        let oneHot = try tags("image,dog,cat,bird\ntrain_0,1,0,1\ntrain_1,0,0,0\n")
+        XCTAssertEqual(oneHot.names, ["dog", "cat", "bird"])
+        XCTAssertEqual(oneHot.rows, [1, 0, 1, 0, 0, 0])
+        XCTAssertEqual(oneHot.notes, ["tags from 3 one-hot columns"])
     }
 }
 

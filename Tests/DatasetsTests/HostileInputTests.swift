@@ -281,7 +281,7 @@ final class DuplicateTagRowTests: XCTestCase {
         writeText("image,tags\np0,haze primary\np1,clear\np0,primary haze\n", csv)
         let summary = try Converter.tags(images: folder, csv: csv, output: output)
         XCTAssertEqual(summary.count, 2)
-        XCTAssertEqual(summary.notes, ["merged 1 duplicate rows (line 4 repeats line 2)"])
+        XCTAssertEqual(summary.notes, ["tags separated by spaces (detected; --separator chooses)", "merged 1 duplicate rows (line 4 repeats line 2)"])
         XCTAssertEqual(try TaggingDataset(path: output).count, 2)
     }
 }

@@ -37,14 +37,18 @@ extension Converter {
                 if options.size == nil && (original.width != size.width || original.height != size.height) {
                     throw DatasetError(paths[index], "image is \(original.width)x\(original.height), expected \(size) (detection files hold one size: use --size)")
                 }
-                let image = original.resized(width: size.width, height: size.height).converted(toChannels: channels)
-                let scaleX = Float(size.width) / Float(original.width), scaleY = Float(size.height) / Float(original.height)
+                let (fitted, placement) = fit(original, to: size, letterbox: options.letterbox)
+                let image = fitted.converted(toChannels: channels)
+                // Stretched: each axis by its own ratio; letterboxed: both by the placement's, then offset.
+                let scaleX = Float(placement?.width ?? size.width) / Float(original.width)
+                let scaleY = Float(placement?.height ?? size.height) / Float(original.height)
+                let offsetX = Float(placement?.offsetX ?? 0), offsetY = Float(placement?.offsetY ?? 0)
                 var imageBoxes: [DetectionBox] = []
                 for annotation in coco.annotations[entry.id] ?? [] {
-                    let x1 = max(0, min(Float(original.width), annotation.x)) * scaleX
-                    let y1 = max(0, min(Float(original.height), annotation.y)) * scaleY
-                    let x2 = max(0, min(Float(original.width), annotation.x + annotation.width)) * scaleX
-                    let y2 = max(0, min(Float(original.height), annotation.y + annotation.height)) * scaleY
+                    let x1 = max(0, min(Float(original.width), annotation.x)) * scaleX + offsetX
+                    let y1 = max(0, min(Float(original.height), annotation.y)) * scaleY + offsetY
+                    let x2 = max(0, min(Float(original.width), annotation.x + annotation.width)) * scaleX + offsetX
+                    let y2 = max(0, min(Float(original.height), annotation.y + annotation.height)) * scaleY + offsetY
                     guard x2 > x1, y2 > y1 else { continue }
                     imageBoxes.append(DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: Int32(annotation.label), ignore: annotation.crowd))
                     if !annotation.crowd { perClass[annotation.label] += 1 }

@@ -27,6 +27,9 @@ public struct ConversionOptions {
     public var size: ImageSize?
     /// Channels to store (1 gray or 3 RGB); nil keeps the converter's default (IDX 1, PNG 3).
     public var channels: Int?
+    /// With `size`: keep each image's aspect, scaled to fit and centred on a black canvas
+    /// (boxes follow; masks are padded with 255, ignore), instead of stretching it.
+    public var letterbox = false
     /// Replace an existing output file.
     public var overwrite: Bool
     /// Called after each image with (done, total).
@@ -135,9 +138,20 @@ public enum Converter {
 
     /// Reads a PNG or JPEG with `channels` channels (the colour rule of `ImageFile`), resized
     /// when `size` is given.
-    static func loadImage(_ path: String, channels: Int, size: ImageSize?) throws -> Image {
+    static func loadImage(_ path: String, channels: Int, size: ImageSize?, letterbox: Bool = false) throws -> Image {
         let image = try ImageFile.read(path: path, channels: channels)
         guard let size else { return image }
-        return image.resized(width: size.width, height: size.height)
+        return fit(image, to: size, letterbox: letterbox).image
+    }
+
+    /// `image` at `size`: stretched, or letterboxed (`fill` around it); boxes map by `placement`.
+    static func fit(_ image: Image, to size: ImageSize, letterbox: Bool, fill: UInt8 = 0, nearest: Bool = false)
+        -> (image: Image, placement: Letterbox?) {
+        if letterbox {
+            let (boxed, placement) = image.letterboxed(width: size.width, height: size.height, fill: fill, nearest: nearest)
+            return (boxed, placement)
+        }
+        if image.width == size.width && image.height == size.height { return (image, nil) }
+        return (nearest ? image.resizedNearest(width: size.width, height: size.height) : image.resized(width: size.width, height: size.height), nil)
     }
 }

@@ -44,8 +44,9 @@ extension Converter {
                     seen[Int(value)] = true
                 }
                 for value in 0..<255 where seen[value] { present[value] += 1 }
-                let image = original.resized(width: size.width, height: size.height).converted(toChannels: channels)
-                try writer.append(image: image, mask: mask.resizedNearest(width: size.width, height: size.height), source: imagePath)
+                let image = fit(original, to: size, letterbox: options.letterbox).image.converted(toChannels: channels)
+                let fittedMask = fit(mask, to: size, letterbox: options.letterbox, fill: UInt8(DatasetLayout.ignoreIndex), nearest: true).image
+                try writer.append(image: image, mask: fittedMask, source: imagePath)
                 options.progress?(index + 1, names.count)
             }
             if mapping == .identity, present.enumerated().allSatisfy({ $0.offset == 0 || $0.element == 0 }), ignoredPixels > 0 {

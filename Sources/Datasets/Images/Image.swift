@@ -156,6 +156,40 @@ public struct Image: Equatable, Sendable {
     }
 }
 
+/// Where a letterboxed image sits in its canvas: canvas pixel = image pixel * `scale` + offset.
+public struct Letterbox: Equatable, Sendable {
+    public var scale: Float, offsetX: Int, offsetY: Int, width: Int, height: Int
+
+    /// The placement of a `width` x `height` image in a `canvasWidth` x `canvasHeight` canvas:
+    /// scaled by the smaller of the two ratios (aspect kept), centred.
+    public init(width: Int, height: Int, canvasWidth: Int, canvasHeight: Int) {
+        let scale = Swift.min(Double(canvasWidth) / Double(width), Double(canvasHeight) / Double(height))
+        self.width = Swift.max(1, Swift.min(canvasWidth, Int((Double(width) * scale).rounded())))
+        self.height = Swift.max(1, Swift.min(canvasHeight, Int((Double(height) * scale).rounded())))
+        self.scale = Float(scale)
+        offsetX = (canvasWidth - self.width) / 2
+        offsetY = (canvasHeight - self.height) / 2
+    }
+}
+
+extension Image {
+    /// The image scaled to fit `width` x `height` with its aspect kept (bilinear, as `resized`),
+    /// centred on a canvas of `fill` (Ultralytics' letterbox), and where it went.
+    public func letterboxed(width canvasWidth: Int, height canvasHeight: Int, fill: UInt8 = 0,
+                            nearest: Bool = false) -> (image: Image, placement: Letterbox) {
+        let placement = Letterbox(width: width, height: height, canvasWidth: canvasWidth, canvasHeight: canvasHeight)
+        let scaled = nearest ? resizedNearest(width: placement.width, height: placement.height)
+            : resized(width: placement.width, height: placement.height)
+        var canvas = [UInt8](repeating: fill, count: canvasWidth * canvasHeight * channels)
+        let row = placement.width * channels
+        for y in 0..<placement.height {
+            let to = ((y + placement.offsetY) * canvasWidth + placement.offsetX) * channels
+            canvas.replaceSubrange(to..<(to + row), with: scaled.pixels[(y * row)..<((y + 1) * row)])
+        }
+        return (Image(width: canvasWidth, height: canvasHeight, channels: channels, pixels: canvas), placement)
+    }
+}
+
 /// Per-output-pixel source ranges and weights of a separable triangle filter.
 struct ResamplingWeights {
     var first: [Int] = []

@@ -62,14 +62,19 @@ public func loadImages<H>(_ paths: [String], for configuration: ModelConfigurati
 
 /// Images as one normalised [N, C, H, W] tensor of the model's input size: channels converted
 /// by the colour rule (`ImageFile`) and images of another size resized (bilinear, as `convert
-/// --size` does, so training and prediction agree).
-public func modelInput<H>(_ images: [Image], for configuration: ModelConfiguration<H>) -> Tensor {
+/// --size` does, so training and prediction agree), or with `letterbox` fitted with their aspect
+/// kept on a black canvas (as `convert --size --letterbox` does).
+public func modelInput<H>(_ images: [Image], for configuration: ModelConfiguration<H>, letterbox: Bool = false) -> Tensor {
     let (c, h, w) = (configuration.inputChannels, configuration.inputHeight, configuration.inputWidth)
     let out = Tensor.uninitialized([images.count, c, h, w])
     let plane = h * w
     for (i, original) in images.enumerated() {
         var image = original.converted(toChannels: c)
-        if image.width != w || image.height != h { image = image.resized(width: w, height: h) }
+        if letterbox {
+            image = image.letterboxed(width: w, height: h).image
+        } else if image.width != w || image.height != h {
+            image = image.resized(width: w, height: h)
+        }
         image.pixels.withUnsafeBufferPointer { pixels in
             // Interleaved HWC bytes -> planar, normalised floats.
             let base = out.pointer + i * c * plane
