@@ -30,7 +30,8 @@ let package = Package(
         // Hand-written SIMD kernels (AVX2+FMA chosen at run time, portable C otherwise).
         .target(name: "CKernels"),
         .target(name: "PerceptCore", dependencies: ["CBLAS", "CKernels"], path: "Sources/Core", linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "PerceptDatasets", dependencies: ["PerceptCore", "CHDF5", "CPNG", "CTurboJPEG", "CZlib"], path: "Sources/Datasets"),
+        .target(name: "PerceptDatasets", dependencies: ["PerceptCore", "CHDF5", "CPNG", "CTurboJPEG", "CZlib",
+                                                  .product(name: "Yams", package: "Yams")], path: "Sources/Datasets"),
         .target(name: "PerceptTasks", dependencies: ["PerceptCore", "PerceptDatasets", .product(name: "Yams", package: "Yams")],
                 path: "Sources/Tasks"),
         .executableTarget(

@@ -71,7 +71,7 @@ func runConversion(_ body: (ProgressLine) throws -> ConversionSummary) throws {
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a dataset to a Percept HDF5 file.",
-        subcommands: [ConvertIDX.self, ConvertFolder.self, ConvertTags.self, ConvertCOCO.self, ConvertMasks.self])
+        subcommands: [ConvertIDX.self, ConvertFolder.self, ConvertTags.self, ConvertCOCO.self, ConvertYOLO.self, ConvertVOC.self, ConvertMasks.self])
 }
 
 /// `percept convert idx`: MNIST-style IDX files.
@@ -139,9 +139,9 @@ struct ConvertTags: ParsableCommand {
 /// `percept convert coco`: COCO detection JSON.
 struct ConvertCOCO: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "coco",
-        abstract: "Convert PNG images and COCO detection JSON to a detection file (ids kept).")
+        abstract: "Convert PNG or JPEG images and COCO detection JSON to a detection file (ids kept, crowds as ignore regions).")
 
-    @Option(help: "Folder of PNG images named as in the JSON's file_name.") var images: String
+    @Option(help: "Folder of PNG or JPEG images named as in the JSON's file_name.") var images: String
     @Option(help: "COCO instances JSON file.") var annotations: String
     @OptionGroup var common: ConversionOptionGroup
 

@@ -50,6 +50,9 @@ struct DetectPredict: ParsableCommand {
     @Option(help: "Draw only detections scoring at least this (the JSON keeps all of them).")
     var drawThreshold: Float = 0.3
 
+    @Option(help: ArgumentHelp("Also write YOLO label files to this directory (NAME.txt for each image NAME.*): a line 'class cx cy w h score' per detection, normalised to the image's size, as Ultralytics' save_txt with save_conf.", valueName: "DIR"))
+    var saveTxt: String?
+
     func validate() throws {
         guard (0...1).contains(drawThreshold) else { throw ValidationError("--draw-threshold must be in [0, 1]") }
         if output == nil, !arguments.settings.showConfig { throw ValidationError("missing -o/--output (the detections JSON to write)") }
@@ -79,7 +82,16 @@ struct DetectPredict: ParsableCommand {
         if !force, let existing = drawings?.values.sorted().first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw DatasetError(existing, "exists; pass --force to replace it")
         }
-        // Drawings are staged and moved into place with the JSON, so a run that stops leaves none.
+        let labelFiles = try saveTxt.map { dir in
+            Dictionary(uniqueKeysWithValues: zip(paths, try uniqueOutputNames(paths).map { name in
+                (dir as NSString).appendingPathComponent((name as NSString).deletingPathExtension + ".txt")
+            }))
+        }
+        if let saveTxt { try FileManager.default.createDirectory(atPath: saveTxt, withIntermediateDirectories: true) }
+        if !force, let existing = labelFiles?.values.sorted().first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            throw DatasetError(existing, "exists; pass --force to replace it")
+        }
+        // Drawings and label files are staged and moved into place with the JSON, so a run that stops leaves none.
         let staged = OutputSet()
         var results: [(imageID: Int64, fileName: String?, detections: [Detection])] = []
         try arguments.forEachBatch(of: paths, batchSize: 1) { batch in
@@ -91,12 +103,17 @@ struct DetectPredict: ParsableCommand {
                     let shown = detections.filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }
                     try staged.write(Drawing.boxes(image: image, shown, classNames: c.classes), to: drawings[path]!, overwrite: force)
                 }
+                if let labelFiles {
+                    // Every detection, as in the JSON; an image with none gets an empty file.
+                    let lines = detections.map { YOLOLabelFile.line($0.box, score: $0.score, imageWidth: image.width, imageHeight: image.height) + "\n" }
+                    try staged.write(Data(lines.joined().utf8), to: labelFiles[path]!, overwrite: force)
+                }
             }
         }
         let json = try JSONSerialization.data(withJSONObject: cocoResults(results, categoryIDs: categoryIDs), options: [.sortedKeys])
         try AtomicOutput.write(json, to: output, overwrite: force)
         try staged.commit()
-        note("wrote \(results.reduce(0) { $0 + $1.detections.count }) detections in \(results.count) images to \(output)\(draw.map { " and drawings to \($0)" } ?? "")")
+        note("wrote \(results.reduce(0) { $0 + $1.detections.count }) detections in \(results.count) images to \(output)\(draw.map { " and drawings to \($0)" } ?? "")\(saveTxt.map { " and labels to \($0)" } ?? "")")
     }
 }
 

@@ -209,11 +209,13 @@ struct PredictArguments: ParsableArguments {
     }
 }
 
-/// Progress of a long run on stderr, once it has taken 2 s: items done of total, items/s and
-/// ETA; one redrawn line on a terminal, a plain line every 5 s otherwise.
+/// Progress of a long run on stderr, once it has taken 2 s (`PERCEPT_PROGRESS_SECONDS`
+/// overrides): items done of total, items/s and ETA; one redrawn line on a terminal, a plain
+/// line every 5 s otherwise (and the last one).
 final class ProgressReport {
     let total: Int, unit: String
     private let start = Date()
+    private let after = ProcessInfo.processInfo.environment["PERCEPT_PROGRESS_SECONDS"].flatMap(Double.init) ?? 2
     private var lastReport = Date.distantPast
     private var drawn = false
     private let terminal = isatty(2) != 0
@@ -222,7 +224,7 @@ final class ProgressReport {
 
     func update(_ done: Int) {
         let now = Date(), elapsed = now.timeIntervalSince(start)
-        guard elapsed >= 2, now.timeIntervalSince(lastReport) >= (terminal ? 0.5 : 5) || done == total else { return }
+        guard elapsed >= after, now.timeIntervalSince(lastReport) >= (terminal ? 0.5 : 5) || done == total else { return }
         lastReport = now
         let rate = Double(done) / elapsed
         let line = String(format: "%d/%d %@  %.1f %@/s  ETA ", done, total, unit, rate, unit)

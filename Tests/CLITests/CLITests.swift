@@ -35,10 +35,11 @@ func percept(_ arguments: [String]) throws -> CommandResult {
     try runExecutable(try perceptExecutable(), arguments)
 }
 
-/// Runs the executable at `url` with `arguments` and collects its output.
-func runExecutable(_ url: URL, _ arguments: [String]) throws -> CommandResult {
+/// Runs the executable at `url` with `arguments` (and `environment` added) and collects its output.
+func runExecutable(_ url: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = url
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.arguments = arguments
     // Standard error goes to a file so that reading standard output to its end cannot
     // deadlock on a full error pipe.
@@ -688,5 +689,19 @@ final class CLITests: XCTestCase {
         let predicted = try percept(["classify", "predict", "--model", scratch.file("colours.h5"), folder + "/val/blue", "--letterbox"])
         XCTAssertEqual(predicted.status, 0, predicted.standardError)
         XCTAssertEqual(predicted.standardOutput.split(separator: "\n").count, 7)
+    }
+
+    /// A long predict run reports images done of total, images/s and ETA on stderr (plain lines
+    /// when stderr is no terminal); here from the start, as PERCEPT_PROGRESS_SECONDS says.
+    func testPredictShowsProgress() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let scratch = Scratch()
+        let result = try runExecutable(try perceptExecutable(), ["classify", "predict", "--model", root.appendingPathComponent("models/fashion-classifier.h5").path,
+                                                                 root.appendingPathComponent("samples/fashion").path, "-o", scratch.file("p.csv")],
+                                       environment: ["PERCEPT_PROGRESS_SECONDS": "0"])
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let lines = result.standardError.split(separator: "\n")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("20/20 images  ") && $0.contains(" images/s  ETA 0s") }, result.standardError)
+        XCTAssertFalse(result.standardError.contains("\r"), "no redrawn line when stderr is not a terminal")
     }
 }
