@@ -106,16 +106,18 @@ coco = {"images": [{"id": 501, "file_name": "a.png"}, {"id": 502, "file_name": "
         "categories": [{"id": 3, "name": "car"}, {"id": 1, "name": "person"}],
         "annotations": [{"image_id": 501, "category_id": 3, "bbox": [2, 2, 4, 6]},
                         {"image_id": 501, "category_id": 1, "bbox": [10, 0, 10, 10]},
-                        {"image_id": 502, "category_id": 1, "bbox": [0, 5, 5, 5]}]}
+                        {"image_id": 502, "category_id": 1, "bbox": [0, 5, 5, 5]},
+                        {"image_id": 502, "category_id": 3, "bbox": [4, 0, 6, 4], "iscrowd": 1}]}
 with open(f"{work}/coco.json", "w") as f:
     json.dump(coco, f)
 run("convert", "coco", "--images", f"{work}/coco", "--annotations", f"{work}/coco.json", "--size", "10x10", "-o", f"{work}/coco.h5")
 with h5py.File(f"{work}/coco.h5", "r") as f:
     common(f, "detection")
-    check("coco boxes dtype", f["boxes"].dtype == np.float32 and f["boxes"].shape == (3, 4))
-    check("coco boxes", np.allclose(f["boxes"][:], [[1, 2, 3, 8], [5, 0, 10, 10], [0, 5, 5, 10]]), f["boxes"][:])
-    check("coco labels", list(f["box_labels"][:]) == [1, 0, 0])
-    check("coco offsets", list(f["box_offsets"][:]) == [0, 2, 3])
+    check("coco boxes dtype", f["boxes"].dtype == np.float32 and f["boxes"].shape == (4, 4))
+    check("coco boxes", np.allclose(f["boxes"][:], [[1, 2, 3, 8], [5, 0, 10, 10], [0, 5, 5, 10], [4, 0, 10, 4]]), f["boxes"][:])
+    check("coco labels", list(f["box_labels"][:]) == [1, 0, 0, 1])
+    check("coco ignore regions", f["box_ignore"].dtype == np.uint8 and list(f["box_ignore"][:]) == [0, 0, 0, 1], f["box_ignore"][:])
+    check("coco offsets", list(f["box_offsets"][:]) == [0, 2, 4])
     check("coco image ids", list(f["image_ids"][:]) == [501, 502])
     check("coco original sizes", f["original_sizes"][:].tolist() == [[10, 20], [10, 10]])
     check("coco names", list(f.attrs["class_names"]) == ["person", "car"])
