@@ -27,6 +27,9 @@ struct Percept: ParsableCommand {
         do {
             var command = command
             try command.run()
+        } catch let interrupted as TrainingInterrupted {
+            FileHandle.standardError.write(Data("\(interrupted)\n".utf8))
+            Foundation.exit(130)
         } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
             // Help, usage errors and exit codes, which the parser prints and exits with itself.
             exit(withError: error)

@@ -40,8 +40,14 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Validation dataset; picks the best epoch's model.")
     var val: String?
 
-    @Option(name: .shortAndLong, help: "Output model file; MODEL.last.h5 beside it holds the resumable checkpoint.")
+    @Option(name: .shortAndLong, help: "Also write the best model here (MODEL.last.h5 beside it holds a resumable checkpoint).")
     var output: String?
+
+    @Option(help: ArgumentHelp("Folder of run folders: PROJECT/TASK/NAME holds args.yaml, results.csv, weights/, events and plots.", valueName: "DIR"))
+    var project = "runs"
+
+    @Option(help: "Run folder name (default: train, train2, ...).")
+    var name: String?
 
     @Option(help: "Epochs (key train.epochs).")
     var epochs: Int?
@@ -69,8 +75,7 @@ struct TrainArguments: ParsableArguments {
     func validate() throws {
         guard !settings.showConfig else { return }
         guard data != nil else { throw ValidationError("missing --data (the training dataset)") }
-        guard let output else { throw ValidationError("missing -o/--output (the model file to write)") }
-        guard output.hasSuffix(".h5") else { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
+        if let output, !output.hasSuffix(".h5") { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
     }
 
     /// The first-class flags as configuration keys.
@@ -89,19 +94,53 @@ struct TrainArguments: ParsableArguments {
         let overrides = settings.overrides(flags: flags)
         // A resumed run continues with its stored configuration; options that repeat it are
         // fine, options that change it are refused (by `TrainingRun`, naming the keys).
-        if let resume { return try TrainingRun<C>.storedConfig(in: resume).applying(overrides) }
-        return try C().applying(overrides)
+        guard let resume else { return try C().applying(overrides) }
+        let stored = try TrainingRun<C>.storedConfig(in: resume)
+        let resolved = try stored.applying(overrides)
+        var comparable = resolved
+        comparable.train.epochs = stored.train.epochs   // more epochs extend a run
+        guard comparable == stored else {
+            throw DatasetError(resume, "was started with another configuration (\(TrainingRun<C>.differences(stored, comparable))); resume with the one it stores (`percept inspect \(resume)`)")
+        }
+        return resolved
     }
 
-    /// Trains task `C` as this command line says.
+    /// The run folder: a resumed run's own (the folder its checkpoint is in or names), else a
+    /// new PROJECT/TASK/NAME.
+    func runFolder(task: VisionTask) throws -> RunFolder {
+        if let resume {
+            let weights = (resume as NSString).deletingLastPathComponent
+            if (weights as NSString).lastPathComponent == "weights", (resume as NSString).lastPathComponent == "last.h5" {
+                return RunFolder(path: (weights as NSString).deletingLastPathComponent)
+            }
+            if let stored = try ModelCheckpoint.read(path: resume).metadata["run_folder"], FileManager.default.fileExists(atPath: stored) {
+                return RunFolder(path: stored)
+            }
+        }
+        return try RunFolder.create(project: project, task: task, name: name)
+    }
+
+    /// Trains task `C` as this command line says; Ctrl-C stops it between steps.
     func train<C: TaskTraining>(_ type: C.Type) throws {
         let config = try resolve(C.self)
         if settings.showConfig { print(config.yaml(), terminator: ""); return }
         try useThreads(threads)
-        var run = TrainingRun(config, data: data!, validation: val, output: output!)
+        if let resume {
+            // Said before any folder or file is made: a finished run has nothing to resume.
+            let done = try ModelCheckpoint.read(path: resume).epoch
+            guard done < config.train.epochs else {
+                throw DatasetError(resume, "finished its \(done) epochs: nothing to train; give more epochs (--epochs \(done + 10), say) to extend it")
+            }
+        }
+        let folder = try runFolder(task: C.TaskHead.task)
+        note("run folder: \(folder.path)")
+        var run = TrainingRun(config, data: data!, validation: val, output: output, runFolder: folder)
         run.force = force
+        let interruption = Interruption()
+        run.shouldStop = { interruption.requested }
         try run.run(resume: resume)
-        note("wrote \(output!) (resumable checkpoint: \(Trainer.checkpointPath(for: output!)))")
+        note("wrote \(folder.path) (weights/best.h5, weights/last.h5, results.csv, args.yaml, plots)"
+             + (output.map { " and \($0) (resumable checkpoint: \(Trainer.checkpointPath(for: $0)))" } ?? ""))
     }
 }
 
@@ -285,4 +324,33 @@ func uniqueOutputNames(_ paths: [String]) throws -> [String] {
 /// Splits a comma-separated list option.
 func commaList(_ text: String?) -> [String]? {
     text.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+}
+
+/// Ctrl-C (SIGINT) asks a training run to stop between steps, leaving its last checkpoint;
+/// a second Ctrl-C ends the process at once.
+final class Interruption: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    private let source: DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue.global())
+        source.setEventHandler { [unowned self] in
+            self.lock.lock(); defer { self.lock.unlock() }
+            if self.flag { exit(130) }
+            self.flag = true
+        }
+        source.resume()
+    }
+
+    deinit {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+
+    var requested: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return flag
+    }
 }

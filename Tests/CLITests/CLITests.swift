@@ -35,10 +35,16 @@ func percept(_ arguments: [String]) throws -> CommandResult {
     try runExecutable(try perceptExecutable(), arguments)
 }
 
-/// Runs the executable at `url` with `arguments` (and `environment` added) and collects its output.
+/// Runs the executable at `url` with `arguments` (and `environment` added) and collects its
+/// output. It runs in a fresh working folder, removed afterwards, so that training's default run
+/// folders (runs/...) land there; a test that reads a run folder names it with --project.
 func runExecutable(_ url: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = url
+    let workingFolder = NSTemporaryDirectory() + "percept-cwd-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: workingFolder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: workingFolder) }
+    process.currentDirectoryURL = URL(fileURLWithPath: workingFolder)
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.arguments = arguments
     // Standard error goes to a file so that reading standard output to its end cannot
@@ -129,8 +135,8 @@ final class CLITests: XCTestCase {
     /// Every train command lists the same short set of options: what users type daily, and the
     /// configuration's three (`--config`, `--set`, `--show-config`) for the rest.
     func testTrainHelpIsShortAndTheSameForEveryTask() throws {
-        let expected = ["--data", "--val", "--output", "--epochs", "--batch", "--lr", "--seed", "--threads", "--resume", "--force",
-                        "--config", "--set", "--show-config", "--help"]
+        let expected = ["--data", "--val", "--output", "--project", "--name", "--epochs", "--batch", "--lr", "--seed", "--threads",
+                        "--resume", "--force", "--config", "--set", "--show-config", "--help"]
         for task in ["classify", "tag", "detect", "segment"] {
             let result = try percept([task, "train", "--help"])
             XCTAssertEqual(result.status, 0, result.standardError)
@@ -140,7 +146,7 @@ final class CLITests: XCTestCase {
                 return trimmed.split(separator: " ").first { $0.hasPrefix("--") }.map { String($0.split(separator: ",")[0]) }
             }
             XCTAssertEqual(options, expected, "\(task) train --help:\n\(result.standardOutput)")
-            XCTAssertLessThanOrEqual(options.count, 15)
+            XCTAssertLessThanOrEqual(options.filter { $0 != "--help" }.count, 15)
         }
     }
 
@@ -347,9 +353,15 @@ final class CLITests: XCTestCase {
         let resumed = try percept(train + ["--resume", scratch.file("s.last.h5"), "--set", "start_scores=false", "-o", scratch.file("r.h5")])
         XCTAssertNotEqual(resumed.status, 0)
         XCTAssertTrue(resumed.standardError.contains("head.start_scores: true stored, false given"), resumed.standardError)
-        let repeated = try percept(train + ["--resume", scratch.file("s.last.h5"), "-o", scratch.file("s.h5")])
-        XCTAssertEqual(repeated.status, 0, repeated.standardError)
-        XCTAssertTrue(repeated.standardError.contains("resuming from"), repeated.standardError)
+        // A finished run has nothing to resume and says so, writing nothing; more epochs extend it.
+        let finished = try percept(train + ["--resume", scratch.file("s.last.h5"), "-o", scratch.file("s.h5")])
+        XCTAssertEqual(finished.status, 1)
+        XCTAssertEqual(finished.errorLines, ["error: \(scratch.file("s.last.h5")): finished its 1 epochs: nothing to train; give more epochs (--epochs 11, say) to extend it"])
+        XCTAssertFalse(finished.standardError.contains("wrote"), finished.standardError)
+        let extended = try percept(["segment", "train", "--data", data, "--epochs", "2", "--batch", "2", "--set", "weights=" + scratch.file("classifier.h5"),
+                                    "--resume", scratch.file("s.last.h5"), "-o", scratch.file("s.h5")])
+        XCTAssertEqual(extended.status, 0, extended.standardError)
+        XCTAssertTrue(extended.standardError.contains("resuming from") && extended.standardError.contains("epoch 2/2 done"), extended.standardError)
     }
 
     /// `backbone.weights` starts a segmenter from a classifier's backbone and normalisation;

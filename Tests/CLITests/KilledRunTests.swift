@@ -32,7 +32,7 @@ final class KilledRunTests: XCTestCase {
         let scratch = Scratch()
         try writeData(scratch.file("data.h5"))
         let flags = ["classify", "train", "--data", scratch.file("data.h5"), "--set", "preset=plain", "--set", "widths=[]",
-                     "--epochs", "8", "--batch", "8", "--seed", "3", "--threads", "1"]
+                     "--epochs", "8", "--batch", "8", "--seed", "3", "--threads", "1", "--project", scratch.file("runs")]
         let started = Date()
         let straight = try percept(flags + ["-o", scratch.file("straight.h5")])
         let duration = Date().timeIntervalSince(started)

@@ -37,12 +37,14 @@ public struct TrainingOptions: Configurable {
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's.
     public var backboneLearningRateScale: Float = 1
+    /// Stop after this many epochs without a better validation metric (0: never).
+    public var patience = 0
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch", optimizer, learningRate = "lr", momentum, weightDecay, warmupEpochs, augment,
-             erasing = "erase", pasting = "paste", seed, backboneLearningRateScale = "backboneLrScale"
+             erasing = "erase", pasting = "paste", seed, backboneLearningRateScale = "backboneLrScale", patience
     }
 
     public func validate() throws {
@@ -57,6 +59,7 @@ public struct TrainingOptions: Configurable {
             try Check.that(augment || probability == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
         }
         try Check.that(backboneLearningRateScale >= 0 && backboneLearningRateScale <= 10, "backbone_lr_scale", "must be 0 to 10, got \(backboneLearningRateScale)")
+        try Check.that(patience >= 0, "patience", "must be 0 (never stop early) or more epochs, got \(patience)")
     }
 
     /// These options as JSON (stored in checkpoints so a resumed run can be checked against them).

@@ -109,6 +109,23 @@ public struct COCOEvaluator: Sendable {
         images[imageID] = Image(groundTruth: groundTruth, detections: detections)
     }
 
+    /// Category `category`'s detections over every image (at most 100 per image, as COCO
+    /// counts them), each marked right where it matched ground truth at IoU 0.5, and its ground
+    /// truth count (crowds left out); detections matched to a crowd are left out too.
+    public func scoredDetections(category: Int) -> ScoredPredictions {
+        var scores: [Float] = [], correct: [Bool] = [], positives = 0
+        for id in images.keys.sorted() {
+            let boxes = images[id]!.boxes(of: Int32(category))
+            guard let evaluation = evaluate(boxes.groundTruth, boxes.detections, areaRange: Self.areaRanges[0]) else { continue }
+            positives += evaluation.groundTruthCount
+            for d in evaluation.scores.indices where !evaluation.ignored[d] {   // threshold 0 is IoU 0.5
+                scores.append(Float(evaluation.scores[d]))
+                correct.append(evaluation.matched[d])
+            }
+        }
+        return ScoredPredictions(scores: scores, correct: correct, positives: positives)
+    }
+
     /// COCO's metrics over the images added so far.
     public func summarize() -> COCOSummary {
         let imageIDs = images.keys.sorted()

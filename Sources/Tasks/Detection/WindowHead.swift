@@ -324,6 +324,10 @@ public final class WindowHead: Head {
         }
     }
 
+    public func scoredPredictions(of metrics: COCOEvaluator) -> [ScoredPredictions]? {
+        (0..<architecture.classes).map { metrics.scoredDetections(category: $0) }
+    }
+
     public func makeMetrics() -> COCOEvaluator { COCOEvaluator(categories: Array(0..<architecture.classes)) }
 
     public func measure(_ predictions: [[Detection]], _ batch: Batch, into metrics: inout COCOEvaluator) {

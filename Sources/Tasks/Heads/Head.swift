@@ -92,6 +92,10 @@ public protocol Head: Module {
     /// Settings tuned on `metrics` of validation data (a tagger's per-tag thresholds), or nil
     /// for a head that has none to tune.
     func calibrated(from metrics: Metrics) -> Settings?
+
+    /// Per class, the scored predictions behind precision-recall and F1 curves (tags, boxes at
+    /// IoU 0.5), or nil for a head whose predictions have no such score.
+    func scoredPredictions(of metrics: Metrics) -> [ScoredPredictions]?
 }
 
 /// What a head's `predict` has besides the images: their size, the value black takes after
@@ -111,6 +115,8 @@ extension Head {
     public func check(_ settings: Settings) throws {}
 
     public func calibrated(from metrics: Metrics) -> Settings? { nil }
+
+    public func scoredPredictions(of metrics: Metrics) -> [ScoredPredictions]? { nil }
 
     public func predict(_ images: Tensor, _ context: PredictionContext) -> [Prediction] {
         decode(context.run(images), geometry: context.geometry)

@@ -141,6 +141,14 @@ public final class TaggingHead: VectorHeadLayers, Head {
         }
     }
 
+    public func scoredPredictions(of metrics: TaggingMetrics) -> [ScoredPredictions]? {
+        (0..<metrics.tags).map { tag in
+            let truth = (0..<metrics.count).map { metrics.truth[$0 * metrics.tags + tag] == 1 }
+            return ScoredPredictions(scores: (0..<metrics.count).map { metrics.scores[$0 * metrics.tags + tag] }, correct: truth,
+                                     positives: truth.filter { $0 }.count)
+        }
+    }
+
     /// Each tag's threshold at its best F1 on the measured data.
     public func calibrated(from metrics: TaggingMetrics) -> Settings? { Settings(thresholds: metrics.tunedThresholds()) }
 

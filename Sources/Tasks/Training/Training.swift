@@ -3,7 +3,8 @@ import PerceptDatasets
 import Foundation
 
 /// Drives epochs of mini-batch training: learning-rate schedule, progress lines, validation,
-/// best-model selection and resumable checkpoints. A plain loop, no callbacks.
+/// best-model selection, early stopping and resumable checkpoints, and (with `report`) a row of
+/// results per epoch. A plain loop, no callbacks.
 public final class Trainer {
     public let model: any TrainableModel
     public let train: any BatchSource
@@ -11,8 +12,11 @@ public final class Trainer {
     public let options: TrainingOptions
     /// Where the best (or, without validation, the final) model goes.
     public let outputPath: String
-    /// The resumable checkpoint written after every epoch.
-    public var checkpointPath: String { Trainer.checkpointPath(for: outputPath) }
+    /// The resumable checkpoint written after every epoch (MODEL.last.h5 beside the output).
+    public var checkpointPath: String
+    /// More places for the best model and the checkpoint (a run folder's weights/best.h5 and
+    /// weights/last.h5).
+    public var bestCopies: [String] = [], checkpointCopies: [String] = []
 
     /// MODEL.last.h5 beside MODEL.h5.
     public static func checkpointPath(for output: String) -> String {
@@ -22,19 +26,48 @@ public final class Trainer {
     public var fileMetadata: [String: String] = [:]
     /// Receives progress lines.
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Stop after this many epochs without a better validation metric (nil or 0: never).
+    public var patience: Int?
+    /// Asked between steps; true ends the run at once (`TrainingInterrupted`), the last
+    /// checkpoint as it was.
+    public var shouldStop: () -> Bool = { false }
+    /// Receives each finished epoch's results (the run folder's CSV, events and plots).
+    public var report: ((EpochResult) throws -> Void)?
+
+    /// One finished epoch, as `results.csv` records it.
+    public struct EpochResult {
+        public var epoch: Int
+        /// Training seconds so far (across resumed runs).
+        public var time: Double
+        public var learningRate: Double
+        public var loss: Double
+        public var evaluation: Evaluation?
+
+        /// The row: epoch, time, lr, train/loss, then val/KEY for each validation metric.
+        public var row: [(column: String, value: Double)] {
+            var row: [(column: String, value: Double)] = [("epoch", Double(epoch)), ("time", time), ("lr", learningRate), ("train/loss", loss)]
+            for metric in evaluation?.metrics ?? [] {
+                if case .metric(let value) = metric.value { row.append(("val/" + metric.key, value)) }
+            }
+            return row
+        }
+    }
 
     public init(model: any TrainableModel, train: any BatchSource, validation: DataLoader?,
                 options: TrainingOptions, outputPath: String) {
         self.model = model; self.train = train
         self.validation = validation; self.options = options; self.outputPath = outputPath
+        checkpointPath = Trainer.checkpointPath(for: outputPath)
     }
 
-    /// Trains from scratch, or from `resume` (a `.last.h5` checkpoint) exactly where it stopped.
+    /// Trains from scratch, or from `resume` (a checkpoint) exactly where it stopped; a resumed
+    /// run may have more `epochs` than the checkpoint's run (it is extended).
     @discardableResult
     public func run(resume: String? = nil) throws -> Evaluation? {
         let optimizer = options.makeOptimizer()
-        var startEpoch = 0
+        var startEpoch = 0, bestEpoch = 0
         var best = -Double.infinity
+        var elapsed = 0.0
         if let resume {
             let checkpoint = try ModelCheckpoint.read(path: resume)
             guard model.matchesArchitecture(of: checkpoint) else {
@@ -48,11 +81,19 @@ public final class Trainer {
                 throw DatasetError(resume, "\(error)")
             }
             if let stored = checkpoint.metadata["training_options"],
-               let previous = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)), previous != options {
-                throw DatasetError(resume, "was trained with other settings (\(stored)); resume with the same options")
+               var previous = try? JSONDecoder().decode(TrainingOptions.self, from: Data(stored.utf8)) {
+                previous.epochs = options.epochs   // more epochs extend the run
+                if previous != options {
+                    throw DatasetError(resume, "was trained with other settings (\(stored)); resume with the same options")
+                }
             }
             startEpoch = checkpoint.epoch
+            guard startEpoch < options.epochs else {
+                throw DatasetError(resume, "finished its \(startEpoch) epochs: nothing to train; give more epochs (--epochs \(startEpoch + 10), say) to extend it")
+            }
             best = Double(checkpoint.metadata["best_metric"] ?? "") ?? -Double.infinity
+            bestEpoch = Int(checkpoint.metadata["best_epoch"] ?? "") ?? startEpoch
+            elapsed = Double(checkpoint.metadata["training_seconds"] ?? "") ?? 0
             log("resuming from \(resume) after epoch \(startEpoch), step \(checkpoint.step)")
         }
         let stepsPerEpoch = train.batchCount
@@ -62,7 +103,7 @@ public final class Trainer {
                                             warmupSteps: min(options.warmupEpochs * stepsPerEpoch, totalSteps / 2))
         var last: Evaluation?
         let runStart = Date()
-        var imagesDone = 0
+        var imagesDone = 0, epochsRun = 0
         for epoch in startEpoch..<options.epochs {
             model.module.setMode(.training)
             let epochStart = Date()
@@ -70,6 +111,8 @@ public final class Trainer {
             let batches = train.stream(epoch: epoch)
             var step = 0
             while let batch = try batches.nextBatch() {
+                if shouldStop() { throw TrainingInterrupted(epoch: epoch + 1, checkpoint: epoch > startEpoch || resume != nil ? checkpointPath : nil,
+                                                            completedEpochs: epoch) }
                 optimizer.learningRate = schedule(optimizer.step)
                 let loss = model.loss(batch)
                 let value = loss.scalar
@@ -90,25 +133,57 @@ public final class Trainer {
                                optimizer.learningRate, rate) + formatDuration(remaining))
                 }
             }
+            let trainLoss = lossSum / Double(max(seen, 1))
             var line = String(format: "epoch %d/%d done in %.0fs  train loss %.4f", epoch + 1, options.epochs,
-                              Date().timeIntervalSince(epochStart), lossSum / Double(max(seen, 1)))
+                              Date().timeIntervalSince(epochStart), trainLoss)
             var improved = validation == nil
+            var evaluation: Evaluation?
             if let validation {
-                let evaluation = try model.evaluate(validation)
+                evaluation = try model.evaluate(validation)
                 last = evaluation
-                line += "  val " + evaluation.summary
-                if evaluation.value > best { best = evaluation.value; improved = true; line += "  (best)" }
+                line += "  val " + evaluation!.summary
+                if evaluation!.value > best { best = evaluation!.value; bestEpoch = epoch + 1; improved = true; line += "  (best)" }
             }
             log(line)
-            if improved { try model.save(to: outputPath, optimizer: nil, epoch: epoch + 1, step: optimizer.step, metadata: fileMetadata) }
-            try model.save(to: checkpointPath, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
-                           metadata: fileMetadata.merging(["best_metric": best.isFinite ? String(best) : "", "training_options": options.json()]) { $1 })
+            elapsed += Date().timeIntervalSince(epochStart)
+            epochsRun += 1
+            if improved {
+                for path in [outputPath] + bestCopies {
+                    try model.save(to: path, optimizer: nil, epoch: epoch + 1, step: optimizer.step, metadata: fileMetadata)
+                }
+            }
+            // The epoch's results before its checkpoint: a run killed between the two leaves a row
+            // past its checkpoint, which the resumed run drops, never a checkpoint without its row.
+            try report?(EpochResult(epoch: epoch + 1, time: elapsed, learningRate: Double(optimizer.learningRate), loss: trainLoss,
+                                    evaluation: evaluation))
+            for path in [checkpointPath] + checkpointCopies {
+                try model.save(to: path, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
+                               metadata: fileMetadata.merging(["best_metric": best.isFinite ? String(best) : "", "best_epoch": String(bestEpoch),
+                                                               "training_seconds": String(elapsed), "training_options": options.json()]) { $1 })
+            }
+            if let patience, patience > 0, validation != nil, epoch + 1 - bestEpoch >= patience, epoch + 1 < options.epochs {
+                log("early stop: no better val \(evaluation?.metricName ?? "metric") for \(patience) epochs (the best was epoch \(bestEpoch))")
+                break
+            }
         }
-        let epochsRun = options.epochs - startEpoch
         var summary = "trained \(epochsRun) epoch\(epochsRun == 1 ? "" : "s") in " + formatDuration(Date().timeIntervalSince(runStart))
-        if let last, best.isFinite { summary += String(format: "; best val %@ %.4f", last.metricName, best) }
+        if let last, best.isFinite { summary += String(format: "; best val %@ %.4f at epoch %d", last.metricName, best, bestEpoch) }
         log(summary)
         return last
+    }
+}
+
+/// A run stopped by the user (SIGINT) between steps: where its last checkpoint is.
+public struct TrainingInterrupted: Error, CustomStringConvertible {
+    /// The epoch that was running (1-based).
+    public var epoch: Int
+    /// The checkpoint of the last finished epoch, if any epoch finished.
+    public var checkpoint: String?
+    public var completedEpochs: Int
+
+    public var description: String {
+        guard let checkpoint else { return "interrupted in epoch \(epoch), before any epoch finished: no checkpoint was written" }
+        return "interrupted in epoch \(epoch); the last checkpoint is \(checkpoint) (after epoch \(completedEpochs)): --resume \(checkpoint) continues"
     }
 }
 

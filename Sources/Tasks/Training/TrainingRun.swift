@@ -33,16 +33,27 @@ public struct TrainingRun<Config: TaskTraining> {
     public var data: String
     public var validation: String?
     /// The best model (by validation metric, or the last without validation); its resumable
-    /// checkpoint goes beside it (`Trainer.checkpointPath(for:)`).
-    public var output: String
+    /// checkpoint goes beside it (`Trainer.checkpointPath(for:)`). Optional with a run folder.
+    public var output: String?
+    /// Where the run leaves its folder for people and tools (`RunFolder`): args.yaml, results.csv,
+    /// weights/best.h5 and last.h5, TensorBoard events and plots.
+    public var runFolder: RunFolder?
     /// Replace existing outputs.
     public var force = false
     /// Receives progress lines.
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Asked between steps: true stops the run (Ctrl-C), leaving the last checkpoint.
+    public var shouldStop: () -> Bool = { false }
 
-    public init(_ config: Config, data: String, validation: String? = nil, output: String) {
-        self.config = config; self.data = data; self.validation = validation; self.output = output
+    public init(_ config: Config, data: String, validation: String? = nil, output: String?, runFolder: RunFolder? = nil) {
+        self.config = config; self.data = data; self.validation = validation; self.output = output; self.runFolder = runFolder
     }
+
+    /// Where the best model goes: `output`, else the run folder's weights/best.h5.
+    public var bestPath: String { output ?? runFolder?.bestPath ?? "model.h5" }
+
+    /// The resumable checkpoint: beside `output`, else the run folder's weights/last.h5.
+    public var checkpointPath: String { output.map(Trainer.checkpointPath(for:)) ?? runFolder?.lastPath ?? "model.last.h5" }
 
     /// The configuration stored in a model file or checkpoint by a training run.
     public static func storedConfig(in path: String) throws -> Config {
@@ -63,10 +74,12 @@ public struct TrainingRun<Config: TaskTraining> {
     @discardableResult
     public func run(resume: String? = nil) throws -> Model<Config.TaskHead> {
         try config.validate()
-        let checkpointPath = Trainer.checkpointPath(for: output)
+        guard output != nil || runFolder != nil else { throw ConfigError("a training run needs an output model file or a run folder") }
         let inputs = [data] + (validation.map { [$0] } ?? [])
-        try OutputPolicy.check(output, inputs: inputs + (resume.map { [$0] } ?? []), force: force || resume != nil)
-        try OutputPolicy.check(checkpointPath, inputs: inputs, force: force || resume != nil)
+        if let output {
+            try OutputPolicy.check(output, inputs: inputs + (resume.map { [$0] } ?? []), force: force || resume != nil)
+            try OutputPolicy.check(checkpointPath, inputs: inputs, force: force || resume != nil)
+        }
         let dataset = try Config.openDataset(data)
         let validationSet = try validation.map { try Config.openDataset($0) }
         if let validationSet {
@@ -80,7 +93,8 @@ public struct TrainingRun<Config: TaskTraining> {
         var config = self.config
         if let resume {
             // A resumed run continues with the model and configuration it was started with.
-            let stored = try Self.storedConfig(in: resume)
+            var stored = try Self.storedConfig(in: resume)
+            stored.train.epochs = config.train.epochs   // more epochs extend a run
             guard stored == config else {
                 throw DatasetError(resume, "was started with another configuration (\(Self.differences(stored, config))); resume with the one it stores (`percept inspect \(resume)`)")
             }
@@ -123,11 +137,46 @@ public struct TrainingRun<Config: TaskTraining> {
             + ", augment \(options.augment ? "on" : "off")"
             + (options.augment ? (options.erasing > 0 ? " + erasing \(options.erasing)" : "") + (options.pasting > 0 ? " + pasting \(options.pasting)" : "") : "")
             + ", \(Threads.count) threads" + (pretrained.map { ", backbone from \($0.path)" } ?? ""))
-        let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: options, outputPath: output)
+        let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: options, outputPath: bestPath)
+        trainer.checkpointPath = checkpointPath
         trainer.log = log
+        trainer.patience = options.patience
+        trainer.shouldStop = shouldStop
         trainer.fileMetadata = [Self.metadataKey: config.yaml(), "percept_version": PerceptVersion.current]
-        try trainer.run(resume: resume)
+        if let runFolder {
+            trainer.fileMetadata["run_folder"] = runFolder.path
+            if output != nil { trainer.bestCopies = [runFolder.bestPath]; trainer.checkpointCopies = [runFolder.lastPath] }
+            let resumedEpoch = try resume.map { try ModelCheckpoint.read(path: $0).epoch }
+            let recorder = try RunRecorder(folder: runFolder, config: config.yaml(), resumedAfter: resumedEpoch)
+            trainer.report = { try recorder.record($0) }
+        }
+        do {
+            try trainer.run(resume: resume)
+        } catch var interrupted as TrainingInterrupted {
+            // The last checkpoint is the one this run wrote, or, before it wrote any, the one it resumed.
+            interrupted.checkpoint = interrupted.completedEpochs > (try resume.map { try ModelCheckpoint.read(path: $0).epoch } ?? 0)
+                ? checkpointPath : resume
+            throw interrupted
+        }
+        if let runFolder, let validationSet {
+            try finalPlots(runFolder, validation: validationSet)
+        }
         return model
+    }
+
+    /// The validation plots of the best model: plots.json and its SVGs, and for detection and
+    /// segmentation val_predictions.png (predictions beside the ground truth).
+    func finalPlots(_ folder: RunFolder, validation: Config.TaskDataset) throws {
+        let (best, _) = try Model<Config.TaskHead>.load(path: bestPath)
+        let c = best.configuration
+        let loader = DataLoader(validation, batchSize: Config.TaskHead.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
+        let metrics = try best.measure(loader)
+        let evaluation = best.head.evaluation(of: metrics, classes: c.classes)
+        let curves = best.head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
+        let data = PlotData(task: Config.TaskHead.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
+        try AtomicOutput.write(try JSONEncoder().encode(data), to: folder.plotDataPath)
+        try RunPlots.write(into: folder.path, results: try ResultsLog.read(path: folder.resultsPath, through: .max), data: data)
+        if let mosaic = try ValidationMosaic.make(best, validation) { try PNG.write(mosaic, to: folder.path + "/val_predictions.png") }
     }
 
     /// The backbone a new run starts from: none for `weights: none`; else the named file (a
@@ -168,7 +217,7 @@ public struct TrainingRun<Config: TaskTraining> {
     }
 
     /// "train.epochs: 8 stored, 10 given" for every key where two configurations differ.
-    static func differences(_ stored: Config, _ given: Config) -> String {
+    public static func differences(_ stored: Config, _ given: Config) -> String {
         guard let a = try? ConfigValue(encoding: stored), let b = try? ConfigValue(encoding: given) else { return "" }
         return a.leafPaths.compactMap { path -> String? in
             let x = a[path], y = b[path]
