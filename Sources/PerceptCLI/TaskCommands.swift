@@ -164,6 +164,8 @@ struct EvalArguments: ParsableArguments {
     var data: String?
     @Flag(help: "Print metrics as one JSON object.")
     var json = false
+    @Option(help: ArgumentHelp("Also write the plots of this evaluation to DIR (confusion matrices, PR and F1 curves, predictions beside ground truth), as a run folder holds them.", valueName: "DIR"))
+    var plots: String?
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
     @OptionGroup var settings: ConfigArguments
@@ -187,8 +189,21 @@ struct EvalArguments: ParsableArguments {
             throw DatasetError(dataset.path, "has \(dataset.classNames.count) classes, model \(self.model) has \(c.classes.count)")
         }
         let loader = DataLoader(dataset, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
-        let evaluation = try model.evaluate(loader)
+        let metrics = try model.measure(loader)
+        let evaluation = model.head.evaluation(of: metrics, classes: c.classes)
         print(json ? evaluation.json() : evaluation.table())
+        if let plots {
+            try FileManager.default.createDirectory(atPath: plots, withIntermediateDirectories: true)
+            let curves = model.head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
+            let data = PlotData(task: H.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
+            try AtomicOutput.write(try JSONEncoder().encode(data), to: plots + "/plots.json")
+            var written = try RunPlots.write(into: plots, results: nil, data: data)
+            if let mosaic = try ValidationMosaic.make(model, dataset) {
+                try PNG.write(mosaic, to: plots + "/val_predictions.png")
+                written.append(plots + "/val_predictions.png")
+            }
+            note("wrote plots to \(plots): " + written.map { ($0 as NSString).lastPathComponent }.joined(separator: ", "))
+        }
     }
 }
 

@@ -56,16 +56,19 @@ public enum RunPlots {
                 .init("smooth", zip(epochs, smoothed(values)).map { (x: $0, y: $1) }, color: SVGDocument.palette[1], width: 1.5, dashed: true),
             ])
             chart.legend = index == 0
+            chart.integerX = true
             chart.draw(into: &svg, x: Double(index % perRow) * panelWidth, y: Double(index / perRow) * panelHeight,
                        width: panelWidth, height: panelHeight)
         }
         return svg.render()
     }
 
-    /// A centred moving average over up to 5 epochs (fewer at the ends): the trend under the noise.
+    /// A centred moving average over up to 5 epochs (fewer at the ends, and none for short runs,
+    /// whose few points are the trend): the trend under the noise.
     static func smoothed(_ values: [Double]) -> [Double] {
-        values.indices.map { i in
-            let window = values[max(0, i - 2)...min(values.count - 1, i + 2)].filter(\.isFinite)
+        let half = min(2, max(0, (values.count - 1) / 4))
+        return values.indices.map { i in
+            let window = values[max(0, i - half)...min(values.count - 1, i + half)].filter(\.isFinite)
             return window.isEmpty ? .nan : window.reduce(0, +) / Double(window.count)
         }
     }
@@ -120,16 +123,25 @@ public enum RunPlots {
             let (x, y) = axes(curve)
             return LineChart.Series(curve.name, zip(x, y).map { (x: $0, y: $1) }, color: SVGDocument.palette[index % 10], width: 1)
         }
-        let mean = ClassCurves(name: "all classes", precision: average(curves.map(\.precision)), recall: average(curves.map(\.recall)),
+        // The mean over classes: of F1 at each confidence; of precision at each recall (each
+        // class's precision envelope, the best precision at that recall or beyond, as AP takes it).
+        let grid = ClassCurves.confidences
+        let mean = ClassCurves(name: "all classes", precision: average(curves.map { envelope($0, at: grid) }), recall: grid,
                                f1: average(curves.map(\.f1)))
         let (x, y) = axes(mean)
         let best = zip(ClassCurves.confidences, mean.f1).max { $0.1 < $1.1 }
         let label = title.hasPrefix("F1") ? String(format: "all classes %.2f at %.2f", best?.1 ?? 0, best?.0 ?? 0) : "all classes"
         series.append(.init(label, zip(x, y).map { (x: $0, y: $1) }, color: "#000", width: 3))
-        var svg = SVGDocument(width: 620, height: 460)
-        LineChart(title: title, xLabel: xLabel, yLabel: yLabel, series: series, xRange: 0...1, yRange: 0...1.02)
-            .draw(into: &svg, x: 0, y: 0, width: 620, height: 460)
+        var svg = SVGDocument(width: 780, height: 460)
+        var chart = LineChart(title: title, xLabel: xLabel, yLabel: yLabel, series: series, xRange: 0...1, yRange: 0...1.02)
+        chart.legendWidth = 170
+        chart.draw(into: &svg, x: 0, y: 0, width: 780, height: 460)
         return svg.render()
+    }
+
+    /// A class's best precision at recall `r` or more, for each `r` of `recalls`.
+    static func envelope(_ curve: ClassCurves, at recalls: [Double]) -> [Double] {
+        recalls.map { r in zip(curve.recall, curve.precision).filter { $0.0 >= r - 1e-12 }.map(\.1).max() ?? 0 }
     }
 
     static func average(_ rows: [[Double]]) -> [Double] {

@@ -81,6 +81,10 @@ public struct LineChart {
     /// Fixed axis ranges (nil: the data's, with a margin).
     public var xRange: ClosedRange<Double>?, yRange: ClosedRange<Double>?
     public var legend = true
+    /// Width kept right of the plot for the legend (0: the legend goes inside, top right).
+    public var legendWidth = 0.0
+    /// Ticks on whole numbers only (epochs).
+    public var integerX = false
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series],
                 xRange: ClosedRange<Double>? = nil, yRange: ClosedRange<Double>? = nil) {
@@ -90,14 +94,14 @@ public struct LineChart {
 
     /// Draws the chart in the box at (`x`, `y`) of `width` x `height`.
     public func draw(into svg: inout SVGDocument, x: Double, y: Double, width: Double, height: Double) {
-        let left = x + 48, right = x + width - 10, top = y + 24, bottom = y + height - 34
+        let left = x + 48, right = x + width - 10 - legendWidth, top = y + 24, bottom = y + height - 34
         let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
         let xr = xRange ?? Self.range(xs), yr = yRange ?? Self.range(ys, margin: 0.05)
         func px(_ v: Double) -> Double { left + (v - xr.lowerBound) / max(xr.upperBound - xr.lowerBound, 1e-12) * (right - left) }
         func py(_ v: Double) -> Double { bottom - (v - yr.lowerBound) / max(yr.upperBound - yr.lowerBound, 1e-12) * (bottom - top) }
         svg.text(title, x: (left + right) / 2, y: y + 15, size: 12, anchor: "middle", bold: true)
         svg.rect(x: left, y: top, width: right - left, height: bottom - top, fill: "none", stroke: "#444")
-        for tick in Self.ticks(xr) {
+        for tick in Self.ticks(xr) where !integerX || tick == tick.rounded() {
             svg.line(x1: px(tick), y1: bottom, x2: px(tick), y2: bottom + 4, stroke: "#444")
             svg.line(x1: px(tick), y1: top, x2: px(tick), y2: bottom, stroke: "#eee")
             svg.text(Self.label(tick), x: px(tick), y: bottom + 15, size: 9, anchor: "middle")
@@ -115,10 +119,11 @@ public struct LineChart {
         }
         guard legend else { return }
         let named = series.filter { !$0.name.isEmpty && $0.opacity >= 1 }
-        for (i, s) in named.prefix(12).enumerated() {
-            let ly = top + 10 + Double(i) * 12
-            svg.line(x1: right - 110, y1: ly - 3, x2: right - 95, y2: ly - 3, stroke: s.color, width: 2)
-            svg.text(s.name, x: right - 91, y: ly, size: 9)
+        let legendX = legendWidth > 0 ? right + 12 : right - 110
+        for (i, s) in named.prefix(24).enumerated() {
+            let ly = top + 10 + Double(i) * 13
+            svg.line(x1: legendX, y1: ly - 3, x2: legendX + 15, y2: ly - 3, stroke: s.color, width: 2)
+            svg.text(s.name, x: legendX + 19, y: ly, size: 9)
         }
     }
 
