@@ -84,8 +84,10 @@ final class EndToEndTests: XCTestCase {
             return Double(line[range.upperBound...].prefix(while: { !$0.isWhitespace }))
         }
         XCTAssertEqual(epochValues.count, 8, "log:\n" + lines.joined(separator: "\n"))
+        // "...; best val mAP 0.9876 at epoch 7": the highest, at the first epoch that reached it.
+        let bestEpoch = try XCTUnwrap(epochValues.firstIndex(of: try XCTUnwrap(epochValues.max()))) + 1
         XCTAssertEqual(lines.last?.components(separatedBy: "best val mAP ").last,
-                       String(format: "%.4f", try XCTUnwrap(epochValues.max())))
+                       String(format: "%.4f at epoch %d", try XCTUnwrap(epochValues.max()), bestEpoch))
 
         let (tagger, _) = try Tagger.load(path: folder.file("tagger.h5"))
         let metrics = try tagger.measure(validationLoader)
