@@ -15,7 +15,10 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(PNG JPEG EXIF Mask IDX COCO Tags HDF5)
 
-swift build --package-path Fuzz -c release --sanitize=fuzzer -Xswiftc -enable-testing >/dev/null
+# swift build reports compile errors on stdout: keep it, and show it when the build fails.
+mkdir -p Fuzz/.build
+swift build --package-path Fuzz -c release --sanitize=fuzzer -Xswiftc -enable-testing >Fuzz/.build/build.log 2>&1 \
+    || { cat Fuzz/.build/build.log; echo "fuzz.sh: the fuzz targets did not build" >&2; exit 1; }
 bin="$(swift build --package-path Fuzz -c release --show-bin-path)"
 state=Fuzz/.build
 scratch="$(mktemp -d)"
