@@ -1,0 +1,241 @@
+import PerceptCore
+import PerceptDatasets
+import Foundation
+
+/// Percept models as ONNX (opset 17, IR version 8), so they run in onnxruntime, on a phone, in
+/// a browser or a C++ service. The input is `images`, float32 [N, C, H, W] of pixels / 255 (as
+/// Ultralytics' exports take them); the model's normalisation is the graph's first two nodes.
+/// Batch norm is folded into the convolutions before it. Outputs: classification
+/// `probabilities` [N, classes]; tagging `scores` [N, tags] (sigmoid); segmentation `scores`
+/// [N, classes, H, W] (softmax, at the input's size); detection, the dense window scorer over one
+/// pyramid level, `scores` [N, classes + 1, H', W'] (softmax over background and classes) and
+/// `deltas` [N, 4, H', W'] (R-CNN deltas against each window's square). Decoding (thresholds,
+/// the pyramid, NMS, second looks, flip averaging) stays in the host program: docs/export.md.
+public enum ONNXExport {
+    /// The ONNX file of `model`.
+    public static func export<H: Head>(_ model: Model<H>) throws -> Data {
+        let c = model.configuration
+        var graph = ONNXGraph()
+        let images = graph.name("images")
+        // The model's own normalisation: (x - mean) / std, per channel.
+        let mean = graph.constant("mean", c.mean, dims: [1, c.inputChannels, 1, 1])
+        let std = graph.constant("std", c.std, dims: [1, c.inputChannels, 1, 1])
+        let normalised = graph.node("Div", [graph.node("Sub", [images, mean]), std], output: "normalised")
+        let features = try backbone(model.backbone, input: normalised, into: &graph)
+        let outputs = try head(model.head, features: features, into: &graph)
+        let fullyConvolutional = H.task == .detection || H.task == .segmentation
+        let inputDims: [ONNXGraph.Dimension] = [.symbol("N"), .value(c.inputChannels),
+                                                fullyConvolutional ? .symbol("H") : .value(c.inputHeight),
+                                                fullyConvolutional ? .symbol("W") : .value(c.inputWidth)]
+        let metadata: [(String, String)] = [
+            ("task", H.task.rawValue), ("classes", json(c.classes)), ("input_channels", String(c.inputChannels)),
+            ("input_height", String(c.inputHeight)), ("input_width", String(c.inputWidth)),
+            ("mean", json(c.mean.map(Double.init))), ("std", json(c.std.map(Double.init))),
+            ("input_scale", "pixels / 255"), ("percept_version", PerceptVersion.current),
+            ("percept_model", c.json()),
+        ]
+        return graph.model(inputs: [(images, inputDims)], outputs: outputs, metadata: metadata, producerVersion: PerceptVersion.current)
+    }
+
+    /// What the exported graph computes for `pixels` ([N, C, H, W], values / 255), computed by
+    /// Percept: the outputs by name, in the graph's order (the test data of an export).
+    public static func outputs<H: Head>(_ model: Model<H>, pixels: Tensor) -> [(name: String, tensor: Tensor)] {
+        let c = model.configuration
+        let normalised = Tensor.uninitialized(pixels.shape)
+        let plane = pixels.shape[2] * pixels.shape[3]
+        for n in 0..<pixels.shape[0] {
+            for ch in 0..<c.inputChannels {
+                let base = (n * c.inputChannels + ch) * plane
+                for p in 0..<plane { normalised.pointer[base + p] = (pixels.pointer[base + p] - c.mean[ch]) / c.std[ch] }
+            }
+        }
+        model.setMode(.inference)
+        let raw = model(normalised)
+        switch H.task {
+        case .classification: return [("probabilities", raw.softmax(axis: 1))]
+        case .tagging: return [("scores", raw.sigmoid())]
+        case .segmentation: return [("scores", raw.softmax(axis: 1))]
+        case .detection:
+            let k = raw.shape[1] - 4
+            return [("scores", raw.channels(0..<k).softmax(axis: 1)), ("deltas", raw.channels(k..<raw.shape[1]))]
+        }
+    }
+
+    /// A float32 tensor as a serialised ONNX TensorProto (an `input_0.pb` or `output_0.pb`).
+    public static func tensorFile(name: String, _ tensor: Tensor) -> Data {
+        UnsafeBufferPointer(start: tensor.pointer, count: tensor.count).withMemoryRebound(to: Float.self) {
+            ONNXGraph.tensorFile(name: name, dims: tensor.shape, values: $0)
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    // MARK: Backbones
+
+    /// The backbone's maps by name (`input`, `stem`, `stage1`, ...) as graph tensor names.
+    static func backbone(_ backbone: any Backbone, input: String, into graph: inout ONNXGraph) throws -> [String: String] {
+        var maps = ["input": input]
+        if let plain = backbone as? PlainCNN {
+            var h = input
+            for (index, conv) in plain.convs.enumerated() {
+                h = convolution(conv, norm: nil, h, into: &graph, name: "stage\(index + 1)_conv")
+                h = graph.node("MaxPool", [h], [.ints("kernel_shape", [2, 2]), .ints("strides", [2, 2])])
+                h = graph.node("Relu", [h], output: "stage\(index + 1)")
+                maps["stage\(index + 1)"] = h
+            }
+            return maps
+        }
+        if let resnet = backbone as? ResNet {
+            var h: String
+            if resnet.configuration.poolsStem {
+                // The pool sits between the convolution and its batch norm: no folding across it.
+                h = convolution(resnet.stem, norm: nil, input, into: &graph, name: "stem_conv")
+                h = graph.node("MaxPool", [h], [.ints("kernel_shape", [2, 2]), .ints("strides", [2, 2])])
+                h = batchNorm(resnet.stemNorm, h, into: &graph)
+            } else {
+                h = convolution(resnet.stem, norm: resnet.stemNorm, input, into: &graph, name: "stem_conv")
+            }
+            h = graph.node("Relu", [h], output: "stem")
+            maps["stem"] = h
+            for (index, stage) in resnet.stages.enumerated() {
+                for (b, block) in stage.blocks.enumerated() {
+                    let prefix = "stage\(index + 1)_block\(b + 1)"
+                    var y = graph.node("Relu", [convolution(block.conv1, norm: block.bn1, h, into: &graph, name: prefix + "_conv1")])
+                    y = convolution(block.conv2, norm: block.bn2, y, into: &graph, name: prefix + "_conv2")
+                    let shortcut = block.projection.map { convolution($0, norm: block.projectionNorm, h, into: &graph, name: prefix + "_projection") } ?? h
+                    h = graph.node("Relu", [graph.node("Add", [y, shortcut])], output: prefix)
+                }
+                maps["stage\(index + 1)"] = h
+            }
+            return maps
+        }
+        throw ModelError("ONNX export: the backbone \(type(of: backbone)) has no ONNX form")
+    }
+
+    /// `conv` (and a batch norm after it, folded into its weights and bias) as a Conv node.
+    static func convolution(_ conv: Conv2D, norm: BatchNorm2D?, _ input: String, into graph: inout ONNXGraph, name: String) -> String {
+        let shape = conv.weight.value.shape   // [out, in / groups, k, k]
+        var weights = conv.weight.value.scalars
+        var bias = conv.bias?.value.scalars ?? [Float](repeating: 0, count: shape[0])
+        if let norm {
+            let per = weights.count / shape[0]
+            let gamma = norm.weight.value.scalars, beta = norm.bias.value.scalars
+            let mean = norm.runningMean.value.scalars, variance = norm.runningVariance.value.scalars
+            for o in 0..<shape[0] {
+                let scale = gamma[o] / (variance[o] + norm.epsilon).squareRoot()
+                for i in 0..<per { weights[o * per + i] *= scale }
+                bias[o] = (bias[o] - mean[o]) * scale + beta[o]
+            }
+        }
+        let w = graph.constant(name + "_weight", weights, dims: shape)
+        let b = graph.constant(name + "_bias", bias, dims: [shape[0]])
+        let pad = conv.padding
+        return graph.node("Conv", [input, w, b], [.ints("kernel_shape", [shape[2], shape[3]]), .ints("strides", [conv.stride, conv.stride]),
+                                                 .ints("pads", [pad, pad, pad, pad]), .int("group", conv.groups)], output: name)
+    }
+
+    static func batchNorm(_ norm: BatchNorm2D, _ input: String, into graph: inout ONNXGraph) -> String {
+        let channels = norm.weight.value.count
+        return graph.node("BatchNormalization", [input, graph.constant("bn_scale", norm.weight.value.scalars, dims: [channels]),
+                                                 graph.constant("bn_bias", norm.bias.value.scalars, dims: [channels]),
+                                                 graph.constant("bn_mean", norm.runningMean.value.scalars, dims: [channels]),
+                                                 graph.constant("bn_var", norm.runningVariance.value.scalars, dims: [channels])],
+                          [.float("epsilon", norm.epsilon)])
+    }
+
+    /// A Linear layer as a 1x1 convolution's node (for per-position scores).
+    static func pointwise(_ layer: Linear, _ input: String, into graph: inout ONNXGraph, name: String) -> String {
+        let (out, inputs) = (layer.weight.value.shape[0], layer.weight.value.shape[1])
+        let w = graph.constant(name + "_weight", layer.weight.value.scalars, dims: [out, inputs, 1, 1])
+        let b = graph.constant(name + "_bias", layer.bias?.value.scalars ?? [Float](repeating: 0, count: out), dims: [out])
+        return graph.node("Conv", [input, w, b], [.ints("kernel_shape", [1, 1])], output: name)
+    }
+
+    static func gemm(_ layer: Linear, _ input: String, into graph: inout ONNXGraph, name: String) -> String {
+        let (out, inputs) = (layer.weight.value.shape[0], layer.weight.value.shape[1])
+        let w = graph.constant(name + "_weight", layer.weight.value.scalars, dims: [out, inputs])
+        let b = graph.constant(name + "_bias", layer.bias?.value.scalars ?? [Float](repeating: 0, count: out), dims: [out])
+        return graph.node("Gemm", [input, w, b], [.int("transB", 1)], output: name)
+    }
+
+    /// `x` resized bilinearly (half-pixel centres, as Percept's upsampling) to the spatial size
+    /// of `like`, its batch and channels kept.
+    static func resize(_ x: String, like: String, into graph: inout ONNXGraph) -> String {
+        let zero = graph.int64s("zero", [0]), two = graph.int64s("two", [2]), four = graph.int64s("four", [4])
+        let batchAndChannels = graph.node("Slice", [graph.node("Shape", [x]), zero, two])
+        let spatial = graph.node("Slice", [graph.node("Shape", [like]), two, four])
+        let sizes = graph.node("Concat", [batchAndChannels, spatial], [.int("axis", 0)])
+        return graph.node("Resize", [x, "", "", sizes], [.string("mode", "linear"), .string("coordinate_transformation_mode", "half_pixel")])
+    }
+
+    // MARK: Heads
+
+    /// The head's graph and the model's outputs (name, dims).
+    static func head<H: Head>(_ head: H, features: [String: String], into graph: inout ONNXGraph) throws -> [(name: String, dims: [ONNXGraph.Dimension])] {
+        if let vector = head as? VectorHeadLayers {
+            let logits = try vectorLogits(vector, features: features, into: &graph)
+            let k = vector.layout.outputs
+            if head is ClassificationHead {
+                graph.node("Softmax", [logits], [.int("axis", 1)], output: "probabilities")
+                return [("probabilities", [.symbol("N"), .value(k)])]
+            }
+            graph.node("Sigmoid", [logits], output: "scores")
+            return [("scores", [.symbol("N"), .value(k)])]
+        }
+        if let window = head as? WindowHead {
+            let a = window.architecture
+            var h = convolution(window.hiddenLayer, norm: nil, features[a.input]!, into: &graph, name: "window_hidden")
+            h = graph.node("Relu", [h])
+            h = convolution(window.output, norm: nil, h, into: &graph, name: "window_output")
+            let k = a.classes + 1
+            let axis = graph.int64s("channel_axis", [1])
+            let classes = graph.node("Slice", [h, graph.int64s("from", [0]), graph.int64s("to", [k]), axis])
+            graph.node("Softmax", [classes], [.int("axis", 1)], output: "scores")
+            graph.node("Slice", [h, graph.int64s("from", [k]), graph.int64s("to", [k + 4]), axis], output: "deltas")
+            return [("scores", [.symbol("N"), .value(k), .symbol("positions_down"), .symbol("positions_across")]),
+                    ("deltas", [.symbol("N"), .value(4), .symbol("positions_down"), .symbol("positions_across")])]
+        }
+        if let segmenter = head as? SegmentationHead {
+            let a = segmenter.architecture
+            var h = convolution(segmenter.classifier, norm: nil, features[a.deepest]!, into: &graph, name: "class_scores")
+            for (index, (score, name)) in zip(segmenter.skipScores, a.skips).enumerated() {
+                let skip = features[name]!
+                h = graph.node("Add", [resize(h, like: skip, into: &graph), convolution(score, norm: nil, skip, into: &graph, name: "skip\(index + 1)_scores")])
+            }
+            let input = features["input"]!
+            h = resize(h, like: input, into: &graph)
+            if let refinement = segmenter.refinement {
+                let edges = graph.node("Relu", [convolution(refinement.edges, norm: nil, input, into: &graph, name: "refine_edges")])
+                let mixed = graph.node("Relu", [convolution(refinement.mix, norm: nil, graph.node("Concat", [h, edges], [.int("axis", 1)]),
+                                                            into: &graph, name: "refine_mix")])
+                h = graph.node("Add", [h, convolution(refinement.output, norm: nil, mixed, into: &graph, name: "refine_output")])
+            }
+            graph.node("Softmax", [h], [.int("axis", 1)], output: "scores")
+            return [("scores", [.symbol("N"), .value(a.classes), .symbol("H"), .symbol("W")])]
+        }
+        throw ModelError("ONNX export: the head \(type(of: head)) has no ONNX form")
+    }
+
+    /// A vector head's logits [N, outputs] from its map.
+    static func vectorLogits(_ head: VectorHeadLayers, features: [String: String], into graph: inout ONNXGraph) throws -> String {
+        let x = features[head.inputMap.name]!
+        if head.layout.pooling == .scoreMax {
+            // Every position scored by the layers, then each output's maximum over positions.
+            var h = x
+            if let hidden = head.hiddenLayer { h = graph.node("Relu", [pointwise(hidden, h, into: &graph, name: "hidden")]) }
+            h = pointwise(head.output, h, into: &graph, name: "position_scores")
+            return graph.node("Flatten", [graph.node("GlobalMaxPool", [h])], [.int("axis", 1)], output: "logits")
+        }
+        var h: String
+        switch head.layout.pooling {
+        case .global: h = graph.node("Flatten", [graph.node("GlobalAveragePool", [x])], [.int("axis", 1)])
+        case .globalMax: h = graph.node("Flatten", [graph.node("GlobalMaxPool", [x])], [.int("axis", 1)])
+        case .flatten: h = graph.node("Flatten", [x], [.int("axis", 1)])
+        case .scoreMax: fatalError("handled above")
+        }
+        if let hidden = head.hiddenLayer { h = graph.node("Relu", [gemm(hidden, h, into: &graph, name: "hidden")]) }
+        return gemm(head.output, h, into: &graph, name: "logits")
+    }
+}

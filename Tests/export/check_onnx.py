@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Exports every shipped model with the built `percept`, with ONNX test data sets of the sample
+images (Percept's own outputs), then checks each file with onnx's full checker and runs it with
+onnxruntime: every output within 1e-4 of Percept's. Needs: pip install onnx onnxruntime.
+
+Usage: python3 Tests/export/check_onnx.py PERCEPT [OUTPUT_FOLDER]
+"""
+import glob, json, os, subprocess, sys, tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+percept = os.path.abspath(sys.argv[1])
+out = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="percept-onnx-")
+os.makedirs(out, exist_ok=True)
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+passes = failures = 0
+
+
+def check(name, ok, detail=""):
+    global passes, failures
+    print(f"{'ok' if ok else 'FAIL'}: {name}" + (f" ({detail})" if detail else ""))
+    passes += ok
+    failures += not ok
+
+
+def samples(folder, count):
+    return sorted(glob.glob(f"{root}/samples/{folder}/*.png"))[:count]
+
+
+models = [("fashion-classifier", "fashion", 6), ("fashion-classifier-long", "fashion", 3), ("fashion-window-classifier", "fashion", 3),
+          ("fashion-tagger", "canvases", 4), ("fashion-segmenter", "segmentation", 4), ("fashion-detector", "scenes", 2)]
+for name, folder, count in models:
+    path = f"{out}/{name}.onnx"
+    subprocess.run([percept, "export", "--model", f"{root}/models/{name}.h5", "-o", path, "--force",
+                    "--test-data", *samples(folder, count)], check=True, capture_output=True)
+    model = onnx.load(path)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        check(f"{name}: onnx.checker (full)", True)
+    except Exception as error:  # noqa: BLE001
+        check(f"{name}: onnx.checker (full)", False, str(error).splitlines()[0])
+    metadata = {p.key: p.value for p in model.metadata_props}
+    check(f"{name}: metadata", {"task", "classes", "input_channels", "mean", "std", "percept_version"} <= set(metadata), str(sorted(metadata)))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    for folder_path in sorted(glob.glob(f"{out}/{name}.test_data/test_data_set_*")):
+        read = lambda f: numpy_helper.to_array(onnx.TensorProto.FromString(open(f, "rb").read()))
+        images = read(f"{folder_path}/input_0.pb")
+        got = session.run(None, {"images": images})
+        for k, output in enumerate(names):
+            expected = read(f"{folder_path}/output_{k}.pb")
+            difference = float(np.abs(got[k] - expected).max())
+            check(f"{name} {os.path.basename(folder_path)} {output} {list(got[k].shape)}: max |onnxruntime - percept| {difference:.2e}",
+                  got[k].shape == expected.shape and difference <= 1e-4)
+    # Any batch size; any image size for the fully convolutional exports.
+    inputs = session.get_inputs()[0].shape
+    check(f"{name}: dynamic batch", isinstance(inputs[0], str), str(inputs))
+    if metadata["task"] in ("detection", "segmentation"):
+        check(f"{name}: dynamic height and width", isinstance(inputs[2], str) and isinstance(inputs[3], str), str(inputs))
+        channels = int(metadata["input_channels"])
+        outputs = session.run(None, {"images": np.random.default_rng(0).random((2, channels, 72, 100), dtype=np.float32)})
+        check(f"{name}: a batch of two 100x72 images runs", outputs[0].shape[0] == 2, str([o.shape for o in outputs]))
+
+print(f"onnx: {passes} passed, {failures} failed")
+sys.exit(1 if failures else 0)
