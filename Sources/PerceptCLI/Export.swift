@@ -65,8 +65,8 @@ struct Export: ParsableCommand {
             if image.width != c.inputWidth || image.height != c.inputHeight { image = image.resized(width: c.inputWidth, height: c.inputHeight) }
         } else if let side = (model.head as? WindowHead)?.settings.maxSide ?? (model.head as? SegmentationHead)?.settings.maxSide,
                   max(image.width, image.height) > side {
-            let scale = Double(side) / Double(max(image.width, image.height))
-            image = image.resized(width: max(1, Int((Double(image.width) * scale).rounded())), height: max(1, Int((Double(image.height) * scale).rounded())))
+            let size = predictionSize(width: image.width, height: image.height, maxSide: side)
+            image = image.resized(width: size.width, height: size.height)
         }
         return normalisedTensor(image, mean: Array(repeating: 0, count: c.inputChannels), std: Array(repeating: 1, count: c.inputChannels))
     }

@@ -717,3 +717,34 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(result.standardError.contains("\r"), "no redrawn line when stderr is not a terminal")
     }
 }
+
+/// `percept export` refuses what it cannot write well, before it writes anything.
+final class ExportCLITests: XCTestCase {
+    func testExportWritesOnlyOnnxFilesAndNeverReplacesOneWithoutForce() throws {
+        let scratch = Scratch()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let model = root.appendingPathComponent("models/fashion-classifier.h5").path
+        let wrongSuffix = try percept(["export", "--model", model, "-o", scratch.file("model.h5")])
+        XCTAssertNotEqual(wrongSuffix.status, 0)
+        XCTAssertTrue(wrongSuffix.standardError.contains(".onnx"), wrongSuffix.standardError)
+
+        let output = scratch.file("model.onnx")
+        let first = try percept(["export", "--model", model, "-o", output])
+        XCTAssertEqual(first.status, 0, first.standardError)
+        let written = try Data(contentsOf: URL(fileURLWithPath: output))
+        XCTAssertGreaterThan(written.count, 1000)
+        let again = try percept(["export", "--model", model, "-o", output])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertEqual(again.errorLines.count, 1, again.standardError)
+        XCTAssertTrue(again.errorLines[0].contains(output) && again.errorLines[0].contains("--force"), again.errorLines[0])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: output)), written)
+
+        let notAModel = scratch.file("notes.h5")
+        try Data("not HDF5".utf8).write(to: URL(fileURLWithPath: notAModel))
+        let bad = try percept(["export", "--model", notAModel, "-o", scratch.file("bad.onnx")])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.errorLines.count, 1, bad.standardError)
+        XCTAssertTrue(bad.errorLines[0].contains(notAModel), bad.errorLines[0])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("bad.onnx")))
+    }
+}

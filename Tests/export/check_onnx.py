@@ -64,5 +64,26 @@ for name, folder, count in models:
         outputs = session.run(None, {"images": np.random.default_rng(0).random((2, channels, 72, 100), dtype=np.float32)})
         check(f"{name}: a batch of two 100x72 images runs", outputs[0].shape[0] == 2, str([o.shape for o in outputs]))
 
+# The host program of docs/export.md: the exported detector in onnxruntime with the pyramid, NMS
+# and second looks in Python gives `percept detect predict`'s detections, with the model's own
+# recipe and with second looks off.
+scenes = samples("scenes", 100)
+for recipe in ([], ["--set", "refinements=0"]):
+    label = " ".join(recipe[1:]) or "model's recipe"
+    subprocess.run([percept, "detect", "predict", "--model", f"{root}/models/fashion-detector.h5", *scenes, "--force",
+                    "-o", f"{out}/percept.json", *recipe], check=True, capture_output=True)
+    subprocess.run([sys.executable, f"{root}/scripts/onnx_detect.py", f"{out}/fashion-detector.onnx", *scenes,
+                    "-o", f"{out}/onnx.json", *recipe], check=True)
+    expected, got = json.load(open(f"{out}/percept.json")), json.load(open(f"{out}/onnx.json"))
+    check(f"onnx_detect.py ({label}): as many detections as percept detect predict", len(got) == len(expected) > 0,
+          f"{len(got)} and {len(expected)}")
+    same = [a["image_id"] == b["image_id"] and a["category_id"] == b["category_id"] and a["file_name"] == b["file_name"]
+            for a, b in zip(got, expected)]
+    check(f"onnx_detect.py ({label}): the same images and classes in the same order", all(same), f"{same.count(False)} differ")
+    box = max((abs(p - q) for a, b in zip(got, expected) for p, q in zip(a["bbox"], b["bbox"])), default=0)
+    score = max((abs(a["score"] - b["score"]) for a, b in zip(got, expected)), default=0)
+    check(f"onnx_detect.py ({label}): boxes within 1e-3 (max {box:.2e}), scores within 1e-4 (max {score:.2e})",
+          box <= 1e-3 and score <= 1e-4)
+
 print(f"onnx: {passes} passed, {failures} failed")
 sys.exit(1 if failures else 0)

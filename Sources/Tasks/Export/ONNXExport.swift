@@ -33,7 +33,7 @@ public enum ONNXExport {
             ("mean", json(c.mean.map(Double.init))), ("std", json(c.std.map(Double.init))),
             ("input_scale", "pixels / 255"), ("percept_version", PerceptVersion.current),
             ("percept_model", c.json()),
-        ]
+        ] + detectionGeometry(model.head)
         return graph.model(inputs: [(images, inputDims)], outputs: outputs, metadata: metadata, producerVersion: PerceptVersion.current)
     }
 
@@ -66,6 +66,17 @@ public enum ONNXExport {
         UnsafeBufferPointer(start: tensor.pointer, count: tensor.count).withMemoryRebound(to: Float.self) {
             ONNXGraph.tensorFile(name: name, dims: tensor.shape, values: $0)
         }
+    }
+
+    /// What a host program needs to decode a detector's dense outputs: the window, the stride
+    /// between windows, the padding of each pyramid level and the box coder.
+    static func detectionGeometry(_ head: some Head) -> [(String, String)] {
+        guard let window = head as? WindowHead else { return [] }
+        let coder = WindowHead.coder
+        return [("window", String(window.architecture.window)), ("stride", String(window.stride)),
+                ("level_padding", String(window.levelPadding)),
+                ("delta_weights", json([coder.weights.x, coder.weights.y, coder.weights.width, coder.weights.height].map(Double.init))),
+                ("delta_max_log_scale", String(coder.maximumLogScale))]
     }
 
     static func json<T: Encodable>(_ value: T) -> String {

@@ -39,11 +39,20 @@ extension Model where H: AnySizeHead {
     /// The size an image of `width` x `height` is predicted at: itself, or scaled down so that
     /// its longer side is `maxSide` (aspect kept, sides rounded).
     public func predictionSize(width: Int, height: Int) -> (width: Int, height: Int) {
-        let side = head.maxSide, longer = Swift.max(width, height)
-        guard longer > side else { return (width, height) }
-        let scale = Double(side) / Double(longer)
-        return (Swift.max(1, Int((Double(width) * scale).rounded())), Swift.max(1, Int((Double(height) * scale).rounded())))
+        PerceptTasks.predictionSize(width: width, height: height, maxSide: head.maxSide)
     }
+}
+
+/// An image of `width` x `height` as prediction sees it: itself, or scaled down so that its
+/// longer side is `maxSide` (aspect kept, sides rounded).
+public func predictionSize(width: Int, height: Int, maxSide side: Int) -> (width: Int, height: Int) {
+    let longer = Swift.max(width, height)
+    guard longer > side else { return (width, height) }
+    let scale = Double(side) / Double(longer)
+    return (Swift.max(1, Int((Double(width) * scale).rounded())), Swift.max(1, Int((Double(height) * scale).rounded())))
+}
+
+extension Model where H: AnySizeHead {
 
     /// Predictions for images as read (any size, any channels), in the images' own pixels: each
     /// is converted by the colour rule, scaled down (area-averaging) where it is larger than
