@@ -28,6 +28,8 @@ struct Export: ParsableCommand {
         case .tagging?: try export(TaggingHead.self)
         case .detection?: try export(WindowHead.self)
         case .segmentation?: try export(SegmentationHead.self)
+        case nil where task == MultiTaskConfiguration.task:
+            throw DatasetError(model, "is a multi-task model; ONNX export takes single-task models for now")
         case nil: throw DatasetError(model, "is a model of task '\(task)', which Percept does not know")
         }
     }

@@ -748,3 +748,39 @@ final class ExportCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("bad.onnx")))
     }
 }
+
+/// A multi-task model file serves every command that takes a model of one of its heads.
+final class MultiTaskFileCLITests: XCTestCase {
+    func testTaskCommandsTakeTheirHeadOfAMultiTaskFile() throws {
+        let scratch = Scratch()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let detector = root.appendingPathComponent("models/fashion-detector.h5").path
+        let (model, _) = try MultiTaskModel.load(path: detector)
+        let multi = scratch.file("multi.h5")
+        try model.save(to: multi)
+        let scene = root.appendingPathComponent("samples/scenes/00.png").path
+        var outputs: [String] = []
+        for file in [detector, multi] {
+            let output = scratch.file("\(outputs.count).json")
+            let result = try percept(["detect", "predict", "--model", file, scene, "-o", output, "--set", "refinements=1"])
+            XCTAssertEqual(result.status, 0, result.standardError)
+            outputs.append(try String(contentsOfFile: output, encoding: .utf8))
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        XCTAssertTrue(outputs[0].contains("\"bbox\""), outputs[0])
+
+        let inspected = try percept(["inspect", multi])
+        XCTAssertEqual(inspected.status, 0, inspected.standardError)
+        XCTAssertTrue(inspected.standardOutput.contains("task multi") && inspected.standardOutput.contains("detection.output.weight"),
+                      inspected.standardOutput)
+
+        let classify = try percept(["classify", "predict", "--model", multi, scene])
+        XCTAssertNotEqual(classify.status, 0)
+        XCTAssertEqual(classify.errorLines.count, 1, classify.standardError)
+        XCTAssertTrue(classify.errorLines[0].contains(multi) && classify.errorLines[0].contains("detection"), classify.errorLines[0])
+
+        let export = try percept(["export", "--model", multi, "-o", scratch.file("multi.onnx")])
+        XCTAssertNotEqual(export.status, 0)
+        XCTAssertTrue(export.errorLines.first?.contains("multi-task") ?? false, export.standardError)
+    }
+}

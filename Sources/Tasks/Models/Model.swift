@@ -151,6 +151,16 @@ public final class Model<H: Head>: Module, TrainableModel {
         base = configuration
     }
 
+    /// A model of `backbone` and `head` as they are, shared and not copied: one head of a
+    /// multi-task model seen as a single-task model.
+    init(sharing backbone: any Backbone, head: H, configuration: ModelConfiguration<H>) {
+        self.backbone = backbone
+        self.head = head
+        let wanted = Set(head.inputs)
+        deepestInput = backbone.featureInfo.last { wanted.contains($0.name) }?.name
+        base = configuration
+    }
+
     /// The model's full description, the head's current settings included.
     public var configuration: ModelConfiguration<H> {
         var c = base
@@ -246,6 +256,14 @@ public final class Model<H: Head>: Module, TrainableModel {
     /// the weights.
     public static func load(path: String) throws -> (Model, ModelCheckpoint) {
         let checkpoint = try ModelCheckpoint.read(path: path)
+        if checkpoint.task == MultiTaskConfiguration.task {
+            // A multi-task file: its head of this task, on the shared backbone.
+            let multi = try MultiTaskModel.load(checkpoint, path: path)
+            guard let model = multi.model(H.self) else {
+                throw DatasetError(path, "is a multi-task model with heads \(multi.tasks.map(\.rawValue)), none for \(H.task.rawValue)")
+            }
+            return (model, checkpoint)
+        }
         let task: VisionTask
         do {
             task = try JSONDecoder().decode(TaskField.self, from: Data(checkpoint.architecture.utf8)).task

@@ -23,7 +23,8 @@ public struct PretrainedBackbone {
     private struct Description: Decodable {
         var backbone: BackboneConfiguration
         var mean: [Float], std: [Float]
-        var classes: [String]
+        /// Absent from multi-task files, whose classes are each head's.
+        var classes: [String]?
     }
 
     /// Reads the backbone of the model file at `path` (of any task).
@@ -48,7 +49,7 @@ public struct PretrainedBackbone {
         self.path = path
         configuration = description.backbone
         mean = description.mean; std = description.std
-        task = checkpoint.task; classes = description.classes
+        task = checkpoint.task; classes = description.classes ?? []
         parameters = tensors(checkpoint.parameters, under: ModelPath.backbone)
         buffers = tensors(checkpoint.buffers, under: ModelPath.backbone)
         headParameters = tensors(checkpoint.parameters, under: ModelPath.head)
