@@ -8,7 +8,7 @@ struct Percept: ParsableCommand {
         commandName: "percept",
         abstract: "Multi-task computer vision: classification, tagging, detection, segmentation.",
         discussion: "Commands are shaped `percept TASK MODE`, e.g. `percept classify train --data train.h5 -o model.h5`. Every setting without a flag of its own is a key of the task's configuration: `--show-config` prints them all, `--set KEY=VALUE` and `--config FILE` change them.",
-        subcommands: [Classify.self, Tag.self, Detect.self, Segment.self, Convert.self, Compose.self, Inspect.self, Plot.self, Export.self, Bench.self])
+        subcommands: [Classify.self, Tag.self, Detect.self, Segment.self, Convert.self, Compose.self, Inspect.self, Plot.self, Export.self, Multi.self, Bench.self])
 
     @Flag(help: "Print the version and exit.")
     var version = false

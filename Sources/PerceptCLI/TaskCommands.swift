@@ -179,18 +179,9 @@ struct EvalArguments: ParsableArguments {
         try useThreads(threads)
         guard let model = try loadModel(self.model, H.self, settings) else { return }
         let dataset = try open(data!)
+        try check(dataset, fits: model, named: self.model)
         let c = model.configuration
-        // Detection scores whole scenes at any size; the other heads need the model's input size.
-        let sizes = H.task == .detection || (dataset.height == c.inputHeight && dataset.width == c.inputWidth)
-        guard dataset.channels == c.inputChannels, sizes else {
-            throw DatasetError(dataset.path, "images are \(dataset.channels)x\(dataset.height)x\(dataset.width), model \(self.model) expects \(c.inputChannels)x\(c.inputHeight)x\(c.inputWidth)")
-        }
-        guard dataset.classNames.count == c.classes.count else {
-            throw DatasetError(dataset.path, "has \(dataset.classNames.count) classes, model \(self.model) has \(c.classes.count)")
-        }
-        let loader = DataLoader(dataset, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
-        let metrics = try model.measure(loader)
-        let evaluation = model.head.evaluation(of: metrics, classes: c.classes)
+        let (evaluation, metrics) = try runEvaluation(model, on: dataset)
         print(json ? evaluation.json() : evaluation.table())
         if let plots {
             try FileManager.default.createDirectory(atPath: plots, withIntermediateDirectories: true)
@@ -205,6 +196,27 @@ struct EvalArguments: ParsableArguments {
             note("wrote plots to \(plots): " + written.map { ($0 as NSString).lastPathComponent }.joined(separator: ", "))
         }
     }
+}
+
+/// Throws unless `dataset`'s images and classes fit `model` (read from `path`): detection
+/// scores whole scenes at any size, the other heads need the model's input size.
+func check<H: Head>(_ dataset: some ImageDataset, fits model: Model<H>, named path: String) throws {
+    let c = model.configuration
+    let sizes = H.task == .detection || (dataset.height == c.inputHeight && dataset.width == c.inputWidth)
+    guard dataset.channels == c.inputChannels, sizes else {
+        throw DatasetError(dataset.path, "images are \(dataset.channels)x\(dataset.height)x\(dataset.width), model \(path) expects \(c.inputChannels)x\(c.inputHeight)x\(c.inputWidth)")
+    }
+    guard dataset.classNames.count == c.classes.count else {
+        throw DatasetError(dataset.path, "has \(dataset.classNames.count) classes, model \(path) has \(c.classes.count)")
+    }
+}
+
+/// `model`'s evaluation on `dataset` (checked to fit it) and the metrics behind it.
+func runEvaluation<H: Head>(_ model: Model<H>, on dataset: some ImageDataset) throws -> (Evaluation, H.Metrics) {
+    let c = model.configuration
+    let loader = DataLoader(dataset, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
+    let metrics = try model.measure(loader)
+    return (model.head.evaluation(of: metrics, classes: c.classes), metrics)
 }
 
 /// Options shared by the `predict` subcommands.

@@ -76,46 +76,46 @@ final class Scratch {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
+/// A tiny model file of `task` for 1 x 8 x 8 images and three classes.
+func writeModel(_ path: String, task: VisionTask) throws {
+    func configuration<H: Head>(_ head: H.Architecture, _: H.Type) -> ModelConfiguration<H> {
+        ModelConfiguration(task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
+                           backbone: BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]),
+                           head: head, settings: H.Settings(), mean: [0.5], std: [0.25])
+    }
+    let layers = VectorHeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3)
+    switch task {
+    case .classification: try Classifier(configuration(.init(layers: layers), ClassificationHead.self), seed: 0).save(to: path)
+    case .tagging: try Tagger(configuration(.init(layers: layers), TaggingHead.self), seed: 0).save(to: path)
+    default: XCTFail("no test model for \(task)")
+    }
+}
+
+/// A tiny segmentation model file for 1 x 8 x 8 images and classes background, a, b.
+func writeSegmenter(_ path: String) throws {
+    let configuration = ModelConfiguration<SegmentationHead>(
+        task: .segmentation, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["background", "a", "b"],
+        backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [2, 4], blocks: [1, 1]),
+        head: SegmentationHead.Architecture(deepest: "stage2", skips: ["stage1"], classes: 3), settings: .init(),
+        mean: [0.5], std: [0.25])
+    try Model<SegmentationHead>(configuration, seed: 0).save(to: path)
+}
+
+/// A classification dataset of six 8 x 8 gray images.
+func writeDataset(_ path: String) throws {
+    let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: 8, width: 8, source: "test")
+    for index in 0..<6 {
+        try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 7 + index * 40) % 256) }),
+                          label: index % 3)
+    }
+    try writer.finish(classNames: ["a", "b", "c"])
+}
+
 final class CLITests: XCTestCase {
-    /// A tiny model file of `task` for 1 x 8 x 8 images and three classes.
-    func writeModel(_ path: String, task: VisionTask) throws {
-        func configuration<H: Head>(_ head: H.Architecture, _: H.Type) -> ModelConfiguration<H> {
-            ModelConfiguration(task: task, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b", "c"],
-                               backbone: BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [2]),
-                               head: head, settings: H.Settings(), mean: [0.5], std: [0.25])
-        }
-        let layers = VectorHeadConfiguration(pooling: .flatten, inFeatures: 2 * 4 * 4, outputs: 3)
-        switch task {
-        case .classification: try Classifier(configuration(.init(layers: layers), ClassificationHead.self), seed: 0).save(to: path)
-        case .tagging: try Tagger(configuration(.init(layers: layers), TaggingHead.self), seed: 0).save(to: path)
-        default: XCTFail("no test model for \(task)")
-        }
-    }
-
-    /// A tiny segmentation model file for 1 x 8 x 8 images and classes background, a, b.
-    func writeSegmenter(_ path: String) throws {
-        let configuration = ModelConfiguration<SegmentationHead>(
-            task: .segmentation, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["background", "a", "b"],
-            backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [2, 4], blocks: [1, 1]),
-            head: SegmentationHead.Architecture(deepest: "stage2", skips: ["stage1"], classes: 3), settings: .init(),
-            mean: [0.5], std: [0.25])
-        try Model<SegmentationHead>(configuration, seed: 0).save(to: path)
-    }
-
-    /// A classification dataset of six 8 x 8 gray images.
-    func writeDataset(_ path: String) throws {
-        let writer = try DatasetWriter(path: path, task: .classification, channels: 1, height: 8, width: 8, source: "test")
-        for index in 0..<6 {
-            try writer.append(image: Image(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8(($0 * 7 + index * 40) % 256) }),
-                              label: index % 3)
-        }
-        try writer.finish(classNames: ["a", "b", "c"])
-    }
-
     func testHelpListsEveryCommand() throws {
         let result = try percept(["--help"])
         XCTAssertEqual(result.status, 0, result.standardError)
-        for command in ["classify", "tag", "detect", "segment", "convert", "inspect", "bench", "compose"] {
+        for command in ["classify", "tag", "detect", "segment", "multi", "convert", "inspect", "plot", "export", "bench", "compose"] {
             XCTAssertTrue(result.standardOutput.range(of: "\n  \(command) ") != nil || result.standardOutput.contains("  \(command)\n"),
                           "`percept --help` does not list \(command):\n\(result.standardOutput)")
         }
@@ -782,5 +782,37 @@ final class MultiTaskFileCLITests: XCTestCase {
         let export = try percept(["export", "--model", multi, "-o", scratch.file("multi.onnx")])
         XCTAssertNotEqual(export.status, 0)
         XCTAssertTrue(export.errorLines.first?.contains("multi-task") ?? false, export.standardError)
+    }
+
+    func testMultiEvalReportsEachHeadAsItsSingleTaskEvalDoes() throws {
+        let scratch = Scratch()
+        try writeModel(scratch.file("classifier.h5"), task: .classification)
+        try writeDataset(scratch.file("data.h5"))
+        let (model, _) = try MultiTaskModel.load(path: scratch.file("classifier.h5"))
+        try model.save(to: scratch.file("multi.h5"))
+
+        let single = try percept(["classify", "eval", "--model", scratch.file("classifier.h5"), "--data", scratch.file("data.h5"), "--json"])
+        XCTAssertEqual(single.status, 0, single.standardError)
+        let joint = try percept(["multi", "eval", "--model", scratch.file("multi.h5"), "--classify", scratch.file("data.h5"), "--json"])
+        XCTAssertEqual(joint.status, 0, joint.standardError)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(joint.standardOutput.utf8)) as? [String: Any])
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(single.standardOutput.utf8)) as? NSDictionary)
+        XCTAssertEqual(object.keys.sorted(), ["classification"])
+        XCTAssertEqual(object["classification"] as? NSDictionary, expected)
+
+        let table = try percept(["multi", "eval", "--model", scratch.file("multi.h5"), "--classify", scratch.file("data.h5")])
+        XCTAssertEqual(table.status, 0, table.standardError)
+        XCTAssertTrue(table.standardOutput.hasPrefix("classification:\n"), table.standardOutput)
+
+        // A head the file lacks is named before any work; so is a call without any test set.
+        let missing = try percept(["multi", "eval", "--model", scratch.file("multi.h5"), "--classify", scratch.file("data.h5"),
+                                   "--segment", scratch.file("data.h5")])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.errorLines.count, 1, missing.standardError)
+        XCTAssertTrue(missing.errorLines[0].contains("multi.h5") && missing.errorLines[0].contains("no segmentation head"), missing.errorLines[0])
+        XCTAssertEqual(missing.standardOutput, "")
+        let none = try percept(["multi", "eval", "--model", scratch.file("multi.h5")])
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.standardError.contains("--classify"), none.standardError)
     }
 }
