@@ -8,7 +8,7 @@ import PerceptTasks
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a model to ONNX (opset 17): input `images` [N, C, H, W] of pixels / 255, the normalisation inside.",
-        discussion: "Outputs: classify `probabilities`, tag `scores` (sigmoid), segment `scores` [N, classes, H, W] (softmax), detect the dense window scorer of one pyramid level: `scores` (softmax over background and classes) and `deltas`. docs/export.md shows the pyramid, decoding and NMS in Python.")
+        discussion: "Outputs: classify `probabilities`, tag `scores` (sigmoid), segment `scores` [N, classes, H, W] (softmax), detect the dense window scorer of one pyramid level: `scores` (softmax over background and classes) and `deltas`. A multi-task model exports as one graph with an output per head (classification_probabilities, tagging_scores, detection_scores, detection_deltas, segmentation_scores) and any image size. docs/export.md shows the pyramid, decoding and NMS in Python.")
 
     @Option(help: "Model file.") var model: String
     @Option(name: .shortAndLong, help: "ONNX file to write.") var output: String
@@ -29,26 +29,35 @@ struct Export: ParsableCommand {
         case .detection?: try export(WindowHead.self)
         case .segmentation?: try export(SegmentationHead.self)
         case nil where task == MultiTaskConfiguration.task:
-            throw DatasetError(model, "is a multi-task model; ONNX export takes single-task models for now")
+            let (multi, _) = try MultiTaskModel.load(path: model)
+            let side = multi.detection?.settings.maxSide ?? multi.segmentation?.settings.maxSide
+            try write(ONNXExport.export(multi), pixels: { path in
+                try pixels(ImageFile.read(path: path, channels: multi.configuration.inputChannels), maxSide: side)
+            }, outputs: { ONNXExport.outputs(multi, pixels: $0) })
         case nil: throw DatasetError(model, "is a model of task '\(task)', which Percept does not know")
         }
     }
 
     func export<H: Head>(_ head: H.Type) throws {
         let (loaded, _) = try Model<H>.load(path: model)
+        try write(ONNXExport.export(loaded), pixels: { try input(loaded, path: $0) }, outputs: { ONNXExport.outputs(loaded, pixels: $0) })
+    }
+
+    /// Writes the ONNX file `data` and, for each `--test-data` image, a test data set: its
+    /// `pixels` and Percept's `outputs` for them; all staged, so a bad image leaves nothing.
+    func write(_ data: Data, pixels: (String) throws -> Tensor, outputs: (Tensor) -> [(name: String, tensor: Tensor)]) throws {
         let paths = try collectImagePaths(testData)
-        let data = try ONNXExport.export(loaded)
         var written = [output]
         let staged = OutputSet()
         try staged.write(data, to: output, overwrite: force)
         if !paths.isEmpty {
             let folder = (output as NSString).deletingPathExtension + ".test_data"
             for (index, path) in paths.enumerated() {
-                let pixels = try input(loaded, path: path)
+                let input = try pixels(path)
                 let set = folder + "/test_data_set_\(index)"
                 try FileManager.default.createDirectory(atPath: set, withIntermediateDirectories: true)
-                try staged.write(tensorFile("images", pixels), to: set + "/input_0.pb", overwrite: force)
-                for (k, out) in ONNXExport.outputs(loaded, pixels: pixels).enumerated() {
+                try staged.write(tensorFile("images", input), to: set + "/input_0.pb", overwrite: force)
+                for (k, out) in outputs(input).enumerated() {
                     try staged.write(tensorFile(out.name, out.tensor), to: set + "/output_\(k).pb", overwrite: force)
                 }
             }
@@ -65,12 +74,18 @@ struct Export: ParsableCommand {
         var image = try ImageFile.read(path: path, channels: c.inputChannels)
         if H.task == .classification || H.task == .tagging {
             if image.width != c.inputWidth || image.height != c.inputHeight { image = image.resized(width: c.inputWidth, height: c.inputHeight) }
-        } else if let side = (model.head as? WindowHead)?.settings.maxSide ?? (model.head as? SegmentationHead)?.settings.maxSide,
-                  max(image.width, image.height) > side {
+        }
+        return pixels(image, maxSide: (model.head as? WindowHead)?.settings.maxSide ?? (model.head as? SegmentationHead)?.settings.maxSide)
+    }
+
+    /// `image`'s pixels / 255 as [1, C, H, W], scaled down first where its longer side exceeds `maxSide`.
+    func pixels(_ image: Image, maxSide: Int?) -> Tensor {
+        var image = image
+        if let side = maxSide, max(image.width, image.height) > side {
             let size = predictionSize(width: image.width, height: image.height, maxSide: side)
             image = image.resized(width: size.width, height: size.height)
         }
-        return normalisedTensor(image, mean: Array(repeating: 0, count: c.inputChannels), std: Array(repeating: 1, count: c.inputChannels))
+        return normalisedTensor(image, mean: Array(repeating: 0, count: image.channels), std: Array(repeating: 1, count: image.channels))
     }
 
     func tensorFile(_ name: String, _ tensor: Tensor) -> Data {

@@ -27,6 +27,25 @@ final class ONNXExportTests: XCTestCase {
         }
     }
 
+    func testAMultiTaskGraphRefusesAHeadThatFlattens() throws {
+        let backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [4])
+        let flatten = ModelConfiguration<ClassificationHead>(
+            task: .classification, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["a", "b"], backbone: backbone,
+            head: .init(layers: VectorHeadConfiguration(pooling: .flatten, inFeatures: 4 * 4 * 4, outputs: 2)), settings: .init(),
+            mean: [0.5], std: [0.25])
+        let segment = ModelConfiguration<SegmentationHead>(
+            task: .segmentation, inputChannels: 1, inputHeight: 8, inputWidth: 8, classes: ["background", "a"], backbone: backbone,
+            head: SegmentationHead.Architecture(deepest: "stage1", classes: 2), settings: .init(), mean: [0.5], std: [0.25])
+        let multi = try MultiTaskModel(MultiTaskConfiguration(classification: flatten, segmentation: segment), seed: 1)
+        XCTAssertThrowsError(try ONNXExport.export(multi)) { error in
+            XCTAssertTrue("\(error)".contains("classification head flattens"), "\(error)")
+        }
+        // Without it, the graph has the segmentation head's output under its task's name.
+        let alone = try MultiTaskModel(MultiTaskConfiguration(segmentation: segment), seed: 1)
+        let bytes = try ONNXExport.export(alone)
+        XCTAssertNotNil(bytes.range(of: Data("segmentation_scores".utf8)))
+    }
+
     func testVarintsAndFieldKeysAreProtobufWireFormat() {
         var writer = ProtoWriter()
         writer.int(1, 300)           // key 0x08, varint 300 = AC 02

@@ -64,6 +64,29 @@ for name, folder, count in models:
         outputs = session.run(None, {"images": np.random.default_rng(0).random((2, channels, 72, 100), dtype=np.float32)})
         check(f"{name}: a batch of two 100x72 images runs", outputs[0].shape[0] == 2, str([o.shape for o in outputs]))
 
+# A multi-task file written by h5py (Tests/export/make_multi.py): one graph, an output per head,
+# any image size.
+h5py_python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+subprocess.run([h5py_python, f"{root}/Tests/export/make_multi.py", root, f"{out}/multi.h5"], check=True)
+subprocess.run([percept, "export", "--model", f"{out}/multi.h5", "-o", f"{out}/multi.onnx", "--force",
+                "--test-data", *samples("scenes", 2), *samples("segmentation", 2)], check=True, capture_output=True)
+model = onnx.load(f"{out}/multi.onnx")
+onnx.checker.check_model(model, full_check=True)
+check("multi: onnx.checker (full)", True)
+session = ort.InferenceSession(f"{out}/multi.onnx", providers=["CPUExecutionProvider"])
+names = [o.name for o in session.get_outputs()]
+check("multi: an output per head", names == ["classification_probabilities", "tagging_scores", "detection_scores",
+                                             "detection_deltas", "segmentation_scores"], str(names))
+metadata = {p.key: p.value for p in model.metadata_props}
+check("multi: metadata", metadata["task"] == "multi" and sorted(json.loads(metadata["classes"])) == ["classification", "detection", "segmentation", "tagging"])
+for folder_path in sorted(glob.glob(f"{out}/multi.test_data/test_data_set_*")):
+    read = lambda f: numpy_helper.to_array(onnx.TensorProto.FromString(open(f, "rb").read()))
+    images = read(f"{folder_path}/input_0.pb")
+    got = session.run(None, {"images": images})
+    difference = max(float(np.abs(g - read(f"{folder_path}/output_{k}.pb")).max()) for k, g in enumerate(got))
+    check(f"multi {os.path.basename(folder_path)} {list(images.shape)}: max |onnxruntime - percept| {difference:.2e} over {len(got)} outputs",
+          difference <= 1e-4)
+
 # The host program of docs/export.md: the exported detector in onnxruntime with the pyramid, NMS
 # and second looks in Python gives `percept detect predict`'s detections, with the model's own
 # recipe and with second looks off.

@@ -16,11 +16,7 @@ public enum ONNXExport {
     public static func export<H: Head>(_ model: Model<H>) throws -> Data {
         let c = model.configuration
         var graph = ONNXGraph()
-        let images = graph.name("images")
-        // The model's own normalisation: (x - mean) / std, per channel.
-        let mean = graph.constant("mean", c.mean, dims: [1, c.inputChannels, 1, 1])
-        let std = graph.constant("std", c.std, dims: [1, c.inputChannels, 1, 1])
-        let normalised = graph.node("Div", [graph.node("Sub", [images, mean]), std], output: "normalised")
+        let (images, normalised) = input(mean: c.mean, std: c.std, into: &graph)
         let features = try backbone(model.backbone, input: normalised, into: &graph)
         let outputs = try head(model.head, features: features, into: &graph)
         let fullyConvolutional = H.task == .detection || H.task == .segmentation
@@ -37,21 +33,66 @@ public enum ONNXExport {
         return graph.model(inputs: [(images, inputDims)], outputs: outputs, metadata: metadata, producerVersion: PerceptVersion.current)
     }
 
+    /// A multi-task model as one graph: the backbone once, then every head, its outputs named
+    /// after its task (`classification_probabilities`, `tagging_scores`, `detection_scores`,
+    /// `detection_deltas`, `segmentation_scores`). The input takes any size, so every head must:
+    /// a vector head that flattens its map is refused.
+    public static func export(_ multi: MultiTaskModel) throws -> Data {
+        let c = multi.configuration
+        for task in multi.tasks where (multi.head(task) as? VectorHeadLayers)?.layout.pooling == .flatten {
+            throw ModelError("ONNX export: the \(task.rawValue) head flattens its map, so it takes one input size only, and a multi-task graph takes any")
+        }
+        var graph = ONNXGraph()
+        let (images, normalised) = input(mean: c.mean, std: c.std, into: &graph)
+        let features = try backbone(multi.backbone, input: normalised, into: &graph)
+        var outputs: [(name: String, dims: [ONNXGraph.Dimension])] = []
+        for task in multi.tasks {
+            outputs += try head(multi.head(task)!, features: features, into: &graph, prefix: task.rawValue + "_")
+        }
+        let classes = Dictionary(uniqueKeysWithValues: multi.tasks.map { task -> (String, [String]) in
+            switch task {
+            case .classification: return (task.rawValue, c.classification!.classes)
+            case .tagging: return (task.rawValue, c.tagging!.classes)
+            case .detection: return (task.rawValue, c.detection!.classes)
+            case .segmentation: return (task.rawValue, c.segmentation!.classes)
+            }
+        })
+        let metadata: [(String, String)] = [
+            ("task", MultiTaskConfiguration.task), ("heads", json(multi.tasks.map(\.rawValue))), ("classes", json(classes)),
+            ("input_channels", String(c.inputChannels)), ("mean", json(c.mean.map(Double.init))), ("std", json(c.std.map(Double.init))),
+            ("input_scale", "pixels / 255"), ("percept_version", PerceptVersion.current), ("percept_model", c.json()),
+        ] + (multi.detection.map(detectionGeometry) ?? [])
+        return graph.model(inputs: [(images, [.symbol("N"), .value(c.inputChannels), .symbol("H"), .symbol("W")])], outputs: outputs,
+                           metadata: metadata, producerVersion: PerceptVersion.current)
+    }
+
+    /// The graph's input `images` and its normalisation, `(x - mean) / std` per channel.
+    static func input(mean: [Float], std: [Float], into graph: inout ONNXGraph) -> (images: String, normalised: String) {
+        let images = graph.name("images")
+        let mean = graph.constant("mean", mean, dims: [1, mean.count, 1, 1])
+        let std = graph.constant("std", std, dims: [1, std.count, 1, 1])
+        return (images, graph.node("Div", [graph.node("Sub", [images, mean]), std], output: "normalised"))
+    }
+
     /// What the exported graph computes for `pixels` ([N, C, H, W], values / 255), computed by
     /// Percept: the outputs by name, in the graph's order (the test data of an export).
     public static func outputs<H: Head>(_ model: Model<H>, pixels: Tensor) -> [(name: String, tensor: Tensor)] {
         let c = model.configuration
-        let normalised = Tensor.uninitialized(pixels.shape)
-        let plane = pixels.shape[2] * pixels.shape[3]
-        for n in 0..<pixels.shape[0] {
-            for ch in 0..<c.inputChannels {
-                let base = (n * c.inputChannels + ch) * plane
-                for p in 0..<plane { normalised.pointer[base + p] = (pixels.pointer[base + p] - c.mean[ch]) / c.std[ch] }
-            }
-        }
         model.setMode(.inference)
-        let raw = model(normalised)
-        switch H.task {
+        return outputs(H.task, raw: model(normalised(pixels, mean: c.mean, std: c.std)))
+    }
+
+    /// What the exported graph of a multi-task model computes for `pixels`, output by output.
+    public static func outputs(_ multi: MultiTaskModel, pixels: Tensor) -> [(name: String, tensor: Tensor)] {
+        let c = multi.configuration
+        multi.setMode(.inference)
+        let raw = multi(normalised(pixels, mean: c.mean, std: c.std))
+        return multi.tasks.flatMap { task in outputs(task, raw: raw[task]!).map { (task.rawValue + "_" + $0.name, $0.tensor) } }
+    }
+
+    /// A head's raw outputs as the graph gives them: probabilities, scores and deltas by name.
+    static func outputs(_ task: VisionTask, raw: Tensor) -> [(name: String, tensor: Tensor)] {
+        switch task {
         case .classification: return [("probabilities", raw.softmax(axis: 1))]
         case .tagging: return [("scores", raw.sigmoid())]
         case .segmentation: return [("scores", raw.softmax(axis: 1))]
@@ -59,6 +100,18 @@ public enum ONNXExport {
             let k = raw.shape[1] - 4
             return [("scores", raw.channels(0..<k).softmax(axis: 1)), ("deltas", raw.channels(k..<raw.shape[1]))]
         }
+    }
+
+    static func normalised(_ pixels: Tensor, mean: [Float], std: [Float]) -> Tensor {
+        let normalised = Tensor.uninitialized(pixels.shape)
+        let channels = pixels.shape[1], plane = pixels.shape[2] * pixels.shape[3]
+        for n in 0..<pixels.shape[0] {
+            for ch in 0..<channels {
+                let base = (n * channels + ch) * plane
+                for p in 0..<plane { normalised.pointer[base + p] = (pixels.pointer[base + p] - mean[ch]) / std[ch] }
+            }
+        }
+        return normalised
     }
 
     /// A float32 tensor as a serialised ONNX TensorProto (an `input_0.pb` or `output_0.pb`).
@@ -72,6 +125,10 @@ public enum ONNXExport {
     /// between windows, the padding of each pyramid level and the box coder.
     static func detectionGeometry(_ head: some Head) -> [(String, String)] {
         guard let window = head as? WindowHead else { return [] }
+        return detectionGeometry(window)
+    }
+
+    static func detectionGeometry(_ window: WindowHead) -> [(String, String)] {
         let coder = WindowHead.coder
         return [("window", String(window.architecture.window)), ("stride", String(window.stride)),
                 ("level_padding", String(window.levelPadding)),
@@ -184,16 +241,18 @@ public enum ONNXExport {
     // MARK: Heads
 
     /// The head's graph and the model's outputs (name, dims).
-    static func head<H: Head>(_ head: H, features: [String: String], into graph: inout ONNXGraph) throws -> [(name: String, dims: [ONNXGraph.Dimension])] {
+    /// The head's nodes; its outputs are named `prefix` + the task's output names.
+    static func head<H: Head>(_ head: H, features: [String: String], into graph: inout ONNXGraph,
+                              prefix: String = "") throws -> [(name: String, dims: [ONNXGraph.Dimension])] {
         if let vector = head as? VectorHeadLayers {
             let logits = try vectorLogits(vector, features: features, into: &graph)
             let k = vector.layout.outputs
             if head is ClassificationHead {
-                graph.node("Softmax", [logits], [.int("axis", 1)], output: "probabilities")
-                return [("probabilities", [.symbol("N"), .value(k)])]
+                let probabilities = graph.node("Softmax", [logits], [.int("axis", 1)], output: prefix + "probabilities")
+                return [(probabilities, [.symbol("N"), .value(k)])]
             }
-            graph.node("Sigmoid", [logits], output: "scores")
-            return [("scores", [.symbol("N"), .value(k)])]
+            let scores = graph.node("Sigmoid", [logits], output: prefix + "scores")
+            return [(scores, [.symbol("N"), .value(k)])]
         }
         if let window = head as? WindowHead {
             let a = window.architecture
@@ -203,10 +262,10 @@ public enum ONNXExport {
             let k = a.classes + 1
             let axis = graph.int64s("channel_axis", [1])
             let classes = graph.node("Slice", [h, graph.int64s("from", [0]), graph.int64s("to", [k]), axis])
-            graph.node("Softmax", [classes], [.int("axis", 1)], output: "scores")
-            graph.node("Slice", [h, graph.int64s("from", [k]), graph.int64s("to", [k + 4]), axis], output: "deltas")
-            return [("scores", [.symbol("N"), .value(k), .symbol("positions_down"), .symbol("positions_across")]),
-                    ("deltas", [.symbol("N"), .value(4), .symbol("positions_down"), .symbol("positions_across")])]
+            let scores = graph.node("Softmax", [classes], [.int("axis", 1)], output: prefix + "scores")
+            let deltas = graph.node("Slice", [h, graph.int64s("from", [k]), graph.int64s("to", [k + 4]), axis], output: prefix + "deltas")
+            return [(scores, [.symbol("N"), .value(k), .symbol("positions_down"), .symbol("positions_across")]),
+                    (deltas, [.symbol("N"), .value(4), .symbol("positions_down"), .symbol("positions_across")])]
         }
         if let segmenter = head as? SegmentationHead {
             let a = segmenter.architecture
@@ -223,8 +282,8 @@ public enum ONNXExport {
                                                             into: &graph, name: "refine_mix")])
                 h = graph.node("Add", [h, convolution(refinement.output, norm: nil, mixed, into: &graph, name: "refine_output")])
             }
-            graph.node("Softmax", [h], [.int("axis", 1)], output: "scores")
-            return [("scores", [.symbol("N"), .value(a.classes), .symbol("H"), .symbol("W")])]
+            let scores = graph.node("Softmax", [h], [.int("axis", 1)], output: prefix + "scores")
+            return [(scores, [.symbol("N"), .value(a.classes), .symbol("H"), .symbol("W")])]
         }
         throw ModelError("ONNX export: the head \(type(of: head)) has no ONNX form")
     }
