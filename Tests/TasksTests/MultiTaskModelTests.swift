@@ -126,6 +126,39 @@ final class MultiTaskModelTests: XCTestCase {
         }
     }
 
+    /// A file whose architecture JSON lies is one error naming the file and the problem.
+    func testLyingMultiTaskFilesAreRefusedNamingTheProblem() throws {
+        let folder = TemporaryFolder()
+        try MultiTaskModel(heads(), seed: 3).save(to: folder.file("multi.h5"))
+        let stored = try ModelCheckpoint.read(path: folder.file("multi.h5"))
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stored.architecture.utf8)) as? [String: Any])
+        let heads = try XCTUnwrap(object["heads"] as? [String: [String: Any]])
+        func edited(_ name: String, _ change: (inout [String: Any], inout [String: [String: Any]]) -> Void) throws -> String {
+            var top = object, parts = heads
+            change(&top, &parts)
+            if !parts.isEmpty || top["heads"] != nil { top["heads"] = parts }
+            var checkpoint = stored
+            checkpoint.architecture = String(decoding: try JSONSerialization.data(withJSONObject: top), as: UTF8.self)
+            try checkpoint.write(to: folder.file(name))
+            return folder.file(name)
+        }
+        let cases: [(String, String, (inout [String: Any], inout [String: [String: Any]]) -> Void)] = [
+            ("no-heads.h5", "missing key 'heads'", { top, parts in top["heads"] = nil; parts = [:] }),
+            ("empty-heads.h5", "at least one head", { top, parts in parts = [:]; top["heads"] = [String: Any]() }),
+            ("other-backbone.h5", "tagging head's backbone or normalisation differs", { _, parts in
+                parts["tagging"]?["std"] = [0.9] }),
+            ("class-count.h5", "segmentation head scores 3 classes, its configuration names 1", { _, parts in
+                parts["segmentation"]?["classes"] = ["x"] }),
+            ("head-task.h5", "the tagging head is described as a detection model", { _, parts in parts["tagging"]?["task"] = "detection" }),
+        ]
+        for (name, problem, change) in cases {
+            let path = try edited(name, change)
+            XCTAssertThrowsError(try MultiTaskModel.load(path: path), name) { error in
+                XCTAssertTrue("\(error)".contains(name) && "\(error)".contains(problem), "\(name): \(error)")
+            }
+        }
+    }
+
     func testHeadsOnDifferentBackbonesAreRefused() throws {
         var configuration = try heads()
         configuration.tagging = try heads(backbone: BackboneConfiguration(kind: .resnet, inputChannels: 1, widths: [4, 16], blocks: [1, 1])).tagging
