@@ -38,6 +38,30 @@ def resized(x, height, width):
     return ((1 - wy) * ((1 - wx) * top[..., c0] + wx * top[..., c1]) + wy * ((1 - wx) * bottom[..., c0] + wx * bottom[..., c1])).astype(f32)
 
 
+def area_weights(source, destination):
+    """Percept's resampling along one axis as a [destination, source] matrix: a triangle widened
+    by the reduction factor, so that scaling down averages the covered area (PIL's BILINEAR)."""
+    scale = source / destination
+    support = max(scale, 1.0)
+    weights = np.zeros((destination, source))
+    for x in range(destination):
+        center = (x + 0.5) * scale
+        low, high = max(0, math.floor(center - support)), min(source, math.ceil(center + support))
+        row = np.maximum(0, 1 - np.abs((np.arange(low, high) + 0.5 - center) / support))
+        if row.sum() <= 0:  # a single source pixel at the edge: nearest neighbour
+            row[:] = 0
+            row[min(len(row) - 1, max(0, int(center) - low))] = 1
+        weights[x, low:high] = row / row.sum()
+    return weights.astype(f32)
+
+
+def scaled_down(pixels, width, height):
+    """[H, W, C] uint8 pixels resized as Percept's Image.resized does: across, then down, rounded."""
+    across = np.einsum("xw,hwc->hxc", area_weights(pixels.shape[1], width), pixels.astype(f32))
+    down = np.einsum("yh,hxc->yxc", area_weights(pixels.shape[0], height), across)
+    return np.clip(np.floor(down + f32(0.5)), 0, 255).astype(np.uint32)
+
+
 def level(height, width, scale):
     """A pyramid level: the image's size times `scale`, rounded, and its effective scale."""
     h, w = max(1, rounded(f32(height) * f32(scale))), max(1, rounded(f32(width) * f32(scale)))
@@ -164,16 +188,16 @@ class Detector:
     def __call__(self, image):
         """Detections (class, [x1, y1, x2, y2], score) of a PIL image, in its pixels."""
         width, height = image.size
-        size = (width, height)
-        if max(size) > self.s["maxSide"]:  # Percept scales down by area averaging, PIL's BOX filter is close
-            k = self.s["maxSide"] / max(size)
-            size = (max(1, rounded(width * k)), max(1, rounded(height * k)))
-            image = image.resize(size, Image.BOX)
-        pixels = np.asarray(image, dtype=np.uint32).reshape(size[1], size[0], -1)
+        pixels = np.asarray(image, dtype=np.uint32).reshape(height, width, -1)
         if self.channels == 1 and pixels.shape[2] >= 3:  # Percept's colour rule: BT.601 luma, rounded
             pixels = (pixels[..., :1] * 19595 + pixels[..., 1:2] * 38470 + pixels[..., 2:3] * 7471 + 0x8000) >> 16
         elif self.channels == 3 and pixels.shape[2] < 3:
             pixels = np.repeat(pixels[..., :1], 3, axis=2)
+        size = (width, height)
+        if max(size) > self.s["maxSide"]:  # larger photos are scaled down first, their boxes scaled back
+            k = self.s["maxSide"] / max(size)
+            size = (max(1, rounded(width * k)), max(1, rounded(height * k)))
+            pixels = scaled_down(pixels, *size)
         x = np.ascontiguousarray((pixels[..., :self.channels].astype(f32) / f32(255)).transpose(2, 0, 1)[None])
         found = merge(self.pyramid(x), self.s)
         for _ in range(self.s["refinements"] if found else 0):

@@ -89,13 +89,24 @@ for folder_path in sorted(glob.glob(f"{out}/multi.test_data/test_data_set_*")):
 
 # The host program of docs/export.md: the exported detector in onnxruntime with the pyramid, NMS
 # and second looks in Python gives `percept detect predict`'s detections, with the model's own
-# recipe and with second looks off.
+# recipe, with second looks off, and on photos larger than max_side.
 scenes = samples("scenes", 100)
-for recipe in ([], ["--set", "refinements=0"]):
-    label = " ".join(recipe[1:]) or "model's recipe"
-    subprocess.run([percept, "detect", "predict", "--model", f"{root}/models/fashion-detector.h5", *scenes, "--force",
+# Photos larger than max_side (640), scaled down before the pyramid: a grey 800x700 canvas and an
+# RGB 900x720 one (the colour rule), each holding a sample scene scaled so that after the
+# scaling down its items have their trained size.
+from PIL import Image
+canvas = Image.new("L", (800, 700), 0)
+canvas.paste(Image.open(scenes[0]).resize((200, 200), Image.BILINEAR), (300, 250))
+canvas.save(f"{out}/large-grey.png")
+canvas = Image.new("L", (900, 720), 0)
+canvas.paste(Image.open(scenes[1]).resize((225, 225), Image.BILINEAR), (50, 400))
+Image.merge("RGB", (canvas, canvas.point(lambda v: min(255, int(v * 0.9) + 10)), canvas.point(lambda v: int(v * 0.8)))).save(f"{out}/large-rgb.png")
+large = [f"{out}/large-grey.png", f"{out}/large-rgb.png"]
+for recipe, images in (([], scenes), (["--set", "refinements=0"], scenes), ([], large)):
+    label = (" ".join(recipe[1:]) or "model's recipe") + (", photos above max_side" if images is large else "")
+    subprocess.run([percept, "detect", "predict", "--model", f"{root}/models/fashion-detector.h5", *images, "--force",
                     "-o", f"{out}/percept.json", *recipe], check=True, capture_output=True)
-    subprocess.run([sys.executable, f"{root}/scripts/onnx_detect.py", f"{out}/fashion-detector.onnx", *scenes,
+    subprocess.run([sys.executable, f"{root}/scripts/onnx_detect.py", f"{out}/fashion-detector.onnx", *images,
                     "-o", f"{out}/onnx.json", *recipe], check=True)
     expected, got = json.load(open(f"{out}/percept.json")), json.load(open(f"{out}/onnx.json"))
     check(f"onnx_detect.py ({label}): as many detections as percept detect predict", len(got) == len(expected) > 0,
