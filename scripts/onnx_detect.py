@@ -9,7 +9,7 @@ Needs: pip install numpy pillow onnxruntime.
 
 Usage: python3 scripts/onnx_detect.py MODEL.onnx IMAGE... [-o detections.json] [--set KEY=VALUE]
 """
-import argparse, json, math
+import argparse, json, math, sys
 
 import numpy as np
 import onnxruntime as ort
@@ -104,9 +104,14 @@ class Detector:
     def __init__(self, path, overrides):
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        assert meta["task"] == "detection", f"{path} is a {meta['task']} model"
-        self.s = {**json.loads(meta["percept_model"]), **overrides}
-        assert not self.s["boxVoting"], "box voting is not done here"
+        if meta.get("task") != "detection":
+            sys.exit(f"error: {path}: a {meta.get('task', 'non-Percept')} model, not a Percept detector")
+        stored = json.loads(meta["percept_model"])
+        if unknown := sorted(set(overrides) - set(stored)):
+            sys.exit(f"error: unknown setting {', '.join(unknown)} (the model's: {', '.join(sorted(stored))})")
+        self.s = {**stored, **overrides}
+        if self.s["boxVoting"]:
+            sys.exit("error: box voting is not done here: --set boxVoting=false")
         self.window, self.stride, self.padding = int(meta["window"]), int(meta["stride"]), int(meta["level_padding"])
         self.weights = np.array(json.loads(meta["delta_weights"]), dtype=f32)
         self.clamp = f32(meta["delta_max_log_scale"])
