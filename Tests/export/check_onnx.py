@@ -30,6 +30,19 @@ def samples(folder, count):
     return sorted(glob.glob(f"{root}/samples/{folder}/*.png"))[:count]
 
 
+def check_test_data(name, session):
+    """Every output of every test data set of `name`'s export: onnxruntime within 1e-4 of Percept."""
+    names = [o.name for o in session.get_outputs()]
+    read = lambda f: numpy_helper.to_array(onnx.TensorProto.FromString(open(f, "rb").read()))
+    for folder_path in sorted(glob.glob(f"{out}/{name}.test_data/test_data_set_*")):
+        got = session.run(None, {"images": read(f"{folder_path}/input_0.pb")})
+        for k, output in enumerate(names):
+            expected = read(f"{folder_path}/output_{k}.pb")
+            difference = float(np.abs(got[k] - expected).max())
+            check(f"{name} {os.path.basename(folder_path)} {output} {list(got[k].shape)}: max |onnxruntime - percept| {difference:.2e}",
+                  got[k].shape == expected.shape and difference <= 1e-4)
+
+
 models = [("fashion-classifier", "fashion", 6), ("fashion-classifier-long", "fashion", 3), ("fashion-window-classifier", "fashion", 3),
           ("fashion-tagger", "canvases", 4), ("fashion-segmenter", "segmentation", 4), ("fashion-detector", "scenes", 2)]
 for name, folder, count in models:
@@ -45,16 +58,7 @@ for name, folder, count in models:
     metadata = {p.key: p.value for p in model.metadata_props}
     check(f"{name}: metadata", {"task", "classes", "input_channels", "mean", "std", "percept_version"} <= set(metadata), str(sorted(metadata)))
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    for folder_path in sorted(glob.glob(f"{out}/{name}.test_data/test_data_set_*")):
-        read = lambda f: numpy_helper.to_array(onnx.TensorProto.FromString(open(f, "rb").read()))
-        images = read(f"{folder_path}/input_0.pb")
-        got = session.run(None, {"images": images})
-        for k, output in enumerate(names):
-            expected = read(f"{folder_path}/output_{k}.pb")
-            difference = float(np.abs(got[k] - expected).max())
-            check(f"{name} {os.path.basename(folder_path)} {output} {list(got[k].shape)}: max |onnxruntime - percept| {difference:.2e}",
-                  got[k].shape == expected.shape and difference <= 1e-4)
+    check_test_data(name, session)
     # Any batch size; any image size for the fully convolutional exports.
     inputs = session.get_inputs()[0].shape
     check(f"{name}: dynamic batch", isinstance(inputs[0], str), str(inputs))
@@ -79,13 +83,7 @@ check("multi: an output per head", names == ["classification_probabilities", "ta
                                              "detection_deltas", "segmentation_scores"], str(names))
 metadata = {p.key: p.value for p in model.metadata_props}
 check("multi: metadata", metadata["task"] == "multi" and sorted(json.loads(metadata["classes"])) == ["classification", "detection", "segmentation", "tagging"])
-for folder_path in sorted(glob.glob(f"{out}/multi.test_data/test_data_set_*")):
-    read = lambda f: numpy_helper.to_array(onnx.TensorProto.FromString(open(f, "rb").read()))
-    images = read(f"{folder_path}/input_0.pb")
-    got = session.run(None, {"images": images})
-    difference = max(float(np.abs(g - read(f"{folder_path}/output_{k}.pb")).max()) for k, g in enumerate(got))
-    check(f"multi {os.path.basename(folder_path)} {list(images.shape)}: max |onnxruntime - percept| {difference:.2e} over {len(got)} outputs",
-          difference <= 1e-4)
+check_test_data("multi", session)
 
 # The host program of docs/export.md: the exported detector in onnxruntime with the pyramid, NMS
 # and second looks in Python gives `percept detect predict`'s detections, with the model's own
