@@ -22,14 +22,16 @@ struct Export: ParsableCommand {
 
     func run() throws {
         try OutputPolicy.check(output, inputs: [model] + testData, force: force)
-        let task = try ModelCheckpoint.read(path: model).task
+        // Read once: the task picks the head, the same checkpoint gives the weights.
+        let checkpoint = try ModelCheckpoint.read(path: model)
+        let task = checkpoint.task
         switch VisionTask(rawValue: task) {
-        case .classification?: try export(ClassificationHead.self)
-        case .tagging?: try export(TaggingHead.self)
-        case .detection?: try export(WindowHead.self)
-        case .segmentation?: try export(SegmentationHead.self)
+        case .classification?: try export(ClassificationHead.self, checkpoint)
+        case .tagging?: try export(TaggingHead.self, checkpoint)
+        case .detection?: try export(WindowHead.self, checkpoint)
+        case .segmentation?: try export(SegmentationHead.self, checkpoint)
         case nil where task == MultiTaskConfiguration.task:
-            let (multi, _) = try MultiTaskModel.load(path: model)
+            let multi = try MultiTaskModel.load(checkpoint, path: model)
             let side = multi.detection?.settings.maxSide ?? multi.segmentation?.settings.maxSide
             try write(ONNXExport.export(multi), pixels: { path in
                 try pixels(ImageFile.read(path: path, channels: multi.configuration.inputChannels), maxSide: side)
@@ -38,8 +40,8 @@ struct Export: ParsableCommand {
         }
     }
 
-    func export<H: Head>(_ head: H.Type) throws {
-        let (loaded, _) = try Model<H>.load(path: model)
+    func export<H: Head>(_ head: H.Type, _ checkpoint: ModelCheckpoint) throws {
+        let loaded = try Model<H>.load(checkpoint, path: model)
         try write(ONNXExport.export(loaded), pixels: { try input(loaded, path: $0) }, outputs: { ONNXExport.outputs(loaded, pixels: $0) })
     }
 

@@ -256,13 +256,18 @@ public final class Model<H: Head>: Module, TrainableModel {
     /// the weights.
     public static func load(path: String) throws -> (Model, ModelCheckpoint) {
         let checkpoint = try ModelCheckpoint.read(path: path)
+        return (try load(checkpoint, path: path), checkpoint)
+    }
+
+    /// The model `checkpoint` (read from `path`, which errors name) holds.
+    public static func load(_ checkpoint: ModelCheckpoint, path: String) throws -> Model {
         if checkpoint.task == MultiTaskConfiguration.task {
             // A multi-task file: its head of this task, on the shared backbone.
             let multi = try MultiTaskModel.load(checkpoint, path: path)
             guard let model = multi.model(H.self) else {
                 throw DatasetError(path, "is a multi-task model with heads \(multi.tasks.map(\.rawValue)), none for \(H.task.rawValue)")
             }
-            return (model, checkpoint)
+            return model
         }
         let task: VisionTask
         do {
@@ -283,7 +288,7 @@ public final class Model<H: Head>: Module, TrainableModel {
         // After the load, whose key check makes the checkpoint's tensors exactly the model's.
         try checkpoint.checkFinite(path: path)
         model.setMode(.inference)
-        return (model, checkpoint)
+        return model
     }
 
     public func save(to path: String, optimizer: (any Optimizer)? = nil, epoch: Int = 0, step: Int = 0,

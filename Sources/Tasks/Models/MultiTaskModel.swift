@@ -201,8 +201,8 @@ public final class MultiTaskModel: Module {
         return (try load(checkpoint, path: path), checkpoint)
     }
 
-    /// The model `checkpoint` (read from `path`) holds.
-    static func load(_ checkpoint: ModelCheckpoint, path: String) throws -> MultiTaskModel {
+    /// The model `checkpoint` (read from `path`, which errors name) holds.
+    public static func load(_ checkpoint: ModelCheckpoint, path: String) throws -> MultiTaskModel {
         var checkpoint = checkpoint
         let configuration: MultiTaskConfiguration
         if checkpoint.task == MultiTaskConfiguration.task {
