@@ -62,21 +62,8 @@ struct DetectPredict: ParsableCommand {
         guard let (detector, paths) = try arguments.open(WindowHead.self) else { return }
         let output = output!, force = arguments.force
         try OutputPolicy.check(output, inputs: [arguments.model] + paths + (annotations.map { [$0] } ?? []), force: force)
-        let fileNames = paths.map { ($0 as NSString).lastPathComponent }
         let c = detector.configuration
-        var categoryIDs = c.head.categoryIDs ?? c.classes.indices.map { Int64($0 + 1) }
-        var imageIDs = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, Int64($0 + 1)) })
-        if let annotations {
-            let coco = try COCOIndex(path: annotations)
-            categoryIDs = try c.classes.map { name in
-                guard let id = coco.categoryIDs[name] else { throw DatasetError(annotations, "has no category named '\(name)' (the model's classes: \(c.classes.joined(separator: ", ")))") }
-                return id
-            }
-            imageIDs = Dictionary(uniqueKeysWithValues: try zip(paths, fileNames).map { path, name in
-                guard let id = coco.imageIDs[name] else { throw DatasetError(path, "is not among the images of \(annotations)") }
-                return (path, id)
-            })
-        }
+        let (categoryIDs, imageIDs) = try cocoIDs(paths: paths, classes: c.classes, categoryIDs: c.head.categoryIDs, annotations: annotations)
         let drawings = try draw.map { dir in Dictionary(uniqueKeysWithValues: zip(paths, try uniqueOutputNames(paths).map { (dir as NSString).appendingPathComponent($0) })) }
         if let draw { try FileManager.default.createDirectory(atPath: draw, withIntermediateDirectories: true) }
         if !force, let existing = drawings?.values.sorted().first(where: { FileManager.default.fileExists(atPath: $0) }) {
@@ -115,6 +102,27 @@ struct DetectPredict: ParsableCommand {
         try staged.commit()
         note("wrote \(results.reduce(0) { $0 + $1.detections.count }) detections in \(results.count) images to \(output)\(draw.map { " and drawings to \($0)" } ?? "")\(saveTxt.map { " and labels to \($0)" } ?? "")")
     }
+}
+
+/// The COCO ids detections are written with: without `annotations`, image ids counting from 1 in
+/// the order of `paths` and the training data's category ids (or 1...n); with a COCO
+/// annotations file, each image's id looked up by file name and each class's by name.
+func cocoIDs(paths: [String], classes: [String], categoryIDs stored: [Int64]?, annotations: String?) throws
+    -> (categoryIDs: [Int64], imageIDs: [String: Int64]) {
+    var categoryIDs = stored ?? classes.indices.map { Int64($0 + 1) }
+    var imageIDs = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, Int64($0 + 1)) })
+    if let annotations {
+        let coco = try COCOIndex(path: annotations)
+        categoryIDs = try classes.map { name in
+            guard let id = coco.categoryIDs[name] else { throw DatasetError(annotations, "has no category named '\(name)' (the model's classes: \(classes.joined(separator: ", ")))") }
+            return id
+        }
+        imageIDs = Dictionary(uniqueKeysWithValues: try paths.map { path in
+            guard let id = coco.imageIDs[(path as NSString).lastPathComponent] else { throw DatasetError(path, "is not among the images of \(annotations)") }
+            return (path, id)
+        })
+    }
+    return (categoryIDs, imageIDs)
 }
 
 /// Image ids by file name and category ids by name, from a COCO annotations file.

@@ -8,7 +8,101 @@ import PerceptTasks
 struct Multi: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Multi-task models: one backbone, any of the four heads (docs/datasets.md, multi-task model files).",
-        subcommands: [MultiEval.self])
+        subcommands: [MultiTrain.self, MultiEval.self, MultiPredict.self])
+}
+
+struct MultiTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train one backbone and a head per task given data (any subset of the four), jointly (defaults: the tuned recipe; --show-config lists it).",
+        discussion: "Each step draws batches from the tasks' datasets (key sampling) and minimises the sum of their weighted losses (keys classify.weight, tag.weight, ...). The best epoch is picked by the mean of the validated heads' metrics (accuracy, mAP, AP, mIoU). With --from, training starts from that model file: heads it lacks are added, heads given data are retrained; with --freeze-backbone only those heads train, and every other head predicts exactly as before.")
+
+    @Option(help: "Classification training set (HDF5).") var classify: String?
+    @Option(help: "Tagging training set.") var tag: String?
+    @Option(help: "Detection training set.") var detect: String?
+    @Option(help: "Segmentation training set.") var segment: String?
+    @Option(help: "Classification validation set.") var valClassify: String?
+    @Option(help: "Tagging validation set (also tunes the tag thresholds).") var valTag: String?
+    @Option(help: "Detection validation set.") var valDetect: String?
+    @Option(help: "Segmentation validation set.") var valSegment: String?
+    @Option(help: ArgumentHelp("Start from this model file (multi-task or single-task): heads it lacks are added, heads given data retrain.", valueName: "MODEL.h5"))
+    var from: String?
+    @Flag(help: "With --from: train only the heads given data; the backbone and every other head stay bit for bit.")
+    var freezeBackbone = false
+    @Option(name: .shortAndLong, help: "Also write the best model here (MODEL.last.h5 beside it holds a resumable checkpoint).")
+    var output: String?
+    @Option(help: ArgumentHelp("Folder of run folders: PROJECT/multi/NAME holds args.yaml, results.csv, weights/, events and each head's plots.", valueName: "DIR"))
+    var project = "runs"
+    @Option(help: "Run folder name (default: train, train2, ...).") var name: String?
+    @Option(help: "Epochs (key train.epochs).") var epochs: Int?
+    @Option(help: "Batch of every task that sets none of its own (key train.batch).") var batch: Int?
+    @Option(help: "Peak learning rate (key train.lr).") var lr: Float?
+    @Option(help: "Random seed (key train.seed).") var seed: UInt64?
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp("Continue the run of this checkpoint with the configuration it stores.", valueName: "MODEL.last.h5"))
+    var resume: String?
+    @Flag(help: "Replace an existing output model (a resumed run replaces its own outputs).") var force = false
+    @OptionGroup var settings: ConfigArguments
+
+    var data: [VisionTask: String] {
+        var data: [VisionTask: String] = [:]
+        data[.classification] = classify; data[.tagging] = tag; data[.detection] = detect; data[.segmentation] = segment
+        return data
+    }
+
+    var validation: [VisionTask: String] {
+        var data: [VisionTask: String] = [:]
+        data[.classification] = valClassify; data[.tagging] = valTag; data[.detection] = valDetect; data[.segmentation] = valSegment
+        return data
+    }
+
+    func validate() throws {
+        guard !settings.showConfig else { return }
+        guard !data.isEmpty else { throw ValidationError("name the training data of at least one task: --classify, --tag, --detect or --segment") }
+        for (task, _) in validation where data[task] == nil {
+            throw ValidationError("--val-\(task.runFolderName) needs --\(task.runFolderName) (its training data) too")
+        }
+        if freezeBackbone, from == nil, resume == nil { throw ValidationError("--freeze-backbone needs --from (the model whose backbone stays)") }
+        if from != nil, resume != nil { throw ValidationError("--from starts a run, --resume continues one: give one of them") }
+        if let output, !output.hasSuffix(".h5") { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
+    }
+
+    func run() throws {
+        var flags: [(key: String, flag: String, value: ConfigValue)] = []
+        if let epochs { flags.append(("train.epochs", "--epochs", .integer(epochs))) }
+        if let batch { flags.append(("train.batch", "--batch", .integer(batch))) }
+        if let lr { flags.append(("train.lr", "--lr", .number(Double(lr)))) }
+        if let seed { flags.append(("train.seed", "--seed", .integer(Int(clamping: seed)))) }
+        let overrides = settings.overrides(flags: flags)
+        var config = try MultiTaskConfig().applying(overrides)
+        if let resume {
+            // A resumed run continues with its stored configuration; options that change it are refused by the run.
+            let stored = try MultiTaskTrainingRun.storedConfig(in: resume)
+            config = try stored.applying(overrides)
+            let done = try ModelCheckpoint.read(path: resume).epoch
+            guard done < config.train.epochs else {
+                throw DatasetError(resume, "finished its \(done) epochs: nothing to train; give more epochs (--epochs \(done + 10), say) to extend it")
+            }
+        }
+        if settings.showConfig { print(config.yaml(), terminator: ""); return }
+        try useThreads(threads)
+        let folder: RunFolder
+        if let resume, let stored = try ModelCheckpoint.read(path: resume).metadata["run_folder"], FileManager.default.fileExists(atPath: stored) {
+            folder = RunFolder(path: stored)
+        } else {
+            folder = try RunFolder.create(project: project, folder: "multi", name: name)
+        }
+        note("run folder: \(folder.path)")
+        var run = MultiTaskTrainingRun(config, data: data, validation: validation, output: output, runFolder: folder)
+        run.force = force
+        run.from = from
+        run.freezeBackbone = freezeBackbone
+        let interruption = Interruption()
+        run.shouldStop = { interruption.requested }
+        try run.run(resume: resume)
+        note("wrote \(folder.path) (weights/best.h5, weights/last.h5, results.csv, args.yaml, plots)"
+             + (output.map { " and \($0) (resumable checkpoint: \(Trainer.checkpointPath(for: $0)))" } ?? ""))
+    }
 }
 
 struct MultiEval: ParsableCommand {
@@ -23,16 +117,17 @@ struct MultiEval: ParsableCommand {
     @Option(help: "Segmentation test set.") var segment: String?
     @Flag(help: "Print one JSON object with each head's metrics under its task.") var json = false
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var settings: ConfigArguments
 
     func validate() throws {
-        if [classify, tag, detect, segment].allSatisfy({ $0 == nil }) {
+        if !settings.showConfig, [classify, tag, detect, segment].allSatisfy({ $0 == nil }) {
             throw ValidationError("name a test set for at least one head: --classify, --tag, --detect or --segment")
         }
     }
 
     func run() throws {
         try useThreads(threads)
-        let (multi, _) = try MultiTaskModel.load(path: model)
+        guard let multi = try loadMultiTaskModel(model, settings) else { return }
         // Every head asked for, and every dataset's fit, before any evaluation starts.
         var jobs: [(task: VisionTask, run: () throws -> Evaluation)] = []
         func job<H: Head, D: ImageDataset>(_ path: String?, _ head: H.Type, _ open: (String) throws -> D) throws {
@@ -54,5 +149,127 @@ struct MultiEval: ParsableCommand {
             parts.append(json ? "\"\(task.rawValue)\": " + evaluation.json() : "\(task.rawValue):\n" + evaluation.table())
         }
         print(json ? "{" + parts.joined(separator: ", ") + "}" : parts.joined(separator: "\n\n"))
+    }
+}
+
+/// Loads a multi-task model (or a single-task one as its one head) with its stored settings and
+/// the command line's overrides (`MultiTaskSettings`); nil after printing them for `--show-config`.
+func loadMultiTaskModel(_ path: String, _ arguments: ConfigArguments) throws -> MultiTaskModel? {
+    let (model, _) = try MultiTaskModel.load(path: path)
+    let settings = try MultiTaskSettings(model).applying(arguments.overrides())
+    try settings.apply(to: model)
+    if arguments.showConfig { print(settings.yaml(), terminator: ""); return nil }
+    return model
+}
+
+struct MultiPredict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Run the heads of a multi-task model over PNG or JPEG images: one backbone pass per image feeds them all (the detector adds its pyramid levels).",
+        discussion: """
+        Writes into OUT_DIR, for the heads asked for: classes.csv (image,label,score: the whole image's class), \
+        tags.csv (image,tags,then a score per tag, as `tag predict --scores`), detections.json (COCO results, as \
+        `detect predict`) and masks/NAME.png (index masks, as `segment predict`). --draw writes one picture per image \
+        with the mask tinted in, the boxes, and the class and tags above.
+        """)
+
+    @OptionGroup var arguments: PredictArguments
+    @Option(name: .shortAndLong, help: "Directory for the outputs (created if missing).") var output: String?
+    @Option(help: ArgumentHelp("Heads to run, comma-separated (default: every head the model has).", valueName: "classify,tag,detect,segment"))
+    var heads: String?
+    @Option(help: "COCO annotations whose image and category ids detections.json uses.") var annotations: String?
+    @Option(help: "Also write one picture per image (NAME.png) with everything predicted to this directory.") var draw: String?
+    @Option(help: "Draw only detections scoring at least this (the JSON keeps all of them).") var drawThreshold: Float = 0.3
+
+    func validate() throws {
+        guard (0...1).contains(drawThreshold) else { throw ValidationError("--draw-threshold must be in [0, 1]") }
+        if output == nil, !arguments.settings.showConfig { throw ValidationError("missing -o/--output (the directory for the outputs)") }
+        _ = try requestedTasks()
+    }
+
+    /// The tasks of `--heads` (nil: every head).
+    func requestedTasks() throws -> Set<VisionTask>? {
+        guard let names = commaList(heads) else { return nil }
+        return Set(try names.map { name in
+            guard let task = VisionTask.allCases.first(where: { $0.runFolderName == name }) else {
+                throw ValidationError("--heads: unknown head '\(name)' (classify, tag, detect, segment)")
+            }
+            return task
+        })
+    }
+
+    func run() throws {
+        try useThreads(arguments.threads)
+        guard let model = try loadMultiTaskModel(arguments.model, arguments.settings) else { return }
+        let tasks = try requestedTasks() ?? Set(model.tasks)
+        if let missing = VisionTask.allCases.first(where: { tasks.contains($0) && model.head($0) == nil }) {
+            throw DatasetError(arguments.model, "has no \(missing.runFolderName) head (it has \(model.tasks.map(\.runFolderName).joined(separator: ", ")))")
+        }
+        let (paths, skippedFiles) = try collectImageFiles(arguments.images)
+        for (directory, count) in skippedFiles { note("note: \(directory): skipped \(count) file\(count == 1 ? "" : "s") that are not PNG or JPEG images") }
+        let output = output!, force = arguments.force
+        let names = try uniqueOutputNames(paths)
+        let c = model.configuration
+        // Every output path, checked before any work.
+        var planned: [String] = []
+        let classesPath = output + "/classes.csv", tagsPath = output + "/tags.csv", detectionsPath = output + "/detections.json"
+        if tasks.contains(.classification) { planned.append(classesPath) }
+        if tasks.contains(.tagging) { planned.append(tagsPath) }
+        if tasks.contains(.detection) { planned.append(detectionsPath) }
+        let maskPaths = names.map { output + "/masks/" + $0 }
+        if tasks.contains(.segmentation) { planned += maskPaths }
+        let drawings = draw.map { dir in names.map { (dir as NSString).appendingPathComponent($0) } }
+        planned += drawings ?? []
+        let inputs = [arguments.model] + paths + (annotations.map { [$0] } ?? [])
+        for path in planned { try OutputPolicy.check(path, inputs: inputs, force: force) }
+        let detectionIDs = try c.detection.map { try cocoIDs(paths: paths, classes: $0.classes, categoryIDs: $0.head.categoryIDs, annotations: annotations) }
+        for directory in [output] + (tasks.contains(.segmentation) ? [output + "/masks"] : []) + (draw.map { [$0] } ?? []) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let classNames = c.classification?.classes ?? [], tagNames = c.tagging?.classes ?? []
+        let boxNames = c.detection?.classes ?? [], maskNames = c.segmentation?.classes ?? []
+        var classes = "image,label,score\n"
+        var tags = "image,tags," + tagNames.map(csvField).joined(separator: ",") + "\n"
+        var detections: [(imageID: Int64, fileName: String?, detections: [Detection])] = []
+        // Everything is staged and moved into place together, so a run that stops leaves no output.
+        let staged = OutputSet()
+        let index = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
+        try arguments.forEachBatch(of: paths, batchSize: 1) { batch in
+            for (path, image) in batch {
+                let i = index[path]!
+                let prediction = model.predict(image: image, tasks: tasks)
+                var caption: [String] = []
+                if let p = prediction.classification {
+                    classes += "\(csvField(path)),\(csvField(classNames[p.label])),\(String(format: "%.6f", p.score))\n"
+                    caption.append(String(format: "class: %@ %.2f", classNames[p.label], p.score))
+                }
+                if let p = prediction.tagging {
+                    let named = p.tags.map { tagNames[$0] }
+                    tags += "\(csvField(path)),\(csvField(TagsCSV.field(named))),"
+                        + p.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ",") + "\n"
+                    caption.append("tags: " + (named.isEmpty ? "none" : named.joined(separator: ", ")))
+                }
+                if let found = prediction.detection {
+                    detections.append((detectionIDs!.imageIDs[path]!, (path as NSString).lastPathComponent, found))
+                }
+                if let mask = prediction.segmentation { try staged.write(mask.image, to: maskPaths[i], overwrite: force) }
+                if let drawings {
+                    let shown = (prediction.detection ?? []).filter { $0.score >= drawThreshold }.map { ($0.box, $0.score) }
+                    let picture = Drawing.summary(image: image, mask: prediction.segmentation?.image, maskNames: maskNames,
+                                                  boxes: shown, boxNames: boxNames, caption: caption)
+                    try staged.write(picture, to: drawings[i], overwrite: force)
+                }
+            }
+        }
+        if tasks.contains(.classification) { try staged.write(Data(classes.utf8), to: classesPath, overwrite: force) }
+        if tasks.contains(.tagging) { try staged.write(Data(tags.utf8), to: tagsPath, overwrite: force) }
+        if let ids = detectionIDs, tasks.contains(.detection) {
+            let json = try JSONSerialization.data(withJSONObject: cocoResults(detections, categoryIDs: ids.categoryIDs), options: [.sortedKeys])
+            try staged.write(json, to: detectionsPath, overwrite: force)
+        }
+        try staged.commit()
+        let written = [tasks.contains(.classification) ? "classes.csv" : nil, tasks.contains(.tagging) ? "tags.csv" : nil,
+                       tasks.contains(.detection) ? "detections.json" : nil, tasks.contains(.segmentation) ? "masks/" : nil].compactMap { $0 }
+        note("wrote \(written.joined(separator: ", ")) for \(paths.count) image\(paths.count == 1 ? "" : "s") to \(output)" + (draw.map { " and pictures to \($0)" } ?? ""))
     }
 }

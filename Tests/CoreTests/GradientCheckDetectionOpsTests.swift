@@ -14,6 +14,17 @@ final class GradientCheckDetectionOpsTests: XCTestCase {
         XCTAssertEqual(slice.scalars[sliceIndex], x.scalars[sourceIndex])
     }
 
+    func testSpatialCropGradientsAndValues() {
+        var rng = SeededGenerator(seed: 63)
+        let x = Tensor.randomNormal([2, 3, 5, 6], using: &rng)
+        assertGradientsMatch([x]) { $0[0].cropped(top: 1, left: 2, height: 3, width: 3) }
+        let patch = x.cropped(top: 2, left: 1, height: 2, width: 4)
+        XCTAssertEqual(patch.shape, [2, 3, 2, 4])
+        // Image 1, channel 2, patch pixel (1, 3) is source pixel (3, 4).
+        let patchIndex: Int = ((1 * 3 + 2) * 2 + 1) * 4 + 3, sourceIndex: Int = ((1 * 3 + 2) * 5 + 3) * 6 + 4
+        XCTAssertEqual(patch.scalars[patchIndex], x.scalars[sourceIndex])
+    }
+
     func testPointwiseConvolutionGradientsAndSizeIndependentValues() {
         var rng = SeededGenerator(seed: 62)
         let x = Tensor.randomNormal([2, 5, 3, 4], using: &rng)

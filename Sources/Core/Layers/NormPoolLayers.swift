@@ -4,9 +4,14 @@ public final class BatchNorm2D: Layer, ModeDependent {
     public let bias: Parameter
     public let runningMean: Buffer
     public let runningVariance: Buffer
-    public let momentum: Float
+    /// Weight of each training batch's statistics in the running ones.
+    public var momentum: Float
     public let epsilon: Float
     public var mode: Mode = .training
+    /// Normalise with the running statistics in training too and leave them as they are
+    /// (torchvision's `FrozenBatchNorm2d`, but the scale and shift still train): a backbone
+    /// shared by tasks whose inputs differ normalises alike in training and in inference.
+    public var freezesStatistics = false
 
     public init(_ channels: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
         weight = Parameter(Tensor(shape: [channels], repeating: 1))
@@ -21,10 +26,33 @@ public final class BatchNorm2D: Layer, ModeDependent {
     public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         x.batchNorm2D(gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean,
                       runningVar: runningVariance, momentum: momentum, epsilon: epsilon,
-                      training: mode == .training, relu: relu)
+                      training: mode == .training && !freezesStatistics, relu: relu)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, relu: false) }
+}
+
+extension Module {
+    /// Every batch norm inside measures its running statistics afresh as the cumulative
+    /// average of the batches `run` passes through in training mode (PyTorch's `momentum=None`,
+    /// as precise BN computes them), then keeps its momentum.
+    public func measureBatchNormStatistics(batches: Int, _ run: (Int) throws -> Void) rethrows {
+        var norms: [BatchNorm2D] = []
+        walk { _, object in if let norm = object as? BatchNorm2D { norms.append(norm) } }
+        let momenta = norms.map(\.momentum)
+        defer { for (norm, momentum) in zip(norms, momenta) { norm.momentum = momentum } }
+        setMode(.training)
+        for index in 0..<batches {
+            for norm in norms { norm.momentum = 1 / Float(index + 1) }
+            try run(index)
+        }
+    }
+
+    /// Every batch norm inside normalises with its running statistics from now on, in training
+    /// too, and keeps them (`BatchNorm2D.freezesStatistics`).
+    public func freezeBatchNormStatistics() {
+        walk { _, object in (object as? BatchNorm2D)?.freezesStatistics = true }
+    }
 }
 
 /// Max pooling over NCHW input.

@@ -208,6 +208,31 @@ extension Tensor {
 }
 
 extension Tensor {
+    /// The `height` x `width` patch at (`top`, `left`) of every plane of an NCHW tensor.
+    public func cropped(top: Int, left: Int, height: Int, width: Int) -> Tensor {
+        checkShape(rank == 4 && top >= 0 && left >= 0 && height >= 1 && width >= 1 && top + height <= shape[2] && left + width <= shape[3],
+                   "cropped(top: \(top), left: \(left), height: \(height), width: \(width)) of \(shape)")
+        let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3])
+        let out = Tensor.uninitialized([shape[0], shape[1], height, width])
+        for plane in 0..<planes {
+            for y in 0..<height {
+                (out.pointer + (plane * height + y) * width).update(from: pointer + (plane * h + top + y) * w + left, count: width)
+            }
+        }
+        let inShape = shape
+        return Tensor.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inShape)
+            for plane in 0..<planes {
+                for y in 0..<height {
+                    (dx.pointer + (plane * h + top + y) * w + left).update(from: g.pointer + (plane * height + y) * width, count: width)
+                }
+            }
+            return [dx]
+        }
+    }
+}
+
+extension Tensor {
     /// [N, C, H, W] -> [N, C, H + 2 * padding, W + 2 * padding], the border of channel c filled
     /// with `values[c]`. For inference (image pyramids): it records no gradient.
     public func padded(by padding: Int, values: [Float]) -> Tensor {

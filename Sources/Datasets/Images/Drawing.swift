@@ -43,6 +43,36 @@ public enum Drawing {
         precondition(mask.width == image.width && mask.height == image.height, "mask and image sizes differ")
         let zoom = zoom(for: max(image.width, image.height))
         var picture = rgb(image, zoom: zoom)
+        tint(&picture, mask: mask, zoom: zoom)
+        return withLegend(picture, legend(of: mask, classNames: classNames))
+    }
+
+    /// `image` enlarged for viewing with each box outlined in its class's colour and labelled
+    /// with the class name and score. `boxes` are (corners in image pixels, class, score).
+    public static func boxes(image: Image, _ boxes: [(box: DetectionBox, score: Float)], classNames: [String]) -> Image {
+        let zoom = zoom(for: max(image.width, image.height), minimum: 480)
+        var picture = rgb(image, zoom: zoom)
+        draw(boxes, on: &picture, zoom: zoom, classNames: classNames)
+        return picture
+    }
+
+    /// Everything predicted for one image in one picture: the mask tinted in (if any), the boxes
+    /// with their labels, a caption strip above (the image's class, its tags) and the mask's
+    /// legend below.
+    public static func summary(image: Image, mask: Image?, maskNames: [String], boxes: [(box: DetectionBox, score: Float)],
+                               boxNames: [String], caption: [String]) -> Image {
+        let zoom = zoom(for: max(image.width, image.height), minimum: 480)
+        var picture = rgb(image, zoom: zoom)
+        if let mask {
+            precondition(mask.width == image.width && mask.height == image.height, "mask and image sizes differ")
+            tint(&picture, mask: mask, zoom: zoom)
+        }
+        draw(boxes, on: &picture, zoom: zoom, classNames: boxNames)
+        return withLegend(withCaption(picture, caption), mask.map { legend(of: $0, classNames: maskNames) } ?? [])
+    }
+
+    /// Tints each pixel of `picture` (`mask` enlarged `zoom` times) of class c > 0 with c's colour.
+    static func tint(_ picture: inout Image, mask: Image, zoom: Int) {
         let w = picture.width
         for y in 0..<picture.height {
             for x in 0..<w {
@@ -54,16 +84,17 @@ public enum Drawing {
                 picture.pixels[offset + 2] = UInt8((Int(picture.pixels[offset + 2]) + Int(color.2)) / 2)
             }
         }
-        let present = Set(mask.pixels.map(Int.init)).filter { $0 > 0 }.sorted()
-        let entries = present.map { ($0 < classNames.count ? classNames[$0] : "class \($0)", classColor($0 - 1)) }
-        return withLegend(picture, entries)
     }
 
-    /// `image` enlarged for viewing with each box outlined in its class's colour and labelled
-    /// with the class name and score. `boxes` are (corners in image pixels, class, score).
-    public static func boxes(image: Image, _ boxes: [(box: DetectionBox, score: Float)], classNames: [String]) -> Image {
-        let zoom = zoom(for: max(image.width, image.height), minimum: 480)
-        var picture = rgb(image, zoom: zoom)
+    /// The classes present in `mask` (0 is background) with their colours.
+    static func legend(of mask: Image, classNames: [String]) -> [(String, Color)] {
+        let present = Set(mask.pixels.map(Int.init)).filter { $0 > 0 }.sorted()
+        return present.map { ($0 < classNames.count ? classNames[$0] : "class \($0)", classColor($0 - 1)) }
+    }
+
+    /// Outlines each box (image pixels; `picture` is the image enlarged `zoom` times) in its
+    /// class's colour with its class name and score.
+    static func draw(_ boxes: [(box: DetectionBox, score: Float)], on picture: inout Image, zoom: Int, classNames: [String]) {
         for (box, score) in boxes {
             let label = Int(box.label), color = classColor(label)
             let x = Int((box.x1 * Float(zoom)).rounded()), y = Int((box.y1 * Float(zoom)).rounded())
@@ -75,7 +106,23 @@ public enum Drawing {
             fillRectangle(&picture, x: x, y: textY - 1, width: size.width + 4, height: size.height + 3, color: color)
             drawText(&picture, text, x: x + 2, y: textY + 1, scale: 1, color: (0, 0, 0))
         }
-        return picture
+    }
+
+    /// `picture` with a strip above it holding `lines` of white text (none: `picture`).
+    public static func withCaption(_ picture: Image, _ lines: [String]) -> Image {
+        guard !lines.isEmpty else { return picture }
+        let scale = 2, row = (glyphHeight + 3) * scale, margin = 4
+        let width = max(picture.width, margin * 2 + (lines.map { textSize($0, scale: scale).width }.max() ?? 0))
+        let top = margin * 2 + row * lines.count
+        var out = Image(width: width, height: picture.height + top, channels: 3, pixels: [UInt8](repeating: 32, count: width * (picture.height + top) * 3))
+        for y in 0..<picture.height {
+            let source = y * picture.width * 3, target = ((y + top) * width) * 3
+            out.pixels.replaceSubrange(target..<(target + picture.width * 3), with: picture.pixels[source..<(source + picture.width * 3)])
+        }
+        for (i, line) in lines.enumerated() {
+            drawText(&out, line, x: margin, y: margin + i * row, scale: scale, color: (255, 255, 255))
+        }
+        return out
     }
 
     /// `picture` with a legend strip below it: one row per entry, a colour swatch and its name.

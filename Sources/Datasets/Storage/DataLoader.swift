@@ -128,9 +128,18 @@ public struct Batch {
     public var boxes: [[DetectionBox]]
     /// Window crops' targets (detection training batches; nil for others).
     public var windows: WindowLabels?
+    /// A joint batch of multi-task training: one batch per task, in task order, named by the
+    /// task (the fields above stay empty).
+    public var parts: [(task: VisionTask, batch: Batch)] = []
 
-    /// Number of images.
-    public var count: Int { indices.count }
+    /// Number of images (of all parts, for a joint batch).
+    public var count: Int { parts.isEmpty ? indices.count : parts.reduce(0) { $0 + $1.batch.count } }
+
+    /// A joint batch of one batch per task.
+    public init(parts: [(task: VisionTask, batch: Batch)]) {
+        self.init(images: .zeros([0]), indices: [])
+        self.parts = parts
+    }
 
     /// A batch made by hand (e.g. of window crops): the task fields that do not apply stay empty.
     public init(images: Tensor, indices: [Int], labels: [Int32] = [], tags: Tensor? = nil, masks: [Int32] = [],

@@ -87,6 +87,43 @@ public struct BackboneOptions: Configurable {
 
     /// Whether training starts from a model file's backbone.
     public var startsFromWeights: Bool { weights != "none" }
+
+    /// The backbone a new run on `channels`-channel images (of the file `data`) starts from:
+    /// none for `weights: none`; else the named file (a path, or a shipped model's name), checked
+    /// to fit. Where these options keep the recipe's backbone, the file's backbone is adopted and
+    /// written into them, so the stored configuration says what was built; where they name
+    /// another, the file must hold it (or a backbone it extends). The recipe's own default file,
+    /// missing or not fitting, is noted through `log` and training starts from scratch; a file
+    /// the user named must fit.
+    public mutating func pretrained(recipe: BackboneOptions, channels: Int, data: String, log: (String) -> Void) throws -> PretrainedBackbone? {
+        let name = weights
+        guard startsFromWeights else { return nil }
+        let isRecipeDefault = name == recipe.weights
+        func refuse(_ problem: String) throws -> PretrainedBackbone? {
+            guard isRecipeDefault else { throw ConfigError("backbone.weights: \(problem)") }
+            log("note: the recipe's backbone weights (\(name)) are not used: \(problem); training from scratch")
+            return nil
+        }
+        let path = FileManager.default.fileExists(atPath: name) ? name : ShippedModels.locate(name)
+        guard let path else {
+            return try refuse("\(name) is neither a file nor found in $PERCEPT_MODELS, ./models or the package's models folder")
+        }
+        let pretrained = try PretrainedBackbone(path: path)
+        guard pretrained.configuration.inputChannels == channels else {
+            return try refuse("\(path) is for \(pretrained.configuration.inputChannels)-channel images, \(data) holds \(channels)-channel images")
+        }
+        var requested = self
+        requested.weights = recipe.weights
+        if requested == recipe, let adopted = BackboneOptions(describing: pretrained.configuration, weights: name) {
+            self = adopted
+            return pretrained
+        }
+        let chosen = configuration(inputChannels: channels)
+        guard chosen == pretrained.configuration || chosen.extends(pretrained.configuration) else {
+            return try refuse("\(path) holds the backbone \(BackboneOptions(describing: pretrained.configuration, weights: name).map { "preset \($0.preset.rawValue), widths \($0.widths), stem_stride \($0.stemStride)" } ?? "\(pretrained.configuration)"), which the backbone section neither equals nor extends; set its keys to match or leave them at the recipe's")
+        }
+        return pretrained
+    }
 }
 
 /// Single-label classification: a ResNet-8 twice as wide as the CIFAR one, with a stride-2 stem
@@ -176,7 +213,37 @@ public struct DetectionConfig: TaskConfig {
         public var window = 28
         /// Width of the hidden fully connected layer.
         public var hidden = 128
+        /// The backbone map the window classifier reads (empty: the deepest).
+        public var input = ""
+        /// Pixels of surroundings each training crop carries on every side (a multiple of the
+        /// map's stride): 0 for an unpadded backbone, whose dense scores equal bare crops'.
+        public var context = 0
         public init() {}
+
+        enum CodingKeys: String, CodingKey { case window, hidden, input, context }
+
+        /// Configurations written before `input` and `context` existed read as the deepest map, no context.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            window = try c.decode(Int.self, forKey: .window)
+            hidden = try c.decode(Int.self, forKey: .hidden)
+            input = try c.decodeIfPresent(String.self, forKey: .input) ?? ""
+            context = try c.decodeIfPresent(Int.self, forKey: .context) ?? 0
+        }
+
+        /// The window classifier for `backbone` (built once on one window, to see its map's side).
+        func architecture(backbone: BackboneConfiguration, channels: Int, classes: Int, categoryIDs: [Int64]?) throws -> WindowHead.Architecture {
+            var rng = SeededGenerator(seed: 0)
+            let probe = try backbone.make(using: &rng).features(.zeros([1, channels, window, window]), through: nil)
+            let names = probe.info.map(\.name)
+            guard let index = input.isEmpty ? names.count - 1 : names.firstIndex(of: input) else {
+                throw ConfigError("detection.head.input: the backbone has no map '\(input)' (it has \(names.joined(separator: ", ")))")
+            }
+            let side = probe.maps[index].shape[2]
+            guard side >= 1 else { throw ModelError("a \(window)x\(window) window leaves no map for the head") }
+            return .init(input: names[index], window: window, featureSide: side, hidden: hidden, classes: classes,
+                         categoryIDs: categoryIDs, context: context)
+        }
     }
 
     public var backbone = BackboneOptions(preset: .plain, widths: [32, 64], padding: 0, weights: "fashion-window-classifier.h5")
@@ -190,22 +257,18 @@ public struct DetectionConfig: TaskConfig {
     public func validateTask() throws {
         try Check.that(head.window >= 4 && head.window <= 1024, "window", "must be 4 to 1024 pixels, got \(head.window)")
         try Check.that(head.hidden >= 1 && head.hidden <= 65_536, "hidden", "must be 1 to 65536, got \(head.hidden)")
+        try Check.that(head.context >= 0 && head.context <= 1024, "context", "must be 0 to 1024 pixels, got \(head.context)")
         try sampling.validate()
         // Window crops are sampled, jittered and flipped by the sampler, which neither erases nor pastes.
         try Check.that(train.erasing == 0, "erase", "is not available for detection (its windows are sampled, not loaded)")
         try Check.that(train.pasting == 0, "paste", "is for classification and segmentation (a pasted item would have no box)")
     }
 
-    /// The window's patch on the deepest map: the backbone run once on one window.
+    /// The window's patch on the map the head reads: the backbone run once on one window.
     public func headArchitecture(deepest: FeatureMapInfo, backbone: BackboneConfiguration,
                                  dataset: ImageDataset) throws -> WindowHead.Architecture {
-        var rng = SeededGenerator(seed: 0)
-        let window = head.window
-        let probe = try backbone.make(using: &rng).features(.zeros([1, dataset.channels, window, window]), through: nil)
-        let side = probe.last.shape[2]
-        guard side >= 1 else { throw ModelError("a \(window)x\(window) window leaves no map for the head") }
-        return .init(input: probe.info[probe.maps.count - 1].name, window: window, featureSide: side, hidden: head.hidden,
-                     classes: dataset.classNames.count, categoryIDs: (dataset as? DetectionDataset)?.categoryIDs)
+        try head.architecture(backbone: backbone, channels: dataset.channels, classes: dataset.classNames.count,
+                              categoryIDs: (dataset as? DetectionDataset)?.categoryIDs)
     }
 }
 

@@ -12,7 +12,8 @@ extension WindowHead {
     /// boxes and scores alike (models/README.md).
     public func refine(_ detections: [Detection], in image: Tensor, _ context: PredictionContext) -> [Detection] {
         let (c, h, w) = (image.shape[1], image.shape[2], image.shape[3])
-        let size = architecture.window, plane = size * size
+        // Each crop carries the context the head was trained with around its window.
+        let margin = architecture.context, size = architecture.window + 2 * margin, plane = size * size
         // Each detection's views: its fitting window and, with `shiftAverage`, that window moved
         // by half a stride in each direction.
         let d = Float(stride) / 2, zero: Float = 0
@@ -24,7 +25,7 @@ extension WindowHead {
         for (index, detection) in detections.enumerated() {
             for (view, shift) in shifts.enumerated() {
                 let fit = fittingWindow(detection.box, height: h, width: w, shift: shift)
-                let crop = image.resizedBilinearWindow(height: fit.height, width: fit.width, left: fit.left, top: fit.top,
+                let crop = image.resizedBilinearWindow(height: fit.height, width: fit.width, left: fit.left - margin, top: fit.top - margin,
                                                        size: size, background: context.background)
                 let slot = index * views + view
                 withExtendedLifetime(crop) { (crops.pointer + slot * c * plane).update(from: crop.pointer, count: c * plane) }
@@ -64,6 +65,68 @@ extension WindowHead {
         }
     }
 
+    /// Second looks from features: as `refine(_:in:_:)`, but each view's patch is sampled
+    /// bilinearly from the map of the pyramid level nearest its fitting scale (`levels`: each
+    /// level's scale and the map the head reads, [N, C, H, W], of an image of `height` x `width`
+    /// padded by `levelPadding`), stretched by the ratio of the two scales; no backbone runs.
+    /// A view at a level's own scale and on its map's grid gets exactly the dense pass's output.
+    public func refine(_ detections: [Detection], image: Int, of levels: [(scale: Float, map: Tensor)],
+                       height h: Int, width w: Int) -> [Detection] {
+        guard let first = levels.first?.map else { return detections }
+        let channels = first.shape[1], side = architecture.featureSide, patch = channels * side * side
+        let d = Float(stride) / 2, zero: Float = 0
+        var shifts: [(x: Float, y: Float)] = [(zero, zero)]
+        if settings.shiftAverage { shifts += [(d, zero), (-d, zero), (zero, d), (zero, -d)] }
+        let views = shifts.count, m = detections.count * views
+        let patches = Tensor.zeros([m, channels, side, side])
+        var windows: [(height: Int, width: Int, scale: Float, left: Int, top: Int)] = []
+        for (index, detection) in detections.enumerated() {
+            for (view, shift) in shifts.enumerated() {
+                let fit = fittingWindow(detection.box, height: h, width: w, shift: shift)
+                windows.append(fit)
+                // The level nearest in log scale, and the window's place and step on its map.
+                let nearest = levels.indices.min { abs(Foundation.log(levels[$0].scale / fit.scale)) < abs(Foundation.log(levels[$1].scale / fit.scale)) }!
+                let (scale, map) = levels[nearest]
+                let ratio = scale / fit.scale
+                let x0 = (Float(fit.left) * ratio + Float(levelPadding)) / Float(stride)
+                let y0 = (Float(fit.top) * ratio + Float(levelPadding)) / Float(stride)
+                let (mh, mw) = (map.shape[2], map.shape[3]), plane = mh * mw
+                let source = map.pointer + image * channels * plane
+                let target = patches.pointer + (index * views + view) * patch
+                for i in 0..<side {
+                    let y = y0 + Float(i) * ratio
+                    for j in 0..<side {
+                        let x = x0 + Float(j) * ratio
+                        // Bilinear weights of the four neighbours, those outside the map counting as zero.
+                        let xl = Int(x.rounded(.down)), yl = Int(y.rounded(.down))
+                        let fx = x - Float(xl), fy = y - Float(yl)
+                        for (dy, wy) in [(0, 1 - fy), (1, fy)] where wy > 0 && yl + dy >= 0 && yl + dy < mh {
+                            for (dx, wx) in [(0, 1 - fx), (1, fx)] where wx > 0 && xl + dx >= 0 && xl + dx < mw {
+                                let weight = wy * wx, offset = (yl + dy) * mw + xl + dx
+                                for c in 0..<channels { target[(c * side + i) * side + j] += weight * source[c * plane + offset] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let outputs = hiddenLayer(patches).relu().pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
+        return detections.enumerated().map { index, detection in
+            let label = Int(detection.box.label)
+            var probability: Float = 0, corners = (x1: Float(0), y1: Float(0), x2: Float(0), y2: Float(0))
+            for view in 0..<views {
+                let slot = index * views + view, fit = windows[slot]
+                let (p, deltas) = secondLook(outputs.pointer + slot * self.channels, label: label)
+                let box = Self.coder.decode(deltas: deltas, reference: windowSquare(left: fit.left, top: fit.top, scale: fit.scale, label: label))
+                probability += p
+                corners = (corners.x1 + box.x1, corners.y1 + box.y1, corners.x2 + box.x2, corners.y2 + box.y2)
+            }
+            let n = Float(views)
+            let box = DetectionBox(x1: corners.x1 / n, y1: corners.y1 / n, x2: corners.x2 / n, y2: corners.y2 / n, label: detection.box.label)
+            return Detection(box: box, score: (probability / n * detection.score).squareRoot())
+        }
+    }
+
     /// One window's output vector (`base`, `classes + 5` floats): the softmax probability of
     /// object class `label` and the box deltas.
     func secondLook(_ base: UnsafePointer<Float>, label: Int) -> (Float, (Float, Float, Float, Float)) {
@@ -71,19 +134,19 @@ extension WindowHead {
         return (probability(of: label + 1, base, 0, plane: 1), (base[k], base[k + 1], base[k + 2], base[k + 3]))
     }
 
-    /// Window crops ([N, C, window, window]) through the network, at most 512 at a time: a
+    /// Window crops ([N, C, window + 2 context, ...]) through the network, at most 512 at a time: a
     /// photo's hundred detections make a thousand views, whose activations would otherwise all
     /// be alive at once.
     static func run(_ windows: Tensor, _ context: PredictionContext) -> Tensor {
         let n = windows.shape[0], chunk = 512
-        guard n > chunk else { return context.run(windows) }
+        guard n > chunk else { return context.runCrops(windows) }
         let per = windows.count / n
         var parts: [Tensor] = []
         for start in Swift.stride(from: 0, to: n, by: chunk) {
             let count = Swift.min(chunk, n - start)
             let slice = Tensor.uninitialized([count] + Array(windows.shape.dropFirst()))
             slice.pointer.update(from: windows.pointer + start * per, count: count * per)
-            parts.append(context.run(slice))
+            parts.append(context.runCrops(slice))
             Tensor.releasePooledBuffers()
         }
         let out = Tensor.uninitialized([n] + Array(parts[0].shape.dropFirst()))

@@ -39,15 +39,45 @@ public final class WindowHead: Head {
         public var classes: Int
         /// The training data's category id of each class (COCO `category_id`), for results files.
         public var categoryIDs: [Int64]?
+        /// Pixels of surroundings each training crop carries on every side (a multiple of the
+        /// map's stride); the head reads the window's patch from the middle of the crop's map.
+        /// A backbone whose convolutions pad (a ResNet) sees past a window's edge, so its
+        /// windows are trained as the dense pass over a whole image sees them: with what is
+        /// around them rather than padding. 0 for unpadded backbones, whose dense scores equal
+        /// bare crops'.
+        public var context: Int
 
-        public init(input: String, window: Int, featureSide: Int, hidden: Int, classes: Int, categoryIDs: [Int64]? = nil) {
+        public init(input: String, window: Int, featureSide: Int, hidden: Int, classes: Int, categoryIDs: [Int64]? = nil, context: Int = 0) {
             self.input = input; self.window = window; self.featureSide = featureSide; self.hidden = hidden
-            self.classes = classes; self.categoryIDs = categoryIDs
+            self.classes = classes; self.categoryIDs = categoryIDs; self.context = context
         }
 
         enum CodingKeys: String, CodingKey {
             case input = "windowInput", window, featureSide = "windowFeatureSide", hidden = "windowHidden",
-                 classes = "objectClasses", categoryIDs
+                 classes = "objectClasses", categoryIDs, context = "windowContext"
+        }
+
+        /// Files written before training crops carried context decode with none.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            input = try c.decode(String.self, forKey: .input)
+            window = try c.decode(Int.self, forKey: .window)
+            featureSide = try c.decode(Int.self, forKey: .featureSide)
+            hidden = try c.decode(Int.self, forKey: .hidden)
+            classes = try c.decode(Int.self, forKey: .classes)
+            categoryIDs = try c.decodeIfPresent([Int64].self, forKey: .categoryIDs)
+            context = try c.decodeIfPresent(Int.self, forKey: .context) ?? 0
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(input, forKey: .input)
+            try c.encode(window, forKey: .window)
+            try c.encode(featureSide, forKey: .featureSide)
+            try c.encode(hidden, forKey: .hidden)
+            try c.encode(classes, forKey: .classes)
+            try c.encodeIfPresent(categoryIDs, forKey: .categoryIDs)
+            if context != 0 { try c.encode(context, forKey: .context) }
         }
     }
 
@@ -79,12 +109,17 @@ public final class WindowHead: Head {
         /// Images with a longer side are scaled down to it before the pyramid (Ultralytics'
         /// `imgsz`), and their boxes mapped back to the image's pixels.
         public var maxSide = 640
+        /// Second looks read the window's patch from the pyramid level nearest its fitting scale,
+        /// sampled bilinearly from the map the dense pass computed (as Fast R-CNN's RoIAlign),
+        /// instead of running the backbone on a new crop; mirrored views (`flip_average`) need
+        /// crops and are not taken.
+        public var looksFromFeatures = false
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case scales, scoreThreshold, nmsIoU, boxVoting, maxDetections, refinements, flipAverage, shiftAverage,
-                 candidatesPerLevel, maxSide
+                 candidatesPerLevel, maxSide, looksFromFeatures
         }
 
         /// Files store every setting; those written before second looks existed decode with them off.
@@ -102,6 +137,7 @@ public final class WindowHead: Head {
             // those models were made for (at most 640 pixels, far fewer candidates).
             candidatesPerLevel = try c.decodeIfPresent(Int.self, forKey: .candidatesPerLevel) ?? 1000
             maxSide = try c.decodeIfPresent(Int.self, forKey: .maxSide) ?? 640
+            looksFromFeatures = try c.decodeIfPresent(Bool.self, forKey: .looksFromFeatures) ?? false
         }
 
         public func validate() throws {
@@ -143,6 +179,9 @@ public final class WindowHead: Head {
         guard architecture.classes >= 1, architecture.window >= 1, architecture.featureSide >= 1, architecture.hidden >= 1 else {
             throw ModelError("window head needs positive classes, window, feature side and hidden width: \(architecture)")
         }
+        guard architecture.context >= 0, architecture.context % map.stride == 0 else {
+            throw ModelError("window head's context (\(architecture.context) px) must be a multiple of its map's stride, \(map.stride)")
+        }
         hiddenLayer = Conv2D(map.channels, architecture.hidden, kernel: architecture.featureSide, using: &rng)
         output = Conv2D(architecture.hidden, architecture.classes + 5, kernel: 1, using: &rng)
         stride = map.stride
@@ -164,6 +203,17 @@ public final class WindowHead: Head {
     /// output layer sums in a fixed order (`pointwiseConv2D`), so dense scores equal crops' exactly.
     public func callAsFunction(_ features: FeatureMaps) -> Tensor {
         hiddenLayer(features[architecture.input]).relu().pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
+    }
+
+    /// Training crops carry `context` pixels around the window: the head reads the window's
+    /// patch from the middle of their map, one output per crop.
+    public func trainingOutputs(_ features: FeatureMaps) -> Tensor {
+        guard architecture.context > 0 else { return self(features) }
+        let map = features[architecture.input], margin = architecture.context / stride, side = architecture.featureSide
+        checkShape(map.shape[2] == side + 2 * margin && map.shape[3] == side + 2 * margin,
+                   "window head trains on crops of \(architecture.window + 2 * architecture.context) px: map \(map.shape)")
+        let patch = map.cropped(top: margin, left: margin, height: side, width: side)
+        return hiddenLayer(patch).relu().pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
     }
 
     /// Window batches carry one class per window (0 background) and, for object windows, the
@@ -287,26 +337,43 @@ public final class WindowHead: Head {
     public func predict(_ images: Tensor, _ context: PredictionContext) -> [[Detection]] {
         let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
         var candidates = [[Detection]](repeating: [], count: n)
+        let keepsMaps = settings.refinements > 0 && settings.looksFromFeatures && context.features != nil
+        var levelMaps: [(scale: Float, map: Tensor)] = []
         for level in levels(height: h, width: w) {
             let resized = level.height == h && level.width == w ? images : images.resizedBilinear(height: level.height, width: level.width)
             let padded = resized.padded(by: levelPadding, values: context.background)
             guard padded.shape[2] >= architecture.window, padded.shape[3] >= architecture.window else { continue }
-            for (image, found) in decodeLevel(context.run(padded), scale: level.scale, padding: levelPadding).enumerated() {
+            let outputs: Tensor
+            if keepsMaps, let features = context.features {
+                let maps = features(padded)
+                outputs = self(maps)
+                levelMaps.append((level.scale, maps[architecture.input]))
+            } else {
+                outputs = context.run(padded)
+            }
+            for (image, found) in decodeLevel(outputs, scale: level.scale, padding: levelPadding).enumerated() {
                 candidates[image] += found.count <= settings.candidatesPerLevel
                     ? found : Array(found.sorted { $0.score > $1.score }.prefix(settings.candidatesPerLevel))
             }
-            // Levels differ in size: what one level's pass pooled, the next cannot reuse.
-            Tensor.releasePooledBuffers()
+            // Levels differ in size: what one level's pass pooled, the next cannot reuse
+            // (maps kept for second looks stay alive).
+            if !keepsMaps { Tensor.releasePooledBuffers() }
         }
         return candidates.enumerated().map { image, found in
             var detections = merge(found)
             if settings.refinements > 0, !detections.isEmpty {
-                let single = Tensor.uninitialized([1, images.shape[1], h, w])
-                single.pointer.update(from: images.pointer + image * single.count, count: single.count)
-                for _ in 0..<settings.refinements {
-                    detections = merge(refine(detections, in: single, context))
-                    // Each look's batch has another size (NMS keeps another count).
-                    Tensor.releasePooledBuffers()
+                if keepsMaps {
+                    for _ in 0..<settings.refinements {
+                        detections = merge(refine(detections, image: image, of: levelMaps, height: h, width: w))
+                    }
+                } else {
+                    let single = Tensor.uninitialized([1, images.shape[1], h, w])
+                    single.pointer.update(from: images.pointer + image * single.count, count: single.count)
+                    for _ in 0..<settings.refinements {
+                        detections = merge(refine(detections, in: single, context))
+                        // Each look's batch has another size (NMS keeps another count).
+                        Tensor.releasePooledBuffers()
+                    }
                 }
             }
             return clipped(detections, width: Float(w), height: Float(h))

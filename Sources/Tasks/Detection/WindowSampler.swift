@@ -190,9 +190,11 @@ public final class WindowSampler: BatchSource {
         return order.prefix(quota).map { found[$0].window }
     }
 
-    /// The crops of `windows` as a batch: [B, C, window, window] images, labels, object boxes.
+    /// The crops of `windows` as a batch: [B, C, window + 2 context, window + 2 context] images
+    /// (each window with the head's context around it), labels, object boxes in window pixels.
     func batch(_ windows: ArraySlice<TrainingWindow>) -> Batch {
-        let size = head.architecture.window, plane = size * size
+        let context = head.architecture.context, windowSide = head.architecture.window
+        let size = windowSide + 2 * context, plane = size * size
         let images = Tensor.uninitialized([windows.count, channels, size, size])
         let background = model.context().background
         var labels: [Int32] = [], boxes: [DetectionBox?] = [], scenes: [Int] = []
@@ -200,7 +202,7 @@ public final class WindowSampler: BatchSource {
         for (slot, window) in windows.enumerated() {
             if cache?.scene != window.scene { cache = (window.scene, sceneTensor(window.scene)) }
             let crop = cache!.tensor.resizedBilinearWindow(height: window.levelHeight, width: window.levelWidth,
-                                                           left: window.left, top: window.top, size: size, background: background)
+                                                           left: window.left - context, top: window.top - context, size: size, background: background)
             let destination = images.pointer + slot * channels * plane
             if window.flip {
                 for c in 0..<channels {
@@ -214,7 +216,7 @@ public final class WindowSampler: BatchSource {
             labels.append(window.label)
             scenes.append(window.scene)
             var box = window.box
-            if window.flip, let b = box { box!.x1 = Float(size) - b.x2; box!.x2 = Float(size) - b.x1 }
+            if window.flip, let b = box { box!.x1 = Float(windowSide) - b.x2; box!.x2 = Float(windowSide) - b.x1 }
             boxes.append(box)
         }
         return Batch(images: images, indices: scenes, windows: WindowLabels(classes: labels, boxes: boxes))

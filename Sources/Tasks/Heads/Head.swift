@@ -66,6 +66,11 @@ public protocol Head: Module {
     /// Raw outputs (logits) from the backbone's maps.
     func callAsFunction(_ features: FeatureMaps) -> Tensor
 
+    /// Raw outputs of a training batch (the outputs its loss reads); `self(features)` unless
+    /// the head's training inputs differ from its inference ones (a window head's crops carry
+    /// context).
+    func trainingOutputs(_ features: FeatureMaps) -> Tensor
+
     /// The part of `batch` this head learns from.
     func targets(of batch: Batch) -> Targets
 
@@ -105,14 +110,25 @@ public struct PredictionContext {
     /// Per channel.
     public var background: [Float]
     public var run: (Tensor) -> Tensor
+    /// The network on crops shaped as the head's training crops (`Head.trainingOutputs`): a
+    /// window head's second looks. `run` unless given.
+    public var runCrops: (Tensor) -> Tensor
+    /// The backbone's maps of normalised images (nil where the network is not a backbone and a
+    /// head, as in tests that stub `run`): a window head keeps its pyramid levels' maps for
+    /// second looks from features.
+    public var features: ((Tensor) -> FeatureMaps)?
 
-    public init(geometry: InputGeometry, background: [Float], run: @escaping (Tensor) -> Tensor) {
-        self.geometry = geometry; self.background = background; self.run = run
+    public init(geometry: InputGeometry, background: [Float], runCrops: ((Tensor) -> Tensor)? = nil,
+                features: ((Tensor) -> FeatureMaps)? = nil, run: @escaping (Tensor) -> Tensor) {
+        self.geometry = geometry; self.background = background; self.run = run; self.runCrops = runCrops ?? run
+        self.features = features
     }
 }
 
 extension Head {
     public func check(_ settings: Settings) throws {}
+
+    public func trainingOutputs(_ features: FeatureMaps) -> Tensor { self(features) }
 
     public func calibrated(from metrics: Metrics) -> Settings? { nil }
 

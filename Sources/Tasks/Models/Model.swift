@@ -110,6 +110,13 @@ public protocol TrainableModel: AnyObject {
     func save(to path: String, optimizer: (any Optimizer)?, epoch: Int, step: Int, metadata: [String: String]) throws
     /// Whether a checkpoint holds this architecture (so its weights can continue this run).
     func matchesArchitecture(of checkpoint: ModelCheckpoint) -> Bool
+    /// What the progress line adds after the loss (a multi-task model's loss per task), and
+    /// starts afresh after each call.
+    func takeProgressNote() -> String
+}
+
+extension TrainableModel {
+    public func takeProgressNote() -> String { "" }
 }
 
 extension TrainableModel where Self: Module {
@@ -183,12 +190,14 @@ public final class Model<H: Head>: Module, TrainableModel {
     }
 
     public func loss(_ batch: Batch) -> Tensor {
-        head.loss(self(batch.images), head.targets(of: batch), geometry: geometry)
+        head.loss(head.trainingOutputs(backbone.features(batch.images, through: deepestInput)), head.targets(of: batch), geometry: geometry)
     }
 
     /// The prediction context for images of `geometry` (the model's input size by default).
     public func context(_ geometry: InputGeometry? = nil) -> PredictionContext {
         PredictionContext(geometry: geometry ?? self.geometry, background: zip(base.mean, base.std).map { -$0 / $1 },
+                          runCrops: { [unowned self] in head.trainingOutputs(backbone.features($0, through: deepestInput)) },
+                          features: { [unowned self] in backbone.features($0, through: deepestInput) },
                           run: { [unowned self] in self($0) })
     }
 
@@ -293,11 +302,7 @@ public final class Model<H: Head>: Module, TrainableModel {
 
     public func save(to path: String, optimizer: (any Optimizer)? = nil, epoch: Int = 0, step: Int = 0,
                      metadata: [String: String] = [:]) throws {
-        let state = optimizer.map { opt in
-            OptimizerState(name: opt.name, hyperparameters: opt.configuration,
-                           tensors: Dictionary(opt.stateTensors(of: self).map { ($0.name, $0.value) },
-                                               uniquingKeysWith: { a, _ in a }))
-        }
+        let state = optimizer.map { OptimizerState(of: $0, for: self) }
         let c = configuration
         try ModelCheckpoint(module: self, architecture: c.json(), task: c.task.rawValue, classNames: c.classes,
                             optimizer: state, epoch: epoch, step: step, metadata: metadata).write(to: path)

@@ -16,6 +16,12 @@ public struct OptimizerState {
         self.hyperparameters = hyperparameters
         self.tensors = tensors
     }
+
+    /// The state of `optimizer` for the parameters of `module`.
+    public init(of optimizer: any Optimizer, for module: Module) {
+        self.init(name: optimizer.name, hyperparameters: optimizer.configuration,
+                  tensors: Dictionary(optimizer.stateTensors(of: module).map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a }))
+    }
 }
 
 /// Everything a Percept model file holds: weights under dotted paths, the architecture as

@@ -38,6 +38,11 @@ public struct MultiTaskConfiguration: Codable, Equatable, Sendable {
         try validate()
     }
 
+    /// A description of the shared part only; heads are added before it builds a model.
+    public init(backbone: BackboneConfiguration, inputChannels: Int, mean: [Float], std: [Float]) {
+        self.backbone = backbone; self.inputChannels = inputChannels; self.mean = mean; self.std = std
+    }
+
     /// The tasks of the heads held, in the order classification, tagging, detection, segmentation.
     public var tasks: [VisionTask] {
         [classification.map { _ in VisionTask.classification }, tagging.map { _ in .tagging },
@@ -189,10 +194,26 @@ public final class MultiTaskModel: Module {
         return Model(sharing: backbone, head: head, configuration: configuration)
     }
 
-    /// Writes the model atomically (task `multi`; see `MultiTaskConfiguration`).
-    public func save(to path: String, epoch: Int = 0, step: Int = 0, metadata: [String: String] = [:]) throws {
+    /// Writes the model atomically (task `multi`; see `MultiTaskConfiguration`), and for a
+    /// checkpoint the optimizer's state.
+    public func save(to path: String, optimizer: (any Optimizer)? = nil, epoch: Int = 0, step: Int = 0,
+                     metadata: [String: String] = [:]) throws {
         try ModelCheckpoint(module: self, architecture: configuration.json(), task: MultiTaskConfiguration.task,
+                            optimizer: optimizer.map { OptimizerState(of: $0, for: self) },
                             epoch: epoch, step: step, metadata: metadata).write(to: path)
+    }
+
+    /// Copies every weight and statistic of `other` into the tensors of the same path here
+    /// (the backbone and the heads both hold); every path of `other` must exist here with its shape.
+    public func copyWeights(of other: MultiTaskModel) throws {
+        let own = Dictionary(state.map { ($0.path, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let theirs = other.state
+        for (path, value) in theirs {
+            guard let target = own[path], target.shape == value.shape else {
+                throw ModelError("\(path): \(value.shape) has no counterpart of that shape in the model being built")
+            }
+        }
+        for (path, value) in theirs { own[path]!.pointer.update(from: value.pointer, count: value.count) }
     }
 
     /// Reads a multi-task model file, or a single-task one as a model with its one head.

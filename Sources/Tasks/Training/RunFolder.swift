@@ -21,7 +21,12 @@ public struct RunFolder: Sendable {
     /// A new folder `project/task/name` (default name `train`), or `name2`, `name3`, ... where
     /// that exists, as Ultralytics increments its run names.
     public static func create(project: String, task: VisionTask, name: String?) throws -> RunFolder {
-        let base = project + "/" + task.runFolderName
+        try create(project: project, folder: task.runFolderName, name: name)
+    }
+
+    /// A new folder `project/folder/name` (`folder`: `multi` for multi-task runs).
+    public static func create(project: String, folder: String, name: String?) throws -> RunFolder {
+        let base = project + "/" + folder
         let stem = name ?? "train"
         guard !stem.isEmpty, !stem.contains("/") else { throw DatasetError(stem, "a run name is one folder name") }
         var candidate = base + "/" + stem, index = 2

@@ -9,6 +9,9 @@ public final class Trainer {
     public let model: any TrainableModel
     public let train: any BatchSource
     public let validation: DataLoader?
+    /// Validates after each epoch instead of `model.evaluate(validation)` (a multi-task model's
+    /// heads, each on its own data).
+    public var validator: (() throws -> Evaluation)?
     public let options: TrainingOptions
     /// Where the best (or, without validation, the final) model goes.
     public let outputPath: String
@@ -128,18 +131,19 @@ public final class Trainer {
                     lastReport = Date()
                     let rate = Double(imagesDone) / Date().timeIntervalSince(runStart)
                     let remaining = Double((options.epochs - epoch) * stepsPerEpoch - step) * Double(train.batchSize) / max(rate, 1)
-                    log(String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.4g  %.0f img/s  ETA ",
+                    log(String(format: "epoch %d/%d  step %d/%d  loss %.4f%@  lr %.4g  %.0f img/s  ETA ",
                                epoch + 1, options.epochs, step, stepsPerEpoch, lossSum / Double(max(seen, 1)),
-                               optimizer.learningRate, rate) + formatDuration(remaining))
+                               model.takeProgressNote(), optimizer.learningRate, rate) + formatDuration(remaining))
                 }
             }
             let trainLoss = lossSum / Double(max(seen, 1))
             var line = String(format: "epoch %d/%d done in %.0fs  train loss %.4f", epoch + 1, options.epochs,
                               Date().timeIntervalSince(epochStart), trainLoss)
-            var improved = validation == nil
+            let validate = validator ?? validation.map { loader in { try self.model.evaluate(loader) } }
+            var improved = validate == nil
             var evaluation: Evaluation?
-            if let validation {
-                evaluation = try model.evaluate(validation)
+            if let validate {
+                evaluation = try validate()
                 last = evaluation
                 line += "  val " + evaluation!.summary
                 if evaluation!.value > best { best = evaluation!.value; bestEpoch = epoch + 1; improved = true; line += "  (best)" }
@@ -161,7 +165,7 @@ public final class Trainer {
                                metadata: fileMetadata.merging(["best_metric": best.isFinite ? String(best) : "", "best_epoch": String(bestEpoch),
                                                                "training_seconds": String(elapsed), "training_options": options.json()]) { $1 })
             }
-            if let patience, patience > 0, validation != nil, epoch + 1 - bestEpoch >= patience, epoch + 1 < options.epochs {
+            if let patience, patience > 0, validate != nil, epoch + 1 - bestEpoch >= patience, epoch + 1 < options.epochs {
                 log("early stop: no better val \(evaluation?.metricName ?? "metric") for \(patience) epochs (the best was epoch \(bestEpoch))")
                 break
             }

@@ -179,41 +179,9 @@ public struct TrainingRun<Config: TaskTraining> {
         if let mosaic = try ValidationMosaic.make(best, validation) { try PNG.write(mosaic, to: folder.path + "/val_predictions.png") }
     }
 
-    /// The backbone a new run starts from: none for `weights: none`; else the named file (a
-    /// path, or a shipped model's name), checked to fit the data and `options`. Where `options`
-    /// keep the recipe's backbone, the file's backbone is adopted and written into them, so the
-    /// stored configuration says what was built; where they name another, the file must hold
-    /// it (or a backbone it extends). The recipe's own default file, missing or not fitting, is
-    /// noted and training starts from scratch; a file the user named must fit.
+    /// The backbone a new run starts from (`BackboneOptions.pretrained`).
     func startingBackbone(_ options: inout BackboneOptions, dataset: ImageDataset) throws -> PretrainedBackbone? {
-        let name = options.weights
-        guard options.startsFromWeights else { return nil }
-        let recipe = Config().backbone
-        let isRecipeDefault = name == recipe.weights
-        func refuse(_ problem: String) throws -> PretrainedBackbone? {
-            guard isRecipeDefault else { throw ConfigError("backbone.weights: \(problem)") }
-            log("note: the recipe's backbone weights (\(name)) are not used: \(problem); training from scratch")
-            return nil
-        }
-        let path = FileManager.default.fileExists(atPath: name) ? name : ShippedModels.locate(name)
-        guard let path else {
-            return try refuse("\(name) is neither a file nor found in $PERCEPT_MODELS, ./models or the package's models folder")
-        }
-        let pretrained = try PretrainedBackbone(path: path)
-        guard pretrained.configuration.inputChannels == dataset.channels else {
-            return try refuse("\(path) is for \(pretrained.configuration.inputChannels)-channel images, \(dataset.path) holds \(dataset.channels)-channel images")
-        }
-        var requested = options
-        requested.weights = recipe.weights
-        if requested == recipe, let adopted = BackboneOptions(describing: pretrained.configuration, weights: name) {
-            options = adopted
-            return pretrained
-        }
-        let chosen = options.configuration(inputChannels: dataset.channels)
-        guard chosen == pretrained.configuration || chosen.extends(pretrained.configuration) else {
-            return try refuse("\(path) holds the backbone \(BackboneOptions(describing: pretrained.configuration, weights: name).map { "preset \($0.preset.rawValue), widths \($0.widths), stem_stride \($0.stemStride)" } ?? "\(pretrained.configuration)"), which the backbone section neither equals nor extends; set its keys to match or leave them at the recipe's")
-        }
-        return pretrained
+        try options.pretrained(recipe: Config().backbone, channels: dataset.channels, data: dataset.path, log: log)
     }
 
     /// "train.epochs: 8 stored, 10 given" for every key where two configurations differ.
