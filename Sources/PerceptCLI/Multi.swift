@@ -220,12 +220,12 @@ struct MultiPredict: ParsableCommand {
         if tasks.contains(.segmentation) { planned += maskPaths }
         let drawings = draw.map { dir in names.map { (dir as NSString).appendingPathComponent($0) } }
         planned += drawings ?? []
-        let inputs = [arguments.model] + paths + (annotations.map { [$0] } ?? [])
-        for path in planned { try OutputPolicy.check(path, inputs: inputs, force: force) }
         let detectionIDs = try c.detection.map { try cocoIDs(paths: paths, classes: $0.classes, categoryIDs: $0.head.categoryIDs, annotations: annotations) }
         for directory in [output] + (tasks.contains(.segmentation) ? [output + "/masks"] : []) + (draw.map { [$0] } ?? []) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
+        let inputs = [arguments.model] + paths + (annotations.map { [$0] } ?? [])
+        for path in planned { try OutputPolicy.check(path, inputs: inputs, force: force) }
         let classNames = c.classification?.classes ?? [], tagNames = c.tagging?.classes ?? []
         let boxNames = c.detection?.classes ?? [], maskNames = c.segmentation?.classes ?? []
         var classes = "image,label,score\n"

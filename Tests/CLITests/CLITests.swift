@@ -787,6 +787,61 @@ final class MultiTaskFileCLITests: XCTestCase {
         XCTAssertNotNil(graph.range(of: Data("detection_deltas".utf8)))
     }
 
+    /// `multi train` on two tasks, then `multi predict` with every output it writes.
+    func testMultiTrainAndPredictWriteWhatTheySay() throws {
+        let scratch = Scratch()
+        try writeDataset(scratch.file("classes.h5"))
+        let masks = try DatasetWriter(path: scratch.file("masks.h5"), task: .segmentation, channels: 1, height: 8, width: 8, source: "test")
+        for index in 0..<6 {
+            let pixels = (0..<64).map { UInt8(($0 * 5 + index * 30) % 256) }
+            try masks.append(image: Image(width: 8, height: 8, channels: 1, pixels: pixels),
+                             mask: Image(width: 8, height: 8, channels: 1, pixels: pixels.map { $0 > 128 ? 1 : 0 }))
+        }
+        try masks.finish(classNames: ["background", "bright"])
+        let project = scratch.file("runs")
+        let train = try percept(["multi", "train", "--classify", scratch.file("classes.h5"), "--segment", scratch.file("masks.h5"),
+                                 "--val-segment", scratch.file("masks.h5"), "-o", scratch.file("multi.h5"), "--epochs", "1",
+                                 "--set", "backbone.weights=none", "--set", "backbone.widths=[4,8,8]", "--project", project, "--name", "run"])
+        XCTAssertEqual(train.status, 0, train.standardError)
+        XCTAssertTrue(train.standardError.contains("(classify "), train.standardError)
+        for file in ["multi.h5", "multi.last.h5", "runs/multi/run/results.csv", "runs/multi/run/args.yaml",
+                     "runs/multi/run/weights/best.h5", "runs/multi/run/segment/plots.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.file(file)), "\(file) missing")
+        }
+        let results = try String(contentsOfFile: scratch.file("runs/multi/run/results.csv"), encoding: .utf8)
+        XCTAssertTrue(results.hasPrefix("epoch,time,lr,train/loss,val/score,val/segment/"), results)
+
+        try PNG.write(Image(width: 12, height: 10, channels: 1, pixels: (0..<120).map { UInt8($0 * 2) }), to: scratch.file("a.png"))
+        try PNG.write(Image(width: 8, height: 8, channels: 3, pixels: (0..<192).map { UInt8($0) }), to: scratch.file("b.png"))
+        let arguments = ["multi", "predict", "--model", scratch.file("multi.h5"), scratch.file("a.png"), scratch.file("b.png"),
+                         "-o", scratch.file("out"), "--draw", scratch.file("pictures")]
+        let predict = try percept(arguments)
+        XCTAssertEqual(predict.status, 0, predict.standardError)
+        let classes = try String(contentsOfFile: scratch.file("out/classes.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(classes.count, 3)
+        XCTAssertEqual(classes[0], "image,label,score")
+        for name in ["out/masks/a.png", "out/masks/b.png", "pictures/a.png", "pictures/b.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.file(name)), "\(name) missing")
+        }
+        // Masks are at each image's own size.
+        let mask = try ImageFile.read(path: scratch.file("out/masks/a.png"))
+        XCTAssertEqual([mask.width, mask.height], [12, 10])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("out/tags.csv")), "a model without a tagger writes no tags.csv")
+        // Outputs are not replaced without --force; a head the model lacks is named before any work.
+        let again = try percept(arguments)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(again.errorLines.count, 1, again.standardError)
+        XCTAssertTrue(again.errorLines[0].contains("--force"), again.errorLines[0])
+        let missing = try percept(["multi", "predict", "--model", scratch.file("multi.h5"), scratch.file("a.png"), "-o", scratch.file("other"),
+                                   "--heads", "classify,detect"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.errorLines.first?.contains("no detect head") ?? false, missing.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("other/classes.csv")))
+        let frozen = try percept(["multi", "train", "--segment", scratch.file("masks.h5"), "--freeze-backbone", "-o", scratch.file("x.h5")])
+        XCTAssertNotEqual(frozen.status, 0)
+        XCTAssertTrue(frozen.standardError.contains("--from"), frozen.standardError)
+    }
+
     func testMultiEvalReportsEachHeadAsItsSingleTaskEvalDoes() throws {
         let scratch = Scratch()
         try writeModel(scratch.file("classifier.h5"), task: .classification)

@@ -67,7 +67,7 @@ public struct MultiTaskConfig: Configurable {
         public var batch = 128
         public var head = MultiTaskConfig.windowHead
         public var sampling = WindowSampling()
-        public var settings = WindowHead.Settings()
+        public var settings = MultiTaskConfig.windowSettings
 
         public init() {}
 
@@ -90,9 +90,18 @@ public struct MultiTaskConfig: Configurable {
         return head
     }
 
+    /// The detector's decoding: second looks from the pyramid's maps (no backbone pass per look,
+    /// so no mirrored views), otherwise the single-task detector's settings.
+    static var windowSettings: WindowHead.Settings {
+        var settings = WindowHead.Settings()
+        settings.looksFromFeatures = true
+        settings.flipAverage = false
+        return settings
+    }
+
     static var recipeTraining: TrainingOptions {
         var o = TrainingOptions()
-        o.epochs = 4; o.batchSize = 64; o.learningRate = 0.1; o.backboneLearningRateScale = 0.2
+        o.epochs = 4; o.batchSize = 64; o.learningRate = 0.05; o.backboneLearningRateScale = 0.2
         return o
     }
 

@@ -78,7 +78,18 @@ extension WindowHead {
         var shifts: [(x: Float, y: Float)] = [(zero, zero)]
         if settings.shiftAverage { shifts += [(d, zero), (-d, zero), (zero, d), (zero, -d)] }
         let views = shifts.count, m = detections.count * views
-        let patches = Tensor.zeros([m, channels, side, side])
+        // This image's maps channels-last, so that a sample's channels are contiguous; patches
+        // are [m, side, side, channels] and the hidden weights are permuted to match.
+        let interleaved: [[Float]] = levels.map { level in
+            let (mh, mw) = (level.map.shape[2], level.map.shape[3]), plane = mh * mw
+            let source = level.map.pointer + image * channels * plane
+            var out = [Float](repeating: 0, count: plane * channels)
+            out.withUnsafeMutableBufferPointer { out in
+                for c in 0..<channels { for p in 0..<plane { out[p * channels + c] = source[c * plane + p] } }
+            }
+            return out
+        }
+        let patches = Tensor.zeros([m, patch])
         var windows: [(height: Int, width: Int, scale: Float, left: Int, top: Int)] = []
         for (index, detection) in detections.enumerated() {
             for (view, shift) in shifts.enumerated() {
@@ -86,31 +97,43 @@ extension WindowHead {
                 windows.append(fit)
                 // The level nearest in log scale, and the window's place and step on its map.
                 let nearest = levels.indices.min { abs(Foundation.log(levels[$0].scale / fit.scale)) < abs(Foundation.log(levels[$1].scale / fit.scale)) }!
-                let (scale, map) = levels[nearest]
-                let ratio = scale / fit.scale
+                let ratio = levels[nearest].scale / fit.scale
+                let (mh, mw) = (levels[nearest].map.shape[2], levels[nearest].map.shape[3])
                 let x0 = (Float(fit.left) * ratio + Float(levelPadding)) / Float(stride)
                 let y0 = (Float(fit.top) * ratio + Float(levelPadding)) / Float(stride)
-                let (mh, mw) = (map.shape[2], map.shape[3]), plane = mh * mw
-                let source = map.pointer + image * channels * plane
                 let target = patches.pointer + (index * views + view) * patch
-                for i in 0..<side {
-                    let y = y0 + Float(i) * ratio
-                    for j in 0..<side {
-                        let x = x0 + Float(j) * ratio
-                        // Bilinear weights of the four neighbours, those outside the map counting as zero.
-                        let xl = Int(x.rounded(.down)), yl = Int(y.rounded(.down))
-                        let fx = x - Float(xl), fy = y - Float(yl)
-                        for (dy, wy) in [(0, 1 - fy), (1, fy)] where wy > 0 && yl + dy >= 0 && yl + dy < mh {
-                            for (dx, wx) in [(0, 1 - fx), (1, fx)] where wx > 0 && xl + dx >= 0 && xl + dx < mw {
-                                let weight = wy * wx, offset = (yl + dy) * mw + xl + dx
-                                for c in 0..<channels { target[(c * side + i) * side + j] += weight * source[c * plane + offset] }
+                interleaved[nearest].withUnsafeBufferPointer { source in
+                    for i in 0..<side {
+                        let y = y0 + Float(i) * ratio
+                        let yl = Int(y.rounded(.down)), fy = y - Float(yl)
+                        for j in 0..<side {
+                            let x = x0 + Float(j) * ratio
+                            // Bilinear weights of the four neighbours, those outside the map counting as zero.
+                            let xl = Int(x.rounded(.down)), fx = x - Float(xl)
+                            let to = target + (i * side + j) * channels
+                            for corner in 0..<4 {
+                                let (dy, dx) = (corner >> 1, corner & 1)
+                                let weight = (dy == 0 ? 1 - fy : fy) * (dx == 0 ? 1 - fx : fx)
+                                let (row, column) = (yl + dy, xl + dx)
+                                guard weight > 0, row >= 0, row < mh, column >= 0, column < mw else { continue }
+                                let from = source.baseAddress! + (row * mw + column) * channels
+                                for c in 0..<channels { to[c] += weight * from[c] }
                             }
                         }
                     }
                 }
             }
         }
-        let outputs = hiddenLayer(patches).relu().pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
+        // The hidden layer over a window's whole patch is one matrix product.
+        let hiddenWeight = Tensor.uninitialized([architecture.hidden, patch])
+        let original = hiddenLayer.weight.tensor.pointer
+        for k in 0..<architecture.hidden {
+            for c in 0..<channels {
+                for cell in 0..<(side * side) { hiddenWeight.pointer[k * patch + cell * channels + c] = original[k * patch + c * side * side + cell] }
+            }
+        }
+        let hidden = patches.linear(hiddenWeight, bias: hiddenLayer.bias?.tensor).relu()
+        let outputs = hidden.reshaped([m, architecture.hidden, 1, 1]).pointwiseConv2D(output.weight.tensor, bias: output.bias?.tensor)
         return detections.enumerated().map { index, detection in
             let label = Int(detection.box.label)
             var probability: Float = 0, corners = (x1: Float(0), y1: Float(0), x2: Float(0), y2: Float(0))
