@@ -28,3 +28,10 @@ if [ -f models/fashion-segmenter.h5 ]; then
     "$percept" segment predict --model models/fashion-segmenter.h5 samples/segmentation -o out/masks --overlay out/overlays --force
     echo "== segmenter on samples/segmentation (index masks in out/masks/, overlays in out/overlays/)"
 fi
+
+if [ -f models/fashion-multi.h5 ]; then
+    "$percept" multi predict --model models/fashion-multi.h5 samples/scenes --annotations samples/scenes/annotations.json \
+        -o out/multi --draw out/multi-drawn --force
+    echo "== multi-task model (one backbone, four heads) on samples/scenes (out/multi/: classes.csv, tags.csv, detections.json, masks/; one picture per scene in out/multi-drawn/)"
+    cat out/multi/tags.csv
+fi

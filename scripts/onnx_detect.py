@@ -112,6 +112,10 @@ class Detector:
         self.s = {**stored, **overrides}
         if self.s["boxVoting"]:
             sys.exit("error: box voting is not done here: --set boxVoting=false")
+        if self.s.get("looksFromFeatures"):
+            sys.exit("error: second looks from the pyramid's maps are not done here: --set looksFromFeatures=false")
+        if int(meta.get("window_context", "0")) != 0:
+            sys.exit(f"error: {path}: its windows were trained with {meta['window_context']} px of context; this script crops bare windows")
         self.window, self.stride, self.padding = int(meta["window"]), int(meta["stride"]), int(meta["level_padding"])
         self.weights = np.array(json.loads(meta["delta_weights"]), dtype=f32)
         self.clamp = f32(meta["delta_max_log_scale"])

@@ -810,6 +810,10 @@ final class MultiTaskFileCLITests: XCTestCase {
         }
         let results = try String(contentsOfFile: scratch.file("runs/multi/run/results.csv"), encoding: .utf8)
         XCTAssertTrue(results.hasPrefix("epoch,time,lr,train/loss,val/score,val/segment/"), results)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.file("runs/multi/run/segment/val_predictions.png")))
+        let plotted = try percept(["plot", scratch.file("runs/multi/run")])
+        XCTAssertEqual(plotted.status, 0, plotted.standardError)
+        XCTAssertTrue(plotted.standardError.contains("results.svg"), plotted.standardError)
 
         try PNG.write(Image(width: 12, height: 10, channels: 1, pixels: (0..<120).map { UInt8($0 * 2) }), to: scratch.file("a.png"))
         try PNG.write(Image(width: 8, height: 8, channels: 3, pixels: (0..<192).map { UInt8($0) }), to: scratch.file("b.png"))

@@ -14,9 +14,9 @@ final class ShippedModelTests: XCTestCase {
     /// The classifier, and the two that the detector's and the segmenter's recipes start from.
     func testFashionClassifiersGetTheSamplesRight() throws {
         for (file, widths) in [("fashion-classifier.h5", [32, 64, 128]), ("fashion-classifier-long.h5", [32, 64, 128]),
-                               ("fashion-window-classifier.h5", [32, 64])] {
-            let (model, checkpoint) = try Classifier.load(path: path("models/" + file))
-            XCTAssertEqual(checkpoint.classNames.count, 10, file)
+                               ("fashion-window-classifier.h5", [32, 64]), ("fashion-multi.h5", [32, 64, 128])] {
+            let (model, _) = try Classifier.load(path: path("models/" + file))
+            XCTAssertEqual(model.configuration.classes.count, 10, file)
             XCTAssertEqual([model.configuration.inputChannels, model.configuration.inputHeight, model.configuration.inputWidth], [1, 28, 28], file)
             XCTAssertEqual(model.configuration.backbone.widths, widths, file)
             let images = try collectImagePaths([path("samples/fashion")])
@@ -40,7 +40,8 @@ final class ShippedModelTests: XCTestCase {
     /// A recipe whose backbone starts from a shipped classifier finds it in models/ and it fits the
     /// recipe's backbone: otherwise a default run would fall back to training from scratch.
     func testRecipesBackboneWeightsAreShippedAndFit() throws {
-        for (task, backbone) in [("detection", DetectionConfig().backbone), ("segmentation", SegmentationConfig().backbone)] {
+        for (task, backbone) in [("detection", DetectionConfig().backbone), ("segmentation", SegmentationConfig().backbone),
+                                 ("multi-task", MultiTaskConfig().backbone)] {
             let name = backbone.weights
             let pretrained = try PretrainedBackbone(path: path("models/" + name))
             XCTAssertEqual(pretrained.configuration, backbone.configuration(inputChannels: 1), "\(task): \(name)")
@@ -48,8 +49,12 @@ final class ShippedModelTests: XCTestCase {
         }
     }
 
-    func testFashionTaggerFindsTheItemsOnTheSampleCanvases() throws {
-        let (model, _) = try Tagger.load(path: path("models/fashion-tagger.h5"))
+    func testFashionTaggersFindTheItemsOnTheSampleCanvases() throws {
+        for file in ["fashion-tagger.h5", "fashion-multi.h5"] { try checkTagger(file) }
+    }
+
+    func checkTagger(_ file: String) throws {
+        let (model, _) = try Tagger.load(path: path("models/" + file))
         let names = model.configuration.classes.map { $0.lowercased().replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: " ", with: "-") }
         XCTAssertEqual(model.configuration.settings.thresholds.count, 10, "the shipped tagger stores tuned thresholds")
         let images = try collectImagePaths([path("samples/canvases")])
@@ -70,8 +75,8 @@ final class ShippedModelTests: XCTestCase {
         // chance level would score about 0.3 here.
         let microF1 = PrecisionRecall(truePositives: truePositives, falsePositives: falsePositives,
                                       falseNegatives: falseNegatives).f1
-        XCTAssertGreaterThanOrEqual(microF1, 0.7, "micro-F1 \(microF1) on the sample canvases")
-        XCTAssertGreaterThanOrEqual(exact, 4, "\(exact) of 8 canvases tagged exactly")
+        XCTAssertGreaterThanOrEqual(microF1, 0.7, "\(file): micro-F1 \(microF1) on the sample canvases")
+        XCTAssertGreaterThanOrEqual(exact, 4, "\(file): \(exact) of 8 canvases tagged exactly")
     }
 
     /// The shipped models' logits on the sample images, bit for bit, as the code before the head
@@ -137,8 +142,12 @@ final class ShippedModelTests: XCTestCase {
     /// The shipped detector, as shipped (second looks included), finds the items of the first
     /// three sample scenes (test scenes, their boxes in samples/scenes/annotations.json): its
     /// test AP50 is 0.94 (models/README.md). Three, because a debug build takes about 20 s a scene.
-    func testFashionDetectorFindsTheItemsOfTheSampleScenes() throws {
-        let (model, _) = try Model<WindowHead>.load(path: path("models/fashion-detector.h5"))
+    func testFashionDetectorsFindTheItemsOfTheSampleScenes() throws {
+        for file in ["fashion-detector.h5", "fashion-multi.h5"] { try checkDetector(file) }
+    }
+
+    func checkDetector(_ file: String) throws {
+        let (model, _) = try Model<WindowHead>.load(path: path("models/" + file))
         let c = model.configuration
         let data = try Data(contentsOf: root.appendingPathComponent("samples/scenes/annotations.json"))
         let coco = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
@@ -157,6 +166,7 @@ final class ShippedModelTests: XCTestCase {
             let detections = model.predict(normalisedTensor(png, mean: c.mean, std: c.std),
                                            geometry: InputGeometry(height: png.height, width: png.width))[0]
             evaluator.add(imageID: id, groundTruth: truth, detections: detections)
+            guard file == "fashion-detector.h5" else { continue }
             // As before the configuration redesign (`detect predict` of that code): the same
             // detections in the same order, boxes and scores within 1e-4.
             let before = try pinnedPredictions().detector.filter { $0["file_name"] as? String == name }
@@ -173,8 +183,8 @@ final class ShippedModelTests: XCTestCase {
         }
         let summary = evaluator.summarize()
         // A detector guessing boxes would score near 0; 3 scenes leave room below the test figure.
-        XCTAssertGreaterThanOrEqual(summary.ap50, 0.6, "AP50 \(summary.ap50) on the sample scenes")
-        XCTAssertGreaterThanOrEqual(summary.ap, 0.35, "AP \(summary.ap) on the sample scenes")
+        XCTAssertGreaterThanOrEqual(summary.ap50, 0.6, "\(file): AP50 \(summary.ap50) on the sample scenes")
+        XCTAssertGreaterThanOrEqual(summary.ap, 0.35, "\(file): AP \(summary.ap) on the sample scenes")
     }
 
     /// What the shipped models predicted on the samples before the configuration redesign
@@ -219,8 +229,12 @@ final class ShippedModelTests: XCTestCase {
     /// The shipped segmenter labels the items of the sample canvases (first 8 test canvases,
     /// named NN-<class>+<class>.png after their items) with their classes: on each canvas the
     /// classes covering most item pixels are the canvas's own. Its test mIoU is 0.80.
-    func testFashionSegmenterLabelsTheSampleCanvases() throws {
-        let (model, _) = try Model<SegmentationHead>.load(path: path("models/fashion-segmenter.h5"))
+    func testFashionSegmentersLabelTheSampleCanvases() throws {
+        for file in ["fashion-segmenter.h5", "fashion-multi.h5"] { try checkSegmenter(file) }
+    }
+
+    func checkSegmenter(_ file: String) throws {
+        let (model, _) = try Model<SegmentationHead>.load(path: path("models/" + file))
         let names = model.configuration.classes.map { $0.lowercased().replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: " ", with: "-") }
         let images = try collectImagePaths([path("samples/segmentation")])
         XCTAssertEqual(images.count, 8)
@@ -238,7 +252,26 @@ final class ShippedModelTests: XCTestCase {
         }
         XCTAssertGreaterThan(total, 0)
         // Chance among 10 classes would put about 10% of item pixels in the right classes.
-        XCTAssertGreaterThanOrEqual(Double(right) / Double(total), 0.75, "\(right) of \(total) item pixels in the canvases' own classes")
+        XCTAssertGreaterThanOrEqual(Double(right) / Double(total), 0.75, "\(file): \(right) of \(total) item pixels in the canvases' own classes")
+    }
+
+    /// The shipped multi-task model: four heads on one backbone, and one pass over an image
+    /// gives each head what its single-task view predicts on that image.
+    func testFashionMultiTaskModelPredictsAsItsHeadsDo() throws {
+        let (model, _) = try MultiTaskModel.load(path: path("models/fashion-multi.h5"))
+        XCTAssertEqual(model.tasks, [.classification, .tagging, .detection, .segmentation])
+        let image = try PNG.read(path: path("samples/scenes/00.png"), channels: 1)
+        let joint = model.predict(image: image, tasks: Set(VisionTask.allCases))
+        let c = model.configuration
+        let input = normalisedTensor(image, mean: c.mean, std: c.std), geometry = InputGeometry(height: image.height, width: image.width)
+        let classifier = try XCTUnwrap(model.model(ClassificationHead.self)), tagger = try XCTUnwrap(model.model(TaggingHead.self))
+        let segmenter = try XCTUnwrap(model.model(SegmentationHead.self)), detector = try XCTUnwrap(model.model(WindowHead.self))
+        XCTAssertEqual(joint.classification?.logits, classifier.predict(input, geometry: geometry)[0].logits)
+        XCTAssertEqual(joint.tagging?.probabilities, tagger.predict(input, geometry: geometry)[0].probabilities)
+        XCTAssertEqual(joint.segmentation?.mask, segmenter.predict(images: [image])[0].mask)
+        let boxes = try XCTUnwrap(joint.detection)
+        XCTAssertFalse(boxes.isEmpty)
+        XCTAssertEqual(boxes.map(\.score), detector.predict(images: [image])[0].map(\.score))
     }
 }
 

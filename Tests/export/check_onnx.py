@@ -44,7 +44,8 @@ def check_test_data(name, session):
 
 
 models = [("fashion-classifier", "fashion", 6), ("fashion-classifier-long", "fashion", 3), ("fashion-window-classifier", "fashion", 3),
-          ("fashion-tagger", "canvases", 4), ("fashion-segmenter", "segmentation", 4), ("fashion-detector", "scenes", 2)]
+          ("fashion-tagger", "canvases", 4), ("fashion-segmenter", "segmentation", 4), ("fashion-detector", "scenes", 2),
+          ("fashion-multi", "scenes", 2)]
 for name, folder, count in models:
     path = f"{out}/{name}.onnx"
     subprocess.run([percept, "export", "--model", f"{root}/models/{name}.h5", "-o", path, "--force",
@@ -62,7 +63,7 @@ for name, folder, count in models:
     # Any batch size; any image size for the fully convolutional exports.
     inputs = session.get_inputs()[0].shape
     check(f"{name}: dynamic batch", isinstance(inputs[0], str), str(inputs))
-    if metadata["task"] in ("detection", "segmentation"):
+    if metadata["task"] in ("detection", "segmentation", "multi"):
         check(f"{name}: dynamic height and width", isinstance(inputs[2], str) and isinstance(inputs[3], str), str(inputs))
         channels = int(metadata["input_channels"])
         outputs = session.run(None, {"images": np.random.default_rng(0).random((2, channels, 72, 100), dtype=np.float32)})

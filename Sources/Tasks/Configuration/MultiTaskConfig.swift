@@ -59,7 +59,7 @@ public struct MultiTaskConfig: Configurable {
     public var classify = JointTask(head: ClassificationConfig().head, settings: NoSettings(), batch: 64, erase: 0.5)
     public var tag = JointTask(head: TaggingConfig().head, settings: TaggingHead.Settings(), batch: 64)
     public var detect = JointDetection()
-    public var segment = JointTask(head: SegmentationConfig().head, settings: SegmentationHead.Settings(), batch: 32, paste: 0.5)
+    public var segment = JointTask(head: SegmentationConfig().head, settings: SegmentationHead.Settings(), weight: 2, batch: 32, paste: 0.5)
 
     /// The detection task: its loss weight, batch of windows, window classifier, sampler and decoding.
     public struct JointDetection: Configurable {
@@ -82,11 +82,14 @@ public struct MultiTaskConfig: Configurable {
     }
 
     /// The window classifier on the shared ResNet: it reads stage 2 (stride 4, as the W1
-    /// detector's map) and its training crops carry 8 px of surroundings, as the dense pass sees them.
+    /// detector's map) and its training crops carry 8 px of surroundings, as the dense pass sees
+    /// them. Its 7x7 patch of 64 channels feeds a hidden layer of 64 (the single-task detector's
+    /// 128 over a 5x5 patch): the dense pyramid costs half what 128 would (models/README.md).
     static var windowHead: DetectionConfig.HeadOptions {
         var head = DetectionConfig.HeadOptions()
         head.input = "stage2"
         head.context = 8
+        head.hidden = 64
         return head
     }
 
@@ -101,7 +104,7 @@ public struct MultiTaskConfig: Configurable {
 
     static var recipeTraining: TrainingOptions {
         var o = TrainingOptions()
-        o.epochs = 4; o.batchSize = 64; o.learningRate = 0.05; o.backboneLearningRateScale = 0.2
+        o.epochs = 5; o.batchSize = 64; o.learningRate = 0.05; o.backboneLearningRateScale = 0.2
         return o
     }
 

@@ -131,7 +131,7 @@ public enum ONNXExport {
     static func detectionGeometry(_ window: WindowHead) -> [(String, String)] {
         let coder = WindowHead.coder
         return [("window", String(window.architecture.window)), ("stride", String(window.stride)),
-                ("level_padding", String(window.levelPadding)),
+                ("level_padding", String(window.levelPadding)), ("window_context", String(window.architecture.context)),
                 ("delta_weights", json([coder.weights.x, coder.weights.y, coder.weights.width, coder.weights.height].map(Double.init))),
                 ("delta_max_log_scale", String(coder.maximumLogScale))]
     }

@@ -31,7 +31,7 @@ public struct MultiTaskTrainingRun {
         self.config = config; self.data = data; self.validation = validation; self.output = output; self.runFolder = runFolder
     }
 
-    public static let metadataKey = "config"
+    public static let metadataKey = TrainingRunMetadata.config
     /// Metadata of the run's other choices, which a resumed run keeps.
     static let fromKey = "from", freezeKey = "freeze_backbone"
 
@@ -126,23 +126,9 @@ public struct MultiTaskTrainingRun {
         trainer.log = log
         trainer.patience = config.train.patience
         trainer.shouldStop = shouldStop
-        trainer.fileMetadata = [Self.metadataKey: config.yaml(), "percept_version": PerceptVersion.current,
-                                Self.freezeKey: String(freezeBackbone)]
+        trainer.fileMetadata = [Self.freezeKey: String(freezeBackbone)]
         if let from { trainer.fileMetadata[Self.fromKey] = from }
-        if let runFolder {
-            trainer.fileMetadata["run_folder"] = runFolder.path
-            if output != nil { trainer.bestCopies = [runFolder.bestPath]; trainer.checkpointCopies = [runFolder.lastPath] }
-            let resumedEpoch = try resume.map { try ModelCheckpoint.read(path: $0).epoch }
-            let recorder = try RunRecorder(folder: runFolder, config: config.yaml(), resumedAfter: resumedEpoch)
-            trainer.report = { try recorder.record($0) }
-        }
-        do {
-            try trainer.run(resume: resume)
-        } catch var interrupted as TrainingInterrupted {
-            interrupted.checkpoint = interrupted.completedEpochs > (try resume.map { try ModelCheckpoint.read(path: $0).epoch } ?? 0)
-                ? checkpointPath : resume
-            throw interrupted
-        }
+        try trainer.run(storing: config.yaml(), runFolder: runFolder, resume: resume)
         if let runFolder, !sets.validation.isEmpty {
             let (best, _) = try MultiTaskModel.load(path: bestPath)
             try sets.writePlots(of: best, into: runFolder)

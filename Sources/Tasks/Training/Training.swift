@@ -177,6 +177,37 @@ public final class Trainer {
     }
 }
 
+extension Trainer {
+    /// Runs as a `percept ... train` command does: every file written stores `config` (the
+    /// resolved configuration, YAML, metadata `config`) and the version; with a run folder, the
+    /// best model and the checkpoint are copied there (when `outputPath` is not the folder's
+    /// own) and each epoch's results are recorded; an interruption names the checkpoint that
+    /// holds the last finished epoch (this run's, or before it wrote any, the one it resumed).
+    public func run(storing config: String, runFolder: RunFolder?, resume: String?) throws {
+        fileMetadata[TrainingRunMetadata.config] = config
+        fileMetadata["percept_version"] = PerceptVersion.current
+        let resumedEpoch = try resume.map { try ModelCheckpoint.read(path: $0).epoch }
+        if let runFolder {
+            fileMetadata["run_folder"] = runFolder.path
+            if outputPath != runFolder.bestPath { bestCopies = [runFolder.bestPath]; checkpointCopies = [runFolder.lastPath] }
+            let recorder = try RunRecorder(folder: runFolder, config: config, resumedAfter: resumedEpoch)
+            report = { try recorder.record($0) }
+        }
+        do {
+            try run(resume: resume)
+        } catch var interrupted as TrainingInterrupted {
+            interrupted.checkpoint = interrupted.completedEpochs > (resumedEpoch ?? 0) ? checkpointPath : resume
+            throw interrupted
+        }
+    }
+}
+
+/// Model file metadata keys of training runs.
+public enum TrainingRunMetadata {
+    /// The resolved configuration, YAML.
+    public static let config = "config"
+}
+
 /// A run stopped by the user (SIGINT) between steps: where its last checkpoint is.
 public struct TrainingInterrupted: Error, CustomStringConvertible {
     /// The epoch that was running (1-based).

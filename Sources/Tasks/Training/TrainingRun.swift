@@ -67,7 +67,7 @@ public struct TrainingRun<Config: TaskTraining> {
     }
 
     /// The model file metadata key of the resolved configuration.
-    public static var metadataKey: String { "config" }
+    public static var metadataKey: String { TrainingRunMetadata.config }
 
     /// Trains from scratch, or continues the checkpoint `resume` exactly where it stopped (its
     /// stored configuration must be this run's); returns the trained model (the last epoch's).
@@ -142,22 +142,7 @@ public struct TrainingRun<Config: TaskTraining> {
         trainer.log = log
         trainer.patience = options.patience
         trainer.shouldStop = shouldStop
-        trainer.fileMetadata = [Self.metadataKey: config.yaml(), "percept_version": PerceptVersion.current]
-        if let runFolder {
-            trainer.fileMetadata["run_folder"] = runFolder.path
-            if output != nil { trainer.bestCopies = [runFolder.bestPath]; trainer.checkpointCopies = [runFolder.lastPath] }
-            let resumedEpoch = try resume.map { try ModelCheckpoint.read(path: $0).epoch }
-            let recorder = try RunRecorder(folder: runFolder, config: config.yaml(), resumedAfter: resumedEpoch)
-            trainer.report = { try recorder.record($0) }
-        }
-        do {
-            try trainer.run(resume: resume)
-        } catch var interrupted as TrainingInterrupted {
-            // The last checkpoint is the one this run wrote, or, before it wrote any, the one it resumed.
-            interrupted.checkpoint = interrupted.completedEpochs > (try resume.map { try ModelCheckpoint.read(path: $0).epoch } ?? 0)
-                ? checkpointPath : resume
-            throw interrupted
-        }
+        try trainer.run(storing: config.yaml(), runFolder: runFolder, resume: resume)
         if let runFolder, let validationSet {
             try finalPlots(runFolder, validation: validationSet)
         }
