@@ -29,20 +29,7 @@ struct MultiTrain: ParsableCommand {
     var from: String?
     @Flag(help: "With --from: train only the heads given data; the backbone and every other head stay bit for bit.")
     var freezeBackbone = false
-    @Option(name: .shortAndLong, help: "Also write the best model here (MODEL.last.h5 beside it holds a resumable checkpoint).")
-    var output: String?
-    @Option(help: ArgumentHelp("Folder of run folders: PROJECT/multi/NAME holds args.yaml, results.csv, weights/, events and each head's plots.", valueName: "DIR"))
-    var project = "runs"
-    @Option(help: "Run folder name (default: train, train2, ...).") var name: String?
-    @Option(help: "Epochs (key train.epochs).") var epochs: Int?
-    @Option(help: "Batch of every task that sets none of its own (key train.batch).") var batch: Int?
-    @Option(help: "Peak learning rate (key train.lr).") var lr: Float?
-    @Option(help: "Random seed (key train.seed).") var seed: UInt64?
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
-    @Option(help: ArgumentHelp("Continue the run of this checkpoint with the configuration it stores.", valueName: "MODEL.last.h5"))
-    var resume: String?
-    @Flag(help: "Replace an existing output model (a resumed run replaces its own outputs).") var force = false
-    @OptionGroup var settings: ConfigArguments
+    @OptionGroup var arguments: RunArguments
 
     var data: [VisionTask: String] {
         var data: [VisionTask: String] = [:]
@@ -57,51 +44,29 @@ struct MultiTrain: ParsableCommand {
     }
 
     func validate() throws {
-        guard !settings.showConfig else { return }
+        guard !arguments.settings.showConfig else { return }
         guard !data.isEmpty else { throw ValidationError("name the training data of at least one task: --classify, --tag, --detect or --segment") }
         for (task, _) in validation where data[task] == nil {
             throw ValidationError("--val-\(task.runFolderName) needs --\(task.runFolderName) (its training data) too")
         }
-        if freezeBackbone, from == nil, resume == nil { throw ValidationError("--freeze-backbone needs --from (the model whose backbone stays)") }
-        if from != nil, resume != nil { throw ValidationError("--from starts a run, --resume continues one: give one of them") }
-        if let output, !output.hasSuffix(".h5") { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
+        if freezeBackbone, from == nil, arguments.resume == nil { throw ValidationError("--freeze-backbone needs --from (the model whose backbone stays)") }
+        if from != nil, arguments.resume != nil { throw ValidationError("--from starts a run, --resume continues one: give one of them") }
     }
 
     func run() throws {
-        var flags: [(key: String, flag: String, value: ConfigValue)] = []
-        if let epochs { flags.append(("train.epochs", "--epochs", .integer(epochs))) }
-        if let batch { flags.append(("train.batch", "--batch", .integer(batch))) }
-        if let lr { flags.append(("train.lr", "--lr", .number(Double(lr)))) }
-        if let seed { flags.append(("train.seed", "--seed", .integer(Int(clamping: seed)))) }
-        let overrides = settings.overrides(flags: flags)
-        var config = try MultiTaskConfig().applying(overrides)
-        if let resume {
-            // A resumed run continues with its stored configuration; options that change it are refused by the run.
-            let stored = try MultiTaskTrainingRun.storedConfig(in: resume)
-            config = try stored.applying(overrides)
-            let done = try ModelCheckpoint.read(path: resume).epoch
-            guard done < config.train.epochs else {
-                throw DatasetError(resume, "finished its \(done) epochs: nothing to train; give more epochs (--epochs \(done + 10), say) to extend it")
-            }
+        // A resumed run continues with its stored configuration; options that change it are refused by the run.
+        let base = try arguments.resume.map(MultiTaskTrainingRun.storedConfig(in:)) ?? MultiTaskConfig()
+        let config = try base.applying(arguments.overrides)
+        if arguments.settings.showConfig { print(config.yaml(), terminator: ""); return }
+        try arguments.checkResumable(epochs: config.train.epochs)
+        try arguments.train(in: "multi") { folder, stop in
+            var training = MultiTaskTrainingRun(config, data: data, validation: validation, output: arguments.output, runFolder: folder)
+            training.force = arguments.force
+            training.from = from
+            training.freezeBackbone = freezeBackbone
+            training.shouldStop = stop
+            try training.run(resume: arguments.resume)
         }
-        if settings.showConfig { print(config.yaml(), terminator: ""); return }
-        try useThreads(threads)
-        let folder: RunFolder
-        if let resume, let stored = try ModelCheckpoint.read(path: resume).metadata["run_folder"], FileManager.default.fileExists(atPath: stored) {
-            folder = RunFolder(path: stored)
-        } else {
-            folder = try RunFolder.create(project: project, folder: "multi", name: name)
-        }
-        note("run folder: \(folder.path)")
-        var run = MultiTaskTrainingRun(config, data: data, validation: validation, output: output, runFolder: folder)
-        run.force = force
-        run.from = from
-        run.freezeBackbone = freezeBackbone
-        let interruption = Interruption()
-        run.shouldStop = { interruption.requested }
-        try run.run(resume: resume)
-        note("wrote \(folder.path) (weights/best.h5, weights/last.h5, results.csv, args.yaml, plots)"
-             + (output.map { " and \($0) (resumable checkpoint: \(Trainer.checkpointPath(for: $0)))" } ?? ""))
     }
 }
 
@@ -137,7 +102,7 @@ struct MultiEval: ParsableCommand {
             }
             let dataset = try open(path)
             try check(dataset, fits: view, named: model)
-            jobs.append((H.task, { try runEvaluation(view, on: dataset).0 }))
+            jobs.append((H.task, { try view.evaluation(on: dataset).0 }))
         }
         try job(classify, ClassificationHead.self, ClassificationDataset.init(path:))
         try job(tag, TaggingHead.self, TaggingDataset.init(path:))

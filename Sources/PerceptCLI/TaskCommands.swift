@@ -31,15 +31,10 @@ func useThreads(_ threads: Int?) throws {
 
 // MARK: train
 
-/// The options of every `train` command: the data, the output and the settings users type daily;
-/// everything else is a key of the task's configuration (`--show-config` lists them).
-struct TrainArguments: ParsableArguments {
-    @Option(help: "Training dataset (HDF5, from `percept convert` or `percept compose`).")
-    var data: String?
-
-    @Option(help: "Validation dataset; picks the best epoch's model.")
-    var val: String?
-
+/// The options of every `train` command but its data: the output, the run folder, the settings
+/// users type daily, resuming; everything else is a key of the configuration (`--show-config`
+/// lists them).
+struct RunArguments: ParsableArguments {
     @Option(name: .shortAndLong, help: "Also write the best model here (MODEL.last.h5 beside it holds a resumable checkpoint).")
     var output: String?
 
@@ -52,7 +47,7 @@ struct TrainArguments: ParsableArguments {
     @Option(help: "Epochs (key train.epochs).")
     var epochs: Int?
 
-    @Option(help: "Mini-batch size (key train.batch).")
+    @Option(help: "Mini-batch size (key train.batch; in `multi train`, of each task that sets none of its own).")
     var batch: Int?
 
     @Option(help: "Peak learning rate (key train.lr).")
@@ -73,41 +68,31 @@ struct TrainArguments: ParsableArguments {
     @OptionGroup var settings: ConfigArguments
 
     func validate() throws {
-        guard !settings.showConfig else { return }
-        guard data != nil else { throw ValidationError("missing --data (the training dataset)") }
         if let output, !output.hasSuffix(".h5") { throw ValidationError("-o/--output should name an .h5 file, got '\(output)'") }
     }
 
-    /// The first-class flags as configuration keys.
-    var flags: [(key: String, flag: String, value: ConfigValue)] {
+    /// The command line's overrides: `--config`, `--set` and the first-class flags as keys.
+    var overrides: ConfigOverrides {
         var flags: [(key: String, flag: String, value: ConfigValue)] = []
         if let epochs { flags.append(("train.epochs", "--epochs", .integer(epochs))) }
         if let batch { flags.append(("train.batch", "--batch", .integer(batch))) }
         if let lr { flags.append(("train.lr", "--lr", .number(Double(lr)))) }
         if let seed { flags.append(("train.seed", "--seed", .integer(Int(clamping: seed)))) }
-        return flags
+        return settings.overrides(flags: flags)
     }
 
-    /// The run's configuration: the task's recipe with this command line's overrides, or for
-    /// `--resume` the checkpoint's own with them (which must leave it as it is).
-    func resolve<C: TaskTraining>(_ type: C.Type) throws -> C {
-        let overrides = settings.overrides(flags: flags)
-        // A resumed run continues with its stored configuration; options that repeat it are
-        // fine, options that change it are refused (by `TrainingRun`, naming the keys).
-        guard let resume else { return try C().applying(overrides) }
-        let stored = try TrainingRun<C>.storedConfig(in: resume)
-        let resolved = try stored.applying(overrides)
-        var comparable = resolved
-        comparable.train.epochs = stored.train.epochs   // more epochs extend a run
-        guard comparable == stored else {
-            throw DatasetError(resume, "was started with another configuration (\(TrainingRun<C>.differences(stored, comparable))); resume with the one it stores (`percept inspect \(resume)`)")
+    /// Refuses, before any folder or file is made, to resume a checkpoint that has finished `epochs`.
+    func checkResumable(epochs: Int) throws {
+        guard let resume else { return }
+        let done = try ModelCheckpoint.read(path: resume).epoch
+        guard done < epochs else {
+            throw DatasetError(resume, "finished its \(done) epochs: nothing to train; give more epochs (--epochs \(done + 10), say) to extend it")
         }
-        return resolved
     }
 
     /// The run folder: a resumed run's own (the folder its checkpoint is in or names), else a
-    /// new PROJECT/TASK/NAME.
-    func runFolder(task: VisionTask) throws -> RunFolder {
+    /// new PROJECT/FOLDER/NAME.
+    func runFolder(_ folder: String) throws -> RunFolder {
         if let resume {
             let weights = (resume as NSString).deletingLastPathComponent
             if (weights as NSString).lastPathComponent == "weights", (resume as NSString).lastPathComponent == "last.h5" {
@@ -117,30 +102,65 @@ struct TrainArguments: ParsableArguments {
                 return RunFolder(path: stored)
             }
         }
-        return try RunFolder.create(project: project, task: task, name: name)
+        return try RunFolder.create(project: project, folder: folder, name: name)
+    }
+
+    /// Runs a training run in a run folder under `folder` (`runFolderName` of the task, or
+    /// `multi`): `run` gets the folder and the Ctrl-C flag to stop between steps.
+    func train(in folder: String, _ run: (RunFolder, @escaping () -> Bool) throws -> Void) throws {
+        try useThreads(threads)
+        let runFolder = try runFolder(folder)
+        note("run folder: \(runFolder.path)")
+        let interruption = Interruption()
+        try run(runFolder) { interruption.requested }
+        note("wrote \(runFolder.path) (weights/best.h5, weights/last.h5, results.csv, args.yaml, plots)"
+             + (output.map { " and \($0) (resumable checkpoint: \(Trainer.checkpointPath(for: $0)))" } ?? ""))
+    }
+}
+
+/// The options of a single task's `train` command: its data and `RunArguments`.
+struct TrainArguments: ParsableArguments {
+    @Option(help: "Training dataset (HDF5, from `percept convert` or `percept compose`).")
+    var data: String?
+
+    @Option(help: "Validation dataset; picks the best epoch's model.")
+    var val: String?
+
+    @OptionGroup var run: RunArguments
+
+    func validate() throws {
+        guard !run.settings.showConfig else { return }
+        guard data != nil else { throw ValidationError("missing --data (the training dataset)") }
+    }
+
+    /// The run's configuration: the task's recipe with this command line's overrides, or for
+    /// `--resume` the checkpoint's own with them (which must leave it as it is).
+    func resolve<C: TaskTraining>(_ type: C.Type) throws -> C {
+        let overrides = run.overrides
+        // A resumed run continues with its stored configuration; options that repeat it are
+        // fine, options that change it are refused (by `TrainingRun`, naming the keys).
+        guard let resume = run.resume else { return try C().applying(overrides) }
+        let stored = try TrainingRun<C>.storedConfig(in: resume)
+        let resolved = try stored.applying(overrides)
+        var comparable = resolved
+        comparable.train.epochs = stored.train.epochs   // more epochs extend a run
+        guard comparable == stored else {
+            throw DatasetError(resume, "was started with another configuration (\(stored.differences(to: comparable))); resume with the one it stores (`percept inspect \(resume)`)")
+        }
+        return resolved
     }
 
     /// Trains task `C` as this command line says; Ctrl-C stops it between steps.
     func train<C: TaskTraining>(_ type: C.Type) throws {
         let config = try resolve(C.self)
-        if settings.showConfig { print(config.yaml(), terminator: ""); return }
-        try useThreads(threads)
-        if let resume {
-            // Said before any folder or file is made: a finished run has nothing to resume.
-            let done = try ModelCheckpoint.read(path: resume).epoch
-            guard done < config.train.epochs else {
-                throw DatasetError(resume, "finished its \(done) epochs: nothing to train; give more epochs (--epochs \(done + 10), say) to extend it")
-            }
+        if run.settings.showConfig { print(config.yaml(), terminator: ""); return }
+        try run.checkResumable(epochs: config.train.epochs)
+        try run.train(in: C.TaskHead.task.runFolderName) { folder, stop in
+            var training = TrainingRun(config, data: data!, validation: val, output: run.output, runFolder: folder)
+            training.force = run.force
+            training.shouldStop = stop
+            try training.run(resume: run.resume)
         }
-        let folder = try runFolder(task: C.TaskHead.task)
-        note("run folder: \(folder.path)")
-        var run = TrainingRun(config, data: data!, validation: val, output: output, runFolder: folder)
-        run.force = force
-        let interruption = Interruption()
-        run.shouldStop = { interruption.requested }
-        try run.run(resume: resume)
-        note("wrote \(folder.path) (weights/best.h5, weights/last.h5, results.csv, args.yaml, plots)"
-             + (output.map { " and \($0) (resumable checkpoint: \(Trainer.checkpointPath(for: $0)))" } ?? ""))
     }
 }
 
@@ -180,19 +200,10 @@ struct EvalArguments: ParsableArguments {
         guard let model = try loadModel(self.model, H.self, settings) else { return }
         let dataset = try open(data!)
         try check(dataset, fits: model, named: self.model)
-        let c = model.configuration
-        let (evaluation, metrics) = try runEvaluation(model, on: dataset)
+        let (evaluation, metrics) = try model.evaluation(on: dataset)
         print(json ? evaluation.json() : evaluation.table())
         if let plots {
-            try FileManager.default.createDirectory(atPath: plots, withIntermediateDirectories: true)
-            let curves = model.head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
-            let data = PlotData(task: H.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
-            try AtomicOutput.write(try JSONEncoder().encode(data), to: plots + "/plots.json")
-            var written = try RunPlots.write(into: plots, results: nil, data: data)
-            if let mosaic = try ValidationMosaic.make(model, dataset) {
-                try PNG.write(mosaic, to: plots + "/val_predictions.png")
-                written.append(plots + "/val_predictions.png")
-            }
+            let written = try model.writePlots(of: metrics, evaluation: evaluation, on: dataset, into: plots)
             note("wrote plots to \(plots): " + written.map { ($0 as NSString).lastPathComponent }.joined(separator: ", "))
         }
     }
@@ -209,14 +220,6 @@ func check<H: Head>(_ dataset: some ImageDataset, fits model: Model<H>, named pa
     guard dataset.classNames.count == c.classes.count else {
         throw DatasetError(dataset.path, "has \(dataset.classNames.count) classes, model \(path) has \(c.classes.count)")
     }
-}
-
-/// `model`'s evaluation on `dataset` (checked to fit it) and the metrics behind it.
-func runEvaluation<H: Head>(_ model: Model<H>, on dataset: some ImageDataset) throws -> (Evaluation, H.Metrics) {
-    let c = model.configuration
-    let loader = DataLoader(dataset, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
-    let metrics = try model.measure(loader)
-    return (model.head.evaluation(of: metrics, classes: c.classes), metrics)
 }
 
 /// Options shared by the `predict` subcommands.

@@ -32,6 +32,16 @@ extension Configurable {
     /// The configuration as YAML: what `--show-config` prints and `--config` reads back.
     public func yaml() -> String { ((try? ConfigValue(encoding: self)) ?? .table([:])).yaml() }
 
+    /// "train.epochs: 8 stored, 10 given" for every key where this (stored) configuration and
+    /// `given` differ, joined by "; ".
+    public func differences(to given: Self) -> String {
+        guard let a = try? ConfigValue(encoding: self), let b = try? ConfigValue(encoding: given) else { return "" }
+        return a.leafPaths.compactMap { path -> String? in
+            let x = a[path], y = b[path]
+            return x == y ? nil : "\(path.joined(separator: ".")): \(x?.scalarText ?? "-") stored, \(y?.scalarText ?? "-") given"
+        }.joined(separator: "; ")
+    }
+
     /// Every key, dotted (`train.epochs`), sorted.
     public var keys: [String] {
         ((try? ConfigValue(encoding: self))?.leafPaths ?? []).map { $0.joined(separator: ".") }

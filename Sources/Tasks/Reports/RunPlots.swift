@@ -149,3 +149,35 @@ public enum RunPlots {
         return first.indices.map { i in rows.map { $0[i] }.reduce(0, +) / Double(rows.count) }
     }
 }
+
+extension Model {
+    /// The model's metrics over every image of `dataset`, in file order (batches of 16 scenes
+    /// for detection, 256 images otherwise), and their evaluation.
+    public func evaluation(on dataset: ImageDataset) throws -> (Evaluation, H.Metrics) {
+        let c = configuration
+        let loader = DataLoader(dataset, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
+        let metrics = try measure(loader)
+        return (head.evaluation(of: metrics, classes: c.classes), metrics)
+    }
+
+    /// The plots of an evaluation (`metrics` and their `evaluation` on `dataset`) in `directory`
+    /// (created if missing): plots.json, the SVGs it allows (and results.svg of `results`), and
+    /// val_predictions.png where the head's predictions can be drawn beside the truth; returns
+    /// the files written.
+    @discardableResult
+    public func writePlots(of metrics: H.Metrics, evaluation: Evaluation, on dataset: ImageDataset, into directory: String,
+                           results: ResultsLog? = nil) throws -> [String] {
+        let c = configuration
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let curves = head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
+        let data = PlotData(task: H.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
+        let dataPath = directory + "/plots.json"
+        try AtomicOutput.write(try JSONEncoder().encode(data), to: dataPath)
+        var written = [dataPath] + (try RunPlots.write(into: directory, results: results, data: data))
+        if let mosaic = try ValidationMosaic.make(self, dataset) {
+            try PNG.write(mosaic, to: directory + "/val_predictions.png")
+            written.append(directory + "/val_predictions.png")
+        }
+        return written
+    }
+}

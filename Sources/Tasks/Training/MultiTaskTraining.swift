@@ -71,7 +71,7 @@ public struct MultiTaskTrainingRun {
             var stored = try Self.storedConfig(in: resume)
             stored.train.epochs = config.train.epochs
             guard stored == config else {
-                throw DatasetError(resume, "was started with another configuration (\(differences(stored, config))); resume with the one it stores (`percept inspect \(resume)`)")
+                throw DatasetError(resume, "was started with another configuration (\(stored.differences(to: config))); resume with the one it stores (`percept inspect \(resume)`)")
             }
             let checkpoint = try ModelCheckpoint.read(path: resume)
             freezeBackbone = checkpoint.metadata[Self.freezeKey] == "true"
@@ -135,14 +135,6 @@ public struct MultiTaskTrainingRun {
         }
         return model
     }
-
-    func differences(_ stored: MultiTaskConfig, _ given: MultiTaskConfig) -> String {
-        guard let a = try? ConfigValue(encoding: stored), let b = try? ConfigValue(encoding: given) else { return "" }
-        return a.leafPaths.compactMap { path -> String? in
-            let x = a[path], y = b[path]
-            return x == y ? nil : "\(path.joined(separator: ".")): \(x?.scalarText ?? "-") stored, \(y?.scalarText ?? "-") given"
-        }.joined(separator: "; ")
-    }
 }
 
 /// The datasets of a multi-task run, opened and checked: per task a training set and maybe a
@@ -172,7 +164,7 @@ struct JointDatasets {
         segmentation = try open(.segmentation, SegmentationDataset.init(path:))
         let all = self.all
         guard let first = all.first else { throw ConfigError("a multi-task run needs the training data of at least one task") }
-        for (task, set) in all where set.channels != first.1.channels {
+        for (_, set) in all where set.channels != first.1.channels {
             throw DatasetError(set.path, "holds \(set.channels)-channel images, the \(first.0.rawValue) data \(first.1.path) \(first.1.channels)-channel ones: one backbone reads them all")
         }
     }
@@ -277,17 +269,8 @@ struct JointDatasets {
     func writePlots(of model: MultiTaskModel, into folder: RunFolder) throws {
         func plots<H: Head>(_ set: ImageDataset?, _ head: H.Type) throws {
             guard let set, let view = model.model(H.self) else { return }
-            let c = view.configuration
-            let directory = folder.path + "/" + H.task.runFolderName
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let loader = DataLoader(set, batchSize: H.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
-            let metrics = try view.measure(loader)
-            let evaluation = view.head.evaluation(of: metrics, classes: c.classes)
-            let curves = view.head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
-            let data = PlotData(task: H.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
-            try AtomicOutput.write(try JSONEncoder().encode(data), to: directory + "/plots.json")
-            try RunPlots.write(into: directory, results: nil, data: data)
-            if let mosaic = try ValidationMosaic.make(view, set) { try PNG.write(mosaic, to: directory + "/val_predictions.png") }
+            let (evaluation, metrics) = try view.evaluation(on: set)
+            try view.writePlots(of: metrics, evaluation: evaluation, on: set, into: folder.path + "/" + H.task.runFolderName)
         }
         try plots(classification?.validation, ClassificationHead.self)
         try plots(tagging?.validation, TaggingHead.self)

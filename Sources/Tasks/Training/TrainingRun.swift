@@ -96,7 +96,7 @@ public struct TrainingRun<Config: TaskTraining> {
             var stored = try Self.storedConfig(in: resume)
             stored.train.epochs = config.train.epochs   // more epochs extend a run
             guard stored == config else {
-                throw DatasetError(resume, "was started with another configuration (\(Self.differences(stored, config))); resume with the one it stores (`percept inspect \(resume)`)")
+                throw DatasetError(resume, "was started with another configuration (\(stored.differences(to: config))); resume with the one it stores (`percept inspect \(resume)`)")
             }
             let checkpoint = try ModelCheckpoint.read(path: resume)
             configuration = try ModelConfiguration<Config.TaskHead>.decode(checkpoint.architecture, path: resume)
@@ -153,29 +153,14 @@ public struct TrainingRun<Config: TaskTraining> {
     /// segmentation val_predictions.png (predictions beside the ground truth).
     func finalPlots(_ folder: RunFolder, validation: Config.TaskDataset) throws {
         let (best, _) = try Model<Config.TaskHead>.load(path: bestPath)
-        let c = best.configuration
-        let loader = DataLoader(validation, batchSize: Config.TaskHead.task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std)
-        let metrics = try best.measure(loader)
-        let evaluation = best.head.evaluation(of: metrics, classes: c.classes)
-        let curves = best.head.scoredPredictions(of: metrics).map { zip(c.classes, $0).map { ClassCurves(name: $0, $1) } }
-        let data = PlotData(task: Config.TaskHead.task, classes: c.classes, confusion: evaluation.matrix, curves: curves)
-        try AtomicOutput.write(try JSONEncoder().encode(data), to: folder.plotDataPath)
-        try RunPlots.write(into: folder.path, results: try ResultsLog.read(path: folder.resultsPath, through: .max), data: data)
-        if let mosaic = try ValidationMosaic.make(best, validation) { try PNG.write(mosaic, to: folder.path + "/val_predictions.png") }
+        let (evaluation, metrics) = try best.evaluation(on: validation)
+        try best.writePlots(of: metrics, evaluation: evaluation, on: validation, into: folder.path,
+                            results: try ResultsLog.read(path: folder.resultsPath, through: .max))
     }
 
     /// The backbone a new run starts from (`BackboneOptions.pretrained`).
     func startingBackbone(_ options: inout BackboneOptions, dataset: ImageDataset) throws -> PretrainedBackbone? {
         try options.pretrained(recipe: Config().backbone, channels: dataset.channels, data: dataset.path, log: log)
-    }
-
-    /// "train.epochs: 8 stored, 10 given" for every key where two configurations differ.
-    public static func differences(_ stored: Config, _ given: Config) -> String {
-        guard let a = try? ConfigValue(encoding: stored), let b = try? ConfigValue(encoding: given) else { return "" }
-        return a.leafPaths.compactMap { path -> String? in
-            let x = a[path], y = b[path]
-            return x == y ? nil : "\(path.joined(separator: ".")): \(x?.scalarText ?? "-") stored, \(y?.scalarText ?? "-") given"
-        }.joined(separator: "; ")
     }
 }
 
