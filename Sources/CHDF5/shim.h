@@ -267,6 +267,40 @@ static inline herr_t percept_h5_dataset_rows(hid_t dataset, hid_t memory_type, l
     return r;
 }
 
+/* Reads the rows of `runs` row ranges (`starts[i]`, `counts[i]`, ascending and disjoint) as one
+   union hyperslab into `buffer`, the rows one after another in file order. */
+static inline herr_t percept_h5_dataset_row_runs(hid_t dataset, hid_t memory_type, const long long *starts,
+                                                 const long long *counts, int runs, void *buffer) {
+    herr_t r = -1;
+    H5E_BEGIN_TRY {
+        hid_t file_space = H5Dget_space(dataset);
+        int rank = file_space >= 0 ? H5Sget_simple_extent_ndims(file_space) : -1;
+        if (rank > 0 && runs > 0) {
+            hsize_t dims[H5S_MAX_RANK], offset[H5S_MAX_RANK], size[H5S_MAX_RANK];
+            H5Sget_simple_extent_dims(file_space, dims, NULL);
+            for (int i = 0; i < rank; i++) { offset[i] = 0; size[i] = dims[i]; }
+            hsize_t total = 0;
+            int ok = 1;
+            for (int run = 0; run < runs && ok; run++) {
+                if (starts[run] < 0 || counts[run] <= 0 || (hsize_t)(starts[run] + counts[run]) > dims[0]) { ok = 0; break; }
+                offset[0] = (hsize_t)starts[run]; size[0] = (hsize_t)counts[run];
+                ok = H5Sselect_hyperslab(file_space, run == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, offset, NULL, size, NULL) >= 0;
+                total += size[0];
+            }
+            if (ok) {
+                size[0] = total;
+                hid_t memory_space = H5Screate_simple(rank, size, NULL);
+                if (memory_space >= 0) {
+                    r = H5Dread(dataset, memory_type, memory_space, file_space, H5P_DEFAULT, buffer);
+                    H5Sclose(memory_space);
+                }
+            }
+        }
+        if (file_space >= 0) H5Sclose(file_space);
+    } H5E_END_TRY;
+    return r;
+}
+
 static inline htri_t percept_h5_attribute_exists(hid_t object, const char *name) {
     htri_t r; H5E_BEGIN_TRY { r = H5Aexists(object, name); } H5E_END_TRY; return r;
 }

@@ -17,6 +17,17 @@ public struct SeededGenerator: RandomNumberGenerator {
         s = (splitMix(), splitMix(), splitMix(), splitMix())
     }
 
+    /// A generator of its own for one combination of keys (a run's seed, an epoch, a file row):
+    /// draws keyed this way do not depend on what else was drawn before, or by which process.
+    public init(keys: UInt64...) {
+        var mixed: UInt64 = 0x243F_6A88_85A3_08D3
+        for key in keys {
+            mixed = (mixed ^ key) &* 0xBF58_476D_1CE4_E5B9
+            mixed ^= mixed >> 31
+        }
+        self.init(seed: mixed)
+    }
+
     @inlinable
     static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 

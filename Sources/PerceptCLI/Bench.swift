@@ -3,7 +3,7 @@ import PerceptCore
 import Foundation
 import PerceptTasks
 
-struct Bench: ParsableCommand {
+struct Bench: DataParallelCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and inference throughput (images/s) on the reference workloads.",
         discussion: """
@@ -69,6 +69,12 @@ struct Bench: ParsableCommand {
         if noWinograd { Tensor.winogradEnabled = false }
         let threadCounts = threads.split(separator: ",").compactMap { Int($0) }
         var workloads = workload.split(separator: ",").compactMap { BenchmarkWorkload(rawValue: String($0).uppercased()) }
+        if Distributed.isParallel {
+            // Ranks split a training step's batch; inference and layer timings are one process's.
+            guard !layers else { throw ValidationError("--layers times one process's convolutions: run it without mpirun") }
+            try benchDataParallel(workloads.filter { $0.modes.contains(.train) }, threadCounts)
+            return
+        }
         if layers {
             if workload == Self.allWorkloads { workloads = [.w2] }
             try runLayers(workloads.filter { $0.modes.contains(.train) }, threadCounts)
@@ -94,6 +100,30 @@ struct Bench: ParsableCommand {
                     }
                     fflush(stdout)
                 }
+            }
+        }
+    }
+
+    /// Training rows data-parallel over the job's ranks: images/s of the global batch and the
+    /// gradient allreduce's milliseconds per step, printed by rank 0.
+    func benchDataParallel(_ workloads: [BenchmarkWorkload], _ threadCounts: [Int]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if Distributed.isMain && !json {
+            print("data-parallel training over \(Distributed.size) ranks (threads per rank; batch is the global batch)")
+            print("workload  mode       threads  batch  images/s   peak RSS MB  allreduce ms/step")
+        }
+        for w in workloads {
+            for t in threadCounts {
+                let r = runBenchmark(w, mode: .train, threads: t, minTime: minTime)
+                guard Distributed.isMain else { continue }
+                if json {
+                    print(String(decoding: try encoder.encode(r), as: UTF8.self))
+                } else {
+                    print(r.workload.padding(toLength: 9, withPad: " ", startingAt: 0) + " " + r.mode.padding(toLength: 10, withPad: " ", startingAt: 0)
+                          + String(format: " %7d  %5d  %9.1f  %11.1f  %17.2f", r.threads, r.batch, r.images_per_second, r.peak_rss_mb, r.allreduce_ms ?? 0))
+                }
+                fflush(stdout)
             }
         }
     }

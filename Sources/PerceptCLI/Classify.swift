@@ -10,7 +10,7 @@ struct Classify: ParsableCommand {
         subcommands: [ClassifyTrain.self, ClassifyEval.self, ClassifyPredict.self])
 }
 
-struct ClassifyTrain: ParsableCommand {
+struct ClassifyTrain: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a classifier on a classification dataset (defaults: the tuned recipe; --show-config lists it).")
 

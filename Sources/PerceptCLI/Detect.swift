@@ -10,7 +10,7 @@ struct Detect: ParsableCommand {
         subcommands: [DetectTrain.self, DetectEval.self, DetectPredict.self])
 }
 
-struct DetectTrain: ParsableCommand {
+struct DetectTrain: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a sliding-window detector on a detection dataset (defaults: the tuned recipe; --show-config lists it).",

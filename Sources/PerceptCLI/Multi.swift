@@ -11,7 +11,7 @@ struct Multi: ParsableCommand {
         subcommands: [MultiTrain.self, MultiEval.self, MultiPredict.self])
 }
 
-struct MultiTrain: ParsableCommand {
+struct MultiTrain: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train one backbone and a head per task given data (any subset of the four), jointly (defaults: the tuned recipe; --show-config lists it).",
@@ -55,10 +55,12 @@ struct MultiTrain: ParsableCommand {
 
     func run() throws {
         // A resumed run continues with its stored configuration; options that change it are refused by the run.
-        let base = try arguments.resume.map(MultiTaskTrainingRun.storedConfig(in:)) ?? MultiTaskConfig()
-        let config = try base.applying(arguments.overrides)
-        if arguments.settings.showConfig { print(config.yaml(), terminator: ""); return }
-        try arguments.checkResumable(epochs: config.train.epochs)
+        let config = try DataParallel.rankZeros({
+            let base = try arguments.resume.map(MultiTaskTrainingRun.storedConfig(in:)) ?? MultiTaskConfig()
+            return try base.applying(arguments.overrides)
+        }, over: MultiTaskConfig())
+        if arguments.settings.showConfig { if Distributed.isMain { print(config.yaml(), terminator: "") }; return }
+        if Distributed.isMain { try arguments.checkResumable(epochs: config.train.epochs) }
         try arguments.train(in: "multi") { folder, stop in
             var training = MultiTaskTrainingRun(config, data: data, validation: validation, output: arguments.output, runFolder: folder)
             training.force = arguments.force

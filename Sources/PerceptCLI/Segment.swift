@@ -10,7 +10,7 @@ struct Segment: ParsableCommand {
         subcommands: [SegmentTrain.self, SegmentEval.self, SegmentPredict.self])
 }
 
-struct SegmentTrain: ParsableCommand {
+struct SegmentTrain: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a segmenter on a segmentation dataset (defaults: the tuned recipe; --show-config lists it).")
 

@@ -10,7 +10,7 @@ struct Tag: ParsableCommand {
         subcommands: [TagTrain.self, TagEval.self, TagPredict.self])
 }
 
-struct TagTrain: ParsableCommand {
+struct TagTrain: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a tagger on a tagging dataset (defaults: the tuned recipe; --show-config lists it).",

@@ -107,9 +107,10 @@ struct RunArguments: ParsableArguments {
 
     /// Runs a training run in a run folder under `folder` (`runFolderName` of the task, or
     /// `multi`): `run` gets the folder and the Ctrl-C flag to stop between steps.
+    /// Under `mpirun`, rank 0 makes the folder and the other ranks take its path.
     func train(in folder: String, _ run: (RunFolder, @escaping () -> Bool) throws -> Void) throws {
         try useThreads(threads)
-        let runFolder = try runFolder(folder)
+        let runFolder = RunFolder(path: try DataParallel.rankZeros { try self.runFolder(folder).path })
         note("run folder: \(runFolder.path)")
         let interruption = Interruption()
         try run(runFolder) { interruption.requested }
@@ -152,9 +153,10 @@ struct TrainArguments: ParsableArguments {
 
     /// Trains task `C` as this command line says; Ctrl-C stops it between steps.
     func train<C: TaskTraining>(_ type: C.Type) throws {
-        let config = try resolve(C.self)
-        if run.settings.showConfig { print(config.yaml(), terminator: ""); return }
-        try run.checkResumable(epochs: config.train.epochs)
+        // Under mpirun rank 0 resolves (reading the checkpoint to resume) and the others take its configuration.
+        let config = try DataParallel.rankZeros({ try resolve(C.self) }, over: C())
+        if run.settings.showConfig { if Distributed.isMain { print(config.yaml(), terminator: "") }; return }
+        if Distributed.isMain { try run.checkResumable(epochs: config.train.epochs) }
         try run.train(in: C.TaskHead.task.runFolderName) { folder, stop in
             var training = TrainingRun(config, data: data!, validation: val, output: run.output, runFolder: folder)
             training.force = run.force
@@ -330,7 +332,7 @@ struct CSVOutput: ParsableArguments {
 
 /// A line for people on stderr (progress, what was written), leaving stdout to results.
 func note(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    progressLog(line)
 }
 
 /// Quotes a CSV field when it needs it.

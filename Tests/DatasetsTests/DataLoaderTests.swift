@@ -73,14 +73,18 @@ final class DataLoaderTests: XCTestCase {
         try writer.finish(classNames: (0..<12).map { "c\($0)" })
         let dataset = try SegmentationDataset(path: path)
         let loader = DataLoader(dataset, batchSize: 6, augmentation: Augmentation(cropPadding: 2, horizontalFlip: true), seed: 1)
-        let batch = try XCTUnwrap(Array(loader).first)
         var flipped = 0, padded = 0
-        for index in 0..<(6 * 12) {
-            let mask = batch.masks[index], image = batch.images.pointer[index] * 255
-            if mask == 255 { XCTAssertEqual(image, 0); padded += 1 } else { XCTAssertEqual(image, Float(mask), accuracy: 1e-3) }
-        }
-        for slot in 0..<6 where batch.masks[slot * 12] != 255 && batch.masks[slot * 12 + 1] != 255 {
-            if batch.masks[slot * 12] > batch.masks[slot * 12 + 1] { flipped += 1 }
+        for epoch in 0..<4 {
+            let batch = try XCTUnwrap(Array(loader.batches(epoch: epoch)).first)
+            for index in 0..<(6 * 12) {
+                let mask = batch.masks[index], image = batch.images.pointer[index] * 255
+                if mask == 255 { XCTAssertEqual(image, 0); padded += 1 } else { XCTAssertEqual(image, Float(mask), accuracy: 1e-3) }
+            }
+            // A flipped sample shows a decreasing pair of neighbouring (non-padding) pixels in some row.
+            for slot in 0..<6 {
+                let rows = (0..<3).map { row in (0..<4).map { batch.masks[slot * 12 + row * 4 + $0] } }
+                if rows.contains(where: { row in zip(row, row.dropFirst()).contains { $0 != 255 && $1 != 255 && $0 > $1 } }) { flipped += 1 }
+            }
         }
         XCTAssertGreaterThan(padded, 0)
         XCTAssertGreaterThan(flipped, 0)
@@ -188,7 +192,7 @@ final class DataLoaderTests: XCTestCase {
         var image = [UInt8](repeating: 0, count: width * height)
         image[1 * width + 4] = 250  // inside the pasted part, brighter than the item there
         let item = (0..<(width * height)).map { UInt8($0 + 1) }
-        let pasted = PastedItem(dx: 3, dy: -2, source: (0, 0))
+        let pasted = PastedItem(dx: 3, dy: -2, source: 0)
         image.withUnsafeMutableBufferPointer { target in
             item.withUnsafeBufferPointer { pasted.apply(to: target.baseAddress!, item: $0.baseAddress!, width: width, height: height) }
         }
@@ -201,7 +205,7 @@ final class DataLoaderTests: XCTestCase {
         }
         var generator = SeededGenerator(seed: 3)
         var copy = generator
-        XCTAssertNil(PastedItem(width: 28, height: 28, probability: 0, candidates: [(0, 0)], using: &generator))
+        XCTAssertNil(Pasting.donor(probability: 0, candidates: 1, using: &generator))
         XCTAssertEqual(generator.next(), copy.next())
     }
 
@@ -233,7 +237,7 @@ final class DataLoaderTests: XCTestCase {
         // The target has an item of class 2 at (3, 1) (brighter than the paste) and (4, 1) (darker).
         var image = [UInt8](repeating: 5, count: plane), mask = [UInt8](repeating: 0, count: plane)
         image[9] = 150; mask[9] = 2; image[10] = 60; mask[10] = 2
-        let pasted = PastedRegion(dx: 2, dy: 0, source: (0, 0), region: region)
+        let pasted = PastedRegion(dx: 2, dy: 0, source: 0, region: region)
         image.withUnsafeMutableBufferPointer { image in
             mask.withUnsafeMutableBufferPointer { mask in
                 pasted.apply(image: image.baseAddress!, mask: mask.baseAddress!, sourceImage: sourceImage, sourceMask: sourceMask,

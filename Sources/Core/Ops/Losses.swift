@@ -110,6 +110,8 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int32], ignoreIndex: In
             return sum
         }
     }
+    // Data-parallel steps divide by the weight of the global batch (`Distributed.globalSum`).
+    counted = Distributed.globalSum(counted)
     let normaliser = counted > 0 ? Float(1 / counted) : 0
     let loss = Tensor(counted > 0 ? Float(total / counted) : 0)
     let shape = logits.shape
@@ -186,7 +188,7 @@ public func binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, positi
         }
         return sum
     }
-    let scale = 1 / Float(Swift.max(count, 1))
+    let scale = 1 / Float(Swift.max(Distributed.globalSum(Double(count)), 1))
     let loss = Tensor(Float(total) * scale)
     let shape = logits.shape
     return Tensor.record(loss, inputs: [logits, targets]) { g in
@@ -233,7 +235,7 @@ public func multiClassHingeLoss(logits: Tensor, labels: [Int32], margin: Float =
             return sum
         }
     }
-    let scale = 1 / Float(Swift.max(n * classes, 1))
+    let scale = 1 / Float(Swift.max(Distributed.globalSum(Double(n * classes)), 1))
     let loss = Tensor(Float(total) * scale)
     let shape = logits.shape
     return Tensor.record(loss, inputs: [logits]) { g in
@@ -272,7 +274,7 @@ public func meanSquaredError(_ prediction: Tensor, _ target: Tensor) -> Tensor {
         }
         return Double(sum)
     }
-    let scale = 1 / Float(Swift.max(count, 1))
+    let scale = 1 / Float(Swift.max(Distributed.globalSum(Double(count)), 1))
     let shape = prediction.shape
     return Tensor.record(Tensor(Float(total) * scale), inputs: [prediction, target]) { g in
         let dp = Tensor.uninitialized(shape)
@@ -300,6 +302,7 @@ public func smoothL1Loss(_ prediction: Tensor, _ target: Tensor, weights: Tensor
         total += Double(w[j] * (d < beta ? 0.5 * d * d / beta : d - 0.5 * beta))
         weightSum += Double(w[j])
     }
+    weightSum = Distributed.globalSum(weightSum)
     let normaliser = weightSum > 0 ? Float(1 / weightSum) : 0
     let shape = prediction.shape
     return Tensor.record(Tensor(Float(total) * normaliser), inputs: [prediction]) { g in

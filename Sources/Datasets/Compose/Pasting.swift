@@ -1,7 +1,19 @@
 import PerceptCore
 
-// Item pasting (`Augmentation.pasting`): another item drawn from the loaded rows goes over the
-// image by the rule compose draws canvases with, so that items overlap as they do there.
+// Item pasting (`Augmentation.pasting`): another item drawn from the loader's window of rows
+// goes over the image by the rule compose draws canvases with, so that items overlap as they do
+// there. The donor is drawn first (`Pasting.donor`), so a loader knows which rows to read before
+// it reads them; the rest of the draws follow from the same per-image generator.
+
+enum Pasting {
+    /// Whether this image gets a pasted item, and from which of `candidates` rows: nil with
+    /// probability `1 - probability`. Draws nothing when `probability` is 0, so runs without
+    /// pasting keep their random stream.
+    static func donor(probability: Float, candidates: Int, using generator: inout SeededGenerator) -> Int? {
+        guard probability > 0, generator.nextUniform() < probability, candidates > 0 else { return nil }
+        return Int(generator.next() % UInt64(candidates))
+    }
+}
 
 /// Where another item goes when it is pasted onto an image (`Augmentation.pasting`): its pixel
 /// (x, y) lands on (x + dx, y + dy), at an offset where the two image frames overlap with IoU in
@@ -9,17 +21,15 @@ import PerceptCore
 /// fewer than 3 pixels have no such offset.
 struct PastedItem {
     let dx: Int, dy: Int
-    /// (block, row) of the pasted item among the loaded rows.
-    let source: (Int, Int)
+    /// The file row of the pasted item.
+    let source: Int
 
-    init(dx: Int, dy: Int, source: (Int, Int)) { self.dx = dx; self.dy = dy; self.source = source }
+    init(dx: Int, dy: Int, source: Int) { self.dx = dx; self.dy = dy; self.source = source }
 
-    /// Nil when nothing is pasted this time (probability `1 - probability`, or no offset found in
-    /// 100 tries, as on images too small to overlap that little). Draws nothing when
-    /// `probability` is 0, so runs without pasting keep their random stream.
-    init?(width: Int, height: Int, probability: Float, candidates: [(Int, Int)], using generator: inout SeededGenerator) {
-        guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
-        source = candidates[Int(generator.next() % UInt64(candidates.count))]
+    /// The offset for the item of row `source` (the drawn donor); nil when no offset is found in
+    /// 100 tries, as on images too small to overlap that little.
+    init?(width: Int, height: Int, source: Int, using generator: inout SeededGenerator) {
+        self.source = source
         let area = width * height
         for _ in 0..<100 {
             let dx = Int.random(in: -(width - 1)...(width - 1), using: &generator)
@@ -93,26 +103,23 @@ struct MaskRegions {
 /// `maxItems` regions get one, so canvases keep compose's item counts.
 struct PastedRegion {
     let dx: Int, dy: Int
-    /// (block, row) of the canvas the region comes from, among the loaded rows.
-    let source: (Int, Int)
+    /// The file row of the canvas the region comes from.
+    let source: Int
     let region: MaskRegions.Region
 
     static let maxItems = 3
 
-    init(dx: Int, dy: Int, source: (Int, Int), region: MaskRegions.Region) {
+    init(dx: Int, dy: Int, source: Int, region: MaskRegions.Region) {
         self.dx = dx; self.dy = dy; self.source = source; self.region = region
     }
 
-    /// Nil when nothing is pasted this time (probability `1 - probability`; the canvas already
-    /// has `maxItems` regions; the other canvas has none; or no place found in 100 tries).
-    /// `mask` gives the mask plane of a loaded (block, row). Touching items of one class count
-    /// as one region. Draws nothing when `probability` is 0, so runs without pasting keep their
-    /// random stream.
-    init?(target: (Int, Int), width: Int, height: Int, probability: Float, candidates: [(Int, Int)],
-          mask: ((Int, Int)) -> [UInt8], using generator: inout SeededGenerator) {
-        guard probability > 0, generator.nextUniform() < probability, !candidates.isEmpty else { return nil }
-        let items = MaskRegions(mask: mask(target), width: width, height: height).regions.map { $0.box() }
-        source = candidates[Int(generator.next() % UInt64(candidates.count))]
+    /// A region of the canvas of row `source` (the drawn donor) for the canvas whose mask is
+    /// `target`; nil when the canvas already has `maxItems` regions, the other canvas has none,
+    /// or no place is found in 100 tries. `mask` gives the mask plane of a file row. Touching
+    /// items of one class count as one region.
+    init?(target: [UInt8], width: Int, height: Int, source: Int, mask: (Int) -> [UInt8], using generator: inout SeededGenerator) {
+        let items = MaskRegions(mask: target, width: width, height: height).regions.map { $0.box() }
+        self.source = source
         guard items.count < PastedRegion.maxItems else { return nil }
         let regions = MaskRegions(mask: mask(source), width: width, height: height).regions
         guard !regions.isEmpty else { return nil }

@@ -202,12 +202,15 @@ public final class DataLoader: Sequence, BatchSource {
     public let prefetch: Bool
     /// Epoch used by the next `makeIterator()`.
     public var nextEpoch = 0
+    /// This process's part of every batch in data-parallel training (`batchSize` is then the
+    /// global batch); the whole batch by default.
+    public let shard: Shard
 
     /// A loader over `dataset`; `mean`/`std` (one value per channel) default to no
     /// normalisation; `windowRows` defaults to 64 MiB worth of images.
     public init(_ dataset: ImageDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
                 augmentation: Augmentation = .none, mean: [Float]? = nil, std: [Float]? = nil,
-                seed: UInt64 = 0, windowRows: Int? = nil, prefetch: Bool = true) {
+                seed: UInt64 = 0, windowRows: Int? = nil, prefetch: Bool = true, shard: Shard = .whole) {
         precondition(batchSize > 0, "batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize
@@ -222,11 +225,17 @@ public final class DataLoader: Sequence, BatchSource {
         let rowBytes = dataset.channels * dataset.height * dataset.width
         self.windowRows = Swift.max(windowRows ?? DataLoader.defaultWindowBytes / Swift.max(rowBytes, 1), 1)
         self.prefetch = prefetch
+        self.shard = shard
     }
 
     /// Batches per epoch.
-    public var batchCount: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    public var batchCount: Int { (epochPositions + batchSize - 1) / batchSize }
+
+    /// Images per epoch (of every rank): all, or without a partial last batch when `dropLast`
+    /// or when it is too small to give each rank an image.
+    var epochPositions: Int {
+        let partial = dataset.count % batchSize
+        return dropLast || (partial > 0 && partial < shard.count) ? dataset.count - partial : dataset.count
     }
 
     /// The batches of epoch `epoch`: the same seed and epoch give the same batches.
@@ -244,54 +253,106 @@ public final class DataLoader: Sequence, BatchSource {
     }
 }
 
+/// One image's random draws, keyed by the run's seed, the epoch and the image's file row (never
+/// by a process's own stream), so every data-parallel rank count draws them alike.
+struct SampleDraws {
+    var generator: SeededGenerator
+    let transform: CropFlip
+    let erased: ErasedRectangle?
+    /// Index into the window's rows of the image whose item is pasted on (`Augmentation.pasting`).
+    let donor: Int?
+
+    init(seed: UInt64, epoch: Int, row: Int, width: Int, height: Int, augmentation: Augmentation, pastes: Bool, candidates: Int) {
+        generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(row))
+        transform = CropFlip(width: width, height: height, augmentation: augmentation, using: &generator)
+        erased = ErasedRectangle(width: width, height: height, probability: augmentation.erasing, using: &generator)
+        donor = pastes ? Pasting.donor(probability: augmentation.pasting, candidates: candidates, using: &generator) : nil
+    }
+}
+
 /// Produces the batches of one epoch, in order, on the calling thread.
+///
+/// The epoch's order is one seeded permutation of the file's rows: its chunks (`blockRows`
+/// rows) shuffled, then the rows inside each window of chunks. Global batch `b` is positions
+/// `b * batchSize ..< (b + 1) * batchSize` of that order; this process takes its `shard`'s slots
+/// of each, and reads only those rows (and the rows pasted onto them) from each window, as one
+/// union hyperslab.
 final class EpochPlan {
     let loader: DataLoader
     let dataset: ImageDataset
-    var generator: SeededGenerator
-    /// Row ranges of the blocks still to read, window by window.
+    let epoch: Int
+    /// Draws only the permutation, so the order does not depend on what the batches draw.
+    var permutation: SeededGenerator
+    /// Row ranges of the blocks, window by window, in visiting order.
     var windows: [[Range<Int>]] = []
     var windowIndex = 0
-    var blocks: [DatasetRows] = []
-    /// (block, row within block) in visiting order for the current window.
-    var order: [(Int, Int)] = []
-    var orderIndex = 0
-    var emitted = 0
+    /// The loaded window's file rows in visiting order, and the epoch position of the first.
+    var windowRows: [Int] = []
+    var windowStart = 0
+    /// This process's rows of the window (and their donors), and where each file row is in it.
+    var data = DatasetRows(rows: 0..<0)
+    var slot: [Int: Int] = [:]
+    var nextBatchIndex = 0
     /// The current image with another item pasted onto it, and its mask (`Augmentation.pasting`).
     var pastingBuffer: [UInt8] = [], pastingMask: [UInt8] = []
+    /// Positions in the epoch: every row, or without the partial last batch (`dropLast`, or one
+    /// too small to give every rank an image).
     let total: Int
+    let pastes: Bool
 
     init(loader: DataLoader, epoch: Int) {
         self.loader = loader
+        self.epoch = epoch
         let dataset = loader.dataset
         self.dataset = dataset
-        generator = SeededGenerator(seed: loader.seed &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
+        permutation = SeededGenerator(seed: loader.seed &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
         let blockRows = dataset.blockRows
         var ranges = stride(from: 0, to: dataset.count, by: blockRows).map { $0..<min($0 + blockRows, dataset.count) }
-        if loader.shuffle { ranges.shuffle(using: &generator) }
+        if loader.shuffle { ranges.shuffle(using: &permutation) }
         let perWindow = max(1, loader.windowRows / blockRows)
         windows = stride(from: 0, to: ranges.count, by: perWindow).map { Array(ranges[$0..<min($0 + perWindow, ranges.count)]) }
-        total = loader.dropLast ? dataset.count / loader.batchSize * loader.batchSize : dataset.count
+        total = loader.epochPositions
+        pastes = loader.augmentation.pasting > 0 && (dataset.task == .classification || dataset.task == .segmentation)
     }
 
+    private func draws(row: Int) -> SampleDraws {
+        SampleDraws(seed: loader.seed, epoch: epoch, row: row, width: dataset.width, height: dataset.height,
+                    augmentation: loader.augmentation, pastes: pastes, candidates: windowRows.count)
+    }
+
+    /// Reads the next window's rows that this process needs.
     private func loadWindow() throws -> Bool {
         guard windowIndex < windows.count else { return false }
-        blocks = []  // release the old window before reading the next: one window in memory
-        blocks = try windows[windowIndex].map { try dataset.read(rows: $0) }
+        windowStart += windowRows.count
+        windowRows = windows[windowIndex].flatMap { Array($0) }
         windowIndex += 1
-        order.removeAll(keepingCapacity: true)
-        for (block, rows) in blocks.enumerated() {
-            for row in 0..<rows.rows.count { order.append((block, row)) }
+        if loader.shuffle { windowRows.shuffle(using: &permutation) }
+        var needed = Set<Int>()
+        for (index, row) in windowRows.enumerated() {
+            let position = windowStart + index
+            guard position < total, loader.shard.takes(position: position, batchSize: loader.batchSize, total: total) else { continue }
+            needed.insert(row)
+            if pastes, let donor = draws(row: row).donor { needed.insert(windowRows[donor]) }
         }
-        if loader.shuffle { order.shuffle(using: &generator) }
-        orderIndex = 0
+        data = DatasetRows(rows: 0..<0)   // release the old window before reading the next
+        slot = [:]
+        let rows = needed.sorted()
+        for (index, row) in rows.enumerated() { slot[row] = index }
+        var runs: [Range<Int>] = []
+        for row in rows {
+            if let last = runs.last, last.upperBound == row { runs[runs.count - 1] = last.lowerBound..<(row + 1) } else { runs.append(row..<(row + 1)) }
+        }
+        if !runs.isEmpty { data = try dataset.read(runs: runs) }
         return true
     }
 
-    /// The next batch, or nil at the end of the epoch.
+    /// The next batch (this process's part of the next global batch), or nil at the end of the epoch.
     func next() throws -> Batch? {
-        guard emitted < total else { return nil }
-        let size = min(loader.batchSize, total - emitted)
+        let batchStart = nextBatchIndex * loader.batchSize
+        guard batchStart < total else { return nil }
+        nextBatchIndex += 1
+        let positions = loader.shard.slots(ofBatch: min(loader.batchSize, total - batchStart)).map { batchStart + $0 }
+        let size = positions.count
         let channels = dataset.channels, height = dataset.height, width = dataset.width
         let plane = height * width
         let images = Tensor.uninitialized([size, channels, height, width])
@@ -303,24 +364,27 @@ final class EpochPlan {
         var boxes: [[DetectionBox]] = []
         let scale = loader.std.map { 1 / (255 * $0) }
         let shift = zip(loader.mean, loader.std).map { -$0 / $1 }
+        let data = { self.data }
 
-        for slot in 0..<size {
-            while orderIndex >= order.count {
+        for (batchSlot, position) in positions.enumerated() {
+            while position >= windowStart + windowRows.count {
                 guard try loadWindow() else { throw DatasetError(dataset.path, "ran out of rows before the epoch ended") }
             }
-            let (blockIndex, row) = order[orderIndex]
-            orderIndex += 1
-            let block = blocks[blockIndex]
-            indices.append(block.rows.lowerBound + row)
-            let transform = CropFlip(width: width, height: height, augmentation: loader.augmentation, using: &generator)
-            let erased = ErasedRectangle(width: width, height: height, probability: loader.augmentation.erasing, using: &generator)
+            let row = windowRows[position - windowStart]
+            let index = slot[row]!
+            indices.append(row)
+            var draws = self.draws(row: row)
+            let transform = draws.transform, erased = draws.erased
+            let donor = draws.donor.map { windowRows[$0] }
             let pastedItem = dataset.task == .classification
-                ? PastedItem(width: width, height: height, probability: loader.augmentation.pasting, candidates: order, using: &generator) : nil
+                ? donor.flatMap { PastedItem(width: width, height: height, source: $0, using: &draws.generator) } : nil
+            let rows = data()
+            let maskOf = { (row: Int) in Array(rows.masks[(self.slot[row]! * plane)..<((self.slot[row]! + 1) * plane)]) }
             let pastedRegion = dataset.task == .segmentation
-                ? PastedRegion(target: (blockIndex, row), width: width, height: height, probability: loader.augmentation.pasting,
-                               candidates: order, mask: { Array(self.blocks[$0.0].masks[($0.1 * plane)..<(($0.1 + 1) * plane)]) },
-                               using: &generator) : nil
-            let out = images.pointer + slot * channels * plane
+                ? donor.flatMap { PastedRegion(target: maskOf(row), width: width, height: height, source: $0, mask: maskOf,
+                                               using: &draws.generator) } : nil
+            let out = images.pointer + batchSlot * channels * plane
+            var generator = draws.generator
             let normalise = { (image: UnsafePointer<UInt8>) in
                 for channel in 0..<channels {
                     let scale = scale[channel], shift = shift[channel]
@@ -328,36 +392,36 @@ final class EpochPlan {
                         Float($0) * scale + shift
                     }
                     // Noise over the pixel range, normalised as the pixels are.
-                    erased?.apply(to: out + channel * plane, width: width) { self.generator.nextUniform() * 255 * scale + shift }
+                    erased?.apply(to: out + channel * plane, width: width) { generator.nextUniform() * 255 * scale + shift }
                 }
             }
             let pasting = pastedItem != nil || pastedRegion != nil
             if pasting {
                 pastingBuffer.removeAll(keepingCapacity: true)
-                pastingBuffer.append(contentsOf: block.images[(row * channels * plane)..<((row + 1) * channels * plane)])
+                pastingBuffer.append(contentsOf: rows.images[(index * channels * plane)..<((index + 1) * channels * plane)])
             }
             if let pastedItem {
-                let (otherBlock, otherRow) = pastedItem.source
-                blocks[otherBlock].images.withUnsafeBufferPointer { other in
+                let other = slot[pastedItem.source]!
+                rows.images.withUnsafeBufferPointer { images in
                     pastingBuffer.withUnsafeMutableBufferPointer { buffer in
                         for channel in 0..<channels {
                             pastedItem.apply(to: buffer.baseAddress! + channel * plane,
-                                             item: other.baseAddress! + (otherRow * channels + channel) * plane, width: width, height: height)
+                                             item: images.baseAddress! + (other * channels + channel) * plane, width: width, height: height)
                         }
                     }
                 }
             }
             if let pastedRegion {
-                let (otherBlock, otherRow) = pastedRegion.source
+                let other = slot[pastedRegion.source]!
                 pastingMask.removeAll(keepingCapacity: true)
-                pastingMask.append(contentsOf: block.masks[(row * plane)..<((row + 1) * plane)])
-                blocks[otherBlock].images.withUnsafeBufferPointer { otherImages in
-                    blocks[otherBlock].masks.withUnsafeBufferPointer { otherMasks in
+                pastingMask.append(contentsOf: rows.masks[(index * plane)..<((index + 1) * plane)])
+                rows.images.withUnsafeBufferPointer { otherImages in
+                    rows.masks.withUnsafeBufferPointer { otherMasks in
                         pastingBuffer.withUnsafeMutableBufferPointer { image in
                             pastingMask.withUnsafeMutableBufferPointer { mask in
                                 pastedRegion.apply(image: image.baseAddress!, mask: mask.baseAddress!,
-                                                   sourceImage: otherImages.baseAddress! + otherRow * channels * plane,
-                                                   sourceMask: otherMasks.baseAddress! + otherRow * plane,
+                                                   sourceImage: otherImages.baseAddress! + other * channels * plane,
+                                                   sourceMask: otherMasks.baseAddress! + other * plane,
                                                    width: width, height: height, channels: channels)
                             }
                         }
@@ -367,34 +431,33 @@ final class EpochPlan {
             if pasting {
                 pastingBuffer.withUnsafeBufferPointer { normalise($0.baseAddress!) }
             } else {
-                block.images.withUnsafeBufferPointer { normalise($0.baseAddress! + row * channels * plane) }
+                rows.images.withUnsafeBufferPointer { normalise($0.baseAddress! + index * channels * plane) }
             }
             switch dataset.task {
             case .classification:
-                labels.append(block.labels[row])
+                labels.append(rows.labels[index])
             case .tagging:
                 let count = dataset.tagCount
-                block.tags.withUnsafeBufferPointer { source in
-                    for k in 0..<count { tags!.pointer[slot * count + k] = Float(source[row * count + k]) }
+                rows.tags.withUnsafeBufferPointer { source in
+                    for k in 0..<count { tags!.pointer[batchSlot * count + k] = Float(source[index * count + k]) }
                 }
             case .segmentation:
-                let (maskSource, maskOffset) = pastedRegion == nil ? (block.masks, row * plane) : (pastingMask, 0)
+                let (maskSource, maskOffset) = pastedRegion == nil ? (rows.masks, index * plane) : (pastingMask, 0)
                 maskSource.withUnsafeBufferPointer { source in
                     masks.withUnsafeMutableBufferPointer { out in
-                        transform.apply(source.baseAddress! + maskOffset, into: out.baseAddress! + slot * plane,
+                        transform.apply(source.baseAddress! + maskOffset, into: out.baseAddress! + batchSlot * plane,
                                         padding: Int32(DatasetLayout.ignoreIndex)) { Int32($0) }
-                        erased?.apply(to: out.baseAddress! + slot * plane, width: width) { Int32(DatasetLayout.ignoreIndex) }
+                        erased?.apply(to: out.baseAddress! + batchSlot * plane, width: width) { Int32(DatasetLayout.ignoreIndex) }
                     }
                 }
             case .detection:
-                boxes.append((block.boxOffsets[row]..<block.boxOffsets[row + 1]).compactMap { box in
-                    transform.apply(DetectionBox(x1: block.boxes[4 * box], y1: block.boxes[4 * box + 1],
-                                                 x2: block.boxes[4 * box + 2], y2: block.boxes[4 * box + 3],
-                                                 label: block.boxLabels[box], ignore: block.boxIgnore[box] != 0))
+                boxes.append((rows.boxOffsets[index]..<rows.boxOffsets[index + 1]).compactMap { box in
+                    transform.apply(DetectionBox(x1: rows.boxes[4 * box], y1: rows.boxes[4 * box + 1],
+                                                 x2: rows.boxes[4 * box + 2], y2: rows.boxes[4 * box + 3],
+                                                 label: rows.boxLabels[box], ignore: rows.boxIgnore[box] != 0))
                 })
             }
         }
-        emitted += size
         return Batch(images: images, indices: indices, labels: labels, tags: tags, masks: masks, boxes: boxes)
     }
 }

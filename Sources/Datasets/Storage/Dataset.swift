@@ -104,6 +104,45 @@ public class ImageDataset {
 
     func readTargets(_ rows: Range<Int>, into result: inout DatasetRows) throws {}
 
+    /// Reads images and targets of the rows of `runs` (ascending, disjoint, non-empty ranges),
+    /// one after another, as one union hyperslab per dataset: a data-parallel rank's own rows.
+    /// `rows` of the result counts them (0..<total); the caller knows which rows they are.
+    public func read(runs: [Range<Int>]) throws -> DatasetRows {
+        if runs.count == 1 { return try read(rows: runs[0]) }
+        var result = DatasetRows(rows: 0..<runs.reduce(0) { $0 + $1.count })
+        result.images = try images.readRows(runs: runs, as: .uint8)
+        try readTargets(runs: runs, into: &result)
+        return result
+    }
+
+    /// The targets of several runs: each run's, concatenated (the task classes with fixed-size
+    /// targets read them as one union hyperslab instead).
+    func readTargets(runs: [Range<Int>], into result: inout DatasetRows) throws {
+        for run in runs {
+            var part = DatasetRows(rows: run)
+            try readTargets(run, into: &part)
+            result.labels += part.labels
+            result.tags += part.tags
+            result.masks += part.masks
+            let shift = result.boxLabels.count
+            if result.boxOffsets.isEmpty { result.boxOffsets = [0] }
+            result.boxOffsets += part.boxOffsets.dropFirst().map { $0 + shift }
+            result.boxes += part.boxes
+            result.boxLabels += part.boxLabels
+            result.boxIgnore += part.boxIgnore
+        }
+    }
+
+    /// The file row of the `offset`-th row read from `runs`.
+    func row(_ offset: Int, of runs: [Range<Int>]) -> Int {
+        var remaining = offset
+        for run in runs {
+            if remaining < run.count { return run.lowerBound + remaining }
+            remaining -= run.count
+        }
+        return offset
+    }
+
     /// Number of tags per image (tagging), else 0.
     public var tagCount: Int { 0 }
 }
@@ -123,16 +162,22 @@ public final class ClassificationDataset: ImageDataset {
     public var classCount: Int { classNames.count }
 
     /// Labels of `rows`, each checked against the declared classes.
-    public func readLabels(_ rows: Range<Int>) throws -> [Int32] {
-        let values: [Int32] = try labels.readRows(rows, as: .int32)
+    public func readLabels(_ rows: Range<Int>) throws -> [Int32] { try readLabels(runs: [rows]) }
+
+    func readLabels(runs: [Range<Int>]) throws -> [Int32] {
+        let values: [Int32] = try labels.readRows(runs: runs, as: .int32)
         for (offset, label) in values.enumerated() where label < 0 || Int(label) >= classNames.count {
-            throw DatasetError(path, "label \(label) of image \(rows.lowerBound + offset) is outside the \(classNames.count) classes")
+            throw DatasetError(path, "label \(label) of image \(row(offset, of: runs)) is outside the \(classNames.count) classes")
         }
         return values
     }
 
     override func readTargets(_ rows: Range<Int>, into result: inout DatasetRows) throws {
         result.labels = try readLabels(rows)
+    }
+
+    override func readTargets(runs: [Range<Int>], into result: inout DatasetRows) throws {
+        result.labels = try readLabels(runs: runs)
     }
 }
 
@@ -151,16 +196,22 @@ public final class TaggingDataset: ImageDataset {
     public override var tagCount: Int { classNames.count }
 
     /// Multi-hot rows of `rows`, `rows.count * tagCount` bytes of 0 or 1.
-    public func readTags(_ rows: Range<Int>) throws -> [UInt8] {
-        let values: [UInt8] = try tags.readRows(rows, as: .uint8)
+    public func readTags(_ rows: Range<Int>) throws -> [UInt8] { try readTags(runs: [rows]) }
+
+    func readTags(runs: [Range<Int>]) throws -> [UInt8] {
+        let values: [UInt8] = try tags.readRows(runs: runs, as: .uint8)
         if let bad = values.firstIndex(where: { $0 > 1 }) {
-            throw DatasetError(path, "tags of image \(rows.lowerBound + bad / tagCount) hold \(values[bad]), expected 0 or 1")
+            throw DatasetError(path, "tags of image \(row(bad / tagCount, of: runs)) hold \(values[bad]), expected 0 or 1")
         }
         return values
     }
 
     override func readTargets(_ rows: Range<Int>, into result: inout DatasetRows) throws {
         result.tags = try readTags(rows)
+    }
+
+    override func readTargets(runs: [Range<Int>], into result: inout DatasetRows) throws {
+        result.tags = try readTags(runs: runs)
     }
 }
 
@@ -181,17 +232,23 @@ public final class SegmentationDataset: ImageDataset {
     public var ignoreIndex: UInt8 { DatasetLayout.ignoreIndex }
 
     /// Masks of `rows`, `rows.count * height * width` bytes, each value checked.
-    public func readMasks(_ rows: Range<Int>) throws -> [UInt8] {
-        let values: [UInt8] = try masks.readRows(rows, as: .uint8)
+    public func readMasks(_ rows: Range<Int>) throws -> [UInt8] { try readMasks(runs: [rows]) }
+
+    func readMasks(runs: [Range<Int>]) throws -> [UInt8] {
+        let values: [UInt8] = try masks.readRows(runs: runs, as: .uint8)
         let limit = classNames.count
         if let bad = values.firstIndex(where: { Int($0) >= limit && $0 != DatasetLayout.ignoreIndex }) {
-            throw DatasetError(path, "mask of image \(rows.lowerBound + bad / (height * width)) holds \(values[bad]), outside the \(limit) classes")
+            throw DatasetError(path, "mask of image \(row(bad / (height * width), of: runs)) holds \(values[bad]), outside the \(limit) classes")
         }
         return values
     }
 
     override func readTargets(_ rows: Range<Int>, into result: inout DatasetRows) throws {
         result.masks = try readMasks(rows)
+    }
+
+    override func readTargets(runs: [Range<Int>], into result: inout DatasetRows) throws {
+        result.masks = try readMasks(runs: runs)
     }
 }
 

@@ -448,6 +448,26 @@ public final class HDF5Dataset {
         }
     }
 
+    /// Reads the rows of `runs` (ascending, disjoint, non-empty ranges) as one union hyperslab,
+    /// one after another, converting to `type`.
+    public func readRows<T>(runs: [Range<Int>], as type: HDF5ElementType, element: T.Type = T.self) throws -> [T] {
+        precondition(MemoryLayout<T>.stride == type.size, "element type does not match \(type)")
+        if runs.count == 1 { return try readRows(runs[0], as: type) }
+        guard let first = shape.first, runs.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= first && !$0.isEmpty }) else {
+            throw DatasetError(path, "row runs outside '\(name)' of shape \(shape)")
+        }
+        let rows = runs.reduce(0) { $0 + $1.count }
+        let count = rows * shape.dropFirst().reduce(1, *)
+        let starts = runs.map { Int64($0.lowerBound) }, counts = runs.map { Int64($0.count) }
+        return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0, percept_h5_dataset_row_runs(handle.id, type.nativeType, starts, counts, Int32(runs.count),
+                                                      UnsafeMutableRawPointer(buffer.baseAddress!)) < 0 {
+                throw DatasetError(path, "cannot read \(rows) rows in \(runs.count) runs of '\(name)'" + hdf5Reason())
+            }
+            initialized = count
+        }
+    }
+
     /// Writes rows `rows` (which must lie inside the current shape) from `buffer`.
     public func writeRows(_ rows: Range<Int>, as type: HDF5ElementType, from buffer: UnsafeRawPointer) throws {
         guard let first = shape.first, rows.lowerBound >= 0, rows.upperBound <= first else {

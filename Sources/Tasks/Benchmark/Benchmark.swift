@@ -30,12 +30,26 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     }
 
     /// The workload's network with fresh weights as a training-or-inference step on `batch`
-    /// random images (and random labels), and the images it processes per step.
-    func makeStep(mode: BenchmarkMode, seed: UInt64 = 0) -> () -> Void {
+    /// random images (and random labels). Data-parallel (under `mpirun`), a training step takes
+    /// this rank's shard of the global batch and sums the gradients over the ranks with
+    /// `reducer`, which times the allreduce.
+    func makeStep(mode: BenchmarkMode, seed: UInt64 = 0) -> (run: () -> Void, reducer: GradientReducer?) {
         let training = mode == .train
         let batch = training ? trainBatch : inferenceBatch
         var rng = SeededGenerator(seed: 42)
-        let images = Tensor.randomNormal([batch] + input, using: &rng)
+        var images = Tensor.randomNormal([batch] + input, using: &rng)
+        let slots = training ? Shard.current.slots(ofBatch: batch) : 0..<batch
+        /// This rank's part of a global batch's targets (`perImage` each).
+        func shard(_ targets: [Int32]) -> [Int32] {
+            let perImage = targets.count / batch
+            return Array(targets[(slots.lowerBound * perImage)..<(slots.upperBound * perImage)])
+        }
+        if slots.count != batch {
+            let size = images.count / batch
+            let part = Tensor.uninitialized([slots.count] + input)
+            part.pointer.update(from: images.pointer + slots.lowerBound * size, count: slots.count * size)
+            images = part
+        }
         let (channels, height, width) = (input[0], input[1], input[2])
         func configuration<H: Head>(_ backbone: BackboneConfiguration, _ head: H.Architecture, _ settings: H.Settings,
                                     for: H.Type) -> ModelConfiguration<H> {
@@ -53,14 +67,14 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
                 ? .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10) : .init(pooling: .global, inFeatures: 64, outputs: 10)
             let model = try! Classifier(configuration(backbone, .init(layers: layers), .init(), for: ClassificationHead.self), seed: seed)
             let labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
-            return step(model, training: training, images: images, targets: labels)
+            return step(model, training: training, images: images, targets: shard(labels))
         case .w3:
             let head = SegmentationHead.Architecture(deepest: "stage3", classes: 11)
             let model = try! Model<SegmentationHead>(configuration(BackbonePreset.resnet8.configuration(inputChannels: 3), head,
                                                                    SegmentationHead.Settings(flipAverage: false), for: SegmentationHead.self),
                                                      seed: seed)
             let labels = (0..<(batch * height * width)).map { _ in Int32(rng.next() % 11) }
-            return step(model, training: training, images: images, targets: labels)
+            return step(model, training: training, images: images, targets: shard(labels))
         case .w4:
             let window = 28, step = 4
             var backbone = BackboneConfiguration(kind: .plain, inputChannels: 1, widths: [32, 64])
@@ -70,11 +84,11 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
             settings.scales = [1]
             let model = try! Model<WindowHead>(configuration(backbone, head, settings, for: WindowHead.self), seed: seed)
             model.setMode(.inference)
-            if mode == .dense { return { _ = model(images) } }
+            if mode == .dense { return ({ _ = model(images) }, nil) }
             let positions = (height - window) / step + 1
             let windows = positions * positions, chunk = 64
             let crops = Tensor.uninitialized([windows, 1, window, window])
-            return {
+            return ({
                 // Cropping is part of the naive method's cost.
                 for index in 0..<windows {
                     let top = (index / positions) * step, left = (index % positions) * step
@@ -88,20 +102,22 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
                     batch.pointer.update(from: crops.pointer + start * window * window, count: count * window * window)
                     _ = model(batch)
                 }
-            }
+            }, nil)
         }
     }
 
-    /// One forward pass, and in training the loss, backward pass and SGD momentum update.
-    private func step<H: Head>(_ model: Model<H>, training: Bool, images: Tensor, targets: H.Targets) -> () -> Void {
-        let optimizer = SGD(learningRate: 0.01, momentum: 0.9)
+    /// One forward pass, and in training the loss, backward pass, gradient allreduce (several
+    /// ranks) and SGD momentum update.
+    private func step<H: Head>(_ model: Model<H>, training: Bool, images: Tensor, targets: H.Targets)
+        -> (run: () -> Void, reducer: GradientReducer?) {
         model.setMode(training ? .training : .inference)
-        return {
-            let outputs = model(images)
-            if training {
-                optimizer.update(model, along: model.head.loss(outputs, targets, geometry: model.geometry).backward())
-            }
-        }
+        guard training else { return ({ _ = model(images) }, nil) }
+        let optimizer = SGD(learningRate: 0.01, momentum: 0.9)
+        let reducer = GradientReducer(model)
+        return ({
+            let gradients = Distributed.synchronisedStep { model.head.loss(model(images), targets, geometry: model.geometry).backward() }
+            optimizer.update(model, along: reducer.reduce(gradients, scalars: []).0)
+        }, reducer)
     }
 }
 
@@ -125,32 +141,45 @@ public struct BenchmarkResult: Codable, Sendable {
     public var batch: Int
     public var images_per_second: Double
     public var peak_rss_mb: Double
+    /// Data-parallel rows: the ranks (images/s counts the global batch) and the gradient
+    /// allreduce's milliseconds per step.
+    public var ranks: Int?
+    public var allreduce_ms: Double?
 }
 
 /// Times training steps (forward, backward, SGD momentum update) or inference batches on random
 /// data until `minTime` seconds have passed, after a warm-up of at least 3 steps / 1 second.
+/// Under `mpirun` a training row runs data-parallel: each rank steps on its shard of the global
+/// batch, and rank 0's clock decides (broadcast each step) when all stop.
 public func runBenchmark(_ workload: BenchmarkWorkload, mode: BenchmarkMode, threads: Int,
                          minTime: Double = 3) -> BenchmarkResult {
     Threads.set(threads)
     MemoryStatistics.resetPeak()
     let batch = mode == .train ? workload.trainBatch : workload.inferenceBatch
-    let step = workload.makeStep(mode: mode)
+    let (step, reducer) = workload.makeStep(mode: mode)
+    func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
     var steps = 0
     let warmStart = DispatchTime.now().uptimeNanoseconds
-    while steps < 3 || Double(DispatchTime.now().uptimeNanoseconds - warmStart) < 1e9 {
+    while Distributed.shared(steps < 3 || seconds(since: warmStart) < 1) {
         step(); steps += 1
     }
     steps = 0
+    let (warmSeconds, warmReductions) = (reducer?.reduceSeconds ?? 0, reducer?.reductions ?? 0)
     let start = DispatchTime.now().uptimeNanoseconds
     var elapsed = 0.0
     repeat {
         step(); steps += 1
-        elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    } while elapsed < minTime
-    return BenchmarkResult(workload: workload.rawValue, mode: mode.rawValue,
-                           threads: threads, batch: batch,
-                           images_per_second: Double(steps * batch) / elapsed,
-                           peak_rss_mb: MemoryStatistics.peakResidentMegabytes())
+        elapsed = seconds(since: start)
+    } while Distributed.shared(elapsed < minTime)
+    var result = BenchmarkResult(workload: workload.rawValue, mode: mode.rawValue,
+                                 threads: threads, batch: batch,
+                                 images_per_second: Double(steps * batch) / elapsed,
+                                 peak_rss_mb: MemoryStatistics.peakResidentMegabytes())
+    if let reducer, Distributed.isParallel {
+        result.ranks = Distributed.size
+        result.allreduce_ms = (reducer.reduceSeconds - warmSeconds) * 1000 / Double(max(reducer.reductions - warmReductions, 1))
+    }
+    return result
 }
 
 /// Resident memory of this process, from /proc (Linux).
@@ -191,7 +220,7 @@ public struct LayerProfileRow: Codable, Sendable {
 /// timed pass by pass, in GFLOP/s (2 flops per multiply-add), with its share of the step.
 public func profileLayers(_ workload: BenchmarkWorkload, threads: Int, minTime: Double)
     -> (rows: [LayerProfileRow], stepSeconds: Double) {
-    let step = workload.makeStep(mode: .train)
+    let step = workload.makeStep(mode: .train).run
     Threads.set(threads)
     let (_, layers) = ConvolutionRecorder.record { step() }
     let stepSeconds = Double(workload.trainBatch) / runBenchmark(workload, mode: .train, threads: threads, minTime: minTime).images_per_second

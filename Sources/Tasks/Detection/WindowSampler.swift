@@ -82,9 +82,13 @@ public final class WindowSampler: BatchSource {
     let mean: [Float], std: [Float]
     /// Windows per epoch: objects, random and hard negatives together.
     let windowsPerEpoch: Int
+    /// This process's slots of each global batch (`Shard`); every rank draws the epoch's
+    /// windows alike (and mines the same hard negatives) and crops only its own.
+    public let shard: Shard
 
-    public init(dataset: DetectionDataset, model: Model<WindowHead>, sampling: WindowSampling, flip: Bool = true, batchSize: Int, seed: UInt64) throws {
-        self.model = model; self.sampling = sampling; self.flips = flip; self.batchSize = batchSize; self.seed = seed
+    public init(dataset: DetectionDataset, model: Model<WindowHead>, sampling: WindowSampling, flip: Bool = true, batchSize: Int, seed: UInt64,
+                shard: Shard = .whole) throws {
+        self.model = model; self.sampling = sampling; self.flips = flip; self.batchSize = batchSize; self.seed = seed; self.shard = shard
         scenes = try dataset.readImages(0..<dataset.count)
         boxes = try dataset.readBoxes(0..<dataset.count)
         squares = boxes.map { $0.map(objectSquare) }
@@ -97,7 +101,11 @@ public final class WindowSampler: BatchSource {
         windowsPerEpoch = positives + Int((Float(positives) * (sampling.negativesPerPositive + sampling.hardNegativesPerPositive)).rounded())
     }
 
-    public var batchCount: Int { (windowsPerEpoch + batchSize - 1) / batchSize }
+    /// Batches per epoch; a last batch too small to give every rank a window is dropped.
+    public var batchCount: Int {
+        let partial = windowsPerEpoch % batchSize
+        return windowsPerEpoch / batchSize + (partial >= shard.count ? 1 : 0)
+    }
 
     var head: WindowHead { model.head }
 
@@ -234,9 +242,10 @@ final class WindowStream: BatchStream {
     }
 
     func nextBatch() throws -> Batch? {
-        guard next < windows.count else { return nil }
         let end = Swift.min(next + sampler.batchSize, windows.count)
+        guard end - next >= Swift.max(1, sampler.shard.count) else { return nil }
         defer { next = end }
-        return sampler.batch(windows[next..<end])
+        let slots = sampler.shard.slots(ofBatch: end - next)
+        return sampler.batch(windows[(next + slots.lowerBound)..<(next + slots.upperBound)])
     }
 }

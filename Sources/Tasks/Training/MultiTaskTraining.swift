@@ -23,7 +23,7 @@ public struct MultiTaskTrainingRun {
     /// Train only the heads given data: the backbone's weights and statistics stay as they are,
     /// so every other head predicts exactly as before.
     public var freezeBackbone = false
-    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var log: (String) -> Void = progressLog
     public var shouldStop: () -> Bool = { false }
 
     public init(_ config: MultiTaskConfig, data: [VisionTask: String], validation: [VisionTask: String] = [:],
@@ -49,8 +49,11 @@ public struct MultiTaskTrainingRun {
         }
     }
 
+    /// Under `mpirun` every rank runs it with rank 0's configuration, as `TrainingRun.run` does.
     @discardableResult
-    public func run(resume: String? = nil) throws -> MultiTaskModel {
+    public func run(resume given: String? = nil) throws -> MultiTaskModel {
+        let (resume, cleanUp) = try DataParallel.sharedResume(given)
+        defer { cleanUp() }
         try config.validate()
         guard !data.isEmpty else { throw ConfigError("a multi-task run needs the training data of at least one task") }
         guard output != nil || runFolder != nil else { throw ConfigError("a training run needs an output model file or a run folder") }
@@ -58,11 +61,12 @@ public struct MultiTaskTrainingRun {
             throw ConfigError("validation data for \(task.rawValue) needs its training data too")
         }
         let inputs = Array(data.values) + Array(validation.values) + (from.map { [$0] } ?? [])
-        if let output {
+        if let output, Distributed.isMain {
             try OutputPolicy.check(output, inputs: inputs + (resume.map { [$0] } ?? []), force: force || resume != nil)
             try OutputPolicy.check(checkpointPath, inputs: inputs, force: force || resume != nil)
         }
-        let sets = try JointDatasets(data, validation)
+        let sets = try JointDatasets(data, Distributed.isMain ? validation : [:])
+        try DataParallel.checkSameData(sets.all.map(\.1))
         var config = self.config
         var freezeBackbone = self.freezeBackbone
         let model: MultiTaskModel
@@ -107,7 +111,7 @@ public struct MultiTaskTrainingRun {
         if config.frozenBatchNorm, resume == nil, from == nil, pretrained == nil {
             // A fresh backbone's statistics would freeze at their initial values (no normalisation
             // at all): they are measured first, over batches of every task.
-            try trainee.measureBatchNormStatistics(batches: 16)
+            try Distributed.synchronisedStep { try trainee.measureBatchNormStatistics(batches: 16) }
             log("backbone batch-norm statistics measured over 16 batches of each task, then frozen")
         }
         if config.frozenBatchNorm || freezeBackbone { model.backbone.freezeBatchNormStatistics() }
@@ -129,7 +133,7 @@ public struct MultiTaskTrainingRun {
         trainer.fileMetadata = [Self.freezeKey: String(freezeBackbone)]
         if let from { trainer.fileMetadata[Self.fromKey] = from }
         try trainer.run(storing: config.yaml(), runFolder: runFolder, resume: resume)
-        if let runFolder, !sets.validation.isEmpty {
+        if let runFolder, !sets.validation.isEmpty, Distributed.isMain {
             let (best, _) = try MultiTaskModel.load(path: bestPath)
             try sets.writePlots(of: best, into: runFolder)
         }
@@ -305,7 +309,7 @@ final class JointTrainee: TrainableModel {
                 ? Augmentation(cropPadding: max(2, set.height / 16), horizontalFlip: true, erasing: erase, pasting: paste) : .none
             let size = config.batchSize(batch)
             return DataLoader(set, batchSize: size, shuffle: true, dropLast: set.count >= size * 2,
-                              augmentation: augmentation, mean: c.mean, std: c.std, seed: seed)
+                              augmentation: augmentation, mean: c.mean, std: c.std, seed: seed, shard: .current)
         }
         func validationLoader(_ set: ImageDataset?, _ task: VisionTask) -> DataLoader? {
             set.map { DataLoader($0, batchSize: task == .detection ? 16 : 256, shuffle: false, mean: c.mean, std: c.std) }
@@ -334,7 +338,7 @@ final class JointTrainee: TrainableModel {
         if let (train, check) = sets.detection {
             try add(WindowHead.self, weight: config.detect.weight,
                     source: { try WindowSampler(dataset: train, model: $0, sampling: config.detect.sampling, flip: augment,
-                                                batchSize: config.batchSize(config.detect.batch), seed: seed) },
+                                                batchSize: config.batchSize(config.detect.batch), seed: seed, shard: .current) },
                     validation: check)
         }
         if let (train, check) = sets.segmentation {
@@ -350,7 +354,9 @@ final class JointTrainee: TrainableModel {
         var total: Tensor?
         for (task, part) in batch.parts {
             let loss = lossFunctions[task]!(part)
-            let value = Double(loss.scalar)
+            // Data-parallel, a rank's loss is its share of the global one: rank 0's share times
+            // the ranks estimates it for the progress note.
+            let value = Double(loss.scalar) * Double(Distributed.size)
             recent[task, default: (0, 0)].sum += value * Double(part.count)
             recent[task, default: (0, 0)].count += part.count
             let weighted = weights[task]! == 1 ? loss : loss * weights[task]!

@@ -5,6 +5,12 @@ import Foundation
 /// Drives epochs of mini-batch training: learning-rate schedule, progress lines, validation,
 /// best-model selection, early stopping and resumable checkpoints, and (with `report`) a row of
 /// results per epoch. A plain loop, no callbacks.
+///
+/// Data-parallel (under `mpirun`, `Distributed`): every rank runs this loop on its shard of
+/// each global batch; a step's forward and backward pass run synchronised (batch norm and loss
+/// denominators over the global batch), then one fused allreduce sums the gradients with the
+/// step's loss, image count and stop flag, so every rank applies the same update. Rank 0 alone
+/// logs, validates and writes files; its decisions (early stopping) are broadcast.
 public final class Trainer {
     public let model: any TrainableModel
     public let train: any BatchSource
@@ -28,7 +34,7 @@ public final class Trainer {
     /// Written into every model file and checkpoint of the run (the resolved configuration).
     public var fileMetadata: [String: String] = [:]
     /// Receives progress lines.
-    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var log: (String) -> Void = progressLog
     /// Stop after this many epochs without a better validation metric (nil or 0: never).
     public var patience: Int?
     /// Asked between steps; true ends the run at once (`TrainingInterrupted`), the last
@@ -99,6 +105,10 @@ public final class Trainer {
             elapsed = Double(checkpoint.metadata["training_seconds"] ?? "") ?? 0
             log("resuming from \(resume) after epoch \(startEpoch), step \(checkpoint.step)")
         }
+        // Every rank starts from rank 0's weights and statistics (the same seed makes the same
+        // ones; a resumed run's ranks read the same checkpoint bytes).
+        Distributed.shareState(of: model.module)
+        let reducer = GradientReducer(model.module)
         let stepsPerEpoch = train.batchCount
         let totalSteps = stepsPerEpoch * options.epochs
         let schedule = LearningRateSchedule(base: options.learningRate,
@@ -114,18 +124,25 @@ public final class Trainer {
             let batches = train.stream(epoch: epoch)
             var step = 0
             while let batch = try batches.nextBatch() {
-                if shouldStop() { throw TrainingInterrupted(epoch: epoch + 1, checkpoint: epoch > startEpoch || resume != nil ? checkpointPath : nil,
-                                                            completedEpochs: epoch) }
+                let stop = shouldStop()
+                if stop && !Distributed.isParallel { throw interruption(epoch: epoch, startEpoch: startEpoch, resume: resume) }
                 optimizer.learningRate = schedule(optimizer.step)
-                let loss = model.loss(batch)
-                let value = loss.scalar
+                // A rank's loss is its share of the global batch's mean loss (losses divide by
+                // the global count): the shares and their gradients sum to the global ones.
+                let (share, localGradients) = Distributed.synchronisedStep { () -> (Float, Gradients) in
+                    let loss = model.loss(batch)
+                    return (loss.scalar, loss.backward())
+                }
+                let (gradients, sums) = reducer.reduce(localGradients, scalars: [Double(share), Double(batch.count), stop ? 1 : 0])
+                let value = sums[0], count = Int(sums[1].rounded())
+                if sums[2] > 0 { throw interruption(epoch: epoch, startEpoch: startEpoch, resume: resume) }
                 guard value.isFinite else {
                     throw ModelError("loss became \(value) at epoch \(epoch + 1), step \(step + 1): lower --lr")
                 }
-                optimizer.update(model.module, along: loss.backward())
-                lossSum += Double(value) * Double(batch.count)
-                seen += batch.count
-                imagesDone += batch.count
+                optimizer.update(model.module, along: gradients)
+                lossSum += value * Double(count)
+                seen += count
+                imagesDone += count
                 step += 1
                 if Date().timeIntervalSince(lastReport) >= 2 || step == stepsPerEpoch {
                     lastReport = Date()
@@ -133,13 +150,15 @@ public final class Trainer {
                     let remaining = Double((options.epochs - epoch) * stepsPerEpoch - step) * Double(train.batchSize) / max(rate, 1)
                     log(String(format: "epoch %d/%d  step %d/%d  loss %.4f%@  lr %.4g  %.0f img/s  ETA ",
                                epoch + 1, options.epochs, step, stepsPerEpoch, lossSum / Double(max(seen, 1)),
-                               model.takeProgressNote(), optimizer.learningRate, rate) + formatDuration(remaining))
+                               model.takeProgressNote(), optimizer.learningRate, rate) + formatDuration(remaining)
+                        + (Distributed.isParallel ? String(format: "  allreduce %.1f ms/step", reducer.reduceSeconds * 1000 / Double(max(reducer.reductions, 1))) : ""))
                 }
             }
             let trainLoss = lossSum / Double(max(seen, 1))
             var line = String(format: "epoch %d/%d done in %.0fs  train loss %.4f", epoch + 1, options.epochs,
                               Date().timeIntervalSince(epochStart), trainLoss)
-            let validate = validator ?? validation.map { loader in { try self.model.evaluate(loader) } }
+            // Only rank 0 validates, saves and records; the others wait at the next collective.
+            let validate = Distributed.isMain ? validator ?? validation.map { loader in { try self.model.evaluate(loader) } } : nil
             var improved = validate == nil
             var evaluation: Evaluation?
             if let validate {
@@ -151,30 +170,46 @@ public final class Trainer {
             log(line)
             elapsed += Date().timeIntervalSince(epochStart)
             epochsRun += 1
-            if improved {
+            if improved && Distributed.isMain {
                 for path in [outputPath] + bestCopies {
                     try model.save(to: path, optimizer: nil, epoch: epoch + 1, step: optimizer.step, metadata: fileMetadata)
                 }
             }
             // The epoch's results before its checkpoint: a run killed between the two leaves a row
             // past its checkpoint, which the resumed run drops, never a checkpoint without its row.
-            try report?(EpochResult(epoch: epoch + 1, time: elapsed, learningRate: Double(optimizer.learningRate), loss: trainLoss,
-                                    evaluation: evaluation))
-            for path in [checkpointPath] + checkpointCopies {
+            if Distributed.isMain { try report?(EpochResult(epoch: epoch + 1, time: elapsed, learningRate: Double(optimizer.learningRate), loss: trainLoss,
+                                    evaluation: evaluation)) }
+            for path in [checkpointPath] + checkpointCopies where Distributed.isMain {
                 try model.save(to: path, optimizer: optimizer, epoch: epoch + 1, step: optimizer.step,
                                metadata: fileMetadata.merging(["best_metric": best.isFinite ? String(best) : "", "best_epoch": String(bestEpoch),
                                                                "training_seconds": String(elapsed), "training_options": options.json()]) { $1 })
             }
-            if let patience, patience > 0, validate != nil, epoch + 1 - bestEpoch >= patience, epoch + 1 < options.epochs {
+            let patience = self.patience ?? 0
+            if Distributed.shared(patience > 0 && validate != nil && epoch + 1 - bestEpoch >= patience && epoch + 1 < options.epochs) {
                 log("early stop: no better val \(evaluation?.metricName ?? "metric") for \(patience) epochs (the best was epoch \(bestEpoch))")
                 break
             }
         }
         var summary = "trained \(epochsRun) epoch\(epochsRun == 1 ? "" : "s") in " + formatDuration(Date().timeIntervalSince(runStart))
+        if Distributed.isParallel {
+            summary += String(format: " on %d ranks (allreduce of %d floats: %.1f ms/step)", Distributed.size, reducer.elementCount,
+                              reducer.reduceSeconds * 1000 / Double(max(reducer.reductions, 1)))
+        }
         if let last, best.isFinite { summary += String(format: "; best val %@ %.4f at epoch %d", last.metricName, best, bestEpoch) }
         log(summary)
         return last
     }
+
+    /// The interruption of epoch `epoch` (0-based): its checkpoint is the last finished epoch's.
+    private func interruption(epoch: Int, startEpoch: Int, resume: String?) -> TrainingInterrupted {
+        TrainingInterrupted(epoch: epoch + 1, checkpoint: epoch > startEpoch || resume != nil ? checkpointPath : nil, completedEpochs: epoch)
+    }
+}
+
+/// Writes a progress line to stderr on rank 0 (or the only process); other ranks stay quiet.
+public func progressLog(_ line: String) {
+    guard Distributed.isMain else { return }
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
 extension Trainer {
@@ -187,7 +222,7 @@ extension Trainer {
         fileMetadata[TrainingRunMetadata.config] = config
         fileMetadata["percept_version"] = PerceptVersion.current
         let resumedEpoch = try resume.map { try ModelCheckpoint.read(path: $0).epoch }
-        if let runFolder {
+        if let runFolder, Distributed.isMain {
             fileMetadata["run_folder"] = runFolder.path
             if outputPath != runFolder.bestPath { bestCopies = [runFolder.bestPath]; checkpointCopies = [runFolder.lastPath] }
             let recorder = try RunRecorder(folder: runFolder, config: config, resumedAfter: resumedEpoch)

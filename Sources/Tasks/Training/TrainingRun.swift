@@ -41,7 +41,7 @@ public struct TrainingRun<Config: TaskTraining> {
     /// Replace existing outputs.
     public var force = false
     /// Receives progress lines.
-    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var log: (String) -> Void = progressLog
     /// Asked between steps: true stops the run (Ctrl-C), leaving the last checkpoint.
     public var shouldStop: () -> Bool = { false }
 
@@ -71,17 +71,22 @@ public struct TrainingRun<Config: TaskTraining> {
 
     /// Trains from scratch, or continues the checkpoint `resume` exactly where it stopped (its
     /// stored configuration must be this run's); returns the trained model (the last epoch's).
+    /// Under `mpirun` every rank runs it with rank 0's configuration (`DataParallel.rankZeros`)
+    /// and trains on its shard of each global batch; rank 0 alone validates and writes.
     @discardableResult
-    public func run(resume: String? = nil) throws -> Model<Config.TaskHead> {
+    public func run(resume given: String? = nil) throws -> Model<Config.TaskHead> {
+        let (resume, cleanUp) = try DataParallel.sharedResume(given)
+        defer { cleanUp() }
         try config.validate()
         guard output != nil || runFolder != nil else { throw ConfigError("a training run needs an output model file or a run folder") }
         let inputs = [data] + (validation.map { [$0] } ?? [])
-        if let output {
+        if let output, Distributed.isMain {
             try OutputPolicy.check(output, inputs: inputs + (resume.map { [$0] } ?? []), force: force || resume != nil)
             try OutputPolicy.check(checkpointPath, inputs: inputs, force: force || resume != nil)
         }
         let dataset = try Config.openDataset(data)
-        let validationSet = try validation.map { try Config.openDataset($0) }
+        try DataParallel.checkSameData([dataset])
+        let validationSet = Distributed.isMain ? try validation.map { try Config.openDataset($0) } : nil
         if let validationSet {
             guard validationSet.channels == dataset.channels, validationSet.height == dataset.height,
                   validationSet.width == dataset.width, validationSet.classNames == dataset.classNames else {
@@ -125,7 +130,7 @@ public struct TrainingRun<Config: TaskTraining> {
             : .none
         let loader = try config.batchSource(model, dataset: dataset)
             ?? DataLoader(dataset, batchSize: options.batchSize, shuffle: true, dropLast: dataset.count >= options.batchSize * 2,
-                          augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: seed)
+                          augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: seed, shard: .current)
         let validationLoader = validationSet.map {
             DataLoader($0, batchSize: Config.TaskHead.task == .detection ? 16 : 256, shuffle: false, mean: configuration.mean, std: configuration.std)
         }
@@ -136,14 +141,15 @@ public struct TrainingRun<Config: TaskTraining> {
             + (options.backboneLearningRateScale != 1 ? " (backbone x\(options.backboneLearningRateScale))" : "")
             + ", augment \(options.augment ? "on" : "off")"
             + (options.augment ? (options.erasing > 0 ? " + erasing \(options.erasing)" : "") + (options.pasting > 0 ? " + pasting \(options.pasting)" : "") : "")
-            + ", \(Threads.count) threads" + (pretrained.map { ", backbone from \($0.path)" } ?? ""))
+            + ", \(Threads.count) threads" + (Distributed.isParallel ? " on each of \(Distributed.size) ranks" : "")
+            + (pretrained.map { ", backbone from \($0.path)" } ?? ""))
         let trainer = Trainer(model: model, train: loader, validation: validationLoader, options: options, outputPath: bestPath)
         trainer.checkpointPath = checkpointPath
         trainer.log = log
         trainer.patience = options.patience
         trainer.shouldStop = shouldStop
         try trainer.run(storing: config.yaml(), runFolder: runFolder, resume: resume)
-        if let runFolder, let validationSet {
+        if let runFolder, let validationSet, Distributed.isMain {
             try finalPlots(runFolder, validation: validationSet)
         }
         return model
@@ -190,7 +196,8 @@ extension DetectionConfig: TaskTraining {
     }
 
     public func batchSource(_ model: Model<WindowHead>, dataset: DetectionDataset) throws -> (any BatchSource)? {
-        try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, batchSize: train.batchSize, seed: train.seed)
+        try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, batchSize: train.batchSize, seed: train.seed,
+                          shard: .current)
     }
 }
 
