@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Data-parallel training under Open MPI's mpirun, checked from outside.
 
 Usage: check_mpi.py PERCEPT   (needs openmpi-bin, python3-h5py, python3-numpy; the two-host
