@@ -11,6 +11,7 @@ struct Bench: DataParallelCommand {
         W2: ResNet-8 on 3x32x32, train batch 128, inference batch 256.
         W3: FCN segmentation, the W2 trunk on 3x64x64, 1x1 conv to 11 classes, bilinear x4, per-pixel cross-entropy; train batch 16, inference batch 64.
         W4: sliding windows, the W1 network with unpadded convolutions as a 28x28 window classifier over a 1x256x256 image, windows every 4 pixels (3,364); modes dense (one fully convolutional pass) and naive (crop the windows, classify batches of 64), images/s.
+        W5 (run on request, as torch_bench.py does): torchvision's ResNet-18 layout, 1000 classes; inference on 3x224x224 in batches of 8, training on 3x128x128 in batches of 16.
         --layers times each convolution of a training step (W2 unless --workload says otherwise) pass by pass: forward, input gradient, weight gradient (and the fused backward where the step uses it) in GFLOP/s, the forward against this machine's measured sgemm rate, and each shape's share of the step.
         Run a release build (swift build -c release); PyTorch's side is shared/bench/torch_bench.py.
         """)
@@ -20,7 +21,7 @@ struct Bench: DataParallelCommand {
 
     static let allWorkloads = "W1,W2,W3,W4"
 
-    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2, W3, W4; with --layers: W2, or those with a training step).")
+    @Option(name: .long, help: "Workloads to run, comma separated (W1, W2, W3, W4, and W5 when named; with --layers: W2, or those with a training step).")
     var workload: String = Self.allWorkloads
 
     @Option(name: .long, help: "Seconds each timed measurement runs.")

@@ -22,6 +22,8 @@ struct ConfigArguments: ParsableArguments {
     }
 }
 
+extension BackbonePreset: ExpressibleByArgument {}
+
 /// `--threads`, the one resource setting every command shares.
 func useThreads(_ threads: Int?) throws {
     guard let threads else { return }
@@ -43,6 +45,9 @@ struct RunArguments: ParsableArguments {
 
     @Option(help: "Run folder name (default: train, train2, ...).")
     var name: String?
+
+    @Option(help: ArgumentHelp("Backbone as its preset defines it: \(BackbonePreset.allCases.map(\.rawValue).joined(separator: ", ")) (keys backbone.preset, widths, stem_stride, stem_pool).", valueName: "NAME"))
+    var backbone: BackbonePreset?
 
     @Option(help: "Epochs (key train.epochs).")
     var epochs: Int?
@@ -74,6 +79,11 @@ struct RunArguments: ParsableArguments {
     /// The command line's overrides: `--config`, `--set` and the first-class flags as keys.
     var overrides: ConfigOverrides {
         var flags: [(key: String, flag: String, value: ConfigValue)] = []
+        if let backbone {
+            // The preset as it is, not the recipe's widths or stem on another preset's stages.
+            flags += [("backbone.preset", "--backbone", .string(backbone.rawValue)), ("backbone.widths", "--backbone", .list([])),
+                      ("backbone.stem_stride", "--backbone", .integer(backbone.stemStride)), ("backbone.stem_pool", "--backbone", .bool(false))]
+        }
         if let epochs { flags.append(("train.epochs", "--epochs", .integer(epochs))) }
         if let batch { flags.append(("train.batch", "--batch", .integer(batch))) }
         if let lr { flags.append(("train.lr", "--lr", .number(Double(lr)))) }

@@ -15,18 +15,28 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
     /// over a 1x256x256 image, windows every 4 pixels (58 x 58 = 3,364); `dense` scores them all
     /// in one fully convolutional pass, `naive` crops them and classifies batches of 64.
     case w4 = "W4"
+    /// torchvision's ResNet-18 (ImageNet stem, 64-128-256-512, 1000 classes): inference on
+    /// 3x224x224 in batches of 8, training on 3x128x128 in batches of 16.
+    case w5 = "W5"
 
     /// What each workload times.
     public var modes: [BenchmarkMode] { self == .w4 ? [.dense, .naive] : [.train, .inference] }
 
     public var trainBatch: Int {
-        switch self { case .w1: return 64; case .w2: return 128; case .w3: return 16; case .w4: return 1 }
+        switch self { case .w1: return 64; case .w2: return 128; case .w3, .w5: return 16; case .w4: return 1 }
     }
     public var inferenceBatch: Int {
-        switch self { case .w3: return 64; case .w4: return 1; default: return 256 }
+        switch self { case .w3: return 64; case .w4: return 1; case .w5: return 8; default: return 256 }
     }
-    var input: [Int] {
-        switch self { case .w1: return [1, 28, 28]; case .w2: return [3, 32, 32]; case .w3: return [3, 64, 64]; case .w4: return [1, 256, 256] }
+    /// One image's shape in `mode`.
+    func input(_ mode: BenchmarkMode) -> [Int] {
+        switch self {
+        case .w1: return [1, 28, 28]
+        case .w2: return [3, 32, 32]
+        case .w3: return [3, 64, 64]
+        case .w4: return [1, 256, 256]
+        case .w5: return mode == .train ? [3, 128, 128] : [3, 224, 224]
+        }
     }
 
     /// The workload's network with fresh weights as a training-or-inference step on `batch`
@@ -37,6 +47,7 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
         let training = mode == .train
         let batch = training ? trainBatch : inferenceBatch
         var rng = SeededGenerator(seed: 42)
+        let input = self.input(mode)
         var images = Tensor.randomNormal([batch] + input, using: &rng)
         let slots = training ? Shard.current.slots(ofBatch: batch) : 0..<batch
         /// This rank's part of a global batch's targets (`perImage` each).
@@ -51,22 +62,32 @@ public enum BenchmarkWorkload: String, CaseIterable, Sendable {
             images = part
         }
         let (channels, height, width) = (input[0], input[1], input[2])
+        let classes = self == .w5 ? 1000 : 10
         func configuration<H: Head>(_ backbone: BackboneConfiguration, _ head: H.Architecture, _ settings: H.Settings,
                                     for: H.Type) -> ModelConfiguration<H> {
             ModelConfiguration(task: H.task, inputChannels: channels, inputHeight: height, inputWidth: width,
-                               classes: (0..<(H.task == .segmentation ? 11 : 10)).map(String.init), backbone: backbone,
+                               classes: (0..<(H.task == .segmentation ? 11 : classes)).map(String.init), backbone: backbone,
                                head: head, settings: settings, mean: Array(repeating: 0, count: channels),
                                std: Array(repeating: 1, count: channels))
         }
         // The configurations are fixed and valid: building them cannot fail.
         switch self {
-        case .w1, .w2:
-            let backbone: BackboneConfiguration = self == .w1
-                ? .init(kind: .plain, inputChannels: 1, widths: [32, 64]) : BackbonePreset.resnet8.configuration(inputChannels: 3)
-            let layers: VectorHeadConfiguration = self == .w1
-                ? .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10) : .init(pooling: .global, inFeatures: 64, outputs: 10)
+        case .w1, .w2, .w5:
+            let backbone: BackboneConfiguration
+            let layers: VectorHeadConfiguration
+            switch self {
+            case .w1:
+                backbone = .init(kind: .plain, inputChannels: 1, widths: [32, 64])
+                layers = .init(pooling: .flatten, inFeatures: 64 * 7 * 7, hidden: 128, outputs: 10)
+            case .w2:
+                backbone = BackbonePreset.resnet8.configuration(inputChannels: 3)
+                layers = .init(pooling: .global, inFeatures: 64, outputs: 10)
+            default:
+                backbone = BackbonePreset.resnet18.configuration(inputChannels: 3, stemStride: 2)
+                layers = .init(pooling: .global, inFeatures: 512, outputs: classes)
+            }
             let model = try! Classifier(configuration(backbone, .init(layers: layers), .init(), for: ClassificationHead.self), seed: seed)
-            let labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
+            let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
             return step(model, training: training, images: images, targets: shard(labels))
         case .w3:
             let head = SegmentationHead.Architecture(deepest: "stage3", classes: 11)

@@ -38,9 +38,9 @@ public struct BackboneOptions: Configurable {
     public var preset: BackbonePreset
     /// Channels per stage; empty: the preset's.
     public var widths: [Int] = []
-    /// Stride of the ResNet stem convolution, 1 or 2.
+    /// Stride of the ResNet stem convolution, 1 or 2 (torchvision's ResNet-18 and -34: 2).
     public var stemStride = 1
-    /// Max-pool the ResNet stem's output 2x2.
+    /// Max-pool the ResNet stem's output 2x2 (small-image ResNets; ResNet-18 and -34 pool 3x3).
     public var stemPool = false
     /// Zero padding of the plain backbone's 3x3 convolutions: 1 keeps each map's size, 0 makes a
     /// window classifier whose dense scores equal its crops'.
@@ -63,6 +63,8 @@ public struct BackboneOptions: Configurable {
         try Check.that(stemStride == 1 || stemStride == 2, "backbone.stem_stride", "must be 1 or 2, got \(stemStride)")
         try Check.that(padding == 0 || padding == 1, "backbone.padding", "must be 0 or 1, got \(padding)")
         try Check.that(preset == .plain || padding == 1, "backbone.padding", "applies to the plain backbone; ResNets pad by 1")
+        try Check.that(!stemPool || preset.configuration(inputChannels: 1).stemLayout == .small, "backbone.stem_pool",
+                       "applies to the small-image ResNets; \(preset.rawValue) max-pools 3x3 after its stem already")
         try Check.that(!weights.isEmpty, "backbone.weights", "must name a model file or be none")
     }
 

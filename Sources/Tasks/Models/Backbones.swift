@@ -86,15 +86,35 @@ public enum BackboneKind: String, Codable, Sendable, CaseIterable {
     case resnet
 }
 
-/// Named backbone sizes: what the key `backbone.preset` takes.
+/// How a ResNet's stem meets the image.
+public enum ResNetStem: String, Codable, Sendable {
+    /// A 3x3 convolution (stride `stemStride`), batch norm and ReLU: small images (CIFAR's ResNets).
+    case small
+    /// torchvision's ImageNet stem: a 7x7 convolution (stride `stemStride`, padding 3), batch
+    /// norm, ReLU and a 3x3 max pool of stride 2 and padding 1: photos.
+    case imagenet
+}
+
+/// Named backbone sizes: what the key `backbone.preset` (and `--backbone`) takes.
 public enum BackbonePreset: String, Codable, Sendable, CaseIterable {
-    case plain, resnet8, resnet10, resnet14, resnet20
+    case plain, resnet8, resnet10, resnet14, resnet20, resnet18, resnet34
+
+    /// The stride of the preset's own stem convolution (`--backbone` sets it): torchvision's 2
+    /// for ResNet-18 and -34, 1 for the small-image ResNets.
+    public var stemStride: Int { self == .resnet18 || self == .resnet34 ? 2 : 1 }
 
     /// The preset's configuration: plain (32, 64), ResNets of widths 16, 32, 64 with 1, 2 or 3
     /// blocks per stage, or ResNet-10 with a fourth stage of 128 (one block each): a stage at
-    /// 1/16 of the stem's resolution is cheap and widens every position's view of the image.
+    /// 1/16 of the stem's resolution is cheap and widens every position's view of the image;
+    /// ResNet-18 and -34 in torchvision's layout (ImageNet stem, widths 64, 128, 256, 512 with
+    /// 2-2-2-2 or 3-4-6-3 blocks).
     public func configuration(inputChannels: Int, stemStride: Int = 1) -> BackboneConfiguration {
         switch self {
+        case .resnet18, .resnet34:
+            var backbone = BackboneConfiguration(kind: .resnet, inputChannels: inputChannels, widths: [64, 128, 256, 512],
+                                                 blocks: self == .resnet18 ? [2, 2, 2, 2] : [3, 4, 6, 3], stemStride: stemStride)
+            backbone.stem = .imagenet
+            return backbone
         case .resnet10: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64, 128], blocks: [1, 1, 1, 1], stemStride: stemStride)
         case .plain: return .init(kind: .plain, inputChannels: inputChannels, widths: [32, 64])
         case .resnet8: return .init(kind: .resnet, inputChannels: inputChannels, widths: [16, 32, 64], blocks: [1, 1, 1], stemStride: stemStride)
@@ -117,20 +137,24 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
     /// A 2x2 max pool between the ResNet stem convolution and its batch norm: downsamples as a
     /// stride-2 stem does, but from features computed at every input pixel (nil: none).
     public var stemPool: Bool?
+    /// The ResNet stem's layout (nil: `.small`).
+    public var stem: ResNetStem?
 
     /// Zero padding of the plain CNN's 3x3 convolutions (nil: 1, "same"). A window classifier
     /// uses 0, so that evaluating it densely over an image gives exactly the scores of its
     /// windows cropped one by one (no window sees padding that its crop would not).
     public var padding: Int?
 
-    /// Whether the ResNet stem max-pools.
+    /// Whether the ResNet stem max-pools 2x2.
     public var poolsStem: Bool { stemPool ?? false }
+    /// The ResNet stem's layout.
+    public var stemLayout: ResNetStem { stem ?? .small }
 
     /// Whether this ResNet is `base` with more stages after its last: the same stem and the same
     /// first stages, so `base`'s weights can start those and the new stages start fresh.
     public func extends(_ base: BackboneConfiguration) -> Bool {
         kind == .resnet && base.kind == .resnet && inputChannels == base.inputChannels && stemStride == base.stemStride
-            && poolsStem == base.poolsStem && widths.count > base.widths.count
+            && poolsStem == base.poolsStem && stemLayout == base.stemLayout && widths.count > base.widths.count
             && Array(widths.prefix(base.widths.count)) == base.widths && Array(blocks.prefix(base.blocks.count)) == base.blocks
     }
     /// Padding of the plain CNN's convolutions.
@@ -149,7 +173,7 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
             let trim = plainPadding < 1 ? 1 - plainPadding : nil
             return [input] + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: 2 << $0, trim: trim) }
         case .resnet:
-            let stem = stemStride * (poolsStem ? 2 : 1)
+            let stem = stemStride * (poolsStem ? 2 : 1) * (stemLayout == .imagenet ? 2 : 1)
             return [input, FeatureMapInfo(name: "stem", channels: widths[0], stride: stem)]
                 + widths.enumerated().map { FeatureMapInfo(name: "stage\($0 + 1)", channels: $1, stride: stem << $0) }
         }
@@ -166,6 +190,9 @@ public struct BackboneConfiguration: Codable, Equatable, Sendable {
         case .resnet:
             guard blocks.count == widths.count, blocks.allSatisfy({ $0 > 0 }), stemStride >= 1 else {
                 throw ModelError("resnet backbone needs one positive block count per width, got \(blocks) for \(widths)")
+            }
+            guard !(poolsStem && stemLayout == .imagenet) else {
+                throw ModelError("an ImageNet stem max-pools 3x3 already: it takes no 2x2 stem pool")
             }
             return ResNet(self, using: &rng)
         }
@@ -230,9 +257,10 @@ public final class ResNetStage: Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor { blocks.reduce(x) { $1($0) } }
 }
 
-/// Small-image ResNet (He et al. 2016, CIFAR variant): stem conv3x3 (optionally strided or
-/// followed by a 2x2 max pool) + BN + ReLU, then stages of basic blocks, every stage after the
-/// first halving the resolution.
+/// ResNet (He et al. 2016) of basic blocks: a stem, then stages of basic blocks, every stage
+/// after the first halving the resolution. The small-image stem (CIFAR variant) is conv3x3
+/// (optionally strided or followed by a 2x2 max pool) + BN + ReLU; the ImageNet stem
+/// (torchvision's ResNet-18 and -34) conv7x7/2 + BN + ReLU + 3x3/2 max pool with padding 1.
 public final class ResNet: Backbone {
     public let stem: Conv2D, stemNorm: BatchNorm2D
     public let stages: [ResNetStage]
@@ -240,8 +268,9 @@ public final class ResNet: Backbone {
 
     public init(_ configuration: BackboneConfiguration, using rng: inout some RandomNumberGenerator) {
         let widths = configuration.widths
-        stem = Conv2D(configuration.inputChannels, widths[0], kernel: 3, stride: configuration.stemStride,
-                      padding: 1, bias: false, using: &rng)
+        let kernel = configuration.stemLayout == .imagenet ? 7 : 3
+        stem = Conv2D(configuration.inputChannels, widths[0], kernel: kernel, stride: configuration.stemStride,
+                      padding: kernel / 2, bias: false, using: &rng)
         stemNorm = BatchNorm2D(widths[0])
         var stages: [ResNetStage] = []
         var channels = widths[0]
@@ -263,7 +292,8 @@ public final class ResNet: Backbone {
         let stemLayer: (Tensor) -> Tensor = { [self] x in
             var h = stem(x)
             if configuration.poolsStem { h = h.maxPool2D(kernel: 2, stride: 2, padding: 0) }
-            return stemNorm(h, relu: true)
+            h = stemNorm(h, relu: true)
+            return configuration.stemLayout == .imagenet ? h.maxPool2D(kernel: 3, stride: 2, padding: 1) : h
         }
         return collect(x, through: deepest, [stemLayer] + stages.map { stage in { stage($0) } })
     }
