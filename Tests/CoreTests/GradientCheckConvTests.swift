@@ -71,6 +71,10 @@ final class GradientCheckConvTests: XCTestCase {
         ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 5, width: 3, kernel: 3, stride: 2, padding: 1, kernelWidth: 2),
         ConvCase(batch: 2, inChannels: 1, outChannels: 2, height: 3, width: 2, kernel: 5, padding: 2),
         ConvCase(batch: 1, inChannels: 2, outChannels: 2, height: 16, width: 17, kernel: 3, padding: 1, groups: 2),
+        // 4x4 planes (ResNet-18's last stage): GEMMs over images side by side, and the weight
+        // gradient as one GEMM over the whole batch.
+        ConvCase(batch: 5, inChannels: 3, outChannels: 4, height: 4, width: 4, kernel: 3, padding: 1),
+        ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 8, width: 8, kernel: 3, stride: 2, padding: 1, bias: false),
     ]
 
     private func tensors(for c: ConvCase, seed: UInt64) -> [Tensor] {

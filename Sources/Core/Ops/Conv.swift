@@ -165,7 +165,8 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
-        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups) {
+        let outPixels = ((h + 2 * padding - kh) / stride + 1) * ((w + 2 * padding - kw) / stride + 1)
+        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups), GridConv.suits(outputPixels: outPixels) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
             return gridConv2D(conv, weight: weight, bias: bias)
@@ -284,10 +285,14 @@ struct ConvPlan {
         let k = geometry.patchSize
         return max(256, min(2048, (131_072 / max(k, 1) + 15) / 16 * 16))
     }
-    /// Images per GEMM (> 1 only when one image's output is narrower than the target).
+    /// Images per GEMM (> 1 only when one image's output is narrower than the target), but
+    /// never so many that some worker thread gets no chunk of the batch (ResNet-18's 4x4 stage:
+    /// all 16 images would fill one GEMM, and the second thread would wait).
     var imagesPerGEMM: Int {
         let p = geometry.outPixels
-        return p >= targetColumns / 2 ? 1 : max(1, min(batch, targetColumns / max(p, 1)))
+        guard p < targetColumns / 2 else { return 1 }
+        let perThread = (batch + Threads.count - 1) / Threads.count
+        return max(1, min(batch, targetColumns / max(p, 1), perThread))
     }
     /// Pixels per tile when images are processed one at a time.
     var tileWidth: Int { geometry.isPointwise ? geometry.outPixels : min(geometry.outPixels, targetColumns) }
@@ -371,9 +376,14 @@ struct ConvPlan {
                   inputGradient: UnsafeMutablePointer<Float>?, weightGradient: UnsafeMutablePointer<Float>?) {
         let geo = geometry
         let k = geo.patchSize, p = geo.outPixels
+        var weightGradient = weightGradient
+        let per = imagesPerGEMM
+        if per > 1, per * p < 512, let dw = weightGradient, batch * p * k <= Self.wholeBatchColumns {
+            wholeBatchWeightGradient(input: input, outputGradient: outputGradient, into: dw)
+            weightGradient = nil
+        }
         // Each chunk of work accumulates its own weight gradient; they are summed at the end.
         let partials = ChunkPartials(length: outChannels * k)
-        let per = imagesPerGEMM
         if per == 1 {
             let tile = tileWidth
             parallelFor(batch) { images in
@@ -452,6 +462,37 @@ struct ConvPlan {
             }
         }
         if let weightGradient { partials.sum(into: weightGradient) }
+    }
+}
+
+extension ConvPlan {
+    /// Column-matrix floats up to which a small-plane layer's weight gradient is one GEMM over
+    /// the whole batch (32 MB).
+    static let wholeBatchColumns = 8 << 20
+
+    /// The weight gradient of a layer with small output planes as one GEMM per group over every
+    /// image's columns, its output channels split between the threads, where the per-chunk
+    /// GEMMs would sum fewer than 512 products per weight into a partial each (ResNet-18's 4x4
+    /// stage: 16 per image) and their partials, as large as the weights, be added up after
+    /// (W5 training, 2 threads: that stage's weight gradient 99 -> 157 GFLOP/s).
+    func wholeBatchWeightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+        let k = geometry.patchSize, p = geometry.outPixels, width = batch * p
+        let col = TensorStorage(uninitializedCount: k * width), gradCols = TensorStorage(uninitializedCount: outPerGroup * width)
+        for g in 0..<groups {
+            parallelFor(batch) { images in
+                for i in images {
+                    fillColumns(image(input, i, group: g), col.pointer + i * p, ld: width)
+                    for o in 0..<outPerGroup {
+                        (gradCols.pointer + o * width + i * p).update(from: outputGradient + (i * outChannels + g * outPerGroup + o) * p, count: p)
+                    }
+                }
+            }
+            // dW[o, r] = sum over the batch's pixels j of dY[o, j] * col[r, j].
+            parallelFor(outPerGroup, grain: 16) { rows in
+                gemm(transposeB: true, m: rows.count, n: k, k: width, gradCols.pointer + rows.lowerBound * width, lda: width,
+                     col.pointer, ldb: width, dw + (g * outPerGroup + rows.lowerBound) * k, ldc: k)
+            }
+        }
     }
 }
 

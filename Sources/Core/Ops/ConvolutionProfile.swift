@@ -63,7 +63,8 @@ public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> Convo
     func seconds(_ body: () -> Void) -> Double { secondsPerCall(minTime: minTime, body) }
     return withExtendedLifetime((x, weight, g, y, dx, dw)) {
         let n = layer.batch
-        if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1) {
+        if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1),
+           GridConv.suits(outputPixels: layer.outHeight * layer.outWidth) {
             let conv = GridConv(inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height, width: layer.width,
                                 kernelH: layer.kernel, kernelW: layer.kernel, padH: layer.padding, padW: layer.padding, stride: layer.stride)
             let forward = seconds {

@@ -50,6 +50,13 @@ struct GridConv {
             && padding < kernelH && padding < kernelW
     }
 
+    /// Whether `conv2D` takes this path for outputs of `outputPixels` per plane: from 5x5 up.
+    /// Smaller planes (ResNet-18's 4x4 stage at 128 pixels) leave the kernels' pixel blocks
+    /// mostly empty and their weight gradients sum few products per weight; there `ConvPlan`'s
+    /// GEMMs, several images side by side, win (W5 training, one thread: 19.8 -> 32.4 images/s,
+    /// AVX-512; W1-W4 have no such plane).
+    static func suits(outputPixels: Int) -> Bool { outputPixels > 16 }
+
     /// Offsets of the kernel taps on the grid, row-major over (ky, kx), padded with zeros to
     /// `count` entries.
     func tapOffsets(count: Int? = nil) -> [Int] {
