@@ -514,11 +514,15 @@ final class ChunkPartials: @unchecked Sendable {
         return storage.pointer
     }
 
+    /// The partials' sum, in key order, each thread adding up its own slice (every element's
+    /// sum has the same order whatever the thread count).
     func sum(into destination: UnsafeMutablePointer<Float>) {
-        destination.update(repeating: 0, count: length)
-        for b in buffers.sorted(by: { $0.key < $1.key }) {
-            let src = b.storage.pointer
-            for i in 0..<length { destination[i] += src[i] }
+        let sources = buffers.sorted(by: { $0.key < $1.key }).map(\.storage)
+        guard let first = sources.first else { destination.update(repeating: 0, count: length); return }
+        parallelFor(length, grain: 1 << 16) { range in
+            let d = destination + range.lowerBound
+            d.update(from: first.pointer + range.lowerBound, count: range.count)
+            for source in sources.dropFirst() { addInPlace(d, source.pointer + range.lowerBound, count: range.count) }
         }
     }
 }
