@@ -166,7 +166,7 @@ extension Tensor {
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
         let outPixels = ((h + 2 * padding - kh) / stride + 1) * ((w + 2 * padding - kw) / stride + 1)
-        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups), GridConv.suits(outputPixels: outPixels) {
+        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups), GridConv.suits(outputPixels: outPixels, padding: padding) {
             let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
                                 kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
             return gridConv2D(conv, weight: weight, bias: bias)

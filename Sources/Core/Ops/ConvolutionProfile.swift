@@ -64,7 +64,7 @@ public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> Convo
     return withExtendedLifetime((x, weight, g, y, dx, dw)) {
         let n = layer.batch
         if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1),
-           GridConv.suits(outputPixels: layer.outHeight * layer.outWidth) {
+           GridConv.suits(outputPixels: layer.outHeight * layer.outWidth, padding: layer.padding) {
             let conv = GridConv(inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height, width: layer.width,
                                 kernelH: layer.kernel, kernelW: layer.kernel, padH: layer.padding, padW: layer.padding, stride: layer.stride)
             let forward = seconds {

@@ -54,8 +54,10 @@ struct GridConv {
     /// Smaller planes (ResNet-18's 4x4 stage at 128 pixels) leave the kernels' pixel blocks
     /// mostly empty and their weight gradients sum few products per weight; there `ConvPlan`'s
     /// GEMMs, several images side by side, win (W5 training, one thread: 19.8 -> 32.4 images/s,
-    /// AVX-512; W1-W4 have no such plane).
-    static func suits(outputPixels: Int) -> Bool { outputPixels > 16 }
+    /// AVX-512; W1-W4 have no such plane). Unpadded convolutions stay here whatever their size:
+    /// the grid kernels sum each pixel alike in any plane, so a window classifier's dense scores
+    /// equal its crops' bit for bit.
+    static func suits(outputPixels: Int, padding: Int) -> Bool { padding == 0 || outputPixels > 16 }
 
     /// Offsets of the kernel taps on the grid, row-major over (ky, kx), padded with zeros to
     /// `count` entries.
