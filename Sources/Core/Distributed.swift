@@ -173,6 +173,12 @@ public final class GradientReducer {
     /// Elements summed per step (gradients and `scalars` of the last call).
     public var elementCount: Int { buffer.count }
 
+    /// Milliseconds per allreduce since the start (or `resetTiming`).
+    public var millisecondsPerStep: Double { reduceSeconds * 1000 / Double(Swift.max(reductions, 1)) }
+
+    /// Starts the timing over (after a warm-up).
+    public func resetTiming() { reduceSeconds = 0; reductions = 0 }
+
     /// The gradients summed over the ranks, and `scalars` summed over the ranks.
     public func reduce(_ gradients: Gradients, scalars: [Double]) -> (Gradients, [Double]) {
         guard let communicator = Distributed.communicator, Distributed.isParallel else { return (gradients, scalars) }
@@ -233,6 +239,13 @@ public struct Shard: Sendable, Equatable {
 
     /// The slots of a batch of `size` that this rank takes.
     public func slots(ofBatch size: Int) -> Range<Int> { (size * rank / count)..<(size * (rank + 1) / count) }
+
+    /// How many of `total` items in batches of `batchSize` an epoch uses: all, or without a
+    /// partial last batch when `dropLast` or when it is too small to give every rank an item.
+    public func usedPositions(_ total: Int, batchSize: Int, dropLast: Bool = false) -> Int {
+        let partial = total % batchSize
+        return dropLast || (partial > 0 && partial < count) ? total - partial : total
+    }
 
     /// The positions of a stream cut into batches of `batchSize` that this rank takes, among
     /// the first `total`.

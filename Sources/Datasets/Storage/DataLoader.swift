@@ -233,10 +233,7 @@ public final class DataLoader: Sequence, BatchSource {
 
     /// Images per epoch (of every rank): all, or without a partial last batch when `dropLast`
     /// or when it is too small to give each rank an image.
-    var epochPositions: Int {
-        let partial = dataset.count % batchSize
-        return dropLast || (partial > 0 && partial < shard.count) ? dataset.count - partial : dataset.count
-    }
+    var epochPositions: Int { shard.usedPositions(dataset.count, batchSize: batchSize, dropLast: dropLast) }
 
     /// The batches of epoch `epoch`: the same seed and epoch give the same batches.
     public func batches(epoch: Int) -> BatchIterator {
@@ -364,7 +361,6 @@ final class EpochPlan {
         var boxes: [[DetectionBox]] = []
         let scale = loader.std.map { 1 / (255 * $0) }
         let shift = zip(loader.mean, loader.std).map { -$0 / $1 }
-        let data = { self.data }
 
         for (batchSlot, position) in positions.enumerated() {
             while position >= windowStart + windowRows.count {
@@ -378,7 +374,7 @@ final class EpochPlan {
             let donor = draws.donor.map { windowRows[$0] }
             let pastedItem = dataset.task == .classification
                 ? donor.flatMap { PastedItem(width: width, height: height, source: $0, using: &draws.generator) } : nil
-            let rows = data()
+            let rows = self.data
             let maskOf = { (row: Int) in Array(rows.masks[(self.slot[row]! * plane)..<((self.slot[row]! + 1) * plane)]) }
             let pastedRegion = dataset.task == .segmentation
                 ? donor.flatMap { PastedRegion(target: maskOf(row), width: width, height: height, source: $0, mask: maskOf,

@@ -185,7 +185,7 @@ public func runBenchmark(_ workload: BenchmarkWorkload, mode: BenchmarkMode, thr
         step(); steps += 1
     }
     steps = 0
-    let (warmSeconds, warmReductions) = (reducer?.reduceSeconds ?? 0, reducer?.reductions ?? 0)
+    reducer?.resetTiming()
     let start = DispatchTime.now().uptimeNanoseconds
     var elapsed = 0.0
     repeat {
@@ -198,7 +198,7 @@ public func runBenchmark(_ workload: BenchmarkWorkload, mode: BenchmarkMode, thr
                                  peak_rss_mb: MemoryStatistics.peakResidentMegabytes())
     if let reducer, Distributed.isParallel {
         result.ranks = Distributed.size
-        result.allreduce_ms = (reducer.reduceSeconds - warmSeconds) * 1000 / Double(max(reducer.reductions - warmReductions, 1))
+        result.allreduce_ms = reducer.millisecondsPerStep
     }
     return result
 }

@@ -102,10 +102,7 @@ public final class WindowSampler: BatchSource {
     }
 
     /// Batches per epoch; a last batch too small to give every rank a window is dropped.
-    public var batchCount: Int {
-        let partial = windowsPerEpoch % batchSize
-        return windowsPerEpoch / batchSize + (partial >= shard.count ? 1 : 0)
-    }
+    public var batchCount: Int { (shard.usedPositions(windowsPerEpoch, batchSize: batchSize) + batchSize - 1) / batchSize }
 
     var head: WindowHead { model.head }
 
@@ -243,7 +240,7 @@ final class WindowStream: BatchStream {
 
     func nextBatch() throws -> Batch? {
         let end = Swift.min(next + sampler.batchSize, windows.count)
-        guard end - next >= Swift.max(1, sampler.shard.count) else { return nil }
+        guard end - next >= sampler.shard.count else { return nil }
         defer { next = end }
         let slots = sampler.shard.slots(ofBatch: end - next)
         return sampler.batch(windows[(next + slots.lowerBound)..<(next + slots.upperBound)])

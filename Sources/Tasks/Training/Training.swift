@@ -151,7 +151,7 @@ public final class Trainer {
                     log(String(format: "epoch %d/%d  step %d/%d  loss %.4f%@  lr %.4g  %.0f img/s  ETA ",
                                epoch + 1, options.epochs, step, stepsPerEpoch, lossSum / Double(max(seen, 1)),
                                model.takeProgressNote(), optimizer.learningRate, rate) + formatDuration(remaining)
-                        + (Distributed.isParallel ? String(format: "  allreduce %.1f ms/step", reducer.reduceSeconds * 1000 / Double(max(reducer.reductions, 1))) : ""))
+                        + (Distributed.isParallel ? String(format: "  allreduce %.1f ms/step", reducer.millisecondsPerStep) : ""))
                 }
             }
             let trainLoss = lossSum / Double(max(seen, 1))
@@ -193,7 +193,7 @@ public final class Trainer {
         var summary = "trained \(epochsRun) epoch\(epochsRun == 1 ? "" : "s") in " + formatDuration(Date().timeIntervalSince(runStart))
         if Distributed.isParallel {
             summary += String(format: " on %d ranks (allreduce of %d floats: %.1f ms/step)", Distributed.size, reducer.elementCount,
-                              reducer.reduceSeconds * 1000 / Double(max(reducer.reductions, 1)))
+                              reducer.millisecondsPerStep)
         }
         if let last, best.isFinite { summary += String(format: "; best val %@ %.4f at epoch %d", last.metricName, best, bestEpoch) }
         log(summary)
