@@ -4,6 +4,9 @@ import Foundation
 
 extension VisionTask: ExpressibleByArgument {}
 extension OverlapMeasure: ExpressibleByArgument {}
+extension NoiseDistribution: ExpressibleByArgument {}
+extension ResamplingFilter: ExpressibleByArgument {}
+extension OverlapRule: ExpressibleByArgument {}
 
 /// `percept compose`: pastes classification items onto canvases to make multi-object datasets.
 struct Compose: ParsableCommand {
@@ -17,8 +20,10 @@ struct Compose: ParsableCommand {
         Fashion-MNIST). Tagging: the tags are the pasted classes. Detection: one box per item, \
         the tight box of its pixels above 10. Segmentation: class 0 is background, an item's \
         pixels above 25 are 1 + its class (where items overlap, the brighter one's; ties go to \
-        the later paste). The defaults make each task's standard scenes: tagging 64x64, 1-3 items \
-        of distinct classes at scale 0.8-1.2, no overlap; detection 160x160, 1-4 items with \
+        the later paste). --noise-distribution, --resample and --overlap-rule change details \
+        that datasets made by other tools do differently. The defaults make each task's \
+        standard scenes: tagging 64x64, 1-3 items of distinct classes at scale 0.8-1.2, visible \
+        boxes overlapping by IoU 0.2 at most; detection 160x160, 1-4 items with \
         independently drawn classes at scale 1-2, placement squares overlapping by IoU 0.1 at \
         most; segmentation 64x64, 1-3 items with independently drawn classes at their own size, \
         visible boxes overlapping by IoU 0.2 at most. The same seed gives the same file. The \
@@ -63,10 +68,19 @@ struct Compose: ParsableCommand {
     @Option(help: "Boxes --max-overlap compares: visible (tight boxes of the items' pixels) or placement (the scaled items' squares) (default: placement for detection, visible otherwise).")
     var overlapOf: OverlapMeasure?
 
-    @Option(help: "Standard deviation of the background noise, as a fraction of 255 (0 for black).")
+    @Option(help: "Background noise level as a fraction of 255 (0 for black): the standard deviation of half-normal noise, the top of uniform noise.")
     var noise: Float = 0.05
 
-    @Option(help: "Largest IoU allowed between an item's box and an earlier item's box (default: 0 for tagging, so every tagged item is seen whole; 0.1 for detection; 0.2 for segmentation).")
+    @Option(help: "Background noise: half-normal or uniform (integers 0 to --noise x 255).")
+    var noiseDistribution: NoiseDistribution = .halfNormal
+
+    @Option(help: "Filter scaling the items: bilinear (PIL's), bicubic, bilinear-corners (aligned corners) or nearest.")
+    var resample: ResamplingFilter = .bilinear
+
+    @Option(help: "Where items overlap: brighter (the brighter pixel shows and owns the mask) or later (the later item covers the earlier).")
+    var overlapRule: OverlapRule = .brighter
+
+    @Option(help: "Largest IoU allowed between an item's box and an earlier item's box (default: 0.1 for detection, 0.2 otherwise).")
     var maxOverlap: Float?
 
     @Option(help: "Random seed: the same seed and options give the same file.")
@@ -93,6 +107,9 @@ struct Compose: ParsableCommand {
         if let distinctClasses { options.distinctClasses = distinctClasses }
         if let overlapOf { options.overlapMeasure = overlapOf }
         options.noise = noise
+        options.noiseDistribution = noiseDistribution
+        options.resampling = resample
+        options.overlapRule = overlapRule
         if let maxOverlap { options.maxOverlap = maxOverlap }
         options.seed = seed
         options.overwrite = force

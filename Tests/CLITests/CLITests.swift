@@ -160,7 +160,7 @@ final class CLITests: XCTestCase {
         let result = try percept(["compose", "--help"])
         XCTAssertEqual(result.status, 0, result.standardError)
         for option in ["--from", "--output", "--count", "--size", "--min-items", "--max-items", "--scale-min", "--scale-max",
-                       "--noise", "--max-overlap", "--seed", "--preview", "--force", "--quiet", "tagging", "detection", "segmentation"] {
+                       "--noise", "--noise-distribution", "--resample", "--overlap-rule", "--max-overlap", "--seed", "--preview", "--force", "--quiet", "tagging", "detection", "segmentation"] {
             XCTAssertTrue(result.standardOutput.contains(option), "`compose --help` does not mention \(option)")
         }
     }
@@ -500,14 +500,30 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(masks.source.contains(part), "segmentation defaults: \(masks.source)")
         }
 
-        // Tagging keeps items apart unless asked otherwise.
-        for (extra, limit) in [([String](), "0.0"), (["--max-overlap", "0.5"], "0.5")] {
+        // Tagging lets visible boxes overlap by IoU 0.2, as the tagging issue describes its canvases.
+        for (extra, limit) in [([String](), "0.2"), (["--max-overlap", "0.5"], "0.5")] {
             let tags = scratch.file("tags-\(limit).h5")
             let composed = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", tags, "--count", "3", "--quiet"] + extra)
             XCTAssertEqual(composed.status, 0, composed.standardError)
             let source = try TaggingDataset(path: tags).source
             XCTAssertTrue(source.contains("items of distinct classes") && source.contains("max IoU \(limit) of visible boxes"), "\(extra): \(source)")
         }
+
+        // The details other generators do differently are recorded with the file.
+        let foreign = scratch.file("foreign.h5")
+        let composedForeign = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", foreign, "--count", "2",
+                                           "--noise-distribution", "uniform", "--resample", "bilinear-corners",
+                                           "--overlap-rule", "later", "--quiet"])
+        XCTAssertEqual(composedForeign.status, 0, composedForeign.standardError)
+        let foreignSource = try TaggingDataset(path: foreign).source
+        for part in ["(bilinear-corners)", "uniform noise 0.05", "later item shown"] {
+            XCTAssertTrue(foreignSource.contains(part), foreignSource)
+        }
+        let badFilter = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", scratch.file("bad.h5"),
+                                     "--resample", "lanczos"])
+        XCTAssertNotEqual(badFilter.status, 0)
+        XCTAssertTrue(badFilter.standardError.contains("lanczos"), badFilter.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("bad.h5")))
 
         let exists = try percept(["compose", "tagging", "--from", scratch.file("items.h5"), "-o", output, "--count", "5"])
         XCTAssertEqual(exists.status, 1)

@@ -209,6 +209,53 @@ final class ComposeTests: XCTestCase {
         }
     }
 
+    func testTheLaterRuleLetsTheLaterItemCoverTheEarlier() throws {
+        // A bright full item and a dim one with a faint stripe: the later covers the earlier where
+        // its pixels are above the box threshold; its stripe (5, below it) is blended by maximum.
+        var dim = [UInt8](repeating: 100, count: 64)
+        for index in 24..<32 { dim[index] = 5 }
+        let pixels = [UInt8](repeating: 200, count: 64) + dim
+        var settings = options(count: 8, maxOverlap: 1)
+        settings.size = ImageSize(width: 8, height: 8)
+        settings.minItems = 2; settings.maxItems = 2; settings.scaleMin = 1; settings.scaleMax = 1
+        settings.overlapRule = .later
+        let composer = try Composer(planarImages: pixels, labels: [0, 1], classNames: ["bright", "dim"], channels: 1,
+                                    height: 8, width: 8, options: settings)
+        var orders = Set<[Int]>()
+        for index in 0..<8 {
+            let canvas = composer.canvas(index: index)
+            let labels = canvas.items.map(\.label)
+            orders.insert(labels)
+            let later = pixels[(labels[1] * 64)..<(labels[1] * 64 + 64)]
+            let earlier = pixels[(labels[0] * 64)..<(labels[0] * 64 + 64)]
+            for pixel in 0..<64 {
+                let covered = later[later.startIndex + pixel] > 10
+                XCTAssertEqual(canvas.image.pixels[pixel], covered ? later[later.startIndex + pixel]
+                               : max(later[later.startIndex + pixel], earlier[earlier.startIndex + pixel]))
+                XCTAssertEqual(canvas.mask.pixels[pixel], UInt8(covered ? labels[1] + 1 : labels[0] + 1), "pixel \(pixel), order \(labels)")
+            }
+        }
+        XCTAssertEqual(orders.count, 2, "both paste orders occur")
+    }
+
+    func testUniformNoiseCoversItsWholeRange() throws {
+        var settings = options(count: 4, noise: 20 / 255)
+        settings.noiseDistribution = .uniform
+        settings.minItems = 1; settings.maxItems = 1; settings.scaleMin = 1; settings.scaleMax = 1
+        let composer = try Composer(planarImages: [UInt8](repeating: 0, count: 63) + [200], labels: [0], classNames: ["dot"],
+                                    channels: 1, height: 8, width: 8, options: settings)
+        var counts = [Int](repeating: 0, count: 256)
+        for index in 0..<4 {
+            for value in composer.canvas(index: index).image.pixels where value != 200 { counts[Int(value)] += 1 }
+        }
+        let total = counts.reduce(0, +)
+        XCTAssertEqual(counts[21...].reduce(0, +), 0, "uniform noise 0...20 never exceeds 20")
+        for value in 0...20 {
+            // 1,916 draws over 21 values: about 91 each.
+            XCTAssertEqual(Double(counts[value]) / Double(total), 1.0 / 21, accuracy: 0.025, "value \(value)")
+        }
+    }
+
     func testNoOverlapAllowedDropsItemsThatDoNotFit() throws {
         let item = composeItem(class: 0, channels: 1)
         var settings = options(count: 30, maxOverlap: 0)

@@ -96,6 +96,29 @@ final class PNGTests: XCTestCase {
         assertDatasetError(["missing.png", "no such file"]) { _ = try PNG.read(path: directory.file("missing.png"), channels: 3) }
     }
 
+    func testResamplingFiltersInterpolateAsTheirLibrariesDo() {
+        let ramp = Image(width: 2, height: 1, channels: 1, pixels: [0, 120])
+        // PIL's bilinear maps pixel centres to pixel centres and holds the edge pixels.
+        XCTAssertEqual(ramp.resized(width: 4, height: 1, filter: .bilinear).pixels, [0, 30, 90, 120])
+        // Aligned corners put the first and last output pixels on the first and last input ones.
+        XCTAssertEqual(ramp.resized(width: 4, height: 1, filter: .bilinearAlignedCorners).pixels, [0, 40, 80, 120])
+        XCTAssertEqual(ramp.resized(width: 4, height: 1, filter: .nearest).pixels, [0, 0, 120, 120])
+        // Keys' cubic overshoots beside a step, where bilinear stays within the input's range.
+        let step = Image(width: 4, height: 1, channels: 1, pixels: [20, 20, 200, 200])
+        let cubic = step.resized(width: 16, height: 1, filter: .bicubic).pixels
+        let linear = step.resized(width: 16, height: 1, filter: .bilinear).pixels
+        XCTAssertGreaterThan(cubic.max()!, 200)
+        XCTAssertLessThan(cubic.min()!, 20)
+        XCTAssertEqual([linear.min()!, linear.max()!], [20, 200])
+        for filter in ResamplingFilter.allCases {
+            let flat = Image(width: 5, height: 3, channels: 2, pixels: [UInt8](repeating: 91, count: 30))
+            for (width, height) in [(11, 7), (2, 2), (1, 1)] {
+                XCTAssertEqual(flat.resized(width: width, height: height, filter: filter).pixels,
+                               [UInt8](repeating: 91, count: width * height * 2), "\(filter) to \(width)x\(height)")
+            }
+        }
+    }
+
     func testResizeKeepsFlatColourAndAveragesWhenShrinking() {
         let flat = Image(width: 4, height: 4, channels: 3, pixels: [UInt8](repeating: 77, count: 48))
         XCTAssertEqual(flat.resized(width: 7, height: 3).pixels, [UInt8](repeating: 77, count: 63))

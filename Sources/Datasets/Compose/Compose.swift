@@ -16,8 +16,15 @@ public struct CompositionOptions {
     /// Scale factor of an item relative to its own size, drawn uniformly from `scaleMin...scaleMax`.
     public var scaleMin: Float = 0.8
     public var scaleMax: Float = 1.2
-    /// Standard deviation of the half-normal background noise, as a fraction of 255 (0: black).
+    /// Level of the background noise as a fraction of 255 (0: black): the standard deviation
+    /// of half-normal noise, or the largest value of uniform noise.
     public var noise: Float = 0.05
+    /// How background pixels are drawn.
+    public var noiseDistribution = NoiseDistribution.halfNormal
+    /// How items are scaled.
+    public var resampling = ResamplingFilter.bilinear
+    /// Which item a canvas and mask pixel show where items overlap.
+    public var overlapRule = OverlapRule.brighter
     /// Largest IoU a new item's box may have with an earlier item's box on the same canvas:
     /// 0.3 from `init()`, the task's default from `init(task:)`.
     public var maxOverlap: Float = 0.3
@@ -41,17 +48,19 @@ public struct CompositionOptions {
     /// The scenes each task's issue describes (see models/README.md for the exact commands).
     ///
     /// Items are pasted by per-pixel maximum, so an overlapped item shows through its neighbour
-    /// rather than being hidden by it. A tag must name an item that can be seen whole, so
-    /// tagging canvases keep items of distinct classes apart (IoU 0). Boxes and masks say
-    /// where each item is, so detection and segmentation scenes draw classes independently
-    /// (several items of one class) and let items overlap a little: detection 160x160 scenes
-    /// of 1-4 items scaled 1-2x whose placement squares overlap by IoU 0.1 at most;
-    /// segmentation 64x64 canvases of 1-3 items at their own size whose visible boxes overlap
-    /// by IoU 0.2 at most.
+    /// rather than being hidden by it. Tagging 64x64 canvases hold 1-3 items of distinct
+    /// classes at scale 0.8-1.2 whose visible boxes overlap by IoU 0.2 at most, as the tagging
+    /// issue describes them. Boxes and masks say where each item is, so detection and
+    /// segmentation scenes draw classes independently (several items of one class):
+    /// detection 160x160 scenes of 1-4 items scaled 1-2x whose placement squares overlap by
+    /// IoU 0.1 at most; segmentation 64x64 canvases of 1-3 items at their own size whose
+    /// visible boxes overlap by IoU 0.2 at most.
     public init(task: VisionTask) {
         switch task {
-        case .classification, .tagging:
+        case .classification:
             maxOverlap = 0
+        case .tagging:
+            maxOverlap = 0.2
         case .detection:
             size = ImageSize(width: 160, height: 160)
             maxItems = 4
@@ -82,9 +91,29 @@ public struct CompositionOptions {
     /// The settings as one line, for the output's `source` attribute.
     var summary: String {
         "\(count) canvases \(size), \(minItems)-\(maxItems) items of \(distinctClasses ? "distinct classes" : "independently drawn classes"), "
-            + "scale \(scaleMin)-\(scaleMax), noise \(noise), max IoU \(maxOverlap) of \(overlapMeasure.rawValue) boxes, "
+            + "scale \(scaleMin)-\(scaleMax) (\(resampling.rawValue)), \(noiseDistribution.rawValue) noise \(noise), "
+            + "\(overlapRule.rawValue) item shown where items overlap, max IoU \(maxOverlap) of \(overlapMeasure.rawValue) boxes, "
             + "\(placementAttempts) placement tries, seed \(seed)"
     }
+}
+
+/// How `Composer` draws a canvas's background pixels.
+public enum NoiseDistribution: String, Sendable, CaseIterable {
+    /// |N(0, level x 255)|, rounded and clipped to 255.
+    case halfNormal = "half-normal"
+    /// Integers drawn uniformly from 0...round(level x 255).
+    case uniform
+}
+
+/// Which item a canvas pixel and its mask pixel show where pasted items overlap.
+public enum OverlapRule: String, Sendable, CaseIterable {
+    /// The brighter pixel (per-pixel maximum, so an overlapped item shows through); the mask
+    /// goes to the brighter item, ties to the later one.
+    case brighter
+    /// The later item covers the earlier ones wherever its pixel is above the box threshold
+    /// (its fainter edge is blended by maximum); the mask goes to the later item where its
+    /// pixel is above the mask threshold and to the background where it covers with a fainter one.
+    case later
 }
 
 /// The boxes whose overlap `CompositionOptions.maxOverlap` limits.
@@ -118,7 +147,7 @@ public struct ComposedCanvas: Sendable {
     /// The pasted items in paste order.
     public var items: [ComposedItem]
     /// One channel: 0 for background, 1 + class where a pasted item's pixel exceeds the mask
-    /// threshold; where items overlap, the brighter (visible) one wins, ties go to the later.
+    /// threshold; where items overlap, the one `CompositionOptions.overlapRule` shows.
     public var mask: Image
     /// Items drawn for this canvas but not pasted: no position kept the overlap limit, or the
     /// item had no pixel above the box threshold after scaling.
@@ -232,9 +261,15 @@ public struct Composer {
         let width = options.size.width, height = options.size.height, channels = self.channels
         var canvas = [UInt8](repeating: 0, count: width * height * channels)
         if options.noise > 0 {
-            let deviation = options.noise * 255
-            for index in canvas.indices {
-                canvas[index] = UInt8(min(255, (abs(generator.nextNormal()) * deviation).rounded()))
+            let level = options.noise * 255
+            switch options.noiseDistribution {
+            case .halfNormal:
+                for index in canvas.indices {
+                    canvas[index] = UInt8(min(255, (abs(generator.nextNormal()) * level).rounded()))
+                }
+            case .uniform:
+                let top = UInt8(level.rounded())
+                for index in canvas.indices { canvas[index] = UInt8.random(in: 0...top, using: &generator) }
             }
         }
         var mask = [UInt8](repeating: 0, count: width * height)
@@ -307,7 +342,7 @@ public struct Composer {
             width = min(options.size.width, max(1, Int(Float(width) * fit)))
             height = min(options.size.height, max(1, Int(Float(height) * fit)))
         }
-        return item.resized(width: width, height: height)
+        return item.resized(width: width, height: height, filter: options.resampling)
     }
 
     /// The tight bounds (`x2`, `y2` exclusive) of the pixels above the box threshold, or nil if none is.
@@ -329,12 +364,14 @@ public struct Composer {
         return x2 > x1 ? (x1, y1, x2, y2) : nil
     }
 
-    /// Pastes by per-pixel maximum (items are light on black, so overlaps stay visible) and
-    /// marks the mask where the item's pixel is above the mask threshold and at least as bright
-    /// as the current owner's.
+    /// Pastes by `options.overlapRule`: by per-pixel maximum (items are light on black, so
+    /// overlaps stay visible), marking the mask where the item's pixel is above the mask
+    /// threshold and at least as bright as the current owner's; or covering what lies under the
+    /// item's pixels above the box threshold.
     func paste(_ item: Image, at position: (x: Int, y: Int), label: Int, canvas: inout [UInt8], mask: inout [UInt8],
                ownerValue: inout [UInt8], canvasWidth: Int, canvasHeight: Int) {
         let channels = self.channels, threshold = options.maskThreshold, maskValue = UInt8(label + 1)
+        let covers = options.overlapRule == .later, coverThreshold = options.boxThreshold
         item.pixels.withUnsafeBufferPointer { source in
             canvas.withUnsafeMutableBufferPointer { destination in
                 mask.withUnsafeMutableBufferPointer { mask in
@@ -348,11 +385,15 @@ public struct Composer {
                                 let pixel = source.baseAddress! + (y * item.width + x) * channels
                                 let target = destination.baseAddress! + (canvasY * canvasWidth + canvasX) * channels
                                 var value: UInt8 = 0
-                                for channel in 0..<channels {
-                                    target[channel] = max(target[channel], pixel[channel])
-                                    value = max(value, pixel[channel])
-                                }
+                                for channel in 0..<channels { value = max(value, pixel[channel]) }
                                 let index = canvasY * canvasWidth + canvasX
+                                if covers && value > coverThreshold {
+                                    for channel in 0..<channels { target[channel] = pixel[channel] }
+                                    mask[index] = value > threshold ? maskValue : 0
+                                    owner[index] = value
+                                    continue
+                                }
+                                for channel in 0..<channels { target[channel] = max(target[channel], pixel[channel]) }
                                 if value > threshold && value >= owner[index] {
                                     mask[index] = maskValue
                                     owner[index] = value
