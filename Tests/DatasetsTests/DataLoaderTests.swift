@@ -140,6 +140,37 @@ final class DataLoaderTests: XCTestCase {
     /// Pasting puts another item over an edge of the image by per-pixel maximum: one rectangle
     /// touching the border, of at most a third of the image (the squares' IoU is 0.2 at most),
     /// holding another image's value; the label stays the image's. Probability 0 pastes nothing.
+    func testNoiseFloorRaisesDarkPixelsAndLeavesBrightOnes() throws {
+        let directory = TemporaryDirectory()
+        // Even images black, odd ones white; 16 x 16 so each image has 512 draws over two channels.
+        let path = try makeClassification(directory, count: 40, width: 16, height: 16, value: { $0 % 2 == 0 ? 0 : 255 })
+        let dataset = try ClassificationDataset(path: path)
+        let plain = try XCTUnwrap(Array(DataLoader(dataset, batchSize: 40, seed: 6)).first)
+        XCTAssertEqual(Set(plain.images.scalars.map { ($0 * 255).rounded() }), [0, 255])
+        let loader = DataLoader(dataset, batchSize: 40, augmentation: Augmentation(noise: 0.2), seed: 6)
+        let batch = try XCTUnwrap(Array(loader).first)
+        var levels: [Float] = [], halfNormal = 0, uniform = 0
+        for (slot, row) in batch.indices.enumerated() {
+            let values = (0..<512).map { (batch.images.pointer[slot * 512 + $0] * 255).rounded() }
+            if row % 2 == 1 { XCTAssertEqual(Set(values), [255], "white stays white"); continue }
+            XCTAssertTrue(values.allSatisfy { $0 >= 0 && $0 <= 255 && $0 == $0.rounded() })
+            let mean = values.reduce(0, +) / Float(values.count), top = values.max()!
+            levels.append(mean)
+            // Uniform noise up to L has mean L / 2 and no tail; half-normal with sigma L has mean 0.8 L
+            // and values beyond 2.5 sigma: the largest value tells the two apart.
+            if top > 2 * mean + 3 { halfNormal += 1 } else { uniform += 1 }
+            XCTAssertLessThanOrEqual(top, 255)
+        }
+        // Levels spread over [0, 0.2 x 255]: the mean is at most 0.8 x 51 = 41 and varies between images.
+        XCTAssertLessThanOrEqual(levels.max()!, 42)
+        XCTAssertGreaterThan(levels.max()! - levels.min()!, 10)
+        XCTAssertGreaterThan(halfNormal, 2)
+        XCTAssertGreaterThan(uniform, 2)
+        // Keyed by seed, epoch and row: the same draws again.
+        XCTAssertEqual(try XCTUnwrap(Array(DataLoader(dataset, batchSize: 40, augmentation: Augmentation(noise: 0.2), seed: 6)).first).images.scalars,
+                       batch.images.scalars)
+    }
+
     func testPastingCoversAnEdgeWithAnotherItemAndKeepsTheLabel() throws {
         let directory = TemporaryDirectory(), tinyDirectory = TemporaryDirectory()
         let side = 12, count = 30

@@ -54,7 +54,7 @@ final class ShardTests: XCTestCase {
         let directory = TemporaryDirectory()
         let path = try classificationFile(directory, count: 23, side: 6) { ($0 * 37) % 251 }
         let dataset = try ClassificationDataset(path: path)
-        let augmentation = Augmentation(cropPadding: 1, horizontalFlip: true, erasing: 0.5, pasting: 0.5)
+        let augmentation = Augmentation(cropPadding: 1, horizontalFlip: true, erasing: 0.5, pasting: 0.5, noise: 0.1)
         func loader(_ shard: Shard) -> DataLoader {
             DataLoader(dataset, batchSize: 5, augmentation: augmentation, seed: 11, windowRows: 7, shard: shard)
         }

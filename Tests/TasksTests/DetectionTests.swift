@@ -187,6 +187,34 @@ final class IgnoreRegionTests: XCTestCase {
             XCTAssertLessThan(intersectionOverUnion(square, objectSquare(crowd)), sampling.negativeIoU, "a background window on the crowd")
         }
     }
+
+    func testANoiseFloorRaisesTheWindowCropsOnly() throws {
+        let folder = TemporaryFolder()
+        let writer = try DatasetWriter(path: folder.file("scenes.h5"), task: .detection, channels: 1, height: sceneSide, width: sceneSide,
+                                       source: "test")
+        for index in 0..<3 {
+            var image = Image(width: sceneSide, height: sceneSide, channels: 1)
+            for y in 4..<16 { for x in 2..<14 { image.pixels[y * sceneSide + x] = 255 } }
+            try writer.append(image: image, boxes: [DetectionBox(x1: 2, y1: 4, x2: 14, y2: 16, label: 0)], imageID: Int64(index),
+                              originalWidth: sceneSide, originalHeight: sceneSide)
+        }
+        try writer.finish(classNames: ["filled", "hollow"])
+        let dataset = try DetectionDataset(path: folder.file("scenes.h5"))
+        let model = try Model<WindowHead>(smallDetectorConfiguration(classes: 2), seed: 1)
+        var sampling = WindowSampling()
+        sampling.hardNegativesPerPositive = 0
+        func batch(noise: Float) throws -> Batch {
+            let sampler = try WindowSampler(dataset: dataset, model: model, sampling: sampling, noise: noise, batchSize: 1000, seed: 2)
+            return try XCTUnwrap(sampler.stream(epoch: 1).nextBatch())
+        }
+        let plain = try batch(noise: 0), noisy = try batch(noise: 0.3), again = try batch(noise: 0.3)
+        XCTAssertEqual(noisy.windows?.classes, plain.windows?.classes, "the same windows")
+        XCTAssertEqual(noisy.images.scalars, again.images.scalars, "keyed draws repeat")
+        let pairs = zip(plain.images.scalars, noisy.images.scalars)
+        XCTAssertTrue(pairs.allSatisfy { $1 >= $0 - 1e-6 }, "noise only raises pixels (by maximum)")
+        let raised = pairs.filter { $1 > $0 + 1e-6 }.count
+        XCTAssertGreaterThan(raised, plain.images.count / 4, "most dark pixels get noise")
+    }
 }
 
 final class SecondLookTests: XCTestCase {

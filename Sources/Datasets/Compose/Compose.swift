@@ -103,6 +103,14 @@ public enum NoiseDistribution: String, Sendable, CaseIterable {
     case halfNormal = "half-normal"
     /// Integers drawn uniformly from 0...round(level x 255).
     case uniform
+
+    /// One pixel value for a level given in pixel units (the fraction times 255).
+    @inline(__always) public func value(level: Float, using generator: inout SeededGenerator) -> UInt8 {
+        switch self {
+        case .halfNormal: return UInt8(min(255, (abs(generator.nextNormal()) * level).rounded()))
+        case .uniform: return UInt8(truncatingIfNeeded: Int(generator.next() % (UInt64(min(255, level.rounded())) + 1)))
+        }
+    }
 }
 
 /// Which item a canvas pixel and its mask pixel show where pasted items overlap.
@@ -261,16 +269,8 @@ public struct Composer {
         let width = options.size.width, height = options.size.height, channels = self.channels
         var canvas = [UInt8](repeating: 0, count: width * height * channels)
         if options.noise > 0 {
-            let level = options.noise * 255
-            switch options.noiseDistribution {
-            case .halfNormal:
-                for index in canvas.indices {
-                    canvas[index] = UInt8(min(255, (abs(generator.nextNormal()) * level).rounded()))
-                }
-            case .uniform:
-                let top = UInt8(level.rounded())
-                for index in canvas.indices { canvas[index] = UInt8.random(in: 0...top, using: &generator) }
-            }
+            let level = options.noise * 255, distribution = options.noiseDistribution
+            for index in canvas.indices { canvas[index] = distribution.value(level: level, using: &generator) }
         }
         var mask = [UInt8](repeating: 0, count: width * height)
         // The brightness of the item owning each mask pixel, so the visible item wins overlaps.

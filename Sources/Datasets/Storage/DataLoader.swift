@@ -20,12 +20,16 @@ public struct Augmentation: Sendable {
     /// fewer than 3 items, its box overlapping theirs by IoU 0.2 at most. Other tasks: unused.
     /// 0: never.
     public var pasting: Float
+    /// Largest level of background noise (a fraction of 255) raised under each image after the
+    /// crop and flip; see `NoiseFloor`. 0: none.
+    public var noise: Float
 
-    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0) {
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0, noise: Float = 0) {
         self.cropPadding = cropPadding
         self.horizontalFlip = horizontalFlip
         self.erasing = erasing
         self.pasting = pasting
+        self.noise = noise
     }
 
     /// No augmentation.
@@ -109,6 +113,32 @@ struct ErasedRectangle {
     /// Sets the rectangle of the `width`-wide plane `plane` to values from `fill`.
     func apply<T>(to plane: UnsafeMutablePointer<T>, width: Int, _ fill: () -> T) {
         for row in y { for column in x { plane[row * width + column] = fill() } }
+    }
+}
+
+/// A noise floor raised under one image (`Augmentation.noise`): every pixel becomes the maximum
+/// of itself and a fresh noise value, as if the image had been composed on a noisier
+/// background. The level is drawn uniformly from [0, largest] and the distribution (half-normal
+/// or uniform, as `compose --noise-distribution` draws backgrounds) at random, so a model learns
+/// to ignore backgrounds from black to heavy noise.
+public struct NoiseFloor {
+    /// In pixel units (0-255).
+    public let level: Float
+    public let distribution: NoiseDistribution
+
+    /// Nil when `largest` is 0; draws nothing then, so runs without noise keep their random stream.
+    public init?(largest: Float, using generator: inout SeededGenerator) {
+        guard largest > 0 else { return nil }
+        level = largest * 255 * generator.nextUniform()
+        distribution = generator.next() & 1 == 0 ? .halfNormal : .uniform
+    }
+
+    /// Raises `count` values of one normalised plane (pixel v stored as v * scale + shift, scale > 0).
+    public func apply(to plane: UnsafeMutablePointer<Float>, count: Int, scale: Float, shift: Float,
+                      using generator: inout SeededGenerator) {
+        for index in 0..<count {
+            plane[index] = max(plane[index], Float(distribution.value(level: level, using: &generator)) * scale + shift)
+        }
     }
 }
 
@@ -258,12 +288,14 @@ struct SampleDraws {
     let erased: ErasedRectangle?
     /// Index into the window's rows of the image whose item is pasted on (`Augmentation.pasting`).
     let donor: Int?
+    let noise: NoiseFloor?
 
     init(seed: UInt64, epoch: Int, row: Int, width: Int, height: Int, augmentation: Augmentation, pastes: Bool, candidates: Int) {
         generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(row))
         transform = CropFlip(width: width, height: height, augmentation: augmentation, using: &generator)
         erased = ErasedRectangle(width: width, height: height, probability: augmentation.erasing, using: &generator)
         donor = pastes ? Pasting.donor(probability: augmentation.pasting, candidates: candidates, using: &generator) : nil
+        noise = NoiseFloor(largest: augmentation.noise, using: &generator)
     }
 }
 
@@ -370,7 +402,7 @@ final class EpochPlan {
             let index = slot[row]!
             indices.append(row)
             var draws = self.draws(row: row)
-            let transform = draws.transform, erased = draws.erased
+            let transform = draws.transform, erased = draws.erased, noise = draws.noise
             let donor = draws.donor.map { windowRows[$0] }
             let pastedItem = dataset.task == .classification
                 ? donor.flatMap { PastedItem(width: width, height: height, source: $0, using: &draws.generator) } : nil
@@ -387,6 +419,7 @@ final class EpochPlan {
                     transform.apply(image + channel * plane, into: out + channel * plane, padding: shift) {
                         Float($0) * scale + shift
                     }
+                    noise?.apply(to: out + channel * plane, count: plane, scale: scale, shift: shift, using: &generator)
                     // Noise over the pixel range, normalised as the pixels are.
                     erased?.apply(to: out + channel * plane, width: width) { generator.nextUniform() * 255 * scale + shift }
                 }

@@ -33,6 +33,9 @@ public struct TrainingOptions: Configurable {
     /// Probability of pasting another item onto each image (classification and segmentation);
     /// see `Augmentation.pasting`.
     public var pasting: Float = 0
+    /// Largest level (a fraction of 255) of the background noise raised under each training
+    /// image, so a model holds up on noisier backgrounds than its data's; see `NoiseFloor`.
+    public var noise: Float = 0
     /// The same seed and thread count give the same model.
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's.
@@ -44,7 +47,7 @@ public struct TrainingOptions: Configurable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch", optimizer, learningRate = "lr", momentum, weightDecay, warmupEpochs, augment,
-             erasing = "erase", pasting = "paste", seed, backboneLearningRateScale = "backboneLrScale", patience
+             erasing = "erase", pasting = "paste", noise, seed, backboneLearningRateScale = "backboneLrScale", patience
     }
 
     public func validate() throws {
@@ -58,6 +61,8 @@ public struct TrainingOptions: Configurable {
             try Check.that(probability >= 0 && probability <= 1, key, "must be a probability in [0, 1], got \(probability)")
             try Check.that(augment || probability == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
         }
+        try Check.that(noise >= 0 && noise <= 1, "noise", "must be a level in [0, 1] (a fraction of 255), got \(noise)")
+        try Check.that(augment || noise == 0, "noise", "is part of the augmentation, which augment=false turns off; set noise=0 too")
         try Check.that(backboneLearningRateScale >= 0 && backboneLearningRateScale <= 10, "backbone_lr_scale", "must be 0 to 10, got \(backboneLearningRateScale)")
         try Check.that(patience >= 0, "patience", "must be 0 (never stop early) or more epochs, got \(patience)")
     }

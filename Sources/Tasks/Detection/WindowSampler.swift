@@ -73,6 +73,8 @@ public final class WindowSampler: BatchSource {
     public let sampling: WindowSampling
     /// Mirror windows left-right with probability 1/2.
     public let flips: Bool
+    /// Largest noise floor raised under each window crop (`Augmentation.noise`; 0: none).
+    public let noise: Float
     public let batchSize: Int
     public let seed: UInt64
     let scenes: [UInt8]
@@ -86,9 +88,9 @@ public final class WindowSampler: BatchSource {
     /// windows alike (and mines the same hard negatives) and crops only its own.
     public let shard: Shard
 
-    public init(dataset: DetectionDataset, model: Model<WindowHead>, sampling: WindowSampling, flip: Bool = true, batchSize: Int, seed: UInt64,
-                shard: Shard = .whole) throws {
-        self.model = model; self.sampling = sampling; self.flips = flip; self.batchSize = batchSize; self.seed = seed; self.shard = shard
+    public init(dataset: DetectionDataset, model: Model<WindowHead>, sampling: WindowSampling, flip: Bool = true, noise: Float = 0,
+                batchSize: Int, seed: UInt64, shard: Shard = .whole) throws {
+        self.model = model; self.sampling = sampling; self.flips = flip; self.noise = noise; self.batchSize = batchSize; self.seed = seed; self.shard = shard
         scenes = try dataset.readImages(0..<dataset.count)
         boxes = try dataset.readBoxes(0..<dataset.count)
         squares = boxes.map { $0.map(objectSquare) }
@@ -162,7 +164,7 @@ public final class WindowSampler: BatchSource {
         }
         windows += negatives
         windows.shuffle(using: &rng)
-        return WindowStream(sampler: self, windows: windows)
+        return WindowStream(sampler: self, windows: windows, epoch: epoch)
     }
 
     /// The current model's highest-scoring windows on `minedScenes` random scenes whose squares
@@ -197,14 +199,15 @@ public final class WindowSampler: BatchSource {
 
     /// The crops of `windows` as a batch: [B, C, window + 2 context, window + 2 context] images
     /// (each window with the head's context around it), labels, object boxes in window pixels.
-    func batch(_ windows: ArraySlice<TrainingWindow>) -> Batch {
+    /// A window's noise floor is keyed by the seed, the epoch and its position in the epoch.
+    func batch(_ windows: ArraySlice<TrainingWindow>, epoch: Int = 0) -> Batch {
         let context = head.architecture.context, windowSide = head.architecture.window
         let size = windowSide + 2 * context, plane = size * size
         let images = Tensor.uninitialized([windows.count, channels, size, size])
         let background = model.context().background
         var labels: [Int32] = [], boxes: [DetectionBox?] = [], scenes: [Int] = []
         var cache: (scene: Int, tensor: Tensor)?
-        for (slot, window) in windows.enumerated() {
+        for (slot, (position, window)) in zip(windows.indices, windows).enumerated() {
             if cache?.scene != window.scene { cache = (window.scene, sceneTensor(window.scene)) }
             let crop = cache!.tensor.resizedBilinearWindow(height: window.levelHeight, width: window.levelWidth,
                                                            left: window.left - context, top: window.top - context, size: size, background: background)
@@ -217,6 +220,13 @@ public final class WindowSampler: BatchSource {
                 }
             } else {
                 withExtendedLifetime(crop) { destination.update(from: crop.pointer, count: channels * plane) }
+            }
+            var generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(position))
+            if let floor = NoiseFloor(largest: noise, using: &generator) {
+                for c in 0..<channels {
+                    floor.apply(to: destination + c * plane, count: plane, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c],
+                                using: &generator)
+                }
             }
             labels.append(window.label)
             scenes.append(window.scene)
@@ -234,8 +244,10 @@ final class WindowStream: BatchStream {
     let windows: [TrainingWindow]
     var next = 0
 
-    init(sampler: WindowSampler, windows: [TrainingWindow]) {
-        self.sampler = sampler; self.windows = windows
+    let epoch: Int
+
+    init(sampler: WindowSampler, windows: [TrainingWindow], epoch: Int) {
+        self.sampler = sampler; self.windows = windows; self.epoch = epoch
     }
 
     func nextBatch() throws -> Batch? {
@@ -243,6 +255,6 @@ final class WindowStream: BatchStream {
         guard end - next >= sampler.shard.count else { return nil }
         defer { next = end }
         let slots = sampler.shard.slots(ofBatch: end - next)
-        return sampler.batch(windows[(next + slots.lowerBound)..<(next + slots.upperBound)])
+        return sampler.batch(windows[(next + slots.lowerBound)..<(next + slots.upperBound)], epoch: epoch)
     }
 }

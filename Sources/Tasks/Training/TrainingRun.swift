@@ -126,7 +126,8 @@ public struct TrainingRun<Config: TaskTraining> {
         if resume == nil { for line in try config.prepare(model, dataset: dataset, pretrained: pretrained) { log(line) } }
         let options = config.train
         let augmentation = options.augment
-            ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: options.erasing, pasting: options.pasting)
+            ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: options.erasing, pasting: options.pasting,
+                           noise: options.noise)
             : .none
         let loader = try config.batchSource(model, dataset: dataset)
             ?? DataLoader(dataset, batchSize: options.batchSize, shuffle: true, dropLast: dataset.count >= options.batchSize * 2,
@@ -196,7 +197,8 @@ extension DetectionConfig: TaskTraining {
     }
 
     public func batchSource(_ model: Model<WindowHead>, dataset: DetectionDataset) throws -> (any BatchSource)? {
-        try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, batchSize: train.batchSize, seed: train.seed,
+        try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, noise: train.noise,
+                          batchSize: train.batchSize, seed: train.seed,
                           shard: .current)
     }
 }
