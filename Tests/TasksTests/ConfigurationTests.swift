@@ -129,8 +129,10 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(classify.backbone.configuration(inputChannels: 1),
                        { var b = BackbonePreset.resnet8.configuration(inputChannels: 1, stemStride: 2); b.widths = [32, 64, 128]; return b }())
         let tag = TaggingConfig()
-        XCTAssertEqual([tag.train.epochs, tag.train.batchSize], [40, 128])
-        XCTAssertEqual(tag.train.learningRate, 0.5)
+        XCTAssertEqual([tag.train.epochs, tag.train.batchSize], [20, 128])
+        XCTAssertEqual([tag.train.learningRate, tag.train.noise], [0.2, 0.15])
+        XCTAssertEqual(tag.backbone.weights, "fashion-classifier-long.h5")
+        XCTAssertEqual(tag.backbone.widths, [32, 64, 128])
         XCTAssertEqual(tag.head.pooling, .globalMax)
         let detect = DetectionConfig()
         XCTAssertEqual([detect.train.epochs, detect.head.window, detect.head.hidden, detect.sampling.viewsPerObject], [16, 28, 128, 2])
@@ -141,8 +143,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual([detect.settings.boxVoting, detect.settings.flipAverage, detect.settings.shiftAverage], [false, true, true])
         XCTAssertEqual(detect.backbone.weights, "fashion-window-classifier.h5")
         let segment = SegmentationConfig()
-        XCTAssertEqual([segment.train.epochs, segment.train.batchSize, segment.head.refineWidth, segment.head.classifierKernel], [16, 64, 8, 3])
-        XCTAssertEqual([segment.train.learningRate, segment.train.pasting], [0.2, 0.5])
+        XCTAssertEqual([segment.train.epochs, segment.train.batchSize, segment.head.refineWidth, segment.head.classifierKernel], [28, 64, 8, 3])
+        XCTAssertEqual([segment.train.learningRate, segment.train.pasting, segment.train.noise], [0.2, 0.5, 0.15])
         XCTAssertTrue(segment.head.startScores && segment.settings.flipAverage)
         XCTAssertEqual(segment.backbone.weights, "fashion-classifier-long.h5")
         // A library user's detector head gets the command line's settings: one default each.
