@@ -553,7 +553,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(composed.status, 0, composed.standardError)
         let sgd = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "-o", scratch.file("sgd.h5")])
         XCTAssertEqual(sgd.status, 0, sgd.standardError)
-        XCTAssertTrue(sgd.standardError.contains("sgd lr 0.5,"), sgd.standardError)
+        XCTAssertTrue(sgd.standardError.contains("sgd lr 0.2,"), sgd.standardError)
         let adam = try percept(["tag", "train", "--data", canvases, "--epochs", "1", "--set", "optimizer=adam", "--lr", "0.002",
                                 "-o", scratch.file("adam.h5")])
         XCTAssertEqual(adam.status, 0, adam.standardError)
@@ -597,14 +597,19 @@ final class CLITests: XCTestCase {
         let canvases = root.appendingPathComponent("samples/canvases").path
         let shown = try percept(["tag", "predict", "--model", tagger, "--show-config"])
         XCTAssertEqual(shown.status, 0, shown.standardError)
-        XCTAssertTrue(shown.standardOutput.hasPrefix("settings:\n  thresholds: [0.4269498, "), shown.standardOutput)
+        XCTAssertTrue(shown.standardOutput.hasPrefix("settings:\n  thresholds: [0.44"), shown.standardOutput)
         let stored = try percept(["tag", "predict", "--model", tagger, canvases])
         XCTAssertEqual(stored.status, 0, stored.standardError)
         XCTAssertTrue(stored.standardOutput.contains("00-trouser+coat.png,Trouser;Coat"), stored.standardOutput)
-        // One threshold for every tag: at 1 no tag passes.
+        // One threshold for every tag: at 1 only probabilities that round to 1 in float pass, far
+        // fewer tags than the tuned thresholds give (12 on the 8 canvases).
+        func tagCount(_ output: String) -> Int {
+            output.split(separator: "\n").dropFirst().map { $0.split(separator: ",").dropFirst().joined().split(separator: ";").count }.reduce(0, +)
+        }
         let strict = try percept(["tag", "predict", "--model", tagger, canvases, "--set", "thresholds=1"])
         XCTAssertEqual(strict.status, 0, strict.standardError)
-        XCTAssertEqual(strict.standardOutput.split(separator: "\n").dropFirst().filter { !$0.hasSuffix(",") }, [], strict.standardOutput)
+        XCTAssertLessThanOrEqual(tagCount(strict.standardOutput), 2, strict.standardOutput)
+        XCTAssertGreaterThanOrEqual(tagCount(stored.standardOutput), 10, stored.standardOutput)
         let wrong = try percept(["tag", "predict", "--model", tagger, canvases, "--set", "thresholds=[0.5, 0.5]"])
         XCTAssertEqual(wrong.status, 1)
         XCTAssertEqual(wrong.errorLines.count, 1, wrong.standardError)
