@@ -116,6 +116,24 @@ final class HostileIDXTests: XCTestCase {
 }
 
 final class HostileDatasetTests: XCTestCase {
+    /// The size checks measure the file a symbolic link points to, not the link.
+    func testFilesBehindSymbolicLinksPassTheSizeChecks() throws {
+        let directory = TemporaryDirectory()
+        let images = (0..<6 * 28 * 28).map { UInt8($0 % 251) }
+        for gzip in [false, true] {
+            let target = directory.file("images-\(gzip).idx"), link = directory.file("link-\(gzip).idx")
+            writeIDX(target, dimensions: [6, 28, 28], data: images, gzip: gzip)
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+            let reader = try IDXReader(path: link)
+            XCTAssertEqual(try reader.read(count: 6, record: "images"), images, "gzip \(gzip)")
+        }
+        let target = directory.file("items.h5"), link = directory.file("items-link.h5")
+        try writeComposeItems(target, perClass: 40)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let dataset = try ClassificationDataset(path: link)
+        XCTAssertEqual(try dataset.readImages(0..<dataset.count), try ClassificationDataset(path: target).readImages(0..<dataset.count))
+    }
+
     /// A classification file whose `images` and `labels` declare `shape` (chunked and never
     /// written, so the file stays small).
     func writeDeclaring(_ shape: [Int], to path: String) throws {

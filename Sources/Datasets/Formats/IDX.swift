@@ -113,7 +113,7 @@ final class IDXReader {
         }
         // Both factors are below 2^32 and 2^26: the product fits.
         let declared = dimensions[0] * record
-        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        let fileBytes = fileSize(atPath: path)
         guard let fileBytes else { return record }
         let what = "header declares \(dimensions[0]) records\(shape.isEmpty ? "" : " of \(shape)") (\(declared) bytes)"
         if gzdirect(file) == 1 {

@@ -19,6 +19,14 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
 /// The file name without its directory, for messages about files inside a known folder.
 func lastComponent(_ path: String) -> String { (path as NSString).lastPathComponent }
 
+/// The size in bytes of the file at `path`, following symbolic links (FileManager's attributes
+/// describe a link itself, whose size is its target's name), or nil when it cannot be read.
+func fileSize(atPath path: String) -> Int? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return Int(info.st_size)
+}
+
 /// The contents of the file at `path`, or an error naming it.
 func readData(_ path: String) throws -> Data {
     guard let data = FileManager.default.contents(atPath: path) else {

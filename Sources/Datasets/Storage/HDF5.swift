@@ -401,7 +401,7 @@ public final class HDF5Dataset {
         var count = 1, overflow = false
         for dimension in dimensions where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: dimension) }
         let (bytes, tooMany) = count.multipliedReportingOverflow(by: storedType.size)
-        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? Int.max / 1032
+        let fileBytes = fileSize(atPath: path) ?? Int.max / 1032
         guard !overflow, !tooMany, bytes <= 1032 * fileBytes else {
             throw DatasetError(path, "'\(name)' declares \(shape) \(storedType) elements\(rows.map { " (rows \($0))" } ?? ""), which a file of \(fileBytes) bytes cannot hold")
         }
