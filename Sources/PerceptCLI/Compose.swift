@@ -68,17 +68,18 @@ struct Compose: ParsableCommand {
     @Option(help: "Boxes --max-overlap compares: visible (tight boxes of the items' pixels) or placement (the scaled items' squares) (default: placement for detection, visible otherwise).")
     var overlapOf: OverlapMeasure?
 
-    @Option(help: "Background noise level as a fraction of 255 (0 for black): the standard deviation of half-normal noise, the top of uniform noise.")
-    var noise: Float = 0.05
+    // These four take their defaults from `CompositionOptions`, the one place they are set.
+    @Option(help: "Background noise level as a fraction of 255 (0 for black): the standard deviation of half-normal noise, the top of uniform noise (default: \(CompositionOptions().noise)).")
+    var noise: Float?
 
-    @Option(help: "Background noise: half-normal or uniform (integers 0 to --noise x 255).")
-    var noiseDistribution: NoiseDistribution = .halfNormal
+    @Option(help: "Background noise: half-normal or uniform (integers 0 to --noise x 255) (default: \(CompositionOptions().noiseDistribution.rawValue)).")
+    var noiseDistribution: NoiseDistribution?
 
-    @Option(help: "Filter scaling the items: bilinear (PIL's), bicubic, bilinear-corners (aligned corners) or nearest.")
-    var resample: ResamplingFilter = .bilinear
+    @Option(help: "Filter scaling the items: bilinear (PIL's), bicubic, bilinear-corners (aligned corners) or nearest (default: \(CompositionOptions().resampling.rawValue)).")
+    var resample: ResamplingFilter?
 
-    @Option(help: "Where items overlap: brighter (the brighter pixel shows and owns the mask) or later (the later item covers the earlier).")
-    var overlapRule: OverlapRule = .brighter
+    @Option(help: "Where items overlap: brighter (the brighter pixel shows and owns the mask) or later (the later item covers the earlier) (default: \(CompositionOptions().overlapRule.rawValue)).")
+    var overlapRule: OverlapRule?
 
     @Option(help: "Largest IoU allowed between an item's box and an earlier item's box (default: 0.1 for detection, 0.2 otherwise).")
     var maxOverlap: Float?
@@ -106,10 +107,10 @@ struct Compose: ParsableCommand {
         if let scaleMax { options.scaleMax = scaleMax }
         if let distinctClasses { options.distinctClasses = distinctClasses }
         if let overlapOf { options.overlapMeasure = overlapOf }
-        options.noise = noise
-        options.noiseDistribution = noiseDistribution
-        options.resampling = resample
-        options.overlapRule = overlapRule
+        if let noise { options.noise = noise }
+        if let noiseDistribution { options.noiseDistribution = noiseDistribution }
+        if let resample { options.resampling = resample }
+        if let overlapRule { options.overlapRule = overlapRule }
         if let maxOverlap { options.maxOverlap = maxOverlap }
         options.seed = seed
         options.overwrite = force
