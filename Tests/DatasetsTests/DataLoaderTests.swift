@@ -369,6 +369,156 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertTrue(sawFlip && sawPlain)
     }
 
+    /// A 32x32 segmentation file: a bright square (class 1, value 200) on a 50-grey background
+    /// (class 0), 40 times.
+    func makeSquares(_ directory: TemporaryDirectory, side: Int = 32, square: Range<Int> = 8..<24) throws -> SegmentationDataset {
+        let path = directory.file("squares.h5")
+        let writer = try DatasetWriter(path: path, task: .segmentation, channels: 1, height: side, width: side, source: "test")
+        var image = [UInt8](repeating: 50, count: side * side), mask = [UInt8](repeating: 0, count: side * side)
+        for y in square { for x in square { image[y * side + x] = 200; mask[y * side + x] = 1 } }
+        for _ in 0..<40 {
+            try writer.append(image: Image(width: side, height: side, channels: 1, pixels: image),
+                              mask: Image(width: side, height: side, channels: 1, pixels: mask))
+        }
+        try writer.finish(classNames: ["ground", "square"])
+        return try SegmentationDataset(path: path)
+    }
+
+    /// Rescaling moves masks with images: sampled nearest-neighbour, every image pixel is the
+    /// value of its mask's class (or black padding where the mask is ignored), and the square's
+    /// side varies over the scale range.
+    func testScaleJitterResizesImagesAndMasksAlike() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try makeSquares(directory)
+        let loader = DataLoader(dataset, batchSize: 40, augmentation: Augmentation(scale: 0.3, nearest: 1), seed: 3)
+        let batch = try XCTUnwrap(Array(loader.batches(epoch: 0)).first)
+        var sides: [Int] = []
+        for slot in 0..<40 {
+            var squareRows = Set<Int>()
+            for index in 0..<(32 * 32) {
+                let mask = batch.masks[slot * 1024 + index], value = batch.images.pointer[slot * 1024 + index] * 255
+                let expected: Float = mask == 255 ? 0 : mask == 1 ? 200 : 50
+                XCTAssertEqual(value, expected, accuracy: 1e-3, "pixel \(index) of image \(slot), mask \(mask)")
+                if mask == 1 { squareRows.insert(index / 32) }
+            }
+            sides.append(squareRows.count)
+        }
+        // 16 pixels scaled by 0.7-1.3: 11-21 rows.
+        XCTAssertTrue(sides.allSatisfy { (11...21).contains($0) }, "\(sides)")
+        XCTAssertLessThanOrEqual(sides.min()!, 13)
+        XCTAssertGreaterThanOrEqual(sides.max()!, 19)
+        XCTAssertTrue(batch.masks.contains(255), "shrunk images are padded, their masks ignored there")
+    }
+
+    /// Bilinear rescaling (`nearest` 0) blends the square's edge into its surroundings; masks stay
+    /// hard classes; `nearest` 0.5 samples some images each way.
+    func testBilinearScaleJitterBlendsEdgesAndNearestIsAFraction() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try makeSquares(directory)
+        func blendedImages(nearest: Float) throws -> Int {
+            let loader = DataLoader(dataset, batchSize: 40, augmentation: Augmentation(scale: 0.3, nearest: nearest), seed: 3)
+            let batch = try XCTUnwrap(Array(loader.batches(epoch: 0)).first)
+            XCTAssertTrue(batch.masks.allSatisfy { [0, 1, 255].contains($0) })
+            return (0..<40).filter { slot in
+                (0..<1024).contains { index in
+                    let value = batch.images.pointer[slot * 1024 + index] * 255
+                    return ![0, 50, 200].contains { abs($0 - value) < 1e-3 }
+                }
+            }.count
+        }
+        XCTAssertEqual(try blendedImages(nearest: 1), 0)
+        let bilinear = try blendedImages(nearest: 0)
+        XCTAssertGreaterThanOrEqual(bilinear, 36, "a scale that hits pixel centres exactly is rare")
+        let half = try blendedImages(nearest: 0.5)
+        XCTAssertTrue((8...32).contains(half), "\(half) of 40 bilinear at nearest=0.5")
+    }
+
+    /// A box rescaled with its image still bounds the item's pixels (to a pixel).
+    func testScaleJitterMovesBoxesWithTheImage() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("det.h5")
+        let side = 32
+        let writer = try DatasetWriter(path: path, task: .detection, channels: 1, height: side, width: side, source: "test")
+        var image = Image(width: side, height: side, channels: 1)
+        for y in 6..<14 { for x in 18..<28 { image.pixels[y * side + x] = 255 } }
+        for index in 0..<20 {
+            try writer.append(image: image, boxes: [DetectionBox(x1: 18, y1: 6, x2: 28, y2: 14, label: 0)], imageID: Int64(index),
+                              originalWidth: side, originalHeight: side)
+        }
+        try writer.finish(classNames: ["thing"])
+        let dataset = try DetectionDataset(path: path)
+        let augmentation = Augmentation(cropPadding: 2, horizontalFlip: true, scale: 0.4, nearest: 1)
+        let batch = try XCTUnwrap(Array(DataLoader(dataset, batchSize: 20, augmentation: augmentation, seed: 5).batches(epoch: 0)).first)
+        var widths = Set<Int>()
+        for slot in 0..<20 {
+            let box = try XCTUnwrap(batch.boxes[slot].first)
+            let bright = (0..<(side * side)).filter { batch.images.pointer[slot * side * side + $0] > 0.5 }
+            let xs = bright.map { $0 % side }, ys = bright.map { $0 / side }
+            XCTAssertEqual(Float(xs.min()!), box.x1, accuracy: 1, "image \(slot)")
+            XCTAssertEqual(Float(xs.max()! + 1), box.x2, accuracy: 1, "image \(slot)")
+            XCTAssertEqual(Float(ys.min()!), box.y1, accuracy: 1, "image \(slot)")
+            XCTAssertEqual(Float(ys.max()! + 1), box.y2, accuracy: 1, "image \(slot)")
+            widths.insert(Int(box.x2 - box.x1))
+        }
+        XCTAssertGreaterThan(widths.count, 3, "the scale varies")
+    }
+
+    /// torchvision's `adjust_sharpness` on a bright dot: the dot moves away from its 3x3
+    /// smoothing (5/13 of it) by the factor, its neighbours (1/13 of it) below 0 are clamped,
+    /// border pixels and flat regions keep their values.
+    func testSharpeningPushesPixelsAwayFromTheirSmoothing() {
+        var plane = [Float](repeating: 0, count: 25)
+        plane[12] = 100
+        plane[0] = 30   // a border pixel
+        Sharpening(factor: 2).apply(to: &plane, width: 5, height: 5, scale: 1, shift: 0)
+        let smooth: Float = 500 / 13
+        XCTAssertEqual(plane[12], smooth + 2 * (100 - smooth), accuracy: 1e-3)
+        XCTAssertEqual(plane[7], 0, "clamped at black")
+        XCTAssertEqual(plane[0], 30, "borders stay")
+        // Pixel 6 reads the border pixel 0 as it was: smooth (30 + 100) / 13, pushed below black.
+        XCTAssertEqual(plane[6], 0)
+        var bright = [Float](repeating: 250, count: 25)
+        bright[12] = 100
+        Sharpening(factor: 2).apply(to: &bright, width: 5, height: 5, scale: 1, shift: 0)
+        XCTAssertEqual(bright[7], 255, "clamped at white")
+        var flat = [Float](repeating: 0.3, count: 16)
+        Sharpening(factor: 1.7).apply(to: &flat, width: 4, height: 4, scale: 1 / 255, shift: -0.1)
+        XCTAssertTrue(flat.allSatisfy { abs($0 - 0.3) < 1e-6 }, "a flat plane stays flat")
+        var generator = SeededGenerator(seed: 1)
+        XCTAssertNil(Sharpening(probability: 0, using: &generator))
+        let factors = (0..<200).compactMap { _ in Sharpening(probability: 0.5, using: &generator)?.factor }
+        XCTAssertTrue((70...130).contains(factors.count), "\(factors.count) of 200 at probability 0.5")
+        XCTAssertTrue(factors.allSatisfy { (1...2).contains($0) })
+        XCTAssertLessThan(factors.min()!, 1.1)
+        XCTAssertGreaterThan(factors.max()!, 1.9)
+    }
+
+    /// The loader sharpens with probability `sharpen`: the square's inner rim gets brighter than
+    /// the square, its outer rim darker than the background; the other images are untouched.
+    func testTheLoaderSharpensAFractionOfImages() throws {
+        let directory = TemporaryDirectory()
+        let dataset = try makeSquares(directory)
+        func batch(_ sharpen: Float) throws -> Batch {
+            try XCTUnwrap(Array(DataLoader(dataset, batchSize: 40, shuffle: false, augmentation: Augmentation(sharpen: sharpen), seed: 2)).first)
+        }
+        let plain = try batch(0), sharpened = try batch(0.5)
+        var changed = 0
+        for slot in 0..<40 {
+            let pixel = { (batch: Batch, x: Int, y: Int) in batch.images.pointer[slot * 1024 + y * 32 + x] * 255 }
+            XCTAssertEqual(pixel(plain, 8, 16), 200, accuracy: 1e-3)
+            if pixel(sharpened, 8, 16) == pixel(plain, 8, 16) {
+                XCTAssertEqual(Array(sharpened.images.scalars[(slot * 1024)..<((slot + 1) * 1024)]),
+                               Array(plain.images.scalars[(slot * 1024)..<((slot + 1) * 1024)]))
+                continue
+            }
+            changed += 1
+            XCTAssertGreaterThan(pixel(sharpened, 8, 16), 200, "inner rim")
+            XCTAssertLessThan(pixel(sharpened, 7, 16), 50, "outer rim")
+            XCTAssertEqual(pixel(sharpened, 16, 16), 200, accuracy: 1e-3, "the flat inside")
+        }
+        XCTAssertTrue((10...30).contains(changed), "\(changed) of 40 sharpened at probability 0.5")
+    }
+
     func testTaggingBatchesCarryMultiHotTensors() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("tags.h5")

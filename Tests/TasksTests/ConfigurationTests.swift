@@ -89,6 +89,14 @@ final class ConfigurationTests: XCTestCase {
         refused("settings.nms=0.5", "unknown key 'settings.nms'")
         refused("epochs", "--set takes KEY=VALUE")
         refused("erase=0.5", "erase is not available for detection")
+        refused("train.scale=0.2", "scale is not available for detection")
+        refused("nearest=1.5", "nearest must be a fraction in [0, 1], got 1.5")
+        XCTAssertEqual(try set("nearest=0.5").train.nearest, 0.5)
+        XCTAssertThrowsError(try set("augment=false", "nearest=0.5")) { XCTAssertTrue("\($0)".contains("nearest is part of the augmentation"), "\($0)") }
+        XCTAssertThrowsError(try TaggingConfig().applying(ConfigOverrides(assignments: ["scale=1"]))) {
+            XCTAssertTrue("\($0)".contains("scale must be in [0, 1)"), "\($0)")
+        }
+        XCTAssertEqual(try TaggingConfig().applying(ConfigOverrides(assignments: ["scale=0.2"])).train.scale, 0.2)
 
         // The same leaf name in two sections needs its section.
         XCTAssertThrowsError(try TwoSections().applying(ConfigOverrides(assignments: ["rate=0.1"]))) { error in

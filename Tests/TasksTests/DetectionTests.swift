@@ -215,6 +215,57 @@ final class IgnoreRegionTests: XCTestCase {
         let raised = pairs.filter { $1 > $0 + 1e-6 }.count
         XCTAssertGreaterThan(raised, plain.images.count / 4, "most dark pixels get noise")
     }
+
+    /// `nearest` 1 crops every window nearest-neighbour: on a scene of a few distinct values
+    /// (including the padding background) its windows show only those values, while bilinear
+    /// crops of the same windows blend them at the object's edges.
+    func testNearestWindowsShowOnlyTheScenesOwnValues() throws {
+        let folder = TemporaryFolder()
+        let writer = try DatasetWriter(path: folder.file("scenes.h5"), task: .detection, channels: 1, height: sceneSide, width: sceneSide,
+                                       source: "test")
+        for index in 0..<3 {
+            var image = Image(width: sceneSide, height: sceneSide, channels: 1)
+            for y in 4..<16 { for x in 2..<14 { image.pixels[y * sceneSide + x] = UInt8(100 + 50 * (x % 2)) } }
+            try writer.append(image: image, boxes: [DetectionBox(x1: 2, y1: 4, x2: 14, y2: 16, label: 0)], imageID: Int64(index),
+                              originalWidth: sceneSide, originalHeight: sceneSide)
+        }
+        try writer.finish(classNames: ["filled", "hollow"])
+        let dataset = try DetectionDataset(path: folder.file("scenes.h5"))
+        let model = try Model<WindowHead>(smallDetectorConfiguration(classes: 2), seed: 1)
+        let configuration = model.configuration
+        var sampling = WindowSampling()
+        sampling.hardNegativesPerPositive = 0
+        func batch(nearest: Float) throws -> Batch {
+            let sampler = try WindowSampler(dataset: dataset, model: model, sampling: sampling, nearest: nearest, batchSize: 1000, seed: 2)
+            return try XCTUnwrap(sampler.stream(epoch: 1).nextBatch())
+        }
+        let normalised = { (pixel: Float) in (pixel / 255 - configuration.mean[0]) / configuration.std[0] }
+        let values = [normalised(0), normalised(100), normalised(150), model.context().background[0]]
+        let isSceneValue = { (x: Float) in values.contains { abs($0 - x) < 1e-4 } }
+        let bilinear = try batch(nearest: 0), nearest = try batch(nearest: 1)
+        XCTAssertEqual(nearest.windows?.classes, bilinear.windows?.classes, "the same windows")
+        XCTAssertTrue(nearest.images.scalars.allSatisfy(isSceneValue), "nearest crops invent no values")
+        XCTAssertGreaterThan(bilinear.images.scalars.filter { !isSceneValue($0) }.count, 100, "bilinear crops blend neighbours")
+        let half = try batch(nearest: 0.5)
+        let windowSize = half.images.count / half.images.shape[0]
+        let blended = (0..<half.images.shape[0]).filter { window in
+            half.images.scalars[(window * windowSize)..<((window + 1) * windowSize)].contains { !isSceneValue($0) }
+        }.count
+        XCTAssertGreaterThan(blended, 0, "nearest=0.5 leaves some windows bilinear")
+        XCTAssertLessThan(blended, half.images.shape[0], "and crops others nearest")
+    }
+
+    /// Nearest-neighbour window crops take, for each output pixel, the input pixel whose span holds
+    /// its centre: an 8-pixel row resized to 5 reads pixels 0, 2, 4, 5, 7.
+    func testANearestWindowCropReadsThePixelUnderEachCentre() {
+        let image = Tensor(shape: [1, 1, 8, 8], scalars: (0..<64).map(Float.init))
+        let crop = image.resizedBilinearWindow(height: 5, width: 5, left: -1, top: 0, size: 6, background: [-1], nearest: true)
+        let columns = [0, 2, 4, 5, 7]
+        for (oy, y) in columns.enumerated() {
+            XCTAssertEqual(Array(crop.scalars[(oy * 6)..<(oy * 6 + 6)]), [-1] + columns.map { Float(y * 8 + $0) })
+        }
+        XCTAssertEqual(Array(crop.scalars[30..<36]), Array(repeating: -1, count: 6), "rows below the level are background")
+    }
 }
 
 final class SecondLookTests: XCTestCase {

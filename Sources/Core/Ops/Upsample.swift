@@ -4,20 +4,26 @@ import Foundation
 // pixels it was read from; planes are independent, so the scatter needs no synchronisation.
 
 /// For each output coordinate along one axis: the two input neighbours and the weight of the
-/// upper one, with PyTorch's align_corners = false sampling.
+/// upper one, with PyTorch's align_corners = false sampling; `nearest` takes the one input pixel
+/// whose span holds the output pixel's centre (PIL's nearest, PyTorch's nearest-exact), weight 0.
 private final class LinearSampling {
     let count: Int
     let lower: UnsafeMutablePointer<Int>
     let upper: UnsafeMutablePointer<Int>
     let upperWeight: UnsafeMutablePointer<Float>
 
-    init(inputSize: Int, outputSize: Int) {
+    init(inputSize: Int, outputSize: Int, nearest: Bool = false) {
         count = outputSize
         lower = .allocate(capacity: Swift.max(outputSize, 1))
         upper = .allocate(capacity: Swift.max(outputSize, 1))
         upperWeight = .allocate(capacity: Swift.max(outputSize, 1))
         let scale = Float(inputSize) / Float(outputSize)
         for o in 0..<outputSize {
+            if nearest {
+                let i = Swift.min(Int(scale * (Float(o) + 0.5)), inputSize - 1)
+                lower[o] = i; upper[o] = i; upperWeight[o] = 0
+                continue
+            }
             // Pixel centres line up: source = (o + 0.5) * in / out - 0.5, clamped at the left edge.
             let source = Swift.max(scale * (Float(o) + 0.5) - 0.5, 0)
             let i0 = Swift.min(Int(source), inputSize - 1)
@@ -91,13 +97,15 @@ extension Tensor {
     /// pixels `resizedBilinear(height:width:)` gives there), with its top-left corner at (`left`,
     /// `top`) of the resized image; window pixels outside it take `background[c]`. [1, C, H, W]
     /// -> [1, C, size, size]. For window crops of an image pyramid; it records no gradient.
-    public func resizedBilinearWindow(height: Int, width: Int, left: Int, top: Int, size: Int, background: [Float]) -> Tensor {
+    /// `nearest` samples nearest-neighbour instead (the pixel whose span holds each centre).
+    public func resizedBilinearWindow(height: Int, width: Int, left: Int, top: Int, size: Int, background: [Float],
+                                      nearest: Bool = false) -> Tensor {
         checkShape(rank == 4 && shape[0] == 1 && shape[2] > 0 && shape[3] > 0 && background.count == shape[1],
                    "resizedBilinearWindow: input \(shape) with \(background.count) background values")
         precondition(!isTracked, "resizedBilinearWindow is for inference and records no gradient")
         let (c, h, w) = (shape[1], shape[2], shape[3])
-        let rows = LinearSampling(inputSize: h, outputSize: height)
-        let columns = LinearSampling(inputSize: w, outputSize: width)
+        let rows = LinearSampling(inputSize: h, outputSize: height, nearest: nearest)
+        let columns = LinearSampling(inputSize: w, outputSize: width, nearest: nearest)
         let out = Tensor.uninitialized([1, c, size, size])
         for channel in 0..<c {
             let src = pointer + channel * h * w, dst = out.pointer + channel * size * size

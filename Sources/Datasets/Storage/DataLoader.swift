@@ -23,45 +23,79 @@ public struct Augmentation: Sendable {
     /// Largest level of background noise (a fraction of 255) raised under each image after the
     /// crop and flip; see `NoiseFloor`. 0: none.
     public var noise: Float
+    /// Largest relative change of size: each image is scaled about its centre by a factor drawn
+    /// uniformly from [1 - scale, 1 + scale] with the crop and flip (Ultralytics' `scale`). 0: none.
+    public var scale: Float
+    /// Fraction of rescaled images sampled nearest-neighbour instead of bilinearly, so that a model
+    /// sees items scaled by a sharper filter than its data's (masks are always nearest).
+    public var nearest: Float
+    /// Probability of sharpening an image after the crop and flip; see `Sharpening`. 0: never.
+    public var sharpen: Float
 
-    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0, noise: Float = 0) {
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, erasing: Float = 0, pasting: Float = 0, noise: Float = 0,
+                scale: Float = 0, nearest: Float = 0, sharpen: Float = 0) {
         self.cropPadding = cropPadding
         self.horizontalFlip = horizontalFlip
         self.erasing = erasing
         self.pasting = pasting
         self.noise = noise
+        self.scale = scale
+        self.nearest = nearest
+        self.sharpen = sharpen
     }
 
     /// No augmentation.
     public static let none = Augmentation()
 }
 
-/// One image's crop and flip, applied alike to its pixels, its mask and its boxes: output pixel
-/// (x, y) shows source pixel (`sourceX(x)`, `y + offsetY`), and sources outside the image are
-/// padding.
+/// One image's crop, flip and scale, applied alike to its pixels, its mask and its boxes: the
+/// image is scaled by `scale` about its centre, shifted by (`offsetX`, `offsetY`) and mirrored,
+/// so output pixel centre (x + 1/2, y + 1/2) shows source point (`u(x)`, `v(y)`); sources
+/// outside the image are padding. Images are sampled bilinearly unless `nearest`; masks always
+/// nearest-neighbour (the pixel whose span holds the point).
 struct CropFlip {
     let width: Int, height: Int
     let offsetX: Int, offsetY: Int
     let flip: Bool
+    /// 1: no rescaling (every output pixel is one source pixel).
+    let scale: Float
+    let nearest: Bool
+    /// Nearest source column and row of each output column and row (out of range: padding).
+    let columns: [Int], rows: [Int]
 
-    /// Draws the flip, then the x and y offsets in [-padding, padding], from `generator`.
+    /// Draws the flip, then the x and y offsets in [-padding, padding], then (with
+    /// `augmentation.scale`) the scale and the filter, from `generator`.
     init(width: Int, height: Int, augmentation: Augmentation, using generator: inout SeededGenerator) {
         self.width = width; self.height = height
         let padding = augmentation.cropPadding
         flip = augmentation.horizontalFlip && generator.next() & 1 == 1
         offsetX = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
         offsetY = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+        if augmentation.scale > 0 {
+            scale = 1 + augmentation.scale * (2 * generator.nextUniform() - 1)
+            nearest = augmentation.nearest > 0 && generator.nextUniform() < augmentation.nearest
+        } else {
+            scale = 1; nearest = true
+        }
+        let (flip, offsetX, offsetY, scale) = (flip, offsetX, offsetY, scale)
+        columns = (0..<width).map { x in Int((Self.source(flip ? width - 1 - x : x, size: width, scale: scale) + Float(offsetX)).rounded(.down)) }
+        rows = (0..<height).map { y in Int((Self.source(y, size: height, scale: scale) + Float(offsetY)).rounded(.down)) }
     }
 
-    @inline(__always) func sourceX(_ x: Int) -> Int { (flip ? width - 1 - x : x) + offsetX }
+    /// Where output pixel `x`'s centre falls in the unshifted source, in pixel units (pixel i
+    /// spans [i, i + 1)).
+    @inline(__always) static func source(_ x: Int, size: Int, scale: Float) -> Float {
+        let centre = Float(size) / 2
+        return scale == 1 ? Float(x) + 0.5 : (Float(x) + 0.5 - centre) / scale + centre
+    }
 
-    /// Fills the `height` x `width` plane `output` from the plane `input`: `convert` maps a
-    /// source value, `padding` fills what comes from outside.
+    /// Fills the `height` x `width` plane `output` from the plane `input` nearest-neighbour:
+    /// `convert` maps a source value, `padding` fills what comes from outside.
     @inline(__always)
     func apply<Source, Output>(_ input: UnsafePointer<Source>, into output: UnsafeMutablePointer<Output>,
                                padding: Output, _ convert: (Source) -> Output) {
         for y in 0..<height {
-            let sourceY = y + offsetY
+            let sourceY = rows[y]
             let outRow = output + y * width
             if sourceY < 0 || sourceY >= height {
                 outRow.update(repeating: padding, count: width)
@@ -69,8 +103,38 @@ struct CropFlip {
             }
             let inRow = input + sourceY * width
             for x in 0..<width {
-                let sx = sourceX(x)
+                let sx = columns[x]
                 outRow[x] = sx >= 0 && sx < width ? convert(inRow[sx]) : padding
+            }
+        }
+    }
+
+    /// Fills the plane `output` with the image plane `input`'s pixels times `multiplier` plus
+    /// `shift` (outside: `shift`, a black pixel), bilinearly when the image is rescaled and not `nearest`.
+    func apply(image input: UnsafePointer<UInt8>, into output: UnsafeMutablePointer<Float>, multiplier: Float, shift: Float) {
+        guard scale != 1 && !nearest else { return apply(input, into: output, padding: shift) { Float($0) * multiplier + shift } }
+        // Pixel centres: source coordinate u - 1/2 lies between pixels floor and floor + 1.
+        func axis(_ size: Int, offset: Int, flipped: Bool) -> (lower: [Int], weight: [Float]) {
+            var lower: [Int] = [], weight: [Float] = []
+            for x in 0..<size {
+                let u = Self.source(flipped ? size - 1 - x : x, size: size, scale: scale) + Float(offset) - 0.5
+                let i = u.rounded(.down)
+                lower.append(Int(i)); weight.append(u - i)
+            }
+            return (lower, weight)
+        }
+        let (lowerX, weightX) = axis(width, offset: offsetX, flipped: flip)
+        let (lowerY, weightY) = axis(height, offset: offsetY, flipped: false)
+        @inline(__always) func pixel(_ x: Int, _ y: Int) -> Float {
+            x >= 0 && x < width && y >= 0 && y < height ? Float(input[y * width + x]) * multiplier + shift : shift
+        }
+        for y in 0..<height {
+            let y0 = lowerY[y], ty = weightY[y]
+            for x in 0..<width {
+                let x0 = lowerX[x], tx = weightX[x]
+                let top = pixel(x0, y0) * (1 - tx) + pixel(x0 + 1, y0) * tx
+                let bottom = pixel(x0, y0 + 1) * (1 - tx) + pixel(x0 + 1, y0 + 1) * tx
+                output[y * width + x] = top * (1 - ty) + bottom * ty
             }
         }
     }
@@ -78,8 +142,11 @@ struct CropFlip {
     /// The box as it appears in the output, clipped to it; nil when nothing of it is left.
     func apply(_ box: DetectionBox) -> DetectionBox? {
         let w = Float(width), h = Float(height)
-        var x1 = max(0, min(w, box.x1 - Float(offsetX))), x2 = max(0, min(w, box.x2 - Float(offsetX)))
-        let y1 = max(0, min(h, box.y1 - Float(offsetY))), y2 = max(0, min(h, box.y2 - Float(offsetY)))
+        // The inverse of `source`: source point s shows at (s - offset - size / 2) * scale + size / 2.
+        let mapX = { (x: Float) in max(0, min(w, (x - Float(self.offsetX) - w / 2) * self.scale + w / 2)) }
+        let mapY = { (y: Float) in max(0, min(h, (y - Float(self.offsetY) - h / 2) * self.scale + h / 2)) }
+        var x1 = mapX(box.x1), x2 = mapX(box.x2)
+        let y1 = mapY(box.y1), y2 = mapY(box.y2)
         if flip { (x1, x2) = (w - x2, w - x1) }
         // Boxes cropped away entirely have no area left to learn from.
         return x2 > x1 && y2 > y1 ? DetectionBox(x1: x1, y1: y1, x2: x2, y2: y2, label: box.label, ignore: box.ignore) : nil
@@ -138,6 +205,43 @@ public struct NoiseFloor {
                       using generator: inout SeededGenerator) {
         for index in 0..<count {
             plane[index] = max(plane[index], Float(distribution.value(level: level, using: &generator)) * scale + shift)
+        }
+    }
+}
+
+/// One image's sharpening (`Augmentation.sharpen`), as torchvision's `adjust_sharpness`: each
+/// interior pixel moves away from its 3x3 smoothing (weights 1, centre 5, over 13) by `factor`
+/// (1: unchanged, 2: twice the difference), clamped to the pixel range; border pixels stay.
+/// Items that a sharper filter scaled (nearest-neighbour) look so beside bilinear ones.
+public struct Sharpening {
+    public let factor: Float
+
+    /// Nil when the image is not sharpened (probability `1 - probability`); draws nothing when
+    /// `probability` is 0, so runs without sharpening keep their random stream. The factor is
+    /// drawn uniformly from [1, 2].
+    public init?(probability: Float, using generator: inout SeededGenerator) {
+        guard probability > 0, generator.nextUniform() < probability else { return nil }
+        factor = 1 + generator.nextUniform()
+    }
+
+    init(factor: Float) { self.factor = factor }
+
+    /// Sharpens one normalised `width` x `height` plane (pixel v stored as v * scale + shift, scale > 0).
+    public func apply(to plane: UnsafeMutablePointer<Float>, width: Int, height: Int, scale: Float, shift: Float) {
+        guard width >= 3, height >= 3 else { return }
+        let low = shift, high = 255 * scale + shift
+        // The two rows above the one being written, as they were before sharpening.
+        var above = Array(UnsafeBufferPointer(start: plane, count: width))
+        var current = Array(UnsafeBufferPointer(start: plane + width, count: width))
+        for y in 1..<(height - 1) {
+            let below = plane + (y + 1) * width, row = plane + y * width
+            for x in 1..<(width - 1) {
+                let ring = above[x - 1] + above[x] + above[x + 1] + current[x - 1] + current[x + 1] + below[x - 1] + below[x] + below[x + 1]
+                let smooth = (ring + 5 * current[x]) / 13
+                row[x] = min(high, max(low, smooth + factor * (current[x] - smooth)))
+            }
+            swap(&above, &current)
+            for x in 0..<width { current[x] = below[x] }
         }
     }
 }
@@ -289,6 +393,7 @@ struct SampleDraws {
     /// Index into the window's rows of the image whose item is pasted on (`Augmentation.pasting`).
     let donor: Int?
     let noise: NoiseFloor?
+    let sharpening: Sharpening?
 
     init(seed: UInt64, epoch: Int, row: Int, width: Int, height: Int, augmentation: Augmentation, pastes: Bool, candidates: Int) {
         generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(row))
@@ -296,6 +401,7 @@ struct SampleDraws {
         erased = ErasedRectangle(width: width, height: height, probability: augmentation.erasing, using: &generator)
         donor = pastes ? Pasting.donor(probability: augmentation.pasting, candidates: candidates, using: &generator) : nil
         noise = NoiseFloor(largest: augmentation.noise, using: &generator)
+        sharpening = Sharpening(probability: augmentation.sharpen, using: &generator)
     }
 }
 
@@ -402,7 +508,7 @@ final class EpochPlan {
             let index = slot[row]!
             indices.append(row)
             var draws = self.draws(row: row)
-            let transform = draws.transform, erased = draws.erased, noise = draws.noise
+            let transform = draws.transform, erased = draws.erased, noise = draws.noise, sharpening = draws.sharpening
             let donor = draws.donor.map { windowRows[$0] }
             let pastedItem = dataset.task == .classification
                 ? donor.flatMap { PastedItem(width: width, height: height, source: $0, using: &draws.generator) } : nil
@@ -416,9 +522,8 @@ final class EpochPlan {
             let normalise = { (image: UnsafePointer<UInt8>) in
                 for channel in 0..<channels {
                     let scale = scale[channel], shift = shift[channel]
-                    transform.apply(image + channel * plane, into: out + channel * plane, padding: shift) {
-                        Float($0) * scale + shift
-                    }
+                    transform.apply(image: image + channel * plane, into: out + channel * plane, multiplier: scale, shift: shift)
+                    sharpening?.apply(to: out + channel * plane, width: width, height: height, scale: scale, shift: shift)
                     noise?.apply(to: out + channel * plane, count: plane, scale: scale, shift: shift, using: &generator)
                     // Noise over the pixel range, normalised as the pixels are.
                     erased?.apply(to: out + channel * plane, width: width) { generator.nextUniform() * 255 * scale + shift }

@@ -262,6 +262,7 @@ public struct DetectionConfig: TaskConfig {
         try Check.that(head.hidden >= 1 && head.hidden <= 65_536, "hidden", "must be 1 to 65536, got \(head.hidden)")
         try Check.that(head.context >= 0 && head.context <= 1024, "context", "must be 0 to 1024 pixels, got \(head.context)")
         try sampling.validate()
+        try Check.that(train.scale == 0, "scale", "is not available for detection (the sampler jitters each window's scale itself)")
         // Window crops are sampled, jittered and flipped by the sampler, which neither erases nor pastes.
         try Check.that(train.erasing == 0, "erase", "is not available for detection (its windows are sampled, not loaded)")
         try Check.that(train.pasting == 0, "paste", "is for classification and segmentation (a pasted item would have no box)")

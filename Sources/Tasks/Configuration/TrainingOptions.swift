@@ -1,4 +1,5 @@
 import PerceptCore
+import PerceptDatasets
 import Foundation
 
 /// The optimizers training can use.
@@ -36,6 +37,14 @@ public struct TrainingOptions: Configurable {
     /// Largest level (a fraction of 255) of the background noise raised under each training
     /// image, so a model holds up on noisier backgrounds than its data's; see `NoiseFloor`.
     public var noise: Float = 0
+    /// Largest relative change of each training image's size, about its centre; see
+    /// `Augmentation.scale`. Detection jitters its windows' scale itself.
+    public var scale: Float = 0
+    /// Fraction of resampled training images (rescaled ones, detection's window crops) sampled
+    /// nearest-neighbour instead of bilinearly: items as a sharper filter scales them.
+    public var nearest: Float = 0
+    /// Probability of sharpening each training image (detection: window crop); see `Sharpening`.
+    public var sharpen: Float = 0
     /// The same seed and thread count give the same model.
     public var seed: UInt64 = 0
     /// The backbone's learning rate as a fraction of the head's.
@@ -47,7 +56,7 @@ public struct TrainingOptions: Configurable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch", optimizer, learningRate = "lr", momentum, weightDecay, warmupEpochs, augment,
-             erasing = "erase", pasting = "paste", noise, seed, backboneLearningRateScale = "backboneLrScale", patience
+             erasing = "erase", pasting = "paste", noise, scale, nearest, sharpen, seed, backboneLearningRateScale = "backboneLrScale", patience
     }
 
     public func validate() throws {
@@ -57,14 +66,28 @@ public struct TrainingOptions: Configurable {
         try Check.that(momentum >= 0 && momentum < 1, "momentum", "must be in [0, 1), got \(momentum)")
         try Check.that(weightDecay >= 0 && weightDecay <= 1, "weight_decay", "must be in [0, 1], got \(weightDecay)")
         try Check.that(warmupEpochs >= 0, "warmup_epochs", "must not be negative, got \(warmupEpochs)")
-        for (key, probability) in [("erase", erasing), ("paste", pasting)] {
+        for (key, probability) in [("erase", erasing), ("paste", pasting), ("sharpen", sharpen)] {
             try Check.that(probability >= 0 && probability <= 1, key, "must be a probability in [0, 1], got \(probability)")
             try Check.that(augment || probability == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
         }
         try Check.that(noise >= 0 && noise <= 1, "noise", "must be a level in [0, 1] (a fraction of 255), got \(noise)")
         try Check.that(augment || noise == 0, "noise", "is part of the augmentation, which augment=false turns off; set noise=0 too")
+        try Check.that(scale >= 0 && scale < 1, "scale", "must be in [0, 1) (a relative change of size), got \(scale)")
+        try Check.that(nearest >= 0 && nearest <= 1, "nearest", "must be a fraction in [0, 1], got \(nearest)")
+        for (key, value) in [("scale", scale), ("nearest", nearest)] {
+            try Check.that(augment || value == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
+        }
         try Check.that(backboneLearningRateScale >= 0 && backboneLearningRateScale <= 10, "backbone_lr_scale", "must be 0 to 10, got \(backboneLearningRateScale)")
         try Check.that(patience >= 0, "patience", "must be 0 (never stop early) or more epochs, got \(patience)")
+    }
+
+    /// The data augmentation these options ask for on images `height` pixels high (crop padding
+    /// 1/16 of it, at least 2), with the erasing and pasting probabilities given (a multi-task
+    /// run sets them per task): `.none` without `augment`.
+    func augmentation(height: Int, erasing: Float, pasting: Float) -> Augmentation {
+        guard augment else { return .none }
+        return Augmentation(cropPadding: max(2, height / 16), horizontalFlip: true, erasing: erasing, pasting: pasting,
+                            noise: noise, scale: scale, nearest: nearest, sharpen: sharpen)
     }
 
     /// These options as JSON (stored in checkpoints so a resumed run can be checked against them).

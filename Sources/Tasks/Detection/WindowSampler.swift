@@ -75,6 +75,12 @@ public final class WindowSampler: BatchSource {
     public let flips: Bool
     /// Largest noise floor raised under each window crop (`Augmentation.noise`; 0: none).
     public let noise: Float
+    /// Fraction of windows cropped from their level nearest-neighbour instead of bilinearly
+    /// (`Augmentation.nearest`): sharp, jagged items, as scenes whose items were scaled by
+    /// another filter show them.
+    public let nearest: Float
+    /// Probability of sharpening a window crop (`Augmentation.sharpen`).
+    public let sharpen: Float
     public let batchSize: Int
     public let seed: UInt64
     let scenes: [UInt8]
@@ -89,8 +95,9 @@ public final class WindowSampler: BatchSource {
     public let shard: Shard
 
     public init(dataset: DetectionDataset, model: Model<WindowHead>, sampling: WindowSampling, flip: Bool = true, noise: Float = 0,
-                batchSize: Int, seed: UInt64, shard: Shard = .whole) throws {
-        self.model = model; self.sampling = sampling; self.flips = flip; self.noise = noise; self.batchSize = batchSize; self.seed = seed; self.shard = shard
+                nearest: Float = 0, sharpen: Float = 0, batchSize: Int, seed: UInt64, shard: Shard = .whole) throws {
+        self.model = model; self.sampling = sampling; self.flips = flip; self.noise = noise; self.nearest = nearest; self.sharpen = sharpen
+        self.batchSize = batchSize; self.seed = seed; self.shard = shard
         scenes = try dataset.readImages(0..<dataset.count)
         boxes = try dataset.readBoxes(0..<dataset.count)
         squares = boxes.map { $0.map(objectSquare) }
@@ -199,7 +206,8 @@ public final class WindowSampler: BatchSource {
 
     /// The crops of `windows` as a batch: [B, C, window + 2 context, window + 2 context] images
     /// (each window with the head's context around it), labels, object boxes in window pixels.
-    /// A window's noise floor is keyed by the seed, the epoch and its position in the epoch.
+    /// A window's resampling (`nearest`), sharpening and noise floor are keyed by
+    /// the seed, the epoch and its position in the epoch.
     func batch(_ windows: ArraySlice<TrainingWindow>, epoch: Int = 0) -> Batch {
         let context = head.architecture.context, windowSide = head.architecture.window
         let size = windowSide + 2 * context, plane = size * size
@@ -209,8 +217,10 @@ public final class WindowSampler: BatchSource {
         var cache: (scene: Int, tensor: Tensor)?
         for (slot, (position, window)) in zip(windows.indices, windows).enumerated() {
             if cache?.scene != window.scene { cache = (window.scene, sceneTensor(window.scene)) }
-            let crop = cache!.tensor.resizedBilinearWindow(height: window.levelHeight, width: window.levelWidth,
-                                                           left: window.left - context, top: window.top - context, size: size, background: background)
+            var generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(position))
+            let nearest = self.nearest > 0 && generator.nextUniform() < self.nearest
+            let crop = cache!.tensor.resizedBilinearWindow(height: window.levelHeight, width: window.levelWidth, left: window.left - context,
+                                                           top: window.top - context, size: size, background: background, nearest: nearest)
             let destination = images.pointer + slot * channels * plane
             if window.flip {
                 for c in 0..<channels {
@@ -221,7 +231,10 @@ public final class WindowSampler: BatchSource {
             } else {
                 withExtendedLifetime(crop) { destination.update(from: crop.pointer, count: channels * plane) }
             }
-            var generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(position))
+            let sharpening = Sharpening(probability: sharpen, using: &generator)
+            for c in 0..<channels {
+                sharpening?.apply(to: destination + c * plane, width: size, height: size, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c])
+            }
             if let floor = NoiseFloor(largest: noise, using: &generator) {
                 for c in 0..<channels {
                     floor.apply(to: destination + c * plane, count: plane, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c],

@@ -305,9 +305,7 @@ final class JointTrainee: TrainableModel {
         var weights: [VisionTask: Float] = [:], lossFunctions: [VisionTask: (Batch) -> Tensor] = [:]
         var validators: [(task: VisionTask, run: () throws -> Evaluation)] = []
         func loader(_ set: ImageDataset, batch: Int, erase: Float, paste: Float) -> DataLoader {
-            let augmentation = augment
-                ? Augmentation(cropPadding: max(2, set.height / 16), horizontalFlip: true, erasing: erase, pasting: paste,
-                               noise: config.train.noise) : .none
+            let augmentation = config.train.augmentation(height: set.height, erasing: erase, pasting: paste)
             let size = config.batchSize(batch)
             return DataLoader(set, batchSize: size, shuffle: true, dropLast: set.count >= size * 2,
                               augmentation: augmentation, mean: c.mean, std: c.std, seed: seed, shard: .current)
@@ -339,7 +337,7 @@ final class JointTrainee: TrainableModel {
         if let (train, check) = sets.detection {
             try add(WindowHead.self, weight: config.detect.weight,
                     source: { try WindowSampler(dataset: train, model: $0, sampling: config.detect.sampling, flip: augment,
-                                                noise: config.train.noise,
+                                                noise: config.train.noise, nearest: config.train.nearest, sharpen: config.train.sharpen,
                                                 batchSize: config.batchSize(config.detect.batch), seed: seed, shard: .current) },
                     validation: check)
         }

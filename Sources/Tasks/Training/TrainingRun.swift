@@ -125,10 +125,7 @@ public struct TrainingRun<Config: TaskTraining> {
         model.calibratesOnValidation = config.calibratesOnValidation && validationSet != nil
         if resume == nil { for line in try config.prepare(model, dataset: dataset, pretrained: pretrained) { log(line) } }
         let options = config.train
-        let augmentation = options.augment
-            ? Augmentation(cropPadding: max(2, dataset.height / 16), horizontalFlip: true, erasing: options.erasing, pasting: options.pasting,
-                           noise: options.noise)
-            : .none
+        let augmentation = options.augmentation(height: dataset.height, erasing: options.erasing, pasting: options.pasting)
         let loader = try config.batchSource(model, dataset: dataset)
             ?? DataLoader(dataset, batchSize: options.batchSize, shuffle: true, dropLast: dataset.count >= options.batchSize * 2,
                           augmentation: augmentation, mean: configuration.mean, std: configuration.std, seed: seed, shard: .current)
@@ -198,7 +195,7 @@ extension DetectionConfig: TaskTraining {
 
     public func batchSource(_ model: Model<WindowHead>, dataset: DetectionDataset) throws -> (any BatchSource)? {
         try WindowSampler(dataset: dataset, model: model, sampling: sampling, flip: train.augment, noise: train.noise,
-                          batchSize: train.batchSize, seed: train.seed,
+                          nearest: train.nearest, sharpen: train.sharpen, batchSize: train.batchSize, seed: train.seed,
                           shard: .current)
     }
 }
