@@ -597,7 +597,7 @@ final class CLITests: XCTestCase {
         let canvases = root.appendingPathComponent("samples/canvases").path
         let shown = try percept(["tag", "predict", "--model", tagger, "--show-config"])
         XCTAssertEqual(shown.status, 0, shown.standardError)
-        XCTAssertTrue(shown.standardOutput.hasPrefix("settings:\n  thresholds: [0.44"), shown.standardOutput)
+        XCTAssertTrue(shown.standardOutput.hasPrefix("settings:\n  thresholds: [0.339"), shown.standardOutput)
         let stored = try percept(["tag", "predict", "--model", tagger, canvases])
         XCTAssertEqual(stored.status, 0, stored.standardError)
         XCTAssertTrue(stored.standardOutput.contains("00-trouser+coat.png,Trouser;Coat"), stored.standardOutput)

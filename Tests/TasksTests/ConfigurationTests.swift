@@ -138,7 +138,7 @@ final class ConfigurationTests: XCTestCase {
                        { var b = BackbonePreset.resnet8.configuration(inputChannels: 1, stemStride: 2); b.widths = [32, 64, 128]; return b }())
         let tag = TaggingConfig()
         XCTAssertEqual([tag.train.epochs, tag.train.batchSize], [20, 128])
-        XCTAssertEqual([tag.train.learningRate, tag.train.noise], [0.2, 0.15])
+        XCTAssertEqual([tag.train.learningRate, tag.train.noise, tag.train.scale, tag.train.nearest, tag.train.sharpen], [0.2, 0.15, 0.1, 0.5, 0.5])
         XCTAssertEqual(tag.backbone.weights, "fashion-classifier-long.h5")
         XCTAssertEqual(tag.backbone.widths, [32, 64, 128])
         XCTAssertEqual(tag.head.pooling, .globalMax)

@@ -82,7 +82,7 @@ final class ShippedModelTests: XCTestCase {
     /// The shipped models' logits on the sample images (Fixtures/shipped-logits.json). The
     /// classifier's are bit for bit as the code before the head redesign computed them (written
     /// by that code's debug build on a CPU with AVX2, OpenBLAS's Haswell kernels) with the direct
-    /// convolutions; the tagger's were written by session 18's debug build on AVX-512. Another
+    /// convolutions; the tagger's were written by session 19's debug build on AVX-512. Another
     /// kernel path sums in another order (the portable build, other BLAS kernels, or the Winograd
     /// inference convolutions, on by default): there the logits must still agree to float rounding.
     func testShippedModelsGiveThePinnedLogits() throws {
@@ -194,9 +194,9 @@ final class ShippedModelTests: XCTestCase {
 
     /// What the shipped models predicted on the samples (Fixtures/shipped-predictions.json and
     /// shipped-masks/): the classifier's and detector's as written by the code before the
-    /// configuration redesign (its release `predict` commands on a CPU with AVX-512), the tagger's
-    /// and segmenter's as written when session 18 shipped them (release `segment predict`, the
-    /// tagger's probabilities from the library, AVX-512).
+    /// configuration redesign (its release `predict` commands on a CPU with AVX-512), the
+    /// segmenter's as written when session 18 shipped it (release `segment predict`) and the
+    /// tagger's when session 19 did (its probabilities from the library), both on AVX-512.
     func pinnedPredictions() throws -> (classifier: [String: [String: Any]], tagger: [String: [String: Any]], detector: [[String: Any]]) {
         let data = try Data(contentsOf: root.appendingPathComponent("Tests/TasksTests/Fixtures/shipped-predictions.json"))
         let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])

@@ -169,8 +169,10 @@ public struct ClassificationConfig: TaskConfig {
 
 /// Multi-label tagging of multi-item canvases: ResNet-8 of widths 32/64/128 with a stride-2 stem,
 /// started from the shipped Fashion-MNIST classifier of that shape, global max pooling ("is this
-/// item anywhere"), 20 epochs at peak learning rate 0.2 with a noise floor of up to 0.15, the
-/// output layer started at the tags' base rates, per-tag thresholds tuned on the validation set.
+/// item anywhere"), 20 epochs at peak learning rate 0.2 with a noise floor of up to 0.15, scale
+/// jitter of 10% (half the rescaled canvases sampled nearest-neighbour) and half the canvases
+/// sharpened, the output layer started at the tags' base rates, per-tag thresholds tuned on the
+/// validation set.
 public struct TaggingConfig: TaskConfig {
     public typealias TaskHead = TaggingHead
 
@@ -185,7 +187,7 @@ public struct TaggingConfig: TaskConfig {
 
     public var backbone = BackboneOptions(preset: .resnet8, widths: [32, 64, 128], stemStride: 2, weights: "fashion-classifier-long.h5")
     public var head = HeadOptions()
-    public var train = TrainingOptions.recipe(epochs: 20, learningRate: 0.2, noise: 0.15)
+    public var train = TrainingOptions.recipe(epochs: 20, learningRate: 0.2, noise: 0.15, scale: 0.1, nearest: 0.5, sharpen: 0.5)
     public var settings = TaggingHead.Settings()
 
     public init() {}
@@ -333,9 +335,11 @@ public struct SegmentationConfig: TaskConfig {
 extension TrainingOptions {
     /// SGD with Nesterov momentum, weight decay 5e-4, one warm-up epoch: the optimiser every
     /// task's recipe uses, with its own length and peak learning rate.
-    static func recipe(epochs: Int, batchSize: Int = 128, learningRate: Float, pasting: Float = 0, noise: Float = 0) -> TrainingOptions {
+    static func recipe(epochs: Int, batchSize: Int = 128, learningRate: Float, pasting: Float = 0,
+                       noise: Float = 0, scale: Float = 0, nearest: Float = 0, sharpen: Float = 0) -> TrainingOptions {
         var o = TrainingOptions()
-        o.epochs = epochs; o.batchSize = batchSize; o.learningRate = learningRate; o.pasting = pasting; o.noise = noise
+        o.epochs = epochs; o.batchSize = batchSize; o.learningRate = learningRate
+        o.pasting = pasting; o.noise = noise; o.scale = scale; o.nearest = nearest; o.sharpen = sharpen
         return o
     }
 }
