@@ -188,18 +188,23 @@ final class IgnoreRegionTests: XCTestCase {
         }
     }
 
-    func testANoiseFloorRaisesTheWindowCropsOnly() throws {
-        let folder = TemporaryFolder()
+    /// Three black scenes, each with one object box (2, 4)-(14, 16) whose pixel in column x is `pixel(x)`.
+    func threeScenes(in folder: TemporaryFolder, pixel: (Int) -> UInt8) throws -> DetectionDataset {
         let writer = try DatasetWriter(path: folder.file("scenes.h5"), task: .detection, channels: 1, height: sceneSide, width: sceneSide,
                                        source: "test")
         for index in 0..<3 {
             var image = Image(width: sceneSide, height: sceneSide, channels: 1)
-            for y in 4..<16 { for x in 2..<14 { image.pixels[y * sceneSide + x] = 255 } }
+            for y in 4..<16 { for x in 2..<14 { image.pixels[y * sceneSide + x] = pixel(x) } }
             try writer.append(image: image, boxes: [DetectionBox(x1: 2, y1: 4, x2: 14, y2: 16, label: 0)], imageID: Int64(index),
                               originalWidth: sceneSide, originalHeight: sceneSide)
         }
         try writer.finish(classNames: ["filled", "hollow"])
-        let dataset = try DetectionDataset(path: folder.file("scenes.h5"))
+        return try DetectionDataset(path: folder.file("scenes.h5"))
+    }
+
+    func testANoiseFloorRaisesTheWindowCropsOnly() throws {
+        let folder = TemporaryFolder()
+        let dataset = try threeScenes(in: folder) { _ in 255 }
         let model = try Model<WindowHead>(smallDetectorConfiguration(classes: 2), seed: 1)
         var sampling = WindowSampling()
         sampling.hardNegativesPerPositive = 0
@@ -221,16 +226,7 @@ final class IgnoreRegionTests: XCTestCase {
     /// crops of the same windows blend them at the object's edges.
     func testNearestWindowsShowOnlyTheScenesOwnValues() throws {
         let folder = TemporaryFolder()
-        let writer = try DatasetWriter(path: folder.file("scenes.h5"), task: .detection, channels: 1, height: sceneSide, width: sceneSide,
-                                       source: "test")
-        for index in 0..<3 {
-            var image = Image(width: sceneSide, height: sceneSide, channels: 1)
-            for y in 4..<16 { for x in 2..<14 { image.pixels[y * sceneSide + x] = UInt8(100 + 50 * (x % 2)) } }
-            try writer.append(image: image, boxes: [DetectionBox(x1: 2, y1: 4, x2: 14, y2: 16, label: 0)], imageID: Int64(index),
-                              originalWidth: sceneSide, originalHeight: sceneSide)
-        }
-        try writer.finish(classNames: ["filled", "hollow"])
-        let dataset = try DetectionDataset(path: folder.file("scenes.h5"))
+        let dataset = try threeScenes(in: folder) { x in UInt8(100 + 50 * (x % 2)) }
         let model = try Model<WindowHead>(smallDetectorConfiguration(classes: 2), seed: 1)
         let configuration = model.configuration
         var sampling = WindowSampling()

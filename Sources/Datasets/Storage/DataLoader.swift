@@ -51,17 +51,19 @@ public struct Augmentation: Sendable {
 /// One image's crop, flip and scale, applied alike to its pixels, its mask and its boxes: the
 /// image is scaled by `scale` about its centre, shifted by (`offsetX`, `offsetY`) and mirrored,
 /// so output pixel centre (x + 1/2, y + 1/2) shows source point (`u(x)`, `v(y)`); sources
-/// outside the image are padding. Images are sampled bilinearly unless `nearest`; masks always
-/// nearest-neighbour (the pixel whose span holds the point).
+/// outside the image are padding. Rescaled images are sampled bilinearly or (`Augmentation.nearest`)
+/// nearest-neighbour; masks always nearest-neighbour (the pixel whose span holds the point).
 struct CropFlip {
     let width: Int, height: Int
     let offsetX: Int, offsetY: Int
     let flip: Bool
     /// 1: no rescaling (every output pixel is one source pixel).
     let scale: Float
-    let nearest: Bool
     /// Nearest source column and row of each output column and row (out of range: padding).
     let columns: [Int], rows: [Int]
+    /// For an image rescaled bilinearly: each output column's and row's lower source pixel and
+    /// the upper one's weight; nil when images are sampled nearest-neighbour too.
+    let bilinear: (columns: [Int], columnWeights: [Float], rows: [Int], rowWeights: [Float])?
 
     /// Draws the flip, then the x and y offsets in [-padding, padding], then (with
     /// `augmentation.scale`) the scale and the filter, from `generator`.
@@ -71,15 +73,32 @@ struct CropFlip {
         flip = augmentation.horizontalFlip && generator.next() & 1 == 1
         offsetX = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
         offsetY = padding > 0 ? Int.random(in: 0...(2 * padding), using: &generator) - padding : 0
+        var nearest = true
         if augmentation.scale > 0 {
             scale = 1 + augmentation.scale * (2 * generator.nextUniform() - 1)
             nearest = augmentation.nearest > 0 && generator.nextUniform() < augmentation.nearest
         } else {
-            scale = 1; nearest = true
+            scale = 1
         }
         let (flip, offsetX, offsetY, scale) = (flip, offsetX, offsetY, scale)
         columns = (0..<width).map { x in Int((Self.source(flip ? width - 1 - x : x, size: width, scale: scale) + Float(offsetX)).rounded(.down)) }
         rows = (0..<height).map { y in Int((Self.source(y, size: height, scale: scale) + Float(offsetY)).rounded(.down)) }
+        if scale != 1 && !nearest {
+            // Pixel centres: source coordinate u - 1/2 lies between pixels floor and floor + 1.
+            func axis(_ size: Int, offset: Int, flipped: Bool) -> (lower: [Int], weight: [Float]) {
+                var lower: [Int] = [], weight: [Float] = []
+                for x in 0..<size {
+                    let u = Self.source(flipped ? size - 1 - x : x, size: size, scale: scale) + Float(offset) - 0.5
+                    let i = u.rounded(.down)
+                    lower.append(Int(i)); weight.append(u - i)
+                }
+                return (lower, weight)
+            }
+            let x = axis(width, offset: offsetX, flipped: flip), y = axis(height, offset: offsetY, flipped: false)
+            bilinear = (x.lower, x.weight, y.lower, y.weight)
+        } else {
+            bilinear = nil
+        }
     }
 
     /// Where output pixel `x`'s centre falls in the unshifted source, in pixel units (pixel i
@@ -110,21 +129,10 @@ struct CropFlip {
     }
 
     /// Fills the plane `output` with the image plane `input`'s pixels times `multiplier` plus
-    /// `shift` (outside: `shift`, a black pixel), bilinearly when the image is rescaled and not `nearest`.
+    /// `shift` (outside: `shift`, a black pixel), bilinearly when the image is rescaled so.
     func apply(image input: UnsafePointer<UInt8>, into output: UnsafeMutablePointer<Float>, multiplier: Float, shift: Float) {
-        guard scale != 1 && !nearest else { return apply(input, into: output, padding: shift) { Float($0) * multiplier + shift } }
-        // Pixel centres: source coordinate u - 1/2 lies between pixels floor and floor + 1.
-        func axis(_ size: Int, offset: Int, flipped: Bool) -> (lower: [Int], weight: [Float]) {
-            var lower: [Int] = [], weight: [Float] = []
-            for x in 0..<size {
-                let u = Self.source(flipped ? size - 1 - x : x, size: size, scale: scale) + Float(offset) - 0.5
-                let i = u.rounded(.down)
-                lower.append(Int(i)); weight.append(u - i)
-            }
-            return (lower, weight)
-        }
-        let (lowerX, weightX) = axis(width, offset: offsetX, flipped: flip)
-        let (lowerY, weightY) = axis(height, offset: offsetY, flipped: false)
+        guard let tables = bilinear else { return apply(input, into: output, padding: shift) { Float($0) * multiplier + shift } }
+        let (lowerX, weightX, lowerY, weightY) = tables
         @inline(__always) func pixel(_ x: Int, _ y: Int) -> Float {
             x >= 0 && x < width && y >= 0 && y < height ? Float(input[y * width + x]) * multiplier + shift : shift
         }

@@ -68,13 +68,11 @@ public struct TrainingOptions: Configurable {
         try Check.that(warmupEpochs >= 0, "warmup_epochs", "must not be negative, got \(warmupEpochs)")
         for (key, probability) in [("erase", erasing), ("paste", pasting), ("sharpen", sharpen)] {
             try Check.that(probability >= 0 && probability <= 1, key, "must be a probability in [0, 1], got \(probability)")
-            try Check.that(augment || probability == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
         }
         try Check.that(noise >= 0 && noise <= 1, "noise", "must be a level in [0, 1] (a fraction of 255), got \(noise)")
-        try Check.that(augment || noise == 0, "noise", "is part of the augmentation, which augment=false turns off; set noise=0 too")
         try Check.that(scale >= 0 && scale < 1, "scale", "must be in [0, 1) (a relative change of size), got \(scale)")
         try Check.that(nearest >= 0 && nearest <= 1, "nearest", "must be a fraction in [0, 1], got \(nearest)")
-        for (key, value) in [("scale", scale), ("nearest", nearest)] {
+        for (key, value) in [("erase", erasing), ("paste", pasting), ("noise", noise), ("scale", scale), ("nearest", nearest), ("sharpen", sharpen)] {
             try Check.that(augment || value == 0, key, "is part of the augmentation, which augment=false turns off; set \(key)=0 too")
         }
         try Check.that(backboneLearningRateScale >= 0 && backboneLearningRateScale <= 10, "backbone_lr_scale", "must be 0 to 10, got \(backboneLearningRateScale)")

@@ -215,6 +215,8 @@ public final class WindowSampler: BatchSource {
         let background = model.context().background
         var labels: [Int32] = [], boxes: [DetectionBox?] = [], scenes: [Int] = []
         var cache: (scene: Int, tensor: Tensor)?
+        // Pixel value v is stored as v * pixelScale[c] + pixelShift[c] once normalised.
+        let pixelScale = std.map { 1 / (255 * $0) }, pixelShift = zip(mean, std).map { -$0 / $1 }
         for (slot, (position, window)) in zip(windows.indices, windows).enumerated() {
             if cache?.scene != window.scene { cache = (window.scene, sceneTensor(window.scene)) }
             var generator = SeededGenerator(keys: seed, UInt64(epoch), UInt64(position))
@@ -232,14 +234,10 @@ public final class WindowSampler: BatchSource {
                 withExtendedLifetime(crop) { destination.update(from: crop.pointer, count: channels * plane) }
             }
             let sharpening = Sharpening(probability: sharpen, using: &generator)
+            let floor = NoiseFloor(largest: noise, using: &generator)
             for c in 0..<channels {
-                sharpening?.apply(to: destination + c * plane, width: size, height: size, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c])
-            }
-            if let floor = NoiseFloor(largest: noise, using: &generator) {
-                for c in 0..<channels {
-                    floor.apply(to: destination + c * plane, count: plane, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c],
-                                using: &generator)
-                }
+                sharpening?.apply(to: destination + c * plane, width: size, height: size, scale: pixelScale[c], shift: pixelShift[c])
+                floor?.apply(to: destination + c * plane, count: plane, scale: pixelScale[c], shift: pixelShift[c], using: &generator)
             }
             labels.append(window.label)
             scenes.append(window.scene)
