@@ -110,6 +110,12 @@ public class SlotOptimizer {
     }
 }
 
+/// Elements of one parameter per chunk of an update's parallel loop: the update streams its
+/// weights, gradients and slots through memory once (ResNet-18: 11.7 million parameters, about
+/// 230 MB per SGD step), so large tensors are split between the threads; each element's
+/// arithmetic is the same whatever the split.
+private let updateGrain = 1 << 15
+
 /// Stochastic gradient descent with momentum, optional Nesterov, and L2 weight decay
 /// (PyTorch semantics: buf = momentum * buf + g + wd * p; p -= lr * buf).
 public final class SGD: SlotOptimizer, Optimizer {
@@ -137,20 +143,24 @@ public final class SGD: SlotOptimizer, Optimizer {
             let w = p.value.pointer, gp = g.pointer, n = p.value.count
             let lr = learningRate * rateScale(for: path), wd = decay(for: p), mu = momentum
             if mu == 0 {
-                for i in 0..<n { w[i] -= lr * (gp[i] + wd * w[i]) }
+                parallelFor(n, grain: updateGrain) { r in for i in r { w[i] -= lr * (gp[i] + wd * w[i]) } }
                 continue
             }
             let buf = slot("momentum", for: p).pointer
             if nesterov {
-                for i in 0..<n {
-                    let d = gp[i] + wd * w[i]
-                    buf[i] = mu * buf[i] + d
-                    w[i] -= lr * (d + mu * buf[i])
+                parallelFor(n, grain: updateGrain) { r in
+                    for i in r {
+                        let d = gp[i] + wd * w[i]
+                        buf[i] = mu * buf[i] + d
+                        w[i] -= lr * (d + mu * buf[i])
+                    }
                 }
             } else {
-                for i in 0..<n {
-                    buf[i] = mu * buf[i] + gp[i] + wd * w[i]
-                    w[i] -= lr * buf[i]
+                parallelFor(n, grain: updateGrain) { r in
+                    for i in r {
+                        buf[i] = mu * buf[i] + gp[i] + wd * w[i]
+                        w[i] -= lr * buf[i]
+                    }
                 }
             }
         }
@@ -193,11 +203,13 @@ public final class Adam: SlotOptimizer, Optimizer {
             let wd = decay(for: p), b1 = beta1, b2 = beta2, eps = epsilon
             let coupled = decoupledWeightDecay ? 0 : wd
             let shrink = decoupledWeightDecay ? 1 - lr * wd : 1
-            for i in 0..<n {
-                let grad = gp[i] + coupled * w[i]
-                m[i] = b1 * m[i] + (1 - b1) * grad
-                v[i] = b2 * v[i] + (1 - b2) * grad * grad
-                w[i] = w[i] * shrink - stepSize * m[i] / ((v[i] / correction2).squareRoot() + eps)
+            parallelFor(n, grain: updateGrain) { r in
+                for i in r {
+                    let grad = gp[i] + coupled * w[i]
+                    m[i] = b1 * m[i] + (1 - b1) * grad
+                    v[i] = b2 * v[i] + (1 - b2) * grad * grad
+                    w[i] = w[i] * shrink - stepSize * m[i] / ((v[i] / correction2).squareRoot() + eps)
+                }
             }
         }
     }

@@ -99,10 +99,13 @@ final class ConvolutionProfileTests: XCTestCase {
     }
 
     /// Each pass is timed on the path conv2D takes: a stride-1 "same" 3x3 layer fuses its
-    /// backward, a stride-2 one and a 1x1 layer do not.
+    /// backward, a stride-2 one and a 1x1 layer do not, nor does one with 16 channels, which
+    /// runs through Winograd's algorithm (unless that is switched off).
     func testTimingCoversEachPass() {
-        for (kernel, stride, padding, fuses) in [(3, 1, 1, true), (3, 2, 1, false), (1, 2, 0, false)] {
-            let layer = ConvolutionLayer(batch: 2, inChannels: 8, outChannels: 8, height: 8, width: 8, kernel: kernel,
+        let winograd = Tensor.winogradEnabled
+        for (kernel, stride, padding, channels, fuses) in [(3, 1, 1, 8, true), (3, 2, 1, 8, false), (1, 2, 0, 8, false),
+                                                           (3, 1, 1, 16, !winograd)] {
+            let layer = ConvolutionLayer(batch: 2, inChannels: channels, outChannels: channels, height: 8, width: 8, kernel: kernel,
                                          stride: stride, padding: padding, needsInputGradient: true)
             let timing = timeConvolution(layer, minTime: 0.001)
             for seconds in [timing.forward, timing.inputGradient, timing.weightGradient] {

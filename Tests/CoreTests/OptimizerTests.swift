@@ -190,6 +190,37 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// A parameter large enough that the update splits it between threads (100,000 elements):
+    /// every element equals the update rule computed element by element, bit for bit.
+    func testLargeParametersUpdateLikeTheElementwiseRule() {
+        let n = 100_000
+        var rng = SeededGenerator(seed: 5)
+        let start = Tensor.randomNormal([n], using: &rng).scalars
+        let gradient = Tensor.randomNormal([n], using: &rng).scalars
+        for optimizer in [SGD(learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01, decaysVectors: true),
+                          Adam(learningRate: 0.01, weightDecay: 0.01, decoupledWeightDecay: true, decaysVectors: true)] as [Optimizer] {
+            let p = Parameter(Tensor(shape: [n], scalars: start))
+            for _ in 0..<2 { optimizer.update(ParameterList([p]), along: fixedGradients([(p, gradient)])) }
+            var w = start, a = [Float](repeating: 0, count: n), b = a
+            for step in 1...2 {
+                for i in 0..<n {
+                    if let sgd = optimizer as? SGD {
+                        let d = gradient[i] + 0.01 * w[i]
+                        a[i] = sgd.momentum * a[i] + d
+                        w[i] -= 0.1 * (d + sgd.momentum * a[i])
+                    } else {
+                        let (b1, b2): (Float, Float) = (0.9, 0.999)
+                        let stepSize = 0.01 / (1 - pow(b1, Float(step))), correction2 = 1 - pow(b2, Float(step))
+                        a[i] = b1 * a[i] + (1 - b1) * gradient[i]
+                        b[i] = b2 * b[i] + (1 - b2) * gradient[i] * gradient[i]
+                        w[i] = w[i] * (1 - 0.01 * 0.01) - stepSize * a[i] / ((b[i] / correction2).squareRoot() + 1e-8)
+                    }
+                }
+            }
+            XCTAssertEqual(p.value.scalars, w, optimizer.name)
+        }
+    }
+
     func testAdamFirstStepsByHand() {
         // Step 1 of bias-corrected Adam: m_hat = g, v_hat = g^2, so p -= lr * g / (|g| + eps).
         // With eps = 0.5, lr = 0.1: [0.05/1, -0.1/1.5, 0.2/2.5] -> p = [0.95, -1.9333333, 0.42].

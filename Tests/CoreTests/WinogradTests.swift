@@ -70,7 +70,10 @@ final class WinogradTests: XCTestCase {
         (2, 20, 17, 22, 21, 5, 0),
         (1, 16, 24, 20, 19, 5, 2),
         (1, 18, 16, 21, 22, 5, 4),
-        (9, 16, 16, 13, 12, 3, 1),   // enough images that each chunk of work packs its own
+        (9, 16, 16, 13, 12, 3, 1),   // enough images that each chunk of work packs its own; blocks
+                                     // of tiles span images
+        (1, 16, 72, 7, 7, 3, 1),     // a 7x7 plane: F(4, 3)'s 4 tiles make one block, which is split
+                                     // by output channels into slices of 64 and 8 (`outputSlices`)
     ]
 
     func testBothBuildsMatchTheDirectConvolution() {

@@ -192,57 +192,40 @@ extension Tensor {
         }
     }
 
-    /// `conv2D` through `GridConv` (stride 1 or 2, one group). Where the shape suits Winograd's
-    /// algorithm, the forward pass, the input gradient (itself a stride-1 convolution of the
-    /// output gradient) and the weight gradient run through `WinogradConv` instead of the direct
-    /// sums.
+    /// `conv2D` through `GridConv` (stride 1 or 2, one group), its passes as `GridConvPasses`
+    /// runs them.
     private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = shape[0]
         // Built once: the backward pass's weight gradient reuses its transform matrices.
-        let winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
+        let passes = GridConvPasses(conv)
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         let training = inputs.contains { $0.isTracked }
-        if let winograd {
-            // Inference keeps each layer's transformed weights between calls; training changes
-            // them every step, so it transforms them afresh.
-            winograd.forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer,
-                             output: out.pointer, cachingWeights: !training)
-        } else {
-            let packed = conv.packWeights(weight.pointer)
-            conv.forward(pointer, batch: n, packedWeights: packed.pointer, bias: bias?.pointer, output: out.pointer)
-        }
+        // Inference keeps each layer's transformed weights between calls; training changes them
+        // every step, so it transforms them afresh.
+        passes.forward(pointer, batch: n, weight: weight.pointer, bias: bias?.pointer, output: out.pointer,
+                       cachingWeights: !training)
         guard training else { return out }
 
         return Tensor.record(out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
-            if x.isTracked, weight.isTracked, winograd == nil {
+            if x.isTracked, weight.isTracked {
                 let dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
-                if conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
-                                 inputGradient: dx.pointer, weightGradient: dw.pointer) {
+                if passes.fusedBackward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
+                                        inputGradient: dx.pointer, weightGradient: dw.pointer) {
                     grads[0] = dx
                     grads[1] = dw
                 }
             }
             if x.isTracked, grads[0] == nil {
                 let dx = Tensor.uninitialized(x.shape)
-                if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
-                    let flipped = adjoint.adjointWeights(weight.pointer)
-                    adjoint.forward(g.pointer, batch: n, weight: flipped.pointer, bias: nil, output: dx.pointer,
-                                    cachingWeights: false)
-                } else {
-                    conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
-                }
+                passes.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
                 grads[0] = dx
             }
             if weight.isTracked, grads[1] == nil {
                 let dw = Tensor.uninitialized(weight.shape)
-                if let winograd {
-                    winograd.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
-                } else {
-                    conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
-                }
+                passes.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
                 grads[1] = dw
             }
             if let bias, bias.isTracked { grads[2] = g.channelSums() }
@@ -587,6 +570,61 @@ extension Tensor {
                 db = d
             }
             return bias == nil ? [dx, dw] : [dx, dw, db]
+        }
+    }
+}
+
+/// The passes of a `GridConv` layer as `conv2D` runs them, so the step and `percept bench
+/// --layers` (`timeConvolution`) take the same path. Where the shape suits Winograd's
+/// algorithm, the forward pass, the input gradient (itself a stride-1 convolution of the output
+/// gradient) and the weight gradient run through `WinogradConv`; otherwise through the direct
+/// grid kernels, whose stride-1 "same" backward fuses both gradients in one pass.
+struct GridConvPasses {
+    let conv: GridConv
+    let winograd: WinogradConv?
+
+    init(_ conv: GridConv) {
+        self.conv = conv
+        winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
+    }
+
+    func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 output: UnsafeMutablePointer<Float>, cachingWeights: Bool) {
+        if let winograd {
+            winograd.forward(input, batch: batch, weight: weight, bias: bias, output: output, cachingWeights: cachingWeights)
+        } else {
+            let packed = conv.packWeights(weight)
+            conv.forward(input, batch: batch, packedWeights: packed.pointer, bias: bias, output: output)
+        }
+    }
+
+    /// Both gradients in one pass where the direct kernels fuse them; false (nothing written)
+    /// otherwise.
+    func fusedBackward(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                       batch: Int, inputGradient: UnsafeMutablePointer<Float>,
+                       weightGradient: UnsafeMutablePointer<Float>) -> Bool {
+        guard winograd == nil else { return false }
+        return conv.backward(input: input, outputGradient: outputGradient, weight: weight, batch: batch,
+                             inputGradient: inputGradient, weightGradient: weightGradient)
+    }
+
+    func inputGradient(_ outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>, batch: Int,
+                       into gradient: UnsafeMutablePointer<Float>) {
+        if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
+            let flipped = adjoint.adjointWeights(weight)
+            adjoint.forward(outputGradient, batch: batch, weight: flipped.pointer, bias: nil, output: gradient,
+                            cachingWeights: false)
+        } else {
+            conv.inputGradient(outputGradient, weight: weight, batch: batch, into: gradient)
+        }
+    }
+
+    func weightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
+                        into gradient: UnsafeMutablePointer<Float>) {
+        if let winograd {
+            winograd.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
+        } else {
+            conv.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
         }
     }
 }

@@ -65,19 +65,21 @@ public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> Convo
         let n = layer.batch
         if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1),
            GridConv.suits(outputPixels: layer.outHeight * layer.outWidth, padding: layer.padding) {
-            let conv = GridConv(inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height, width: layer.width,
-                                kernelH: layer.kernel, kernelW: layer.kernel, padH: layer.padding, padW: layer.padding, stride: layer.stride)
+            let passes = GridConvPasses(GridConv(inChannels: layer.inChannels, outChannels: layer.outChannels,
+                                                 height: layer.height, width: layer.width, kernelH: layer.kernel,
+                                                 kernelW: layer.kernel, padH: layer.padding, padW: layer.padding,
+                                                 stride: layer.stride))
+            // A training step transforms its weights afresh each call.
             let forward = seconds {
-                let packed = conv.packWeights(weight.pointer)
-                conv.forward(x.pointer, batch: n, packedWeights: packed.pointer, bias: nil, output: y.pointer)
+                passes.forward(x.pointer, batch: n, weight: weight.pointer, bias: nil, output: y.pointer, cachingWeights: false)
             }
-            let input = seconds { conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer) }
-            let weights = seconds { conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer) }
-            let fuses = conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
-                                      inputGradient: dx.pointer, weightGradient: dw.pointer)
+            let input = seconds { passes.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer) }
+            let weights = seconds { passes.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer) }
+            let fuses = passes.fusedBackward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
+                                             inputGradient: dx.pointer, weightGradient: dw.pointer)
             let fused = fuses ? seconds {
-                _ = conv.backward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
-                                  inputGradient: dx.pointer, weightGradient: dw.pointer)
+                _ = passes.fusedBackward(input: x.pointer, outputGradient: g.pointer, weight: weight.pointer, batch: n,
+                                         inputGradient: dx.pointer, weightGradient: dw.pointer)
             } : nil
             return ConvolutionTiming(forward: forward, inputGradient: input, weightGradient: weights, fusedBackward: fused)
         }

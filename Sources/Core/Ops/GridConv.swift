@@ -109,11 +109,13 @@ struct GridConv {
     private func pack(_ value: (_ out: Int, _ in: Int, _ tap: Int) -> Float) -> TensorStorage {
         let block = blockChannels, t = taps
         let packed = TensorStorage(zeros: outBlocks * block * inChannels * t)
-        for o in 0..<outChannels {
-            let (b, k) = o.quotientAndRemainder(dividingBy: block)
-            for c in 0..<inChannels {
-                let dst = packed.pointer + ((b * inChannels + c) * t) * block + k
-                for tap in 0..<t { dst[tap * block] = value(o, c, tap) }
+        parallelFor(outChannels, grain: max(1, 16_384 / (inChannels * t))) { outs in
+            for o in outs {
+                let (b, k) = o.quotientAndRemainder(dividingBy: block)
+                for c in 0..<inChannels {
+                    let dst = packed.pointer + ((b * inChannels + c) * t) * block + k
+                    for tap in 0..<t { dst[tap * block] = value(o, c, tap) }
+                }
             }
         }
         return packed

@@ -109,7 +109,7 @@ struct WinogradConv {
                         stride: Int, padding: Int, groups: Int) -> Bool {
         guard stride == 1, groups == 1, kernelH == kernelW, let m = tileSize(kernel: kernelH),
               padding < kernelH else { return false }
-        return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m && outWidth >= 2 * m
+        return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m - 1 && outWidth >= 2 * m - 1
     }
 
     /// Whether `conv` (forward) takes this path.
@@ -145,10 +145,12 @@ struct WinogradConv {
     func adjointWeights(_ weight: UnsafePointer<Float>) -> TensorStorage {
         let taps = kernel * kernel
         let flipped = TensorStorage(uninitializedCount: outChannels * inChannels * taps)
-        for o in 0..<outChannels {
-            for c in 0..<inChannels {
-                let src = weight + (c * outChannels + o) * taps, dst = flipped.pointer + (o * inChannels + c) * taps
-                for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+        parallelFor(outChannels, grain: max(1, 16_384 / (inChannels * taps))) { outs in
+            for o in outs {
+                for c in 0..<inChannels {
+                    let src = weight + (c * outChannels + o) * taps, dst = flipped.pointer + (o * inChannels + c) * taps
+                    for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+                }
             }
         }
         return flipped
@@ -182,7 +184,9 @@ struct WinogradConv {
         let inBlocks = inPadded / lanes
         let packedImage = inBlocks * paddedHeight * paddedWidth * lanes
         let (tiles, block) = (tilesY * tilesX, tileBlock)
-        let blocksPerImage = (tiles + block - 1) / block
+        let blocks = (batch * tiles + block - 1) / block
+        let slices = outputSlices(blocks: blocks, outPadded: outPadded)
+        let sliceWidth = roundUp((outPadded + slices - 1) / slices, 32)
 
         let transformWeights = { (u: UnsafeMutablePointer<Float>) in
             forOutputChannelGroups { outs in
@@ -212,45 +216,81 @@ struct WinogradConv {
         if let packedAhead {
             parallelFor(batch) { images in for i in images { pack(i, packedAhead.pointer + i * packedImage) } }
         }
+        /// The runs of one image's tiles that make up the block of tiles [start, start + count)
+        /// of the whole batch: (image, first tile, tiles, row in the block).
+        func segments(_ start: Int, _ count: Int) -> [(image: Int, first: Int, count: Int, row: Int)] {
+            var runs: [(image: Int, first: Int, count: Int, row: Int)] = [], g = start
+            while g < start + count {
+                let (image, first) = g.quotientAndRemainder(dividingBy: tiles)
+                let n = min(tiles - first, start + count - g)
+                runs.append((image, first, n, g - start))
+                g += n
+            }
+            return runs
+        }
         transform.bt.withUnsafeBufferPointer { bt in
             transform.at.withUnsafeBufferPointer { at in
-                parallelFor(batch * blocksPerImage) { items in
+                // Item = (block of tiles, slice of output channels), slices of one block adjacent,
+                // so a chunk transforms each block's inputs once for all its slices.
+                parallelFor(blocks * slices) { items in
                     let packed = packedAhead == nil ? TensorStorage(uninitializedCount: packedImage) : nil
-                    var packedImageIndex = -1
+                    var packedImageIndex = -1, transformedBlock = -1
                     let v = TensorStorage(uninitializedCount: a2 * block * inPadded)
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
-                        let (image, b) = item.quotientAndRemainder(dividingBy: blocksPerImage)
-                        let source: UnsafeMutablePointer<Float>
-                        if let packed {
-                            if image != packedImageIndex { pack(image, packed.pointer); packedImageIndex = image }
-                            source = packed.pointer
-                        } else {
-                            source = packedAhead!.pointer + image * packedImage
+                        let (b, slice) = item.quotientAndRemainder(dividingBy: slices)
+                        let start = b * block, count = min(block, batch * tiles - start)
+                        let runs = segments(start, count)
+                        if b != transformedBlock {
+                            for run in runs {
+                                let source: UnsafeMutablePointer<Float>
+                                if let packed {
+                                    if run.image != packedImageIndex { pack(run.image, packed.pointer); packedImageIndex = run.image }
+                                    source = packed.pointer
+                                } else {
+                                    source = packedAhead!.pointer + run.image * packedImage
+                                }
+                                pc_winograd_input_transform(source, Int32(inBlocks), Int32(paddedHeight), Int32(paddedWidth),
+                                                            Int32(m), Int32(alpha), bt.baseAddress, Int32(tilesX),
+                                                            Int32(run.first), Int32(run.count),
+                                                            v.pointer + run.row * inPadded, block * inPadded, inPadded)
+                            }
+                            transformedBlock = b
                         }
-                        let first = b * block, count = min(block, tiles - first)
-                        pc_winograd_input_transform(source, Int32(inBlocks),
-                                                    Int32(paddedHeight), Int32(paddedWidth), Int32(m), Int32(alpha),
-                                                    bt.baseAddress, Int32(tilesX), Int32(first), Int32(count),
-                                                    v.pointer, block * inPadded, inPadded)
-                        if pc_winograd_products(v.pointer, block * inPadded, inPadded, u.pointer, inPadded * outPadded,
-                                                outPadded, products.pointer, block * outPadded, outPadded, Int32(a2),
-                                                Int32(count), Int32(inPadded), Int32(outPadded)) == 0 {
+                        let c0 = slice * sliceWidth, width = min(sliceWidth, outPadded - c0)
+                        guard width > 0 else { continue }
+                        if pc_winograd_products(v.pointer, block * inPadded, inPadded, u.pointer + c0, inPadded * outPadded,
+                                                outPadded, products.pointer + c0, block * outPadded, outPadded, Int32(a2),
+                                                Int32(count), Int32(inPadded), Int32(width)) == 0 {
                             for xi in 0..<a2 {
-                                gemm(m: count, n: outPadded, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
-                                     u.pointer + xi * inPadded * outPadded, ldb: outPadded,
-                                     products.pointer + xi * block * outPadded, ldc: outPadded)
+                                gemm(m: count, n: width, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
+                                     u.pointer + xi * inPadded * outPadded + c0, ldb: outPadded,
+                                     products.pointer + xi * block * outPadded + c0, ldc: outPadded)
                             }
                         }
-                        pc_winograd_output_transform(products.pointer, block * outPadded, outPadded, Int32(outChannels),
-                                                     Int32(m), Int32(alpha), at.baseAddress, bias, Int32(tilesX),
-                                                     Int32(first), Int32(count),
-                                                     output + image * outChannels * outHeight * outWidth,
-                                                     Int32(outHeight), Int32(outWidth))
+                        let channels = min(c0 + width, outChannels) - c0
+                        for run in runs {
+                            pc_winograd_output_transform(products.pointer + run.row * outPadded + c0, block * outPadded,
+                                                         outPadded, Int32(channels), Int32(m), Int32(alpha), at.baseAddress,
+                                                         bias.map { $0 + c0 }, Int32(tilesX), Int32(run.first),
+                                                         Int32(run.count),
+                                                         output + (run.image * outChannels + c0) * outHeight * outWidth,
+                                                         Int32(outHeight), Int32(outWidth))
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Slices of the output channels each block of tiles is split into: one while the blocks
+    /// keep every thread busy; otherwise (a small batch of small planes: ResNet-18's 7x7 stage
+    /// at 224 pixels holds 32 tiles in batches of 8) enough 32-channel slices for two items per
+    /// thread, each reading its own columns of the transformed weights.
+    func outputSlices(blocks: Int, outPadded: Int) -> Int {
+        let wanted = 2 * Threads.count
+        guard blocks < wanted else { return 1 }
+        return max(1, min(outPadded / 32, (wanted + blocks - 1) / blocks))
     }
 
     /// Tiles whose transforms one thread gathers before multiplying them out: the depth of each
