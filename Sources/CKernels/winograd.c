@@ -227,9 +227,11 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
                                      const float *g, float *u, long xiStride, long ldu, int vector) {
     const long taps = (long)r * r;
     int o = 0;
-    if (vector)
-        for (; o + 8 <= outChannels; o += 8)
-            for (int c = 0; c < inChannels; c++) {
+    // Input channels outside, blocks of output channels inside: U's rows are then written whole,
+    // one after another, and each weight row's cache lines are read by consecutive c.
+    if (vector) {
+        for (int c = 0; c < inChannels; c++)
+            for (o = 0; o + 8 <= outChannels; o += 8) {
                 v8d w[MAX_ALPHA * MAX_ALPHA];  // the eight channels' r x r kernels, lane by lane
                 for (long k = 0; k < taps; k++)
                     for (int l = 0; l < 8; l++) w[k][l] = weight[((long)(o + l) * inChannels + c) * taps + k];
@@ -247,6 +249,8 @@ PC_INLINE void weight_transform_body(const float *weight, int outChannels, int i
                         store8(u + (i * alpha + j) * xiStride + (long)c * ldu + o, __builtin_convertvector(acc, v8));
                     }
             }
+        o = outChannels / 8 * 8;
+    }
     for (; o < outChannels; o++) {
         for (int c = 0; c < inChannels; c++) {
             const float *w = weight + ((long)o * inChannels + c) * taps;
@@ -570,9 +574,10 @@ PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, lo
                                               int r, int alpha, const float *g, float *gradient, int vector) {
     const long taps = (long)r * r;
     int o = 0;
-    if (vector)
-        for (; o + 8 <= outChannels; o += 8)
-            for (int c = 0; c < inChannels; c++) {
+    // As in weight_transform_body: c outside, so dU's rows are read whole, one after another.
+    if (vector) {
+        for (int c = 0; c < inChannels; c++)
+            for (o = 0; o + 8 <= outChannels; o += 8) {
                 v8d d[MAX_ALPHA * MAX_ALPHA];
                 for (int xi = 0; xi < alpha * alpha; xi++)
                     d[xi] = __builtin_convertvector(load8(du + xi * xiStride + (long)c * ldu + o), v8d);
@@ -592,6 +597,8 @@ PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, lo
                             gradient[((long)(o + lane) * inChannels + c) * taps + k * r + l] = w[lane];
                     }
             }
+        o = outChannels / 8 * 8;
+    }
     for (; o < outChannels; o++) {
         for (int c = 0; c < inChannels; c++) {
             double t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha

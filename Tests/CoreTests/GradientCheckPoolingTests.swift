@@ -107,6 +107,36 @@ final class GradientCheckPoolingTests: XCTestCase {
         XCTAssertEqual(window.maxPool2D(kernel: 3, stride: 1).sum().backward()[window]?.scalars, [0, 0, 1, 0, 0, 0, 0, 0, 0])
     }
 
+    /// With values from {0, 1, 2}, most windows hold tied maxima: the gradient of the sum counts,
+    /// for each input, the windows it wins, which must match a row-major scan with strict
+    /// comparisons (the first maximum wins), on every window shape and padding.
+    func testMaxPoolWinnersMatchARowMajorScan() {
+        var rng = SeededGenerator(seed: 17)
+        for (shape, kernel, stride, padding) in Self.cases + [([2, 3, 9, 8], 3, 2, 1), ([1, 2, 8, 9], 3, 2, 0)] {
+            let values = (0..<shape.reduce(1, *)).map { _ in Float(Int.random(in: 0...2, using: &rng)) }
+            let x = Tensor(shape: shape, scalars: values).trackingGradient()
+            let counts = x.maxPool2D(kernel: kernel, stride: stride, padding: padding).sum().backward()[x]!.scalars
+            let (h, w) = (shape[2], shape[3])
+            let ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1
+            var expected = [Float](repeating: 0, count: values.count)
+            for plane in 0..<(shape[0] * shape[1]) {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        var best = -Float.infinity, at = -1
+                        for iy in max(0, oy * stride - padding)..<min(h, oy * stride - padding + kernel) {
+                            for ix in max(0, ox * stride - padding)..<min(w, ox * stride - padding + kernel) {
+                                let i = (plane * h + iy) * w + ix
+                                if at < 0 || values[i] > best { best = values[i]; at = i }
+                            }
+                        }
+                        expected[at] += 1
+                    }
+                }
+            }
+            XCTAssertEqual(counts, expected, "\(shape) k\(kernel) s\(stride) p\(padding)")
+        }
+    }
+
     func testAvgPoolCountsPadding() {
         // count_include_pad: the corner window of a 3x3 kernel with padding 1 sees 4 ones out of 9.
         let x = Tensor(shape: [1, 1, 2, 2], repeating: 1)

@@ -165,11 +165,9 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
-        let outPixels = ((h + 2 * padding - kh) / stride + 1) * ((w + 2 * padding - kw) / stride + 1)
-        if GridConv.handles(kernelH: kh, kernelW: kw, stride: stride, padding: padding, groups: groups), GridConv.suits(outputPixels: outPixels, padding: padding) {
-            let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w,
-                                kernelH: kh, kernelW: kw, padH: padding, padW: padding, stride: stride)
-            return gridConv2D(conv, weight: weight, bias: bias)
+        if let passes = GridConvPasses(inChannels: cin, outChannels: cout, height: h, width: w, kernelH: kh, kernelW: kw,
+                                       stride: stride, padding: padding, groups: groups) {
+            return gridConv2D(passes, weight: weight, bias: bias)
         }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
                                stride: stride, padding: padding)
@@ -194,10 +192,8 @@ extension Tensor {
 
     /// `conv2D` through `GridConv` (stride 1 or 2, one group), its passes as `GridConvPasses`
     /// runs them.
-    private func gridConv2D(_ conv: GridConv, weight: Tensor, bias: Tensor?) -> Tensor {
-        let n = shape[0]
-        // Built once: the backward pass's weight gradient reuses its transform matrices.
-        let passes = GridConvPasses(conv)
+    private func gridConv2D(_ passes: GridConvPasses, weight: Tensor, bias: Tensor?) -> Tensor {
+        let n = shape[0], conv = passes.conv
         let out = Tensor.uninitialized([n, conv.outChannels, conv.outHeight, conv.outWidth])
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
@@ -586,6 +582,19 @@ struct GridConvPasses {
     init(_ conv: GridConv) {
         self.conv = conv
         winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
+    }
+
+    /// The passes of a convolution that runs here, or nil where `conv2D` runs it as `ConvPlan`'s
+    /// GEMMs: kernels `GridConv` does not handle, and padded planes of 16 outputs or fewer that
+    /// Winograd's algorithm does not take either (`GridConv.suits`).
+    init?(inChannels: Int, outChannels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
+          stride: Int, padding: Int, groups: Int) {
+        guard GridConv.handles(kernelH: kernelH, kernelW: kernelW, stride: stride, padding: padding, groups: groups)
+        else { return nil }
+        self.init(GridConv(inChannels: inChannels, outChannels: outChannels, height: height, width: width,
+                           kernelH: kernelH, kernelW: kernelW, padH: padding, padW: padding, stride: stride))
+        guard winograd != nil || GridConv.suits(outputPixels: conv.outHeight * conv.outWidth, padding: padding)
+        else { return nil }
     }
 
     func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,

@@ -63,12 +63,9 @@ public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> Convo
     func seconds(_ body: () -> Void) -> Double { secondsPerCall(minTime: minTime, body) }
     return withExtendedLifetime((x, weight, g, y, dx, dw)) {
         let n = layer.batch
-        if GridConv.handles(kernelH: layer.kernel, kernelW: layer.kernel, stride: layer.stride, padding: layer.padding, groups: 1),
-           GridConv.suits(outputPixels: layer.outHeight * layer.outWidth, padding: layer.padding) {
-            let passes = GridConvPasses(GridConv(inChannels: layer.inChannels, outChannels: layer.outChannels,
-                                                 height: layer.height, width: layer.width, kernelH: layer.kernel,
-                                                 kernelW: layer.kernel, padH: layer.padding, padW: layer.padding,
-                                                 stride: layer.stride))
+        if let passes = GridConvPasses(inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height,
+                                       width: layer.width, kernelH: layer.kernel, kernelW: layer.kernel,
+                                       stride: layer.stride, padding: layer.padding, groups: 1) {
             // A training step transforms its weights afresh each call.
             let forward = seconds {
                 passes.forward(x.pointer, batch: n, weight: weight.pointer, bias: nil, output: y.pointer, cachingWeights: false)

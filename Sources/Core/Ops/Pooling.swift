@@ -109,24 +109,53 @@ private func avgPoolPairwise(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
 }
 
 /// Max with argmax for any kernel, stride and padding; padded positions are skipped, so they
-/// never win. Scans each window in row-major order with strict comparisons (PyTorch's ties).
+/// never win. The winner is the one a row-major scan of the window with strict comparisons
+/// finds (PyTorch's ties: the first maximum), computed in two passes per output row: down the
+/// window's rows for every column at once (contiguous, so vectorised), keeping each column's
+/// first maximum and its flat index, then across each window's columns, where among equal
+/// maxima the smaller flat index (the earlier in row-major order) wins.
 private func maxPoolWithIndices(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                _ indices: UnsafeMutablePointer<Int32>, _ geo: PoolGeometry) {
+                                _ indices: UnsafeMutablePointer<Int32>, _ geo: PoolGeometry,
+                                scratch: UnsafeMutablePointer<Float>, scratchIndices: UnsafeMutablePointer<Int32>) {
+    let w = geo.width
+    let lanes = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
     for oy in 0..<geo.outHeight {
         let (y0, y1) = geo.clipped(oy * geo.stride - geo.padding, geo.height)
-        for ox in 0..<geo.outWidth {
-            let (x0, x1) = geo.clipped(ox * geo.stride - geo.padding, geo.width)
-            var best = -Float.infinity, at = y0 * geo.width + x0
+        var ix = 0
+        while ix + 8 <= w {
+            var best = SIMD8<Float>(repeating: -.infinity)
+            var at = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: y0 * w + ix)) &+ lanes
             for iy in y0..<y1 {
-                let rowStart = iy * geo.width, row = x + rowStart
-                for ix in x0..<x1 {
-                    let v = row[ix], better = v > best
-                    best = better ? v : best
-                    at = better ? rowStart + ix : at
-                }
+                let v = UnsafeRawPointer(x + iy * w + ix).loadUnaligned(as: SIMD8<Float>.self)
+                let better = v .> best
+                best.replace(with: v, where: better)
+                at.replace(with: SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: iy * w + ix)) &+ lanes, where: better)
+            }
+            UnsafeMutableRawPointer(scratch + ix).storeBytes(of: best, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(scratchIndices + ix).storeBytes(of: at, as: SIMD8<Int32>.self)
+            ix += 8
+        }
+        for ix in ix..<w {
+            var best = -Float.infinity, at = Int32(truncatingIfNeeded: y0 * w + ix)
+            for iy in y0..<y1 {
+                let v = x[iy * w + ix], better = v > best
+                best = better ? v : best
+                at = better ? Int32(truncatingIfNeeded: iy * w + ix) : at
+            }
+            scratch[ix] = best
+            scratchIndices[ix] = at
+        }
+        for ox in 0..<geo.outWidth {
+            let (x0, x1) = geo.clipped(ox * geo.stride - geo.padding, w)
+            var best = scratch[x0], at = scratchIndices[x0]
+            for ix in (x0 + 1)..<x1 {
+                let v = scratch[ix], i = scratchIndices[ix]
+                let better = v > best || (v == best && i < at)
+                best = better ? v : best
+                at = better ? i : at
             }
             y[oy * geo.outWidth + ox] = best
-            indices[oy * geo.outWidth + ox] = Int32(at)
+            indices[oy * geo.outWidth + ox] = at
         }
     }
 }
@@ -179,14 +208,15 @@ extension Tensor {
         let x = pointer, y = out.pointer
         parallelFor(n * c, grain: planeGrain(geo.planeSize)) { planes in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geo.width)
-            defer { scratch.deallocate() }
+            let scratchIndices = UnsafeMutablePointer<Int32>.allocate(capacity: geo.width)
+            defer { scratch.deallocate(); scratchIndices.deallocate() }
             for plane in planes {
                 let src = x + plane * geo.planeSize, dst = y + plane * geo.outPlaneSize
                 let at = indices.map { $0.pointer + plane * geo.outPlaneSize }
                 if geo.isPairwise {
                     maxPoolPairwise(src, dst, at, geo)
                 } else if let at {
-                    maxPoolWithIndices(src, dst, at, geo)
+                    maxPoolWithIndices(src, dst, at, geo, scratch: scratch, scratchIndices: scratchIndices)
                 } else {
                     separablePool(src, dst, geo, scratch: scratch, maximum: true, scale: 1)
                 }

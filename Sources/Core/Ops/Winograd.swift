@@ -93,23 +93,27 @@ struct WinogradConv {
         self.tileBlock = inChannels <= 16 ? 16 : 64
     }
 
-    /// The tile size used for a kernel size, or nil where this path is not used: F(4, 3) for
-    /// 3x3 and F(4, 5) for 5x5 kernels (measured against the grid convolution in
-    /// `docs/performance.md`).
-    static func tileSize(kernel: Int) -> Int? {
-        switch kernel { case 3, 5: return 4; default: return nil }
+    /// The tile size for a kernel and output plane, or nil where this path is not used: F(4, 3)
+    /// for 3x3 and F(4, 5) for 5x5 kernels, on planes of 7 or more each way (two tiles, the
+    /// second at least 3/4 used: ResNet-18's last stage at 224 pixels). Smaller planes stay on
+    /// the direct sums or sgemm: F(2, 3) on ResNet-18's 4x4 stage at 128 pixels ran slower
+    /// than sgemm in training, whose steps transform 512 x 512 weights afresh
+    /// (`docs/performance.md`).
+    static func tileSize(kernel: Int, outHeight: Int, outWidth: Int) -> Int? {
+        guard kernel == 3 || kernel == 5, min(outHeight, outWidth) >= 7 else { return nil }
+        return 4
     }
 
-    /// Whether a convolution goes here: stride 1, one group, a square 3x3 or 5x5
-    /// kernel, padding below the kernel size, 16 or more channels in and out (so the products,
-    /// not the transforms, carry the work) and at least two tiles each way. Measured on this
-    /// project's AVX2 machine: every W1-W4 inference convolution that qualifies runs faster
-    /// this way, 11x11 and 8x8 output planes included (`docs/performance.md`).
+    /// Whether a convolution goes here: stride 1, one group, a square 3x3 or 5x5 kernel,
+    /// padding below the kernel size, 16 or more channels in and out (so the products, not the
+    /// transforms, carry the work) and a plane `tileSize` takes. Measured on this project's
+    /// AVX2 machine: every W1-W4 inference convolution that qualifies runs faster this way,
+    /// 11x11 and 8x8 output planes included (`docs/performance.md`).
     static func handles(inChannels: Int, outChannels: Int, outHeight: Int, outWidth: Int, kernelH: Int, kernelW: Int,
                         stride: Int, padding: Int, groups: Int) -> Bool {
-        guard stride == 1, groups == 1, kernelH == kernelW, let m = tileSize(kernel: kernelH),
-              padding < kernelH else { return false }
-        return inChannels >= 16 && outChannels >= 16 && outHeight >= 2 * m - 1 && outWidth >= 2 * m - 1
+        guard stride == 1, groups == 1, kernelH == kernelW, padding < kernelH,
+              tileSize(kernel: kernelH, outHeight: outHeight, outWidth: outWidth) != nil else { return false }
+        return inChannels >= 16 && outChannels >= 16
     }
 
     /// Whether `conv` (forward) takes this path.
@@ -124,7 +128,8 @@ struct WinogradConv {
     init(_ conv: GridConv) {
         precondition(conv.stride == 1 && conv.kernelH == conv.kernelW && conv.padH == conv.padW)
         self.init(inChannels: conv.inChannels, outChannels: conv.outChannels, height: conv.height, width: conv.width,
-                  kernel: conv.kernelH, padding: conv.padH, m: Self.tileSize(kernel: conv.kernelH)!)
+                  kernel: conv.kernelH, padding: conv.padH,
+                  m: Self.tileSize(kernel: conv.kernelH, outHeight: conv.outHeight, outWidth: conv.outWidth)!)
     }
 
     /// The convolution that maps `conv`'s output gradient to its input gradient (the full
@@ -137,7 +142,8 @@ struct WinogradConv {
                            outWidth: conv.width, kernelH: k, kernelW: k, stride: 1, padding: pad, groups: 1)
         else { return nil }
         self.init(inChannels: conv.outChannels, outChannels: conv.inChannels, height: conv.outHeight,
-                  width: conv.outWidth, kernel: k, padding: pad, m: Self.tileSize(kernel: k)!)
+                  width: conv.outWidth, kernel: k, padding: pad,
+                  m: Self.tileSize(kernel: k, outHeight: conv.height, outWidth: conv.width)!)
     }
 
     /// For an adjoint: the forward convolution's weights [inChannels, outChannels, k, k] (this
