@@ -98,14 +98,45 @@ final class ConvolutionProfileTests: XCTestCase {
         XCTAssertNil(ConvolutionRecorder.layers)
     }
 
+    /// Stride 2 with 16 or more input channels: conv2D's gradients are GEMMs
+    /// (`GridConvPasses.gradientPlan`), fused or one at a time; they agree with the grid
+    /// kernels' (checked against direct loops in GridConvTests) to rounding.
+    func testStride2GradientsAsGEMMsMatchTheGridKernels() {
+        let (n, cin, cout, h, w) = (3, 16, 24, 11, 10)
+        let x = uniformTensor([n, cin, h, w], seed: 51), weight = uniformTensor([cout, cin, 3, 3], seed: 52)
+        let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w, kernelH: 3, kernelW: 3, padH: 1, padW: 1, stride: 2)
+        let g = uniformTensor([n, cout, conv.outHeight, conv.outWidth], seed: 53)
+        let dx = Tensor.uninitialized(x.shape), dw = Tensor.uninitialized(weight.shape)
+        conv.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: dx.pointer)
+        conv.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: dw.pointer)
+
+        let passes = GridConvPasses(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernelH: 3, kernelW: 3,
+                                    stride: 2, padding: 1, groups: 1)!
+        XCTAssertNotNil(passes.gradientPlan)
+        let (xt, wt) = (x.trackingGradient(), weight.trackingGradient())
+        let grads = xt.conv2D(wt, stride: 2, padding: 1).backward(seed: g)
+        let alone = Tensor.uninitialized(x.shape), aloneW = Tensor.uninitialized(weight.shape)
+        passes.inputGradient(g.pointer, weight: weight.pointer, batch: n, into: alone.pointer)
+        passes.weightGradient(input: x.pointer, outputGradient: g.pointer, batch: n, into: aloneW.pointer)
+        // Sums of up to 24 * 9 (input) and 3 * 30 (weights) products of values in [-1, 1].
+        for (actual, scale) in [(grads[xt]!, Float(24 * 9).squareRoot()), (alone, Float(24 * 9).squareRoot())] {
+            assertClose(actual.scalars.map { $0 / scale }, dx.scalars.map { $0 / scale }, tolerance: 1e-5, "input gradient")
+        }
+        for actual in [grads[wt]!, aloneW] {
+            assertClose(actual.scalars.map { $0 / 10 }, dw.scalars.map { $0 / 10 }, tolerance: 1e-5, "weight gradient")
+        }
+        XCTAssertNotEqual(grads[wt]!.scalars, dw.scalars, "the weight gradient did not take the GEMM path")
+    }
+
     /// Each pass is timed on the path conv2D takes: a stride-1 "same" 3x3 layer fuses its
     /// backward, a stride-2 one and a 1x1 layer do not, nor does one with 16 channels, which
-    /// runs through Winograd's algorithm (unless that is switched off).
+    /// runs through Winograd's algorithm (unless that is switched off); a stride-2 layer with
+    /// 16 channels does (its gradients are GEMMs).
     func testTimingCoversEachPass() {
         let winograd = Tensor.winogradEnabled
         for (kernel, stride, padding, channels, fuses) in [(3, 1, 1, 8, true), (3, 2, 1, 8, false), (1, 2, 0, 8, false),
-                                                           (3, 1, 1, 16, !winograd)] {
-            let layer = ConvolutionLayer(batch: 2, inChannels: channels, outChannels: channels, height: 8, width: 8, kernel: kernel,
+                                                           (3, 1, 1, 16, !winograd), (3, 2, 1, 16, true)] {
+            let layer = ConvolutionLayer(batch: 2, inChannels: channels, outChannels: channels, height: 10, width: 10, kernel: kernel,
                                          stride: stride, padding: padding, needsInputGradient: true)
             let timing = timeConvolution(layer, minTime: 0.001)
             for seconds in [timing.forward, timing.inputGradient, timing.weightGradient] {

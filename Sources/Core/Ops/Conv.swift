@@ -165,8 +165,8 @@ extension Tensor {
             ConvolutionRecorder.note(ConvolutionLayer(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernel: kh,
                                                       stride: stride, padding: padding, needsInputGradient: isTracked))
         }
-        if let passes = GridConvPasses(inChannels: cin, outChannels: cout, height: h, width: w, kernelH: kh, kernelW: kw,
-                                       stride: stride, padding: padding, groups: groups) {
+        if let passes = GridConvPasses(batch: n, inChannels: cin, outChannels: cout, height: h, width: w, kernelH: kh,
+                                       kernelW: kw, stride: stride, padding: padding, groups: groups) {
             return gridConv2D(passes, weight: weight, bias: bias)
         }
         let geo = ConvGeometry(channels: cin / groups, height: h, width: w, kernelH: kh, kernelW: kw,
@@ -573,28 +573,35 @@ extension Tensor {
 /// The passes of a `GridConv` layer as `conv2D` runs them, so the step and `percept bench
 /// --layers` (`timeConvolution`) take the same path. Where the shape suits Winograd's
 /// algorithm, the forward pass, the input gradient (itself a stride-1 convolution of the output
-/// gradient) and the weight gradient run through `WinogradConv`; otherwise through the direct
-/// grid kernels, whose stride-1 "same" backward fuses both gradients in one pass.
+/// gradient) and the weight gradient run through `WinogradConv`. Otherwise the forward pass runs
+/// on the direct grid kernels, and so do the gradients, whose stride-1 "same" backward fuses
+/// both in one pass, except at stride 2 with 16 or more input channels: there the gradients
+/// are `ConvPlan`'s GEMMs, both in one pass (W5 training, one thread, AVX-512: the 128->256
+/// layer's input gradient 49-59 -> 69-79 GFLOP/s and weight gradient 37-42 -> 57-71; the grid
+/// kernels keep the forward pass, 82-92 against sgemm's 69-79 on the 64->128 layer).
 struct GridConvPasses {
     let conv: GridConv
     let winograd: WinogradConv?
-
-    init(_ conv: GridConv) {
-        self.conv = conv
-        winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
-    }
+    /// The GEMMs that compute the gradients instead of the grid kernels, where they do.
+    let gradientPlan: ConvPlan?
 
     /// The passes of a convolution that runs here, or nil where `conv2D` runs it as `ConvPlan`'s
     /// GEMMs: kernels `GridConv` does not handle, and padded planes of 16 outputs or fewer that
     /// Winograd's algorithm does not take either (`GridConv.suits`).
-    init?(inChannels: Int, outChannels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
+    init?(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
           stride: Int, padding: Int, groups: Int) {
         guard GridConv.handles(kernelH: kernelH, kernelW: kernelW, stride: stride, padding: padding, groups: groups)
         else { return nil }
-        self.init(GridConv(inChannels: inChannels, outChannels: outChannels, height: height, width: width,
-                           kernelH: kernelH, kernelW: kernelW, padH: padding, padW: padding, stride: stride))
+        conv = GridConv(inChannels: inChannels, outChannels: outChannels, height: height, width: width,
+                        kernelH: kernelH, kernelW: kernelW, padH: padding, padW: padding, stride: stride)
+        winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
         guard winograd != nil || GridConv.suits(outputPixels: conv.outHeight * conv.outWidth, padding: padding)
         else { return nil }
+        gradientPlan = winograd == nil && stride == 2 && inChannels >= 16
+            ? ConvPlan(batch: batch, groups: 1, outChannels: outChannels,
+                       geometry: ConvGeometry(channels: inChannels, height: height, width: width, kernelH: kernelH,
+                                              kernelW: kernelW, stride: stride, padding: padding))
+            : nil
     }
 
     func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -607,11 +614,17 @@ struct GridConvPasses {
         }
     }
 
-    /// Both gradients in one pass where the direct kernels fuse them; false (nothing written)
-    /// otherwise.
+    /// Both gradients in one pass where the direct kernels or the GEMMs fuse them; false
+    /// (nothing written) otherwise.
     func fusedBackward(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                        batch: Int, inputGradient: UnsafeMutablePointer<Float>,
                        weightGradient: UnsafeMutablePointer<Float>) -> Bool {
+        if let gradientPlan {
+            inputGradient.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
+            gradientPlan.backward(input: input, weight: weight, outputGradient: outputGradient,
+                                  inputGradient: inputGradient, weightGradient: weightGradient)
+            return true
+        }
         guard winograd == nil else { return false }
         return conv.backward(input: input, outputGradient: outputGradient, weight: weight, batch: batch,
                              inputGradient: inputGradient, weightGradient: weightGradient)
@@ -619,7 +632,11 @@ struct GridConvPasses {
 
     func inputGradient(_ outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>, batch: Int,
                        into gradient: UnsafeMutablePointer<Float>) {
-        if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
+        if let gradientPlan {
+            gradient.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
+            gradientPlan.backward(input: outputGradient, weight: weight, outputGradient: outputGradient,
+                                  inputGradient: gradient, weightGradient: nil)
+        } else if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
             let flipped = adjoint.adjointWeights(weight)
             adjoint.forward(outputGradient, batch: batch, weight: flipped.pointer, bias: nil, output: gradient,
                             cachingWeights: false)
@@ -630,7 +647,10 @@ struct GridConvPasses {
 
     func weightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
                         into gradient: UnsafeMutablePointer<Float>) {
-        if let winograd {
+        if let gradientPlan {
+            gradientPlan.backward(input: input, weight: input, outputGradient: outputGradient,
+                                  inputGradient: nil, weightGradient: gradient)
+        } else if let winograd {
             winograd.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
         } else {
             conv.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)

@@ -63,7 +63,7 @@ public func timeConvolution(_ layer: ConvolutionLayer, minTime: Double) -> Convo
     func seconds(_ body: () -> Void) -> Double { secondsPerCall(minTime: minTime, body) }
     return withExtendedLifetime((x, weight, g, y, dx, dw)) {
         let n = layer.batch
-        if let passes = GridConvPasses(inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height,
+        if let passes = GridConvPasses(batch: n, inChannels: layer.inChannels, outChannels: layer.outChannels, height: layer.height,
                                        width: layer.width, kernelH: layer.kernel, kernelW: layer.kernel,
                                        stride: layer.stride, padding: layer.padding, groups: 1) {
             // A training step transforms its weights afresh each call.
