@@ -98,11 +98,11 @@ final class ConvolutionProfileTests: XCTestCase {
         XCTAssertNil(ConvolutionRecorder.layers)
     }
 
-    /// Stride 2 with 16 or more input channels: conv2D's gradients are GEMMs
+    /// Stride 2 with 64 or more input channels: conv2D's gradients are GEMMs
     /// (`GridConvPasses.gradientPlan`), fused or one at a time; they agree with the grid
     /// kernels' (checked against direct loops in GridConvTests) to rounding.
     func testStride2GradientsAsGEMMsMatchTheGridKernels() {
-        let (n, cin, cout, h, w) = (3, 16, 24, 11, 10)
+        let (n, cin, cout, h, w) = (3, 64, 24, 11, 10)
         let x = uniformTensor([n, cin, h, w], seed: 51), weight = uniformTensor([cout, cin, 3, 3], seed: 52)
         let conv = GridConv(inChannels: cin, outChannels: cout, height: h, width: w, kernelH: 3, kernelW: 3, padH: 1, padW: 1, stride: 2)
         let g = uniformTensor([n, cout, conv.outHeight, conv.outWidth], seed: 53)
@@ -131,11 +131,12 @@ final class ConvolutionProfileTests: XCTestCase {
     /// Each pass is timed on the path conv2D takes: a stride-1 "same" 3x3 layer fuses its
     /// backward, a stride-2 one and a 1x1 layer do not, nor does one with 16 channels, which
     /// runs through Winograd's algorithm (unless that is switched off); a stride-2 layer with
-    /// 16 channels does (its gradients are GEMMs).
+    /// 64 channels does (its gradients are GEMMs).
     func testTimingCoversEachPass() {
         let winograd = Tensor.winogradEnabled
         for (kernel, stride, padding, channels, fuses) in [(3, 1, 1, 8, true), (3, 2, 1, 8, false), (1, 2, 0, 8, false),
-                                                           (3, 1, 1, 16, !winograd), (3, 2, 1, 16, true)] {
+                                                           (3, 1, 1, 16, !winograd), (3, 2, 1, 16, false),
+                                                           (3, 2, 1, 64, true)] {
             let layer = ConvolutionLayer(batch: 2, inChannels: channels, outChannels: channels, height: 10, width: 10, kernel: kernel,
                                          stride: stride, padding: padding, needsInputGradient: true)
             let timing = timeConvolution(layer, minTime: 0.001)

@@ -575,10 +575,12 @@ extension Tensor {
 /// algorithm, the forward pass, the input gradient (itself a stride-1 convolution of the output
 /// gradient) and the weight gradient run through `WinogradConv`. Otherwise the forward pass runs
 /// on the direct grid kernels, and so do the gradients, whose stride-1 "same" backward fuses
-/// both in one pass, except at stride 2 with 16 or more input channels: there the gradients
+/// both in one pass, except at stride 2 with 64 or more input channels: there the gradients
 /// are `ConvPlan`'s GEMMs, both in one pass (W5 training, one thread, AVX-512: the 128->256
 /// layer's input gradient 49-59 -> 69-79 GFLOP/s and weight gradient 37-42 -> 57-71; the grid
-/// kernels keep the forward pass, 82-92 against sgemm's 69-79 on the 64->128 layer).
+/// kernels keep the forward pass, 82-92 against sgemm's 69-79 on the 64->128 layer). With
+/// fewer channels the grid kernels win (W2's 16->32 and 32->64 layers: weight gradient 49-55
+/// against the GEMMs' 33-39).
 struct GridConvPasses {
     let conv: GridConv
     let winograd: WinogradConv?
@@ -597,7 +599,7 @@ struct GridConvPasses {
         winograd = Tensor.winogradEnabled && WinogradConv.handles(conv) ? WinogradConv(conv) : nil
         guard winograd != nil || GridConv.suits(outputPixels: conv.outHeight * conv.outWidth, padding: padding)
         else { return nil }
-        gradientPlan = winograd == nil && stride == 2 && inChannels >= 16
+        gradientPlan = winograd == nil && stride == 2 && inChannels >= 64
             ? ConvPlan(batch: batch, groups: 1, outChannels: outChannels,
                        geometry: ConvGeometry(channels: inChannels, height: height, width: width, kernelH: kernelH,
                                               kernelW: kernelW, stride: stride, padding: padding))

@@ -68,8 +68,10 @@ private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
 /// [tiles x inChannels] x [inChannels x outChannels] (`pc_winograd_products`, a 6 x 16
 /// register-tiled AVX2 kernel that reads the operands in place; sgemm without AVX2), and the
 /// output transform writes the tiles back to NCHW planes. Tiles go in blocks of `tileBlock`
-/// so each block's transformed inputs and products stay in cache; the transformed weights are
-/// kept between calls (`WinogradWeightCache`).
+/// so each block's transformed inputs and products stay in cache; a block takes the batch's
+/// tiles in order, across images, so small planes (four tiles at 7x7 or 8x8) still make deep
+/// products, and a batch of few blocks is also split by output channels (`outputSlices`). In
+/// inference the transformed weights are kept between calls (`WinogradWeightCache`).
 ///
 /// Results agree with the direct convolution up to float rounding, which the transforms
 /// amplify somewhat (tested within 1e-5 of sqrt(inChannels * kernel^2)). `conv2D` runs forward
@@ -190,7 +192,19 @@ struct WinogradConv {
         let inBlocks = inPadded / lanes
         let packedImage = inBlocks * paddedHeight * paddedWidth * lanes
         let (tiles, block) = (tilesY * tilesX, tileBlock)
-        let blocks = (batch * tiles + block - 1) / block
+        // Blocks span images only where the transformed weights outgrow L2 (1 MB on the machines
+        // measured): then the fewer blocks read them, the better (ResNet-18's 128- to 512-channel
+        // stages). Smaller weights stay in cache either way; there blocks keep within one image
+        // as they always did (W1-W4 measured the same both ways, within this VM's noise).
+        let spansImages = tiles < block && a2 * inPadded * outPadded * 4 > 1 << 20
+        let blocksPerImage = (tiles + block - 1) / block
+        let blocks = spansImages ? (batch * tiles + block - 1) / block : batch * blocksPerImage
+        /// Block b's tiles among the batch's: [start, start + count).
+        func blockTiles(_ b: Int) -> (start: Int, count: Int) {
+            if spansImages { return (b * block, min(block, batch * tiles - b * block)) }
+            let (image, index) = b.quotientAndRemainder(dividingBy: blocksPerImage)
+            return (image * tiles + index * block, min(block, tiles - index * block))
+        }
         let slices = outputSlices(blocks: blocks, outPadded: outPadded)
         let sliceWidth = roundUp((outPadded + slices - 1) / slices, 32)
 
@@ -245,7 +259,7 @@ struct WinogradConv {
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
                         let (b, slice) = item.quotientAndRemainder(dividingBy: slices)
-                        let start = b * block, count = min(block, batch * tiles - start)
+                        let (start, count) = blockTiles(b)
                         let runs = segments(start, count)
                         if b != transformedBlock {
                             for run in runs {
