@@ -622,9 +622,8 @@ struct GridConvPasses {
                        batch: Int, inputGradient: UnsafeMutablePointer<Float>,
                        weightGradient: UnsafeMutablePointer<Float>) -> Bool {
         if let gradientPlan {
-            inputGradient.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
-            gradientPlan.backward(input: input, weight: weight, outputGradient: outputGradient,
-                                  inputGradient: inputGradient, weightGradient: weightGradient)
+            planBackward(gradientPlan, input: input, weight: weight, outputGradient: outputGradient, batch: batch,
+                         inputGradient: inputGradient, weightGradient: weightGradient)
             return true
         }
         guard winograd == nil else { return false }
@@ -635,9 +634,8 @@ struct GridConvPasses {
     func inputGradient(_ outputGradient: UnsafePointer<Float>, weight: UnsafePointer<Float>, batch: Int,
                        into gradient: UnsafeMutablePointer<Float>) {
         if let gradientPlan {
-            gradient.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
-            gradientPlan.backward(input: outputGradient, weight: weight, outputGradient: outputGradient,
-                                  inputGradient: gradient, weightGradient: nil)
+            planBackward(gradientPlan, input: nil, weight: weight, outputGradient: outputGradient, batch: batch,
+                         inputGradient: gradient, weightGradient: nil)
         } else if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
             let flipped = adjoint.adjointWeights(weight)
             adjoint.forward(outputGradient, batch: batch, weight: flipped.pointer, bias: nil, output: gradient,
@@ -650,12 +648,23 @@ struct GridConvPasses {
     func weightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
                         into gradient: UnsafeMutablePointer<Float>) {
         if let gradientPlan {
-            gradientPlan.backward(input: input, weight: input, outputGradient: outputGradient,
-                                  inputGradient: nil, weightGradient: gradient)
+            planBackward(gradientPlan, input: input, weight: nil, outputGradient: outputGradient, batch: batch,
+                         inputGradient: nil, weightGradient: gradient)
         } else if let winograd {
             winograd.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
         } else {
             conv.weightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
         }
+    }
+
+    /// The gradients asked for through `gradientPlan`: the input gradient (which ConvPlan adds
+    /// into) is zeroed first. ConvPlan reads the input only for the weight gradient and the
+    /// weights only for the input gradient, so a pass that needs one of them alone has no other.
+    private func planBackward(_ plan: ConvPlan, input: UnsafePointer<Float>?, weight: UnsafePointer<Float>?,
+                              outputGradient: UnsafePointer<Float>, batch: Int,
+                              inputGradient: UnsafeMutablePointer<Float>?, weightGradient: UnsafeMutablePointer<Float>?) {
+        inputGradient?.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
+        plan.backward(input: input ?? outputGradient, weight: weight ?? outputGradient, outputGradient: outputGradient,
+                      inputGradient: inputGradient, weightGradient: weightGradient)
     }
 }

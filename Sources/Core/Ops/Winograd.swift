@@ -68,10 +68,11 @@ private func invertMatrix(_ matrix: [[Double]]) -> [[Double]] {
 /// [tiles x inChannels] x [inChannels x outChannels] (`pc_winograd_products`, a 6 x 16
 /// register-tiled AVX2 kernel that reads the operands in place; sgemm without AVX2), and the
 /// output transform writes the tiles back to NCHW planes. Tiles go in blocks of `tileBlock`
-/// so each block's transformed inputs and products stay in cache; a block takes the batch's
-/// tiles in order, across images, so small planes (four tiles at 7x7 or 8x8) still make deep
-/// products, and a batch of few blocks is also split by output channels (`outputSlices`). In
-/// inference the transformed weights are kept between calls (`WinogradWeightCache`).
+/// so each block's transformed inputs and products stay in cache; where the transformed weights
+/// outgrow L2, a block takes the batch's tiles in order, across images, so small planes (four
+/// tiles at 7x7 or 8x8) still make deep products, and a batch of few blocks is also split by
+/// output channels (`outputSlices`). In inference the transformed weights are kept between
+/// calls (`WinogradWeightCache`).
 ///
 /// Results agree with the direct convolution up to float rounding, which the transforms
 /// amplify somewhat (tested within 1e-5 of sqrt(inChannels * kernel^2)). `conv2D` runs forward
