@@ -110,6 +110,57 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// A batch of small planes whose transformed weights outgrow L2 (ResNet-18's 8x8 stage in
+    /// miniature): the batch's tiles make one block spanning images, split into output slices
+    /// that share one input transform, made by a pass over the images before the products (each
+    /// packing its own images at two threads and more). Its weight gradient takes every tile
+    /// in one product per tile position. Both against direct loops, at one thread and at two.
+    func testSlicedBlocksSpanningImagesAndTheirWeightGradient() {
+        let (batch, channels, side) = (8, 96, 8)
+        let x = uniformTensor([batch, channels, side, side], seed: 961)
+        let w = uniformTensor([channels, channels, 3, 3], seed: 962)
+        let dy = uniformTensor([batch, channels, side, side], seed: 963)
+        let expected = referenceConv2D(x, w, bias: nil, stride: 1, padding: 1, groups: 1)
+        let (xs, gs) = (x.scalars, dy.scalars)
+        var expectedGradient = [Float](repeating: 0, count: channels * channels * 9)
+        for o in 0..<channels {
+            for c in 0..<channels {
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        var sum: Double = 0
+                        for n in 0..<batch {
+                            for y in 0..<side where (0..<side).contains(y + ky - 1) {
+                                for xo in 0..<side where (0..<side).contains(xo + kx - 1) {
+                                    sum += Double(gs[((n * channels + o) * side + y) * side + xo])
+                                        * Double(xs[((n * channels + c) * side + y + ky - 1) * side + xo + kx - 1])
+                                }
+                            }
+                        }
+                        expectedGradient[((o * channels + c) * 3 + ky) * 3 + kx] = Float(sum)
+                    }
+                }
+            }
+        }
+        let saved = Threads.count
+        defer { Threads.set(saved) }
+        for threads in [1, 2] {
+            Threads.set(threads)
+            let conv = WinogradConv(inChannels: channels, outChannels: channels, height: side, width: side, kernel: 3,
+                                    padding: 1, m: 4)
+            XCTAssertEqual(conv.outputSlices(blocks: 1, outPadded: channels), threads == 1 ? 2 : 3)
+            XCTAssertLessThanOrEqual(batch * 4, conv.gradientTiles, "the weight gradient's one-depth path")
+            let out = Tensor.uninitialized([batch, channels, side, side])
+            conv.forward(x.pointer, batch: batch, weight: w.pointer, bias: nil, output: out.pointer, cachingWeights: false)
+            let scale = Float(channels * 9).squareRoot()
+            assertClose(out.scalars.map { $0 / scale }, expected.map { $0 / scale }, tolerance: 1e-5, "forward, \(threads) threads")
+            let dw = Tensor.uninitialized([channels, channels, 3, 3])
+            conv.weightGradient(input: x.pointer, outputGradient: dy.pointer, batch: batch, into: dw.pointer)
+            let gradientScale = Float(batch * side * side).squareRoot()
+            assertClose(dw.scalars.map { $0 / gradientScale }, expectedGradient.map { $0 / gradientScale }, tolerance: 3e-5,
+                        "weight gradient, \(threads) threads")
+        }
+    }
+
     /// The AVX-512 build runs each lane's operations in the AVX2 build's order, two channel
     /// blocks at a time, so forward passes and weight gradients are equal bit for bit, on
     /// partial channel blocks and odd block counts too (needs a CPU with AVX-512).

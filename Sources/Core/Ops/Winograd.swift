@@ -249,42 +249,66 @@ struct WinogradConv {
             }
             return runs
         }
+        let blockFloats = a2 * block * inPadded
+        /// Writes the transformed inputs of block `b`'s run into `v` ([alpha^2][block][inPadded]),
+        /// packing its image into `packed` unless the batch was packed ahead.
+        func transformInputs(_ run: (image: Int, first: Int, count: Int, row: Int), into v: UnsafeMutablePointer<Float>,
+                             packed: TensorStorage?, packedIndex: inout Int, bt: UnsafePointer<Float>) {
+            let source: UnsafeMutablePointer<Float>
+            if let packed {
+                if run.image != packedIndex { pack(run.image, packed.pointer); packedIndex = run.image }
+                source = packed.pointer
+            } else {
+                source = packedAhead!.pointer + run.image * packedImage
+            }
+            pc_winograd_input_transform(source, Int32(inBlocks), Int32(paddedHeight), Int32(paddedWidth),
+                                        Int32(m), Int32(alpha), bt, Int32(tilesX), Int32(run.first), Int32(run.count),
+                                        v + run.row * inPadded, block * inPadded, inPadded)
+        }
         transform.bt.withUnsafeBufferPointer { bt in
-            transform.at.withUnsafeBufferPointer { at in
-                // Item = (block of tiles, slice of output channels), slices of one block adjacent,
-                // so a chunk transforms each block's inputs once for all its slices.
-                parallelFor(blocks * slices) { items in
+            // Blocks split into output slices transform their inputs once, in a pass of their
+            // own over the runs of all blocks, which the slices then share: otherwise every item
+            // would transform its block again (four times over for four slices of one block).
+            let shared: TensorStorage? = slices > 1 ? TensorStorage(uninitializedCount: blocks * blockFloats) : nil
+            if let shared {
+                let runs = (0..<blocks).flatMap { b in
+                    let (start, count) = blockTiles(b)
+                    return segments(start, count).map { (block: b, run: $0) }
+                }
+                parallelFor(runs.count) { range in
                     let packed = packedAhead == nil ? TensorStorage(uninitializedCount: packedImage) : nil
-                    var packedImageIndex = -1, transformedBlock = -1
-                    let v = TensorStorage(uninitializedCount: a2 * block * inPadded)
+                    var packedIndex = -1
+                    for (b, run) in runs[range] {
+                        transformInputs(run, into: shared.pointer + b * blockFloats, packed: packed, packedIndex: &packedIndex,
+                                        bt: bt.baseAddress!)
+                    }
+                }
+            }
+            transform.at.withUnsafeBufferPointer { at in
+                // Item = (block of tiles, slice of output channels), slices of one block adjacent.
+                parallelFor(blocks * slices) { items in
+                    let packed = packedAhead == nil && shared == nil ? TensorStorage(uninitializedCount: packedImage) : nil
+                    var packedIndex = -1, transformedBlock = -1
+                    let own = shared == nil ? TensorStorage(uninitializedCount: blockFloats) : nil
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
                         let (b, slice) = item.quotientAndRemainder(dividingBy: slices)
                         let (start, count) = blockTiles(b)
                         let runs = segments(start, count)
-                        if b != transformedBlock {
+                        let v = shared.map { $0.pointer + b * blockFloats } ?? own!.pointer
+                        if let own, b != transformedBlock {
                             for run in runs {
-                                let source: UnsafeMutablePointer<Float>
-                                if let packed {
-                                    if run.image != packedImageIndex { pack(run.image, packed.pointer); packedImageIndex = run.image }
-                                    source = packed.pointer
-                                } else {
-                                    source = packedAhead!.pointer + run.image * packedImage
-                                }
-                                pc_winograd_input_transform(source, Int32(inBlocks), Int32(paddedHeight), Int32(paddedWidth),
-                                                            Int32(m), Int32(alpha), bt.baseAddress, Int32(tilesX),
-                                                            Int32(run.first), Int32(run.count),
-                                                            v.pointer + run.row * inPadded, block * inPadded, inPadded)
+                                transformInputs(run, into: own.pointer, packed: packed, packedIndex: &packedIndex, bt: bt.baseAddress!)
                             }
                             transformedBlock = b
                         }
                         let c0 = slice * sliceWidth, width = min(sliceWidth, outPadded - c0)
                         guard width > 0 else { continue }
-                        if pc_winograd_products(v.pointer, block * inPadded, inPadded, u.pointer + c0, inPadded * outPadded,
+                        if pc_winograd_products(v, block * inPadded, inPadded, u.pointer + c0, inPadded * outPadded,
                                                 outPadded, products.pointer + c0, block * outPadded, outPadded, Int32(a2),
                                                 Int32(count), Int32(inPadded), Int32(width)) == 0 {
                             for xi in 0..<a2 {
-                                gemm(m: count, n: width, k: inPadded, v.pointer + xi * block * inPadded, lda: inPadded,
+                                gemm(m: count, n: width, k: inPadded, v + xi * block * inPadded, lda: inPadded,
                                      u.pointer + xi * inPadded * outPadded + c0, ldb: outPadded,
                                      products.pointer + xi * block * outPadded + c0, ldc: outPadded)
                             }
@@ -334,7 +358,11 @@ struct WinogradConv {
         let (inBlocks, outBlocks) = (inPadded / lanes, outPadded / lanes)
         let tiles = tilesY * tilesX
         let (gradHeight, gradWidth) = (tilesY * m, tilesX * m)
-        let rows = max(1, min(gradientTiles, batch * tiles))
+        if batch * tiles <= gradientTiles {
+            shallowWeightGradient(input: input, outputGradient: outputGradient, batch: batch, into: gradient)
+            return
+        }
+        let rows = gradientTiles
         // Chunks of whole images deep enough for the products, but at least one per thread.
         let grain = max(1, min(rows / tiles, batch / Threads.count))
         let partials = ChunkPartials(length: a2 * inPadded * outPadded)
@@ -385,9 +413,62 @@ struct WinogradConv {
         }
         let du = TensorStorage(uninitializedCount: a2 * inPadded * outPadded)
         partials.sum(into: du.pointer)
+        inverseTransform(du.pointer, into: gradient)
+    }
+
+    /// The weight gradient of a batch whose tiles all fit one product's depth (`gradientTiles`:
+    /// ResNet-18's 8x8 and 16x16 stages at 128 pixels): every image's tiles are transformed
+    /// first, in parallel, then each tile position's product runs whole on one thread. Split by
+    /// images instead, each thread would write full-size partial sums from half the depth (at two
+    /// threads the 8x8 stage's weight gradient ran no faster than at one).
+    private func shallowWeightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
+                                       into gradient: UnsafeMutablePointer<Float>) {
+        let (lanes, a2) = (8, alpha * alpha)
+        let (inPadded, outPadded) = (roundUp(inChannels, lanes), roundUp(outChannels, lanes))
+        let (inBlocks, outBlocks) = (inPadded / lanes, outPadded / lanes)
+        let tiles = tilesY * tilesX, rows = batch * tiles
+        let (gradHeight, gradWidth) = (tilesY * m, tilesX * m)
+        let v = TensorStorage(uninitializedCount: a2 * rows * inPadded)
+        let dp = TensorStorage(uninitializedCount: a2 * rows * outPadded)
+        transform.bt.withUnsafeBufferPointer { bt in
+            transform.at.withUnsafeBufferPointer { at in
+                parallelFor(batch) { images in
+                    let packed = TensorStorage(uninitializedCount: inBlocks * paddedHeight * paddedWidth * lanes)
+                    let packedGradient = TensorStorage(uninitializedCount: outBlocks * gradHeight * gradWidth * lanes)
+                    for image in images {
+                        pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels),
+                                               Int32(height), Int32(width), Int32(padding), Int32(padding),
+                                               Int32(paddedHeight), Int32(paddedWidth), packed.pointer)
+                        pc_winograd_pack_input(outputGradient + image * outChannels * outHeight * outWidth,
+                                               Int32(outChannels), Int32(outHeight), Int32(outWidth), 0, 0,
+                                               Int32(gradHeight), Int32(gradWidth), packedGradient.pointer)
+                        pc_winograd_input_transform(packed.pointer, Int32(inBlocks), Int32(paddedHeight), Int32(paddedWidth),
+                                                    Int32(m), Int32(alpha), bt.baseAddress, Int32(tilesX), 0, Int32(tiles),
+                                                    v.pointer + image * tiles * inPadded, rows * inPadded, inPadded)
+                        pc_winograd_gradient_transform(packedGradient.pointer, Int32(outBlocks), Int32(gradHeight),
+                                                       Int32(gradWidth), Int32(m), Int32(alpha), at.baseAddress, Int32(tilesX),
+                                                       0, Int32(tiles), dp.pointer + image * tiles * outPadded,
+                                                       rows * outPadded, outPadded)
+                    }
+                }
+            }
+        }
+        let du = TensorStorage(uninitializedCount: a2 * inPadded * outPadded)
+        parallelFor(a2) { positions in
+            for xi in positions {
+                gemm(transposeA: true, m: inPadded, n: outPadded, k: rows, v.pointer + xi * rows * inPadded, lda: inPadded,
+                     dp.pointer + xi * rows * outPadded, ldb: outPadded, du.pointer + xi * inPadded * outPadded, ldc: outPadded)
+            }
+        }
+        inverseTransform(du.pointer, into: gradient)
+    }
+
+    /// gradient [outChannels, inChannels, kernel, kernel] = G^T dU G from dU [alpha^2][inPadded][outPadded].
+    private func inverseTransform(_ du: UnsafePointer<Float>, into gradient: UnsafeMutablePointer<Float>) {
+        let (inPadded, outPadded) = (roundUp(inChannels, 8), roundUp(outChannels, 8))
         transform.g.withUnsafeBufferPointer { g in
             forOutputChannelGroups { outs in
-                pc_winograd_weight_gradient_transform(du.pointer + outs.lowerBound, inPadded * outPadded, outPadded,
+                pc_winograd_weight_gradient_transform(du + outs.lowerBound, inPadded * outPadded, outPadded,
                                                       Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
                                                       g.baseAddress, gradient + outs.lowerBound * inChannels * kernel * kernel)
             }
