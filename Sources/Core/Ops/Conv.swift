@@ -453,7 +453,9 @@ extension ConvPlan {
     /// image's columns, its output channels split between the threads, where the per-chunk
     /// GEMMs would sum fewer than 512 products per weight into a partial each (ResNet-18's 4x4
     /// stage: 16 per image) and their partials, as large as the weights, be added up after
-    /// (W5 training, 2 threads: that stage's weight gradient 99 -> 157 GFLOP/s).
+    /// (W5 training, 2 threads: that stage's weight gradient 99 -> 157 GFLOP/s). One block of
+    /// rows per thread: each GEMM packs all of `col` again (the 128->256 stride-2 layer's fused
+    /// backward at 2 threads: 95-112 GFLOP/s in blocks of 16 rows, 121-140 in two blocks).
     func wholeBatchWeightGradient(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
         let k = geometry.patchSize, p = geometry.outPixels, width = batch * p
         let col = TensorStorage(uninitializedCount: k * width), gradCols = TensorStorage(uninitializedCount: outPerGroup * width)
@@ -467,7 +469,7 @@ extension ConvPlan {
                 }
             }
             // dW[o, r] = sum over the batch's pixels j of dY[o, j] * col[r, j].
-            parallelFor(outPerGroup, grain: 16) { rows in
+            parallelFor(outPerGroup, grain: max(16, (outPerGroup + Threads.count - 1) / Threads.count)) { rows in
                 gemm(transposeB: true, m: rows.count, n: k, k: width, gradCols.pointer + rows.lowerBound * width, lda: width,
                      col.pointer, ldb: width, dw + (g * outPerGroup + rows.lowerBound) * k, ldc: k)
             }
