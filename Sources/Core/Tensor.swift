@@ -18,7 +18,7 @@ public final class TensorStorage {
     /// Zero-filled storage for `count` floats.
     public convenience init(zeros count: Int) {
         self.init(uninitializedCount: count)
-        pointer.initialize(repeating: 0, count: count)
+        parallelZero(pointer, count: count)
     }
 
     deinit { BufferPool.shared.give(pointer, count: count) }

@@ -665,7 +665,7 @@ struct GridConvPasses {
     private func planBackward(_ plan: ConvPlan, input: UnsafePointer<Float>?, weight: UnsafePointer<Float>?,
                               outputGradient: UnsafePointer<Float>, batch: Int,
                               inputGradient: UnsafeMutablePointer<Float>?, weightGradient: UnsafeMutablePointer<Float>?) {
-        inputGradient?.update(repeating: 0, count: batch * conv.inChannels * conv.height * conv.width)
+        if let inputGradient { parallelZero(inputGradient, count: batch * conv.inChannels * conv.height * conv.width) }
         plan.backward(input: input ?? outputGradient, weight: weight ?? outputGradient, outputGradient: outputGradient,
                       inputGradient: inputGradient, weightGradient: weightGradient)
     }

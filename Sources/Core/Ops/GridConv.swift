@@ -281,7 +281,7 @@ struct GridConv {
             adjoint.forward(outputGradient, batch: batch, packedWeights: packed.pointer, bias: nil, output: gradient)
             return
         }
-        gradient.update(repeating: 0, count: batch * inChannels * height * width)
+        parallelZero(gradient, count: batch * inChannels * height * width)
         for a in 0..<stride {
             for b in 0..<stride {
                 guard let adjoint = adjoint(phase: a, b) else { continue }
