@@ -74,6 +74,19 @@ struct ConvGeometry {
         }
     }
 
+    /// The small-tile loops of `im2col` and `col2imAdd`: `body(planeOffset, row, sources)` for
+    /// each channel and kernel tap, in that order, with the tap's row of `col` and its
+    /// `pixels.count` entries of the source table.
+    private func forEachTapRow(_ pixels: Range<Int>, col: UnsafeMutablePointer<Float>, ld: Int,
+                               _ body: (Int, UnsafeMutablePointer<Float>, UnsafePointer<Int32>) -> Void) {
+        withSourceTable(pixels) { table in
+            let taps = kernelH * kernelW
+            for c in 0..<channels {
+                for tap in 0..<taps { body(c * imagePixels, col + (c * taps + tap) * ld, table + tap * pixels.count) }
+            }
+        }
+    }
+
     /// Writes the column matrix of `image` ([channels, height, width]) for the output pixels
     /// `pixels` into `col`: column j holds pixel `pixels.lowerBound + j`, rows are `ld` floats
     /// apart (so a tile of pixels, or several images side by side, form one GEMM operand).
@@ -81,15 +94,9 @@ struct ConvGeometry {
                 pixels: Range<Int>? = nil) {
         let (t0, t1) = pixels.map { ($0.lowerBound, $0.upperBound) } ?? (0, outPixels)
         if t1 - t0 <= Self.smallTile {
-            withSourceTable(t0..<t1) { table in
-                let n = t1 - t0, taps = kernelH * kernelW
-                for c in 0..<channels {
-                    let plane = image + c * imagePixels
-                    for tap in 0..<taps {
-                        let row = col + (c * taps + tap) * ld, sources = table + tap * n
-                        for j in 0..<n { row[j] = sources[j] >= 0 ? plane[Int(sources[j])] : 0 }
-                    }
-                }
+            forEachTapRow(t0..<t1, col: col, ld: ld) { offset, row, sources in
+                let plane = image + offset
+                for j in 0..<(t1 - t0) { row[j] = sources[j] >= 0 ? plane[Int(sources[j])] : 0 }
             }
             return
         }
@@ -148,15 +155,9 @@ struct ConvGeometry {
         let (t0, t1) = pixels.map { ($0.lowerBound, $0.upperBound) } ?? (0, outPixels)
         if t1 - t0 <= Self.smallTile {
             // Each pixel's contributions in the order of the loops below: the same sums.
-            withSourceTable(t0..<t1) { table in
-                let n = t1 - t0, taps = kernelH * kernelW
-                for c in 0..<channels {
-                    let plane = image + c * imagePixels
-                    for tap in 0..<taps {
-                        let row = col + (c * taps + tap) * ld, sources = table + tap * n
-                        for j in 0..<n where sources[j] >= 0 { plane[Int(sources[j])] += row[j] }
-                    }
-                }
+            forEachTapRow(t0..<t1, col: col, ld: ld) { offset, row, sources in
+                let plane = image + offset
+                for j in 0..<(t1 - t0) where sources[j] >= 0 { plane[Int(sources[j])] += row[j] }
             }
             return
         }

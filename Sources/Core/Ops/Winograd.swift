@@ -394,12 +394,8 @@ struct WinogradConv {
                         gathered = 0
                     }
                     for image in images {
-                        pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels),
-                                               Int32(height), Int32(width), Int32(padding), Int32(padding),
-                                               Int32(paddedHeight), Int32(paddedWidth), packed.pointer)
-                        pc_winograd_pack_input(outputGradient + image * outChannels * outHeight * outWidth,
-                                               Int32(outChannels), Int32(outHeight), Int32(outWidth), 0, 0,
-                                               Int32(gradHeight), Int32(gradWidth), packedGradient.pointer)
+                        packForGradient(image, input: input, outputGradient: outputGradient, packed: packed.pointer,
+                                        packedGradient: packedGradient.pointer)
                         var first = 0
                         while first < tiles {
                             let count = min(rows - gathered, tiles - first)
@@ -445,12 +441,8 @@ struct WinogradConv {
                     let packed = TensorStorage(uninitializedCount: inBlocks * paddedHeight * paddedWidth * lanes)
                     let packedGradient = TensorStorage(uninitializedCount: outBlocks * gradHeight * gradWidth * lanes)
                     for image in images {
-                        pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels),
-                                               Int32(height), Int32(width), Int32(padding), Int32(padding),
-                                               Int32(paddedHeight), Int32(paddedWidth), packed.pointer)
-                        pc_winograd_pack_input(outputGradient + image * outChannels * outHeight * outWidth,
-                                               Int32(outChannels), Int32(outHeight), Int32(outWidth), 0, 0,
-                                               Int32(gradHeight), Int32(gradWidth), packedGradient.pointer)
+                        packForGradient(image, input: input, outputGradient: outputGradient, packed: packed.pointer,
+                                        packedGradient: packedGradient.pointer)
                         pc_winograd_input_transform(packed.pointer, Int32(inBlocks), Int32(paddedHeight), Int32(paddedWidth),
                                                     Int32(m), Int32(alpha), bt.baseAddress, Int32(tilesX), 0, Int32(tiles),
                                                     v.pointer + image * tiles * inPadded, rows * inPadded, inPadded)
@@ -470,6 +462,16 @@ struct WinogradConv {
             }
         }
         inverseTransform(du.pointer, into: gradient)
+    }
+
+    /// Packs one image of `input` (padded) and of `outputGradient` (to whole tiles) as the
+    /// weight gradient's transforms read them.
+    private func packForGradient(_ image: Int, input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                 packed: UnsafeMutablePointer<Float>, packedGradient: UnsafeMutablePointer<Float>) {
+        pc_winograd_pack_input(input + image * inChannels * height * width, Int32(inChannels), Int32(height), Int32(width),
+                               Int32(padding), Int32(padding), Int32(paddedHeight), Int32(paddedWidth), packed)
+        pc_winograd_pack_input(outputGradient + image * outChannels * outHeight * outWidth, Int32(outChannels),
+                               Int32(outHeight), Int32(outWidth), 0, 0, Int32(tilesY * m), Int32(tilesX * m), packedGradient)
     }
 
     /// gradient [outChannels, inChannels, kernel, kernel] = G^T dU G from dU [alpha^2][inPadded][outPadded].
