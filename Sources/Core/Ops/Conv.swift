@@ -52,7 +52,8 @@ struct ConvGeometry {
 
     /// Tiles of at most this many output pixels gather their rows through a table
     /// (`withSourceTable`): on 4x4 planes (ResNet-18's last stage at 128 pixels) the row-by-row
-    /// code spent its time on bounds, not copies (perf, W5 training: im2col 4.4% of the step).
+    /// code spent its time on bounds, not copies (perf, W5 training at two threads: im2col 4.4%
+    /// of the samples).
     static let smallTile = 64
 
     /// Calls `body` with, for each kernel tap and each output pixel of `pixels`, the offset in
@@ -149,7 +150,8 @@ struct ConvGeometry {
     }
 
     /// Adds the column matrix `col` (laid out as `im2col` writes it) back into `image`: the
-    /// adjoint of `im2col`. `col` is scratch: entries that fall on padding are zeroed.
+    /// adjoint of `im2col`. `col` is scratch: tiles of more than `smallTile` pixels zero its
+    /// entries that fall on padding.
     func col2imAdd(_ col: UnsafeMutablePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>,
                    pixels: Range<Int>? = nil) {
         let (t0, t1) = pixels.map { ($0.lowerBound, $0.upperBound) } ?? (0, outPixels)
