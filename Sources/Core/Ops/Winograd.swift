@@ -249,6 +249,11 @@ struct WinogradConv {
             }
             return runs
         }
+        /// Each block's runs, worked out once for the input transforms, products and output transforms.
+        let blockRuns = (0..<blocks).map { b in
+            let (start, count) = blockTiles(b)
+            return segments(start, count)
+        }
         let blockFloats = a2 * block * inPadded
         /// Writes the transformed inputs of block `b`'s run into `v` ([alpha^2][block][inPadded]),
         /// packing its image into `packed` unless the batch was packed ahead.
@@ -271,10 +276,7 @@ struct WinogradConv {
             // would transform its block again (four times over for four slices of one block).
             let shared: TensorStorage? = slices > 1 ? TensorStorage(uninitializedCount: blocks * blockFloats) : nil
             if let shared {
-                let runs = (0..<blocks).flatMap { b in
-                    let (start, count) = blockTiles(b)
-                    return segments(start, count).map { (block: b, run: $0) }
-                }
+                let runs = blockRuns.enumerated().flatMap { b, runs in runs.map { (block: b, run: $0) } }
                 parallelFor(runs.count) { range in
                     let packed = packedAhead == nil ? TensorStorage(uninitializedCount: packedImage) : nil
                     var packedIndex = -1
@@ -293,8 +295,7 @@ struct WinogradConv {
                     let products = TensorStorage(uninitializedCount: a2 * block * outPadded)
                     for item in items {
                         let (b, slice) = item.quotientAndRemainder(dividingBy: slices)
-                        let (start, count) = blockTiles(b)
-                        let runs = segments(start, count)
+                        let (runs, count) = (blockRuns[b], blockTiles(b).count)
                         let v = shared.map { $0.pointer + b * blockFloats } ?? own!.pointer
                         if let own, b != transformedBlock {
                             for run in runs {
