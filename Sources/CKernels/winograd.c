@@ -218,67 +218,64 @@ PC_INLINE void output_transform_body(const float *mtx, long xiStride, long ldm, 
     (void)wide;
 }
 
-// U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r]; U's rows are
-// `ldu` floats long and rows c >= inChannels, columns o >= outChannels stay as they are. The
-// sums run in double; `vector` (a constant at each call) takes eight output channels at a time,
-// one per lane, with each lane's sums in the scalar code's order.
-typedef double v8d __attribute__((vector_size(64)));
-PC_INLINE void weight_transform_body(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                     const float *g, float *u, long xiStride, long ldu, int vector) {
+// U[xi][c][o] = (G g G^T)[xi] for the input channels first <= c < first + count and every
+// output channel o, where kernel (o, c) starts at weight[o * outStride + c * inStride] and its
+// r x r taps run in order (in reverse where `flipped`: the adjoint convolution's kernels read
+// straight from the forward convolution's weights). U's rows are `ldu` floats long; rows
+// c >= inChannels and columns o >= outChannels stay as they are.
+// Sixteen output channels go at a time, one per lane of clang's 16-float vector (one AVX-512
+// register, two AVX2 registers), so each of U's alpha^2 rows gets whole 64-byte lines; the
+// last group of fewer channels runs the same sums on partly filled lanes. Input channels go
+// outside, so U's rows are written one after another. The sums run in float: the transform's
+// rounding (a few float ulps) is far below that of the channel sums the products then make.
+typedef float w16 __attribute__((vector_size(64)));
+typedef float w16u __attribute__((vector_size(64), aligned(4)));
+enum { WL = 16 };
+
+PC_INLINE void weight_transform_body(const float *weight, long outStride, long inStride, int flipped, int outChannels,
+                                     int first, int count, int r, int alpha, const float *g, float *u, long xiStride,
+                                     long ldu) {
     const long taps = (long)r * r;
-    int o = 0;
-    // Input channels outside, blocks of output channels inside: U's rows are then written whole,
-    // one after another, and each weight row's cache lines are read by consecutive c.
-    if (vector) {
-        for (int c = 0; c < inChannels; c++)
-            for (o = 0; o + 8 <= outChannels; o += 8) {
-                v8d w[MAX_ALPHA * MAX_ALPHA];  // the eight channels' r x r kernels, lane by lane
-                for (long k = 0; k < taps; k++)
-                    for (int l = 0; l < 8; l++) w[k][l] = weight[((long)(o + l) * inChannels + c) * taps + k];
-                v8d t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
-                for (int i = 0; i < alpha; i++)
-                    for (int j = 0; j < r; j++) {
-                        v8d acc = {0};
-                        for (int k = 0; k < r; k++) acc += (double)g[i * r + k] * w[k * r + j];
-                        t[i][j] = acc;
-                    }
-                for (int i = 0; i < alpha; i++)
-                    for (int j = 0; j < alpha; j++) {
-                        v8d acc = {0};
-                        for (int k = 0; k < r; k++) acc += t[i][k] * (double)g[j * r + k];
-                        store8(u + (i * alpha + j) * xiStride + (long)c * ldu + o, __builtin_convertvector(acc, v8));
-                    }
+    for (int c = first; c < first + count; c++)
+        for (int o = 0; o < outChannels; o += WL) {
+            const int lanes = outChannels - o < WL ? outChannels - o : WL;
+            w16 w[MAX_ALPHA * MAX_ALPHA];  // the channels' r x r kernels, lane by lane
+            const float *src = weight + o * outStride + c * inStride;
+            for (long k = 0; k < taps; k++) {
+                const long tap = flipped ? taps - 1 - k : k;
+                if (lanes == WL) {
+                    for (int l = 0; l < WL; l++) w[k][l] = src[l * outStride + tap];
+                } else {
+                    w[k] = (w16){0};
+                    for (int l = 0; l < lanes; l++) w[k][l] = src[l * outStride + tap];
+                }
             }
-        o = outChannels / 8 * 8;
-    }
-    for (; o < outChannels; o++) {
-        for (int c = 0; c < inChannels; c++) {
-            const float *w = weight + ((long)o * inChannels + c) * taps;
-            double t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
+            w16 t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
             for (int i = 0; i < alpha; i++)
                 for (int j = 0; j < r; j++) {
-                    double acc = 0;
-                    for (int k = 0; k < r; k++) acc += (double)g[i * r + k] * w[k * r + j];
+                    w16 acc = g[i * r] * w[j];
+                    for (int k = 1; k < r; k++) acc += g[i * r + k] * w[k * r + j];
                     t[i][j] = acc;
                 }
             for (int i = 0; i < alpha; i++)
                 for (int j = 0; j < alpha; j++) {
-                    double acc = 0;
-                    for (int k = 0; k < r; k++) acc += t[i][k] * g[j * r + k];
-                    u[(i * alpha + j) * xiStride + (long)c * ldu + o] = (float)acc;
+                    w16 acc = t[i][0] * g[j * r];
+                    for (int k = 1; k < r; k++) acc += t[i][k] * g[j * r + k];
+                    float *dst = u + (i * alpha + j) * xiStride + (long)c * ldu + o;
+                    if (lanes == WL) *(w16u *)dst = acc;
+                    else for (int l = 0; l < lanes; l++) dst[l] = acc[l];
                 }
         }
-    }
 }
 
 #ifdef PC_HAVE_X86
 // The vector builds, with the kernel sizes Percept uses as constants.
 #define PC_WEIGHT_TRANSFORM_BUILD(name)                                                                       \
-    static void name(const float *weight, int outChannels, int inChannels, int r, int alpha, const float *g,  \
-                     float *u, long xiStride, long ldu) {                                                     \
-        if (r == 3 && alpha == 6) weight_transform_body(weight, outChannels, inChannels, 3, 6, g, u, xiStride, ldu, 1); \
-        else if (r == 5 && alpha == 8) weight_transform_body(weight, outChannels, inChannels, 5, 8, g, u, xiStride, ldu, 1); \
-        else weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 1);        \
+    static void name(const float *weight, long outStride, long inStride, int flipped, int outChannels,        \
+                     int first, int count, int r, int alpha, const float *g, float *u, long xiStride, long ldu) { \
+        if (r == 3 && alpha == 6) weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, 3, 6, g, u, xiStride, ldu); \
+        else if (r == 5 && alpha == 8) weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, 5, 8, g, u, xiStride, ldu); \
+        else weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, r, alpha, g, u, xiStride, ldu);           \
     }
 PC_AVX2 PC_WEIGHT_TRANSFORM_BUILD(weight_transform_avx2)
 PC_AVX512 PC_WEIGHT_TRANSFORM_BUILD(weight_transform_avx512)
@@ -554,13 +551,22 @@ void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int
                               outHeight, outWidth);
 }
 
-void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                  const float *g, float *u, long xiStride, long ldu) {
+void pc_winograd_weight_transform(const float *weight, long outStride, long inStride, int flipped, int outChannels,
+                                  int first, int count, int r, int alpha, const float *g, float *u, long xiStride,
+                                  long ldu) {
 #ifdef PC_HAVE_X86
-    if (pc_kernels_use_avx512()) { weight_transform_avx512(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu); return; }
-    if (pc_kernels_use_avx2()) { weight_transform_avx2(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu); return; }
+    if (pc_kernels_use_avx512()) {
+        weight_transform_avx512(weight, outStride, inStride, flipped, outChannels, first, count, r, alpha, g, u, xiStride,
+                                ldu);
+        return;
+    }
+    if (pc_kernels_use_avx2()) {
+        weight_transform_avx2(weight, outStride, inStride, flipped, outChannels, first, count, r, alpha, g, u, xiStride,
+                              ldu);
+        return;
+    }
 #endif
-    weight_transform_body(weight, outChannels, inChannels, r, alpha, g, u, xiStride, ldu, 0);
+    weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, r, alpha, g, u, xiStride, ldu);
 }
 
 void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
@@ -568,67 +574,47 @@ void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedH
     tile_transform(1, packed, blocks, paddedHeight, paddedWidth, m, alpha, at, tilesX, first, count, dp, xiStride, ldp);
 }
 
-// gradient[o][c] = G^T dU[.][c][o] G in double; `vector` (a constant at each call) takes eight
-// output channels at a time, one per lane, with each lane's sums in the scalar code's order.
+// gradient[o][c] = G^T dU[.][c][o] G: the transpose of weight_transform_body, sixteen output
+// channels to the lanes of a vector in the same way, in float.
 PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
-                                              int r, int alpha, const float *g, float *gradient, int vector) {
+                                              int first, int count, int r, int alpha, const float *g, float *gradient) {
     const long taps = (long)r * r;
-    int o = 0;
-    // As in weight_transform_body: c outside, so dU's rows are read whole, one after another.
-    if (vector) {
-        for (int c = 0; c < inChannels; c++)
-            for (o = 0; o + 8 <= outChannels; o += 8) {
-                v8d d[MAX_ALPHA * MAX_ALPHA];
-                for (int xi = 0; xi < alpha * alpha; xi++)
-                    d[xi] = __builtin_convertvector(load8(du + xi * xiStride + (long)c * ldu + o), v8d);
-                v8d t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
-                for (int k = 0; k < r; k++)
-                    for (int j = 0; j < alpha; j++) {
-                        v8d acc = {0};
-                        for (int i = 0; i < alpha; i++) acc += (double)g[i * r + k] * d[i * alpha + j];
-                        t[k][j] = acc;
-                    }
-                for (int k = 0; k < r; k++)
-                    for (int l = 0; l < r; l++) {
-                        v8d acc = {0};
-                        for (int j = 0; j < alpha; j++) acc += t[k][j] * (double)g[j * r + l];
-                        const v8 w = __builtin_convertvector(acc, v8);
-                        for (int lane = 0; lane < 8; lane++)
-                            gradient[((long)(o + lane) * inChannels + c) * taps + k * r + l] = w[lane];
-                    }
+    for (int c = first; c < first + count; c++)
+        for (int o = 0; o < outChannels; o += WL) {
+            const int lanes = outChannels - o < WL ? outChannels - o : WL;
+            w16 d[MAX_ALPHA * MAX_ALPHA];
+            for (int xi = 0; xi < alpha * alpha; xi++) {
+                const float *src = du + xi * xiStride + (long)c * ldu + o;
+                if (lanes == WL) d[xi] = *(const w16u *)src;
+                else { d[xi] = (w16){0}; for (int l = 0; l < lanes; l++) d[xi][l] = src[l]; }
             }
-        o = outChannels / 8 * 8;
-    }
-    for (; o < outChannels; o++) {
-        for (int c = 0; c < inChannels; c++) {
-            double t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
+            w16 t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
             for (int k = 0; k < r; k++)
                 for (int j = 0; j < alpha; j++) {
-                    double acc = 0;
-                    for (int i = 0; i < alpha; i++) acc += (double)g[i * r + k] * du[(i * alpha + j) * xiStride + (long)c * ldu + o];
+                    w16 acc = g[k] * d[j];
+                    for (int i = 1; i < alpha; i++) acc += g[i * r + k] * d[i * alpha + j];
                     t[k][j] = acc;
                 }
-            float *w = gradient + ((long)o * inChannels + c) * taps;
             for (int k = 0; k < r; k++)
                 for (int l = 0; l < r; l++) {
-                    double acc = 0;
-                    for (int j = 0; j < alpha; j++) acc += t[k][j] * g[j * r + l];
-                    w[k * r + l] = (float)acc;
+                    w16 acc = t[k][0] * g[l];
+                    for (int j = 1; j < alpha; j++) acc += t[k][j] * g[j * r + l];
+                    for (int lane = 0; lane < lanes; lane++)
+                        gradient[((long)(o + lane) * inChannels + c) * taps + k * r + l] = acc[lane];
                 }
         }
-    }
 }
 
 #ifdef PC_HAVE_X86
 #define PC_WEIGHT_GRADIENT_BUILD(name)                                                                        \
-    static void name(const float *du, long xiStride, long ldu, int outChannels, int inChannels, int r, int alpha, \
-                     const float *g, float *gradient) {                                                         \
+    static void name(const float *du, long xiStride, long ldu, int outChannels, int inChannels, int first,     \
+                     int count, int r, int alpha, const float *g, float *gradient) {                            \
         if (r == 3 && alpha == 6)                                                                               \
-            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, 3, 6, g, gradient, 1);   \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, 3, 6, g, gradient);      \
         else if (r == 5 && alpha == 8)                                                                          \
-            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, 5, 8, g, gradient, 1);   \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, 5, 8, g, gradient);      \
         else                                                                                                    \
-            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient, 1); \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, r, alpha, g, gradient);  \
     }
 PC_AVX2 PC_WEIGHT_GRADIENT_BUILD(weight_gradient_transform_avx2)
 PC_AVX512 PC_WEIGHT_GRADIENT_BUILD(weight_gradient_transform_avx512)
@@ -636,16 +622,16 @@ PC_AVX512 PC_WEIGHT_GRADIENT_BUILD(weight_gradient_transform_avx512)
 #endif
 
 void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
-                                           int r, int alpha, const float *g, float *gradient) {
+                                           int first, int count, int r, int alpha, const float *g, float *gradient) {
 #ifdef PC_HAVE_X86
     if (pc_kernels_use_avx512()) {
-        weight_gradient_transform_avx512(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient);
+        weight_gradient_transform_avx512(du, xiStride, ldu, outChannels, inChannels, first, count, r, alpha, g, gradient);
         return;
     }
     if (pc_kernels_use_avx2()) {
-        weight_gradient_transform_avx2(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient);
+        weight_gradient_transform_avx2(du, xiStride, ldu, outChannels, inChannels, first, count, r, alpha, g, gradient);
         return;
     }
 #endif
-    weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, r, alpha, g, gradient, 0);
+    weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, r, alpha, g, gradient);
 }

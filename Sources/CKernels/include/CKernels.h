@@ -65,20 +65,24 @@ void pc_winograd_output_transform(const float *mtx, long xiStride, long ldm, int
 /// multiples of 8. Returns 0, doing nothing, where there is no AVX2 kernel (use sgemm).
 int pc_winograd_products(const float *v, long vStride, long ldv, const float *u, long uStride, long ldu,
                          float *mtx, long mStride, long ldm, int matrices, int count, int depth, int width);
-/// U[xi][c][o] = (G g G^T)[xi] for weights [outChannels][inChannels][r][r] (sums in double);
-/// `g` is G, alpha x r row-major; U's rows are `ldu` floats long, matrices `xiStride` apart.
-void pc_winograd_weight_transform(const float *weight, int outChannels, int inChannels, int r, int alpha,
-                                  const float *g, float *u, long xiStride, long ldu);
+/// U[xi][c][o] = (G g G^T)[xi] for the input channels first <= c < first + count and every
+/// output channel, where kernel (o, c)'s r x r taps start at weight[o * outStride + c * inStride]
+/// and run in order, or in reverse where `flipped` (sums in float); `g` is G, alpha x r
+/// row-major; U's rows are `ldu` floats long, matrices `xiStride` apart.
+void pc_winograd_weight_transform(const float *weight, long outStride, long inStride, int flipped, int outChannels,
+                                  int first, int count, int r, int alpha, const float *g, float *u, long xiStride,
+                                  long ldu);
 
 /// The weight gradient's transform of the output gradient: dP[xi][i][8 * block + lane] =
 /// (A dY A^T)[xi] for the m x m tiles first + i of `packed` (the output gradient packed as the
 /// input is, without padding), laid out as V above. `at` is A^T, m x alpha row-major.
 void pc_winograd_gradient_transform(const float *packed, int blocks, int paddedHeight, int paddedWidth, int m, int alpha,
                                     const float *at, int tilesX, int first, int count, float *dp, long xiStride, long ldp);
-/// gradient[o][c] = G^T dU[.][c][o] G (r x r, sums in double) for the transformed weight gradient
-/// dU laid out as U above; writes every weight of [outChannels][inChannels][r][r].
+/// gradient[o][c] = G^T dU[.][c][o] G (r x r, sums in float) for the transformed weight gradient
+/// dU laid out as U above; writes the weights of [outChannels][inChannels][r][r] whose input
+/// channel is one of first ..< first + count.
 void pc_winograd_weight_gradient_transform(const float *du, long xiStride, long ldu, int outChannels, int inChannels,
-                                           int r, int alpha, const float *g, float *gradient);
+                                           int first, int count, int r, int alpha, const float *g, float *gradient);
 
 /// A task of a parallel loop: runs chunk `chunk` of the loop whose state `context` points to.
 typedef void (*pc_pool_task)(void *context, long chunk);

@@ -693,9 +693,7 @@ struct GridConvPasses {
             planBackward(gradientPlan, input: nil, weight: weight, outputGradient: outputGradient, batch: batch,
                          inputGradient: gradient, weightGradient: nil)
         } else if winograd != nil, let adjoint = WinogradConv(adjointOf: conv) {
-            let flipped = adjoint.adjointWeights(weight)
-            adjoint.forward(outputGradient, batch: batch, weight: flipped.pointer, bias: nil, output: gradient,
-                            cachingWeights: false)
+            adjoint.forward(outputGradient, batch: batch, weight: weight, bias: nil, output: gradient, cachingWeights: false)
         } else {
             conv.inputGradient(outputGradient, weight: weight, batch: batch, into: gradient)
         }

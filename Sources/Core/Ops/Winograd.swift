@@ -87,13 +87,20 @@ struct WinogradConv {
     /// 64 above, so the transformed weights, which grow with both channel counts, are read once
     /// per 64 tiles.
     var tileBlock: Int
+    /// Whether this is another convolution's adjoint (`init?(adjointOf:)`), whose `forward` takes
+    /// that convolution's weights [outChannels, inChannels, k, k] of this one as they are: kernel
+    /// (o, c) is then their kernel (c, o) flipped in both directions, read in place by the
+    /// weight transform.
+    let isAdjoint: Bool
 
-    init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int) {
+    init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int, m: Int,
+         isAdjoint: Bool = false) {
         self.inChannels = inChannels; self.outChannels = outChannels
         self.height = height; self.width = width
         self.kernel = kernel; self.padding = padding
         self.transform = WinogradTransform(m: m, r: kernel)
         self.tileBlock = inChannels <= 16 ? 16 : 64
+        self.isAdjoint = isAdjoint
     }
 
     /// The tile size for a kernel and output plane, or nil where this path is not used: F(4, 3)
@@ -146,32 +153,16 @@ struct WinogradConv {
         else { return nil }
         self.init(inChannels: conv.outChannels, outChannels: conv.inChannels, height: conv.outHeight,
                   width: conv.outWidth, kernel: k, padding: pad,
-                  m: Self.tileSize(kernel: k, outHeight: conv.height, outWidth: conv.width)!)
+                  m: Self.tileSize(kernel: k, outHeight: conv.height, outWidth: conv.width)!, isAdjoint: true)
     }
 
-    /// For an adjoint: the forward convolution's weights [inChannels, outChannels, k, k] (this
-    /// one's out and in) flipped in both directions and transposed to [outChannels, inChannels, k, k].
-    func adjointWeights(_ weight: UnsafePointer<Float>) -> TensorStorage {
-        let taps = kernel * kernel
-        let flipped = TensorStorage(uninitializedCount: outChannels * inChannels * taps)
-        parallelFor(outChannels, grain: max(1, 16_384 / (inChannels * taps))) { outs in
-            for o in outs {
-                for c in 0..<inChannels {
-                    let src = weight + (c * outChannels + o) * taps, dst = flipped.pointer + (o * inChannels + c) * taps
-                    for t in 0..<taps { dst[t] = src[taps - 1 - t] }
-                }
-            }
-        }
-        return flipped
-    }
-
-    /// Runs `body` in parallel over ranges of output channels in whole groups of eight, the
-    /// vector width of the weight transforms (`pc_winograd_weight_transform`,
-    /// `pc_winograd_weight_gradient_transform`).
-    func forOutputChannelGroups(_ body: (Range<Int>) -> Void) {
-        parallelFor((outChannels + 7) / 8) { groups in
-            body((groups.lowerBound * 8)..<min(groups.upperBound * 8, outChannels))
-        }
+    /// Runs a weight transform (`pc_winograd_weight_transform`, `pc_winograd_weight_gradient_transform`)
+    /// in parallel over ranges of input channels, each with every output channel: a range then
+    /// writes whole runs of U's rows, and each of its vectors holds sixteen output channels.
+    /// Split by output channels instead, at two threads ResNet-18's 64-channel layers gave each
+    /// call eight, half a vector: their transform ran 3x slower, measured alone on a cold cache.
+    func forInputChannelRanges(_ body: (_ first: Int32, _ count: Int32) -> Void) {
+        parallelFor(inChannels) { ins in body(Int32(ins.lowerBound), Int32(ins.count)) }
     }
 
     var m: Int { transform.m }
@@ -184,7 +175,8 @@ struct WinogradConv {
     var paddedWidth: Int { tilesX * m + kernel - 1 }
 
     /// output = conv(input) (+ bias) for NCHW `input` [batch, inChannels, height, width],
-    /// `weight` [outChannels, inChannels, kernel, kernel] and `output` [batch, outChannels,
+    /// `weight` [outChannels, inChannels, kernel, kernel] (for an adjoint, the forward
+    /// convolution's [inChannels, outChannels, kernel, kernel]) and `output` [batch, outChannels,
     /// outHeight, outWidth].
     func forward(_ input: UnsafePointer<Float>, batch: Int, weight: UnsafePointer<Float>,
                  bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cachingWeights: Bool = true) {
@@ -210,11 +202,13 @@ struct WinogradConv {
         let sliceWidth = roundUp((outPadded + slices - 1) / slices, 32)
 
         let transformWeights = { (u: UnsafeMutablePointer<Float>) in
-            forOutputChannelGroups { outs in
+            forInputChannelRanges { first, count in
                 transform.g.withUnsafeBufferPointer { g in
-                    pc_winograd_weight_transform(weight + outs.lowerBound * inChannels * kernel * kernel,
-                                                 Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
-                                                 g.baseAddress, u + outs.lowerBound, inPadded * outPadded, outPadded)
+                    let taps = kernel * kernel
+                    let (outStride, inStride) = isAdjoint ? (taps, outChannels * taps) : (inChannels * taps, taps)
+                    pc_winograd_weight_transform(weight, outStride, inStride, isAdjoint ? 1 : 0, Int32(outChannels),
+                                                 first, count, Int32(kernel), Int32(alpha), g.baseAddress, u,
+                                                 inPadded * outPadded, outPadded)
                 }
             }
         }
@@ -480,10 +474,10 @@ struct WinogradConv {
     private func inverseTransform(_ du: UnsafePointer<Float>, into gradient: UnsafeMutablePointer<Float>) {
         let (inPadded, outPadded) = (roundUp(inChannels, 8), roundUp(outChannels, 8))
         transform.g.withUnsafeBufferPointer { g in
-            forOutputChannelGroups { outs in
-                pc_winograd_weight_gradient_transform(du + outs.lowerBound, inPadded * outPadded, outPadded,
-                                                      Int32(outs.count), Int32(inChannels), Int32(kernel), Int32(alpha),
-                                                      g.baseAddress, gradient + outs.lowerBound * inChannels * kernel * kernel)
+            forInputChannelRanges { first, count in
+                pc_winograd_weight_gradient_transform(du, inPadded * outPadded, outPadded, Int32(outChannels),
+                                                      Int32(inChannels), first, count, Int32(kernel), Int32(alpha),
+                                                      g.baseAddress, gradient)
             }
         }
     }
@@ -511,7 +505,7 @@ final class WinogradWeightCache: @unchecked Sendable {
     /// the cache, or made by `make` (which fills `transformedWeightStorage()`).
     func transformed(_ weight: UnsafePointer<Float>, of conv: WinogradConv,
                      make: (UnsafeMutablePointer<Float>) -> Void) -> TensorStorage {
-        let shape = [conv.outChannels, conv.inChannels, conv.kernel, conv.transform.m]
+        let shape = [conv.outChannels, conv.inChannels, conv.kernel, conv.transform.m, conv.isAdjoint ? 1 : 0]
         let count = conv.outChannels * conv.inChannels * conv.kernel * conv.kernel
         pthread_mutex_lock(&lock)
         if let i = entries.firstIndex(where: { $0.shape == shape && memcmp($0.weights.pointer, weight, count * 4) == 0 }) {
