@@ -38,6 +38,14 @@ final class GradientCheckPoolingTests: XCTestCase {
         ([1, 2, 5, 4], 2, 1, 1),
         ([1, 1, 7, 5], 4, 2, 2),
     ]
+    /// Planes wide enough for the eight-output vector loop of the general max pool's column pass
+    /// (strides 1 and 2), with widths that leave clipped and unclipped windows after it.
+    static let wide: [([Int], Int, Int, Int)] = [
+        ([1, 2, 5, 40], 3, 2, 1),
+        ([1, 1, 4, 37], 3, 2, 0),
+        ([1, 2, 3, 29], 3, 1, 1),
+        ([1, 1, 5, 35], 4, 2, 2),
+    ]
 
     func testMaxPoolGradients() {
         for (i, (shape, kernel, stride, padding)) in Self.cases.enumerated() {
@@ -58,7 +66,7 @@ final class GradientCheckPoolingTests: XCTestCase {
     }
 
     func testPoolingMatchesDirectLoops() {
-        for (i, (shape, kernel, stride, padding)) in Self.cases.enumerated() {
+        for (i, (shape, kernel, stride, padding)) in (Self.cases + Self.wide).enumerated() {
             // Negative values show whether padding wrongly takes part in the max as zeros.
             let x = uniformTensor(shape, seed: UInt64(80 + i), low: -2, high: -0.5)
             let maxOut = x.maxPool2D(kernel: kernel, stride: stride, padding: padding)
@@ -112,7 +120,7 @@ final class GradientCheckPoolingTests: XCTestCase {
     /// comparisons (the first maximum wins), on every window shape and padding.
     func testMaxPoolWinnersMatchARowMajorScan() {
         var rng = SeededGenerator(seed: 17)
-        for (shape, kernel, stride, padding) in Self.cases + [([2, 3, 9, 8], 3, 2, 1), ([1, 2, 8, 9], 3, 2, 0)] {
+        for (shape, kernel, stride, padding) in Self.cases + Self.wide + [([2, 3, 9, 8], 3, 2, 1), ([1, 2, 8, 9], 3, 2, 0)] {
             let values = (0..<shape.reduce(1, *)).map { _ in Float(Int.random(in: 0...2, using: &rng)) }
             let x = Tensor(shape: shape, scalars: values).trackingGradient()
             let counts = x.maxPool2D(kernel: kernel, stride: stride, padding: padding).sum().backward()[x]!.scalars
