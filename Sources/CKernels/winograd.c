@@ -128,6 +128,9 @@ PC_INLINE void tile_transform_sized(int gradient, const float *packed, int block
     else if (m == 4 && alpha == 8)
         tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 4, 8, matrix, tilesX, first, count, out,
                             xiStride, ldo, wide);
+    else if (m == 2 && alpha == 4)
+        tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, 2, 4, matrix, tilesX, first, count, out,
+                            xiStride, ldo, wide);
     else
         tile_transform_body(gradient, packed, blocks, paddedHeight, paddedWidth, m, alpha, matrix, tilesX, first, count, out,
                             xiStride, ldo, wide);
@@ -275,6 +278,7 @@ PC_INLINE void weight_transform_body(const float *weight, long outStride, long i
                      int first, int count, int r, int alpha, const float *g, float *u, long xiStride, long ldu) { \
         if (r == 3 && alpha == 6) weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, 3, 6, g, u, xiStride, ldu); \
         else if (r == 5 && alpha == 8) weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, 5, 8, g, u, xiStride, ldu); \
+        else if (r == 3 && alpha == 4) weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, 3, 4, g, u, xiStride, ldu); \
         else weight_transform_body(weight, outStride, inStride, flipped, outChannels, first, count, r, alpha, g, u, xiStride, ldu);           \
     }
 PC_AVX2 PC_WEIGHT_TRANSFORM_BUILD(weight_transform_avx2)
@@ -310,6 +314,9 @@ PC_AVX512 PC_TILE_TRANSFORM_BUILD(tile_transform_avx512, 1)
                                   output, outHeight, outWidth, 1, wide);                                      \
         else if (m == 4 && alpha == 8)                                                                        \
             output_transform_body(mtx, xiStride, ldm, outChannels, 4, 8, at, bias, tilesX, first, count,      \
+                                  output, outHeight, outWidth, 1, wide);                                      \
+        else if (m == 2 && alpha == 4)                                                                        \
+            output_transform_body(mtx, xiStride, ldm, outChannels, 2, 4, at, bias, tilesX, first, count,      \
                                   output, outHeight, outWidth, 1, wide);                                      \
         else                                                                                                  \
             output_transform_body(mtx, xiStride, ldm, outChannels, m, alpha, at, bias, tilesX, first, count,  \
@@ -613,6 +620,8 @@ PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, lo
             weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, 3, 6, g, gradient);      \
         else if (r == 5 && alpha == 8)                                                                          \
             weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, 5, 8, g, gradient);      \
+        else if (r == 3 && alpha == 4)                                                                          \
+            weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, 3, 4, g, gradient);      \
         else                                                                                                    \
             weight_gradient_transform_body(du, xiStride, ldu, outChannels, inChannels, first, count, r, alpha, g, gradient);  \
     }

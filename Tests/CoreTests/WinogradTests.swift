@@ -194,13 +194,19 @@ final class WinogradTests: XCTestCase {
 
     /// conv2D takes the Winograd path for qualifying shapes in inference and training alike,
     /// and agrees with the direct sums to rounding; so do its input gradient (the adjoint
-    /// convolution through Winograd) and its weight gradient.
+    /// convolution through Winograd) and its weight gradient. The last two shapes take F(2, 3):
+    /// 128 channels on 4x4 and 6x6 planes.
     func testConv2DForwardAndGradientsAgreeWithTheDirectPath() {
-        for (padding, kernel) in [(1, 3), (0, 3), (2, 5), (0, 5)] {
-            let x = uniformTensor([2, 16, 20, 20], seed: 31), w = uniformTensor([24, 16, kernel, kernel], seed: 32)
-            let b = uniformTensor([24], seed: 33)
-            let side = 20 + 2 * padding - kernel + 1
-            let g = uniformTensor([2, 24, side, side], seed: 34)
+        for (channels, size, padding, kernel) in [(16, 20, 1, 3), (16, 20, 0, 3), (16, 20, 2, 5), (16, 20, 0, 5),
+                                                  (128, 4, 1, 3), (128, 6, 1, 3)] {
+            let outChannels = channels + 8
+            let x = uniformTensor([2, channels, size, size], seed: 31)
+            let w = uniformTensor([outChannels, channels, kernel, kernel], seed: 32)
+            let b = uniformTensor([outChannels], seed: 33)
+            let side = size + 2 * padding - kernel + 1
+            XCTAssertEqual(WinogradConv.tileSize(kernel: kernel, outHeight: side, outWidth: side, inChannels: channels,
+                                                 outChannels: outChannels), side < 7 ? 2 : 4)
+            let g = uniformTensor([2, outChannels, side, side], seed: 34)
             func run(_ winograd: Bool) -> (inference: [Float], training: [Float], dx: [Float], dw: [Float]) {
                 Tensor.winogradEnabled = winograd
                 defer { Tensor.winogradEnabled = true }
@@ -211,7 +217,7 @@ final class WinogradTests: XCTestCase {
                 return (inference, y.scalars, grads[xt]!.scalars, grads[wt]!.scalars)
             }
             let (direct, fast) = (run(false), run(true))
-            let scale = Float(16 * kernel * kernel).squareRoot()
+            let scale = Float(channels * kernel * kernel).squareRoot()
             XCTAssertNotEqual(fast.inference, direct.inference, "k\(kernel) p\(padding): inference did not take the Winograd path")
             XCTAssertNotEqual(fast.dx, direct.dx, "k\(kernel) p\(padding): the input gradient did not take the Winograd path")
             XCTAssertEqual(fast.training, fast.inference, "k\(kernel) p\(padding): training and inference forwards differ")
@@ -222,6 +228,10 @@ final class WinogradTests: XCTestCase {
             let sums = Float(2 * side * side).squareRoot()
             assertClose(fast.dw.map { $0 / sums }, direct.dw.map { $0 / sums }, tolerance: 1e-5, "dw k\(kernel) p\(padding)")
         }
+        // Small planes with fewer channels, and 3x3 planes, stay off the Winograd path.
+        XCTAssertNil(WinogradConv.tileSize(kernel: 3, outHeight: 4, outWidth: 4, inChannels: 64, outChannels: 512))
+        XCTAssertNil(WinogradConv.tileSize(kernel: 3, outHeight: 3, outWidth: 3, inChannels: 512, outChannels: 512))
+        XCTAssertNil(WinogradConv.tileSize(kernel: 5, outHeight: 6, outWidth: 6, inChannels: 512, outChannels: 512))
     }
 
     /// The weight gradient G^T [sum over tiles of V^T (A dY A^T)] G against a direct loop in

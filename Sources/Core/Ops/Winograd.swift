@@ -103,14 +103,18 @@ struct WinogradConv {
         self.isAdjoint = isAdjoint
     }
 
-    /// The tile size for a kernel and output plane, or nil where this path is not used: F(4, 3)
-    /// for 3x3 and F(4, 5) for 5x5 kernels, on planes of 7 or more each way (two tiles, the
-    /// second at least 3/4 used: ResNet-18's last stage at 224 pixels). Smaller planes stay on
-    /// the direct sums or sgemm: F(2, 3) on ResNet-18's 4x4 stage at 128 pixels ran slower
-    /// than sgemm in training, whose steps transform 512 x 512 weights afresh
-    /// (`docs/performance.md`).
-    static func tileSize(kernel: Int, outHeight: Int, outWidth: Int) -> Int? {
-        guard kernel == 3 || kernel == 5, min(outHeight, outWidth) >= 7 else { return nil }
+    /// The tile size for a kernel, output plane and channel counts, or nil where this path is not
+    /// used: F(4, 3) for 3x3 and F(4, 5) for 5x5 kernels on planes of 7 or more each way (two
+    /// tiles, the second at least 3/4 used: ResNet-18's last stage at 224 pixels); F(2, 3) for 3x3
+    /// kernels on planes of 4 to 6 with 128 or more channels in and out (ResNet-18's 512-channel
+    /// 4x4 stage at 128 pixels, where F(4, 3) wasted most of its tiles: there, against sgemm at
+    /// two threads, 203-220 GFLOP/s-equivalent instead of 152-181 in all three passes; measured
+    /// only at 512 channels, hence the bound). Smaller planes and channel counts stay on the
+    /// direct sums or sgemm (`docs/performance.md`).
+    static func tileSize(kernel: Int, outHeight: Int, outWidth: Int, inChannels: Int, outChannels: Int) -> Int? {
+        let side = min(outHeight, outWidth)
+        if kernel == 3, (4...6).contains(side), inChannels >= 128, outChannels >= 128 { return 2 }
+        guard kernel == 3 || kernel == 5, side >= 7 else { return nil }
         return 4
     }
 
@@ -122,7 +126,8 @@ struct WinogradConv {
     static func handles(inChannels: Int, outChannels: Int, outHeight: Int, outWidth: Int, kernelH: Int, kernelW: Int,
                         stride: Int, padding: Int, groups: Int) -> Bool {
         guard stride == 1, groups == 1, kernelH == kernelW, padding < kernelH,
-              tileSize(kernel: kernelH, outHeight: outHeight, outWidth: outWidth) != nil else { return false }
+              tileSize(kernel: kernelH, outHeight: outHeight, outWidth: outWidth, inChannels: inChannels,
+                       outChannels: outChannels) != nil else { return false }
         return inChannels >= 16 && outChannels >= 16
     }
 
@@ -139,7 +144,8 @@ struct WinogradConv {
         precondition(conv.stride == 1 && conv.kernelH == conv.kernelW && conv.padH == conv.padW)
         self.init(inChannels: conv.inChannels, outChannels: conv.outChannels, height: conv.height, width: conv.width,
                   kernel: conv.kernelH, padding: conv.padH,
-                  m: Self.tileSize(kernel: conv.kernelH, outHeight: conv.outHeight, outWidth: conv.outWidth)!)
+                  m: Self.tileSize(kernel: conv.kernelH, outHeight: conv.outHeight, outWidth: conv.outWidth,
+                                   inChannels: conv.inChannels, outChannels: conv.outChannels)!)
     }
 
     /// The convolution that maps `conv`'s output gradient to its input gradient (the full
@@ -153,7 +159,8 @@ struct WinogradConv {
         else { return nil }
         self.init(inChannels: conv.outChannels, outChannels: conv.inChannels, height: conv.outHeight,
                   width: conv.outWidth, kernel: k, padding: pad,
-                  m: Self.tileSize(kernel: k, outHeight: conv.height, outWidth: conv.width)!, isAdjoint: true)
+                  m: Self.tileSize(kernel: k, outHeight: conv.height, outWidth: conv.width, inChannels: conv.outChannels,
+                                   outChannels: conv.inChannels)!, isAdjoint: true)
     }
 
     /// Runs a weight transform (`pc_winograd_weight_transform`, `pc_winograd_weight_gradient_transform`)
