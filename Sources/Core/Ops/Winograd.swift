@@ -168,8 +168,11 @@ struct WinogradConv {
     /// writes whole runs of U's rows, and each of its vectors holds sixteen output channels.
     /// Split by output channels instead, at two threads ResNet-18's 64-channel layers gave each
     /// call eight, half a vector: their transform ran 3x slower, measured alone on a cold cache.
+    /// Ranges hold 16 channels or more, so the weight gradient's rows [o][c][k][k] are split into
+    /// runs of 9 cache lines or more (16 3x3 kernels), and threads can share a line only at a
+    /// range's ends (none where the channel count is a multiple of 16 times the ranges).
     func forInputChannelRanges(_ body: (_ first: Int32, _ count: Int32) -> Void) {
-        parallelFor(inChannels) { ins in body(Int32(ins.lowerBound), Int32(ins.count)) }
+        parallelFor(inChannels, grain: 16) { ins in body(Int32(ins.lowerBound), Int32(ins.count)) }
     }
 
     var m: Int { transform.m }
