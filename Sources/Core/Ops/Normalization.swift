@@ -108,10 +108,13 @@ extension Tensor {
 
         let synchronised = training && Distributed.synchronises
         return Tensor.record(out, inputs: [x, gamma, beta]) { outputGradient in
-            // Through the fused ReLU first: zero where the output was clipped.
-            let g = relu ? outputGradient.maskedBy(positive: out) : outputGradient
             let gammaGrad = Tensor.uninitialized([c]), betaGrad = Tensor.uninitialized([c])
             let dx = x.isTracked ? Tensor.uninitialized(x.shape) : nil
+            // Through the fused ReLU first: zero where the output was clipped. With an input
+            // gradient to make, each plane's masked gradient goes into its own place in dx, and
+            // the affine map below overwrites it there while the channel is in cache.
+            let masksInPlace = relu && dx != nil && !synchronised
+            let g = relu && !masksInPlace ? outputGradient.maskedBy(positive: out) : outputGradient
             if synchronised {
                 synchronisedBatchNormPullback(g: g, x: x, gamma: gamma, mean: mean, inverseStd: inverseStd, batch: n, channels: c,
                                               inner: inner, grain: grain, gammaGrad: gammaGrad, betaGrad: betaGrad, dx: dx)
@@ -125,9 +128,14 @@ extension Tensor {
                     var sumG: Double = 0, sumGX: Double = 0
                     for b in 0..<n {
                         let offset = (b * c + channel) * inner
-                        let (planeG, planeGX) = gradientSums(g.pointer + offset, x.pointer + offset, inner, mean: mu)
-                        sumG += Double(planeG)
-                        sumGX += Double(planeGX)
+                        var planeG = UnsafePointer(g.pointer + offset)
+                        if masksInPlace, let dx {
+                            reluBackward(output: out.pointer + offset, gradient: planeG, into: dx.pointer + offset, count: inner)
+                            planeG = UnsafePointer(dx.pointer + offset)
+                        }
+                        let sums = gradientSums(planeG, x.pointer + offset, inner, mean: mu)
+                        sumG += Double(sums.0)
+                        sumGX += Double(sums.1)
                     }
                     let dBeta = Float(sumG), dGamma = Float(sumGX) * invStd
                     betaGrad.pointer[channel] = dBeta
@@ -142,13 +150,15 @@ extension Tensor {
                         let shift = -scale * meanG - slope * mu
                         for b in 0..<n {
                             let offset = (b * c + channel) * inner
-                            affineCombination(g.pointer + offset, scale, x.pointer + offset, slope, shift,
+                            let planeG = UnsafePointer(masksInPlace ? dx.pointer + offset : g.pointer + offset)
+                            affineCombination(planeG, scale, x.pointer + offset, slope, shift,
                                               into: dx.pointer + offset, count: inner)
                         }
                     } else {
                         for b in 0..<n {
                             let offset = (b * c + channel) * inner
-                            let gp = g.pointer + offset, d = dx.pointer + offset
+                            let gp = masksInPlace ? dx.pointer + offset : g.pointer + offset
+                            let d = dx.pointer + offset
                             for i in 0..<inner { d[i] = scale * gp[i] }
                         }
                     }
