@@ -225,7 +225,7 @@ PC_INLINE void output_transform_body(const float *mtx, long xiStride, long ldm, 
 // output channel o, where kernel (o, c) starts at weight[o * outStride + c * inStride] and its
 // r x r taps run in order (in reverse where `flipped`: the adjoint convolution's kernels read
 // straight from the forward convolution's weights). U's rows are `ldu` floats long; rows
-// c >= inChannels and columns o >= outChannels stay as they are.
+// outside first ..< first + count and columns o >= outChannels stay as they are.
 // Sixteen output channels go at a time, one per lane of clang's 16-float vector (one AVX-512
 // register, two AVX2 registers), so each of U's alpha^2 rows gets whole 64-byte lines; the
 // last group of fewer channels runs the same sums on partly filled lanes. Input channels go

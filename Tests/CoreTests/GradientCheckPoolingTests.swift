@@ -45,6 +45,7 @@ final class GradientCheckPoolingTests: XCTestCase {
         ([1, 1, 4, 37], 3, 2, 0),
         ([1, 2, 3, 29], 3, 1, 1),
         ([1, 1, 5, 35], 4, 2, 2),
+        ([2, 2, 3, 1], 5, 1, 2),   // one column: every window clipped, more padding than outputs
     ]
 
     func testMaxPoolGradients() {

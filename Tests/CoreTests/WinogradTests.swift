@@ -194,12 +194,13 @@ final class WinogradTests: XCTestCase {
 
     /// conv2D takes the Winograd path for qualifying shapes in inference and training alike,
     /// and agrees with the direct sums to rounding; so do its input gradient (the adjoint
-    /// convolution through Winograd) and its weight gradient. The last two shapes take F(2, 3):
-    /// 256 and 128 channels on 4x4 and 6x6 planes (the first with a weight gradient of more than
-    /// one block of dU's rows, 248 and 8).
+    /// convolution through Winograd) and its weight gradient. 24 input channels give the
+    /// adjoint's weight transform a partial group of lanes on flipped kernels. The last two
+    /// shapes take F(2, 3): 256 and 128 channels on 4x4 and 6x6 planes (the first with a weight
+    /// gradient of more than one block of dU's rows, 248 and 8).
     func testConv2DForwardAndGradientsAgreeWithTheDirectPath() {
         for (channels, size, padding, kernel) in [(16, 20, 1, 3), (16, 20, 0, 3), (16, 20, 2, 5), (16, 20, 0, 5),
-                                                  (256, 4, 1, 3), (128, 6, 1, 3)] {
+                                                  (24, 12, 1, 3), (256, 4, 1, 3), (128, 6, 1, 3)] {
             let outChannels = channels + 8
             let x = uniformTensor([2, channels, size, size], seed: 31)
             let w = uniformTensor([outChannels, channels, kernel, kernel], seed: 32)

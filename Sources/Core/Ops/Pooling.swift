@@ -185,7 +185,8 @@ private func forColumnWindows(_ geo: PoolGeometry, single: (Int) -> Void, eight:
     let first = (geo.padding + geo.stride - 1) / geo.stride
     let end = (geo.width + geo.padding - geo.kernel) / geo.stride + 1  // past the last whole window
     var ox = 0
-    while ox < first { single(ox); ox += 1 }
+    while ox < min(first, geo.outWidth) { single(ox); ox += 1 }  // wide windows on narrow planes: all clipped
+    assert(ox <= geo.outWidth, "pool column pass ran past the row")
     if geo.stride <= 2 {
         while ox + 8 <= end { eight(ox, ox * geo.stride - geo.padding); ox += 8 }
     }
@@ -196,6 +197,7 @@ private func forColumnWindows(_ geo: PoolGeometry, single: (Int) -> Void, eight:
 /// addressable (the pools' scratch rows have 16 values to spare).
 @inline(__always)
 private func lanes8<T: SIMDScalar>(_ p: UnsafePointer<T>, stride: Int) -> SIMD8<T> {
+    assert(stride == 1 || stride == 2, "lanes8 takes strides 1 and 2")
     let raw = UnsafeRawPointer(p)
     return stride == 1 ? raw.loadUnaligned(as: SIMD8<T>.self) : raw.loadUnaligned(as: SIMD16<T>.self).evenHalf
 }

@@ -168,11 +168,13 @@ struct WinogradConv {
     /// writes whole runs of U's rows, and each of its vectors holds sixteen output channels.
     /// Split by output channels instead, at two threads ResNet-18's 64-channel layers gave each
     /// call eight, half a vector: their transform ran 3x slower, measured alone on a cold cache.
-    /// Ranges hold 16 channels or more, so the weight gradient's rows [o][c][k][k] are split into
-    /// runs of 9 cache lines or more (16 3x3 kernels), and threads can share a line only at a
-    /// range's ends (none where the channel count is a multiple of 16 times the ranges).
+    /// Ranges are whole groups of 16 channels (the last may be short), so the weight gradient's
+    /// rows [o][c][k][k] are split between threads into runs of 16 kernels (9 cache lines at 3x3).
     func forInputChannelRanges(_ body: (_ first: Int32, _ count: Int32) -> Void) {
-        parallelFor(inChannels, grain: 16) { ins in body(Int32(ins.lowerBound), Int32(ins.count)) }
+        parallelFor((inChannels + 15) / 16) { groups in
+            let first = groups.lowerBound * 16
+            body(Int32(first), Int32(min(groups.upperBound * 16, inChannels) - first))
+        }
     }
 
     var m: Int { transform.m }
