@@ -244,11 +244,14 @@ final class CLITests: XCTestCase {
         let pasted = try percept(["classify", "train", "--data", scratch.file("data.h5"), "--set", "preset=plain", "--set", "widths=[3, 3]",
                                   "--epochs", "1", "--set", "paste=0.5", "-o", scratch.file("pasted.h5")])
         XCTAssertEqual(pasted.status, 0, pasted.standardError)
-        XCTAssertTrue(pasted.standardError.contains("augment on + pasting 0.5"), pasted.standardError)
+        XCTAssertTrue(pasted.standardError.contains("augment on + erasing 0.5 + pasting 0.5"), pasted.standardError)
         let options = try XCTUnwrap(ModelCheckpoint.read(path: scratch.file("pasted.last.h5")).metadata["training_options"])
         XCTAssertTrue(options.contains("\"paste\":0.5"), options)
-        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--set", "paste=0.5", "--set", "augment=false", "-o", scratch.file("p2.h5")],
-                    mentioning: "paste is part of the augmentation")
+        // The recipe's erasing too: augment=false drops no setting silently.
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--set", "augment=false", "-o", scratch.file("p2.h5")],
+                    mentioning: "erase is part of the augmentation, which augment=false turns off; set erase=0 too")
+        try refused(["classify", "train", "--data", scratch.file("data.h5"), "--set", "paste=0.5", "--set", "augment=false",
+                     "--set", "erase=0", "-o", scratch.file("p2.h5")], mentioning: "paste is part of the augmentation")
         for task in ["tag", "detect"] {
             try refused([task, "train", "--data", scratch.file("data.h5"), "--set", "paste=0.5", "-o", scratch.file("p3.h5")],
                         mentioning: "paste is for classification")

@@ -132,7 +132,8 @@ final class ConfigurationTests: XCTestCase {
     /// the one the command line trained before the configurations existed).
     func testRecipesAreTheTunedOnes() {
         let classify = ClassificationConfig()
-        XCTAssertEqual([classify.train.epochs, classify.train.batchSize], [14, 128])
+        XCTAssertEqual([classify.train.epochs, classify.train.batchSize], [28, 128])
+        XCTAssertEqual(classify.train.erasing, 0.5)
         XCTAssertEqual([classify.train.learningRate, classify.head.labelSmoothing, classify.train.weightDecay], [0.1, 0.1, 5e-4])
         XCTAssertEqual(classify.backbone.configuration(inputChannels: 1),
                        { var b = BackbonePreset.resnet8.configuration(inputChannels: 1, stemStride: 2); b.widths = [32, 64, 128]; return b }())

@@ -18,6 +18,7 @@ final class RunFolderTests: XCTestCase {
         config.train.learningRate = learningRate
         config.train.patience = patience
         config.train.augment = false
+        config.train.erasing = 0
         let runFolder = try resume.map { RunFolder(path: (($0 as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent) }
             ?? RunFolder.create(project: folder.path, task: .classification, name: name)
         var run = TrainingRun(config, data: folder.file("data.h5"), validation: folder.file("data.h5"), output: nil, runFolder: runFolder)

@@ -1,5 +1,4 @@
 import XCTest
-import CKernels
 import PerceptCore
 import PerceptDatasets
 @testable import PerceptTasks
@@ -79,27 +78,20 @@ final class ShippedModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(exact, 4, "\(file): \(exact) of 8 canvases tagged exactly")
     }
 
-    /// The shipped models' logits on the sample images (Fixtures/shipped-logits.json). The
-    /// classifier's are bit for bit as the code before the head redesign computed them (written
-    /// by that code's debug build on a CPU with AVX2, OpenBLAS's Haswell kernels) with the direct
-    /// convolutions; the tagger's were written by session 19's debug build on AVX-512. Another
-    /// kernel path sums in another order (the portable build, other BLAS kernels, or the Winograd
-    /// inference convolutions, on by default): there the logits must still agree to float rounding.
+    /// The shipped models' logits on the sample images (Fixtures/shipped-logits.json), written
+    /// by the debug builds that shipped them on an AVX-512 CPU (the classifier's by session 22,
+    /// the tagger's by session 19). Another kernel path sums in another order (the AVX2 or
+    /// portable build, other BLAS kernels, the direct convolutions instead of Winograd's): the
+    /// logits must agree to float rounding on each.
     func testShippedModelsGiveThePinnedLogits() throws {
         defer { Tensor.winogradEnabled = true }
         for winograd in [false, true] {
             Tensor.winogradEnabled = winograd
-            // OpenBLAS's SkylakeX kernels (its choice on AVX-512 CPUs) sum the linear layers in
-            // another order than the Haswell ones the fixture was written with.
-            try checkPinnedLogits(exact: pc_kernels_use_avx2() != 0 && !winograd && KernelBuilds.openBLASCore.lowercased() == "haswell")
+            try checkPinnedLogits()
         }
     }
 
-    /// Fixture entries written with OpenBLAS's Haswell kernels; the others (models shipped later)
-    /// were written on an AVX-512 machine and are compared to float rounding everywhere.
-    static let pinnedOnHaswell: Set<String> = ["fashion-classifier"]
-
-    private func checkPinnedLogits(exact: Bool) throws {
+    private func checkPinnedLogits() throws {
         let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(
             with: Data(contentsOf: root.appendingPathComponent("Tests/TasksTests/Fixtures/shipped-logits.json"))) as? [String: [String: [String]]])
         func check(_ name: String, _ outputs: Tensor, _ images: [String]) throws {
@@ -110,10 +102,8 @@ final class ShippedModelTests: XCTestCase {
                 let file = URL(fileURLWithPath: image).lastPathComponent
                 let expected = try XCTUnwrap(pinned[file], "fixture lacks \(name)/\(file)").map { Float(bitPattern: UInt32($0, radix: 16)!) }
                 let got = Array(UnsafeBufferPointer(start: outputs.pointer + i * k, count: k))
-                if exact && Self.pinnedOnHaswell.contains(name) {
-                    XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(name) logits of \(file)")
-                } else {
-                    for (g, e) in zip(got, expected) { XCTAssertEqual(g, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) logits of \(file) (exact: \(exact))") }
+                for (g, e) in zip(got, expected) {
+                    XCTAssertEqual(g, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) logits of \(file) (Winograd: \(Tensor.winogradEnabled))")
                 }
             }
         }
@@ -125,8 +115,8 @@ final class ShippedModelTests: XCTestCase {
         try check("fashion-tagger", tagger.outputs(try loadImages(canvases, for: tagger.configuration)), canvases)
     }
 
-    /// The shipped files' architecture JSON (written before the head redesign) decodes into the
-    /// typed configurations and says what the models are.
+    /// The shipped files' architecture JSON decodes into the typed configurations and says what
+    /// the models are.
     func testShippedArchitecturesDecode() throws {
         let (classifier, _) = try Classifier.load(path: path("models/fashion-classifier.h5"))
         let c = classifier.configuration
@@ -193,10 +183,11 @@ final class ShippedModelTests: XCTestCase {
     }
 
     /// What the shipped models predicted on the samples (Fixtures/shipped-predictions.json and
-    /// shipped-masks/): the classifier's and detector's as written by the code before the
-    /// configuration redesign (its release `predict` commands on a CPU with AVX-512), the
-    /// segmenter's as written when session 18 shipped it (release `segment predict`) and the
-    /// tagger's when session 19 did (its probabilities from the library), both on AVX-512.
+    /// shipped-masks/): the detector's as written by the code before the configuration redesign
+    /// (its release `predict` command on a CPU with AVX-512), the segmenter's as written when
+    /// session 18 shipped it (release `segment predict`), the tagger's when session 19 did and
+    /// the classifier's when session 22 did (their probabilities from the library, rounded to
+    /// six places), all on AVX-512.
     func pinnedPredictions() throws -> (classifier: [String: [String: Any]], tagger: [String: [String: Any]], detector: [[String: Any]]) {
         let data = try Data(contentsOf: root.appendingPathComponent("Tests/TasksTests/Fixtures/shipped-predictions.json"))
         let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
