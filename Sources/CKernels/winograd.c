@@ -235,6 +235,25 @@ typedef float w16 __attribute__((vector_size(64)));
 typedef float w16u __attribute__((vector_size(64), aligned(4)));
 enum { WL = 16 };
 
+// The first `lanes` of a vector from p[l * stride] (the rest zero), and back: one vector load or
+// store where all sixteen lanes are contiguous.
+PC_INLINE w16 load_w16(const float *p, long stride, int lanes) {
+    w16 v;
+    if (lanes == WL) {
+        if (stride == 1) return *(const w16u *)p;
+        for (int l = 0; l < WL; l++) v[l] = p[l * stride];
+        return v;
+    }
+    v = (w16){0};
+    for (int l = 0; l < lanes; l++) v[l] = p[l * stride];
+    return v;
+}
+
+PC_INLINE void store_w16(float *p, long stride, int lanes, w16 v) {
+    if (lanes == WL && stride == 1) { *(w16u *)p = v; return; }
+    for (int l = 0; l < lanes; l++) p[l * stride] = v[l];
+}
+
 PC_INLINE void weight_transform_body(const float *weight, long outStride, long inStride, int flipped, int outChannels,
                                      int first, int count, int r, int alpha, const float *g, float *u, long xiStride,
                                      long ldu) {
@@ -244,15 +263,7 @@ PC_INLINE void weight_transform_body(const float *weight, long outStride, long i
             const int lanes = outChannels - o < WL ? outChannels - o : WL;
             w16 w[MAX_ALPHA * MAX_ALPHA];  // the channels' r x r kernels, lane by lane
             const float *src = weight + o * outStride + c * inStride;
-            for (long k = 0; k < taps; k++) {
-                const long tap = flipped ? taps - 1 - k : k;
-                if (lanes == WL) {
-                    for (int l = 0; l < WL; l++) w[k][l] = src[l * outStride + tap];
-                } else {
-                    w[k] = (w16){0};
-                    for (int l = 0; l < lanes; l++) w[k][l] = src[l * outStride + tap];
-                }
-            }
+            for (long k = 0; k < taps; k++) w[k] = load_w16(src + (flipped ? taps - 1 - k : k), outStride, lanes);
             w16 t[MAX_ALPHA][MAX_ALPHA];  // G w: alpha x r
             for (int i = 0; i < alpha; i++)
                 for (int j = 0; j < r; j++) {
@@ -264,9 +275,7 @@ PC_INLINE void weight_transform_body(const float *weight, long outStride, long i
                 for (int j = 0; j < alpha; j++) {
                     w16 acc = t[i][0] * g[j * r];
                     for (int k = 1; k < r; k++) acc += t[i][k] * g[j * r + k];
-                    float *dst = u + (i * alpha + j) * xiStride + (long)c * ldu + o;
-                    if (lanes == WL) *(w16u *)dst = acc;
-                    else for (int l = 0; l < lanes; l++) dst[l] = acc[l];
+                    store_w16(u + (i * alpha + j) * xiStride + (long)c * ldu + o, 1, lanes, acc);
                 }
         }
 }
@@ -590,11 +599,7 @@ PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, lo
         for (int o = 0; o < outChannels; o += WL) {
             const int lanes = outChannels - o < WL ? outChannels - o : WL;
             w16 d[MAX_ALPHA * MAX_ALPHA];
-            for (int xi = 0; xi < alpha * alpha; xi++) {
-                const float *src = du + xi * xiStride + (long)c * ldu + o;
-                if (lanes == WL) d[xi] = *(const w16u *)src;
-                else { d[xi] = (w16){0}; for (int l = 0; l < lanes; l++) d[xi][l] = src[l]; }
-            }
+            for (int xi = 0; xi < alpha * alpha; xi++) d[xi] = load_w16(du + xi * xiStride + (long)c * ldu + o, 1, lanes);
             w16 t[MAX_ALPHA][MAX_ALPHA];  // G^T dU: r x alpha
             for (int k = 0; k < r; k++)
                 for (int j = 0; j < alpha; j++) {
@@ -606,8 +611,7 @@ PC_INLINE void weight_gradient_transform_body(const float *du, long xiStride, lo
                 for (int l = 0; l < r; l++) {
                     w16 acc = t[k][0] * g[l];
                     for (int j = 1; j < alpha; j++) acc += t[k][j] * g[j * r + l];
-                    for (int lane = 0; lane < lanes; lane++)
-                        gradient[((long)(o + lane) * inChannels + c) * taps + k * r + l] = acc[lane];
+                    store_w16(gradient + ((long)o * inChannels + c) * taps + k * r + l, (long)inChannels * taps, lanes, acc);
                 }
         }
 }

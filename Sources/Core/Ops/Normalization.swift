@@ -115,6 +115,10 @@ extension Tensor {
             // the affine map below overwrites it there while the channel is in cache.
             let masksInPlace = relu && dx != nil && !synchronised
             let g = relu && !masksInPlace ? outputGradient.maskedBy(positive: out) : outputGradient
+            /// The (masked) output gradient of the plane at `offset`.
+            func gradientPlane(_ offset: Int) -> UnsafePointer<Float> {
+                UnsafePointer(masksInPlace ? dx!.pointer + offset : g.pointer + offset)
+            }
             if synchronised {
                 synchronisedBatchNormPullback(g: g, x: x, gamma: gamma, mean: mean, inverseStd: inverseStd, batch: n, channels: c,
                                               inner: inner, grain: grain, gammaGrad: gammaGrad, betaGrad: betaGrad, dx: dx)
@@ -128,12 +132,11 @@ extension Tensor {
                     var sumG: Double = 0, sumGX: Double = 0
                     for b in 0..<n {
                         let offset = (b * c + channel) * inner
-                        var planeG = UnsafePointer(g.pointer + offset)
                         if masksInPlace, let dx {
-                            reluBackward(output: out.pointer + offset, gradient: planeG, into: dx.pointer + offset, count: inner)
-                            planeG = UnsafePointer(dx.pointer + offset)
+                            reluBackward(output: out.pointer + offset, gradient: g.pointer + offset, into: dx.pointer + offset,
+                                         count: inner)
                         }
-                        let sums = gradientSums(planeG, x.pointer + offset, inner, mean: mu)
+                        let sums = gradientSums(gradientPlane(offset), x.pointer + offset, inner, mean: mu)
                         sumG += Double(sums.0)
                         sumGX += Double(sums.1)
                     }
@@ -150,15 +153,13 @@ extension Tensor {
                         let shift = -scale * meanG - slope * mu
                         for b in 0..<n {
                             let offset = (b * c + channel) * inner
-                            let planeG = UnsafePointer(masksInPlace ? dx.pointer + offset : g.pointer + offset)
-                            affineCombination(planeG, scale, x.pointer + offset, slope, shift,
+                            affineCombination(gradientPlane(offset), scale, x.pointer + offset, slope, shift,
                                               into: dx.pointer + offset, count: inner)
                         }
                     } else {
                         for b in 0..<n {
                             let offset = (b * c + channel) * inner
-                            let gp = masksInPlace ? dx.pointer + offset : g.pointer + offset
-                            let d = dx.pointer + offset
+                            let gp = gradientPlane(offset), d = dx.pointer + offset
                             for i in 0..<inner { d[i] = scale * gp[i] }
                         }
                     }
